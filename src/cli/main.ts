@@ -1,0 +1,47 @@
+#!/usr/bin/env node
+/** `corral`: the command line. Subcommands live in their own files. */
+import { readFileSync } from 'node:fs';
+import { runServe } from './serve.js';
+
+const VERSION = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+
+const USAGE = `corral ${VERSION}: hosts Python WSGI apps behind IIS, nginx or Apache over FastCGI
+
+Usage:
+  corral serve [APP_DIR] [--wsgi-app MOD:CALLABLE] [--listen ADDR]... [--http ADDR]
+               [--workers N] [--threads N] [--python CMD] [--config FILE]
+  corral serve --help      every option, its environment variable and default
+  corral --version
+`;
+
+async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  switch (command) {
+    case 'serve':
+      return runServe(rest, VERSION);
+    case '--version':
+    case '-v':
+      process.stdout.write(`${VERSION}\n`);
+      return 0;
+    case undefined:
+    case '--help':
+    case '-h':
+    case 'help':
+      process.stdout.write(USAGE);
+      return 0;
+    default:
+      process.stderr.write(`corral: unknown command ${JSON.stringify(command)}\n\n${USAGE}`);
+      return 2;
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    // Exit now: the service has stopped, and a stray handle (an idle client, stdin) must not keep us alive.
+    process.exit(code);
+  },
+  (err: unknown) => {
+    process.stderr.write(`corral: ${err instanceof Error ? err.message : String(err)}\n`);
+    process.exitCode = 1;
+  },
+);

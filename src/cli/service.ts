@@ -1,0 +1,140 @@
+/**
+ * The service: one pool per app, the front listeners, and an orderly stop. `corral serve` and the
+ * integration tests build it from loaded settings.
+ */
+import { fileURLToPath } from 'node:url';
+import type { Duplex } from 'node:stream';
+import type { Settings } from '../config/settings.js';
+import { listenAddresses } from '../config/settings.js';
+import { formatAddress } from '../config/address.js';
+import type { Logger } from '../log/logger.js';
+import { Pool } from '../pool/pool.js';
+import { FcgiConnection, type ConnectionOptions } from '../front/fcgi-connection.js';
+import { openFront, type Front } from '../front/listeners.js';
+import { openHttpFront } from '../front/http-front.js';
+
+/** The Python worker shipped with corral (src/python), found from this file in src/ or dist/. */
+export const WORKER_SCRIPT = fileURLToPath(new URL('../../src/python/corral_worker.py', import.meta.url));
+
+/** Per-request response credit given to each worker (bytes). */
+const RESPONSE_WINDOW = 256 * 1024;
+
+/** Variables IIS sets for its own FastCGI process; workers must not see (or inherit) them. */
+const IIS_PRIVATE_ENV = ['_FCGI_X_PIPE_', '_FCGI_SHUTDOWN_EVENT_', '_FCGI_MUTEX_'];
+
+/** Options that are not user settings. */
+export interface ServiceOptions {
+  devErrors?: boolean;
+  version?: string;
+}
+
+/** The environment workers start with. */
+export function workerEnv(base: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = { ...base };
+  for (const k of IIS_PRIVATE_ENV) delete env[k];
+  env.PYTHONUNBUFFERED = '1';
+  return env;
+}
+
+/** A running corral service. */
+export class Service {
+  readonly pool: Pool;
+  readonly #settings: Readonly<Settings>;
+  readonly #log: Logger;
+  readonly #opts: ServiceOptions;
+  #fronts: Front[] = [];
+  #connections = new Set<FcgiConnection>();
+  #stopping: Promise<void> | null = null;
+  /** Resolves when the service has stopped (asked to, or its stdin front closed). */
+  readonly stopped: Promise<void>;
+  #resolveStopped!: () => void;
+
+  constructor(settings: Readonly<Settings>, log: Logger, opts: ServiceOptions = {}) {
+    this.#settings = settings;
+    this.#log = log;
+    this.#opts = opts;
+    this.stopped = new Promise((resolve) => (this.#resolveStopped = resolve));
+    const args = [
+      WORKER_SCRIPT,
+      '--app', settings.wsgiApp,
+      '--root', settings.root,
+      '--threads', String(settings.threads),
+      '--window', String(RESPONSE_WINDOW),
+    ];
+    if (settings.pythonPath.length > 0) args.push('--pythonpath', settings.pythonPath.join(';'));
+    this.pool = new Pool(
+      {
+        app: settings.wsgiApp,
+        spawn: { command: settings.python, args, cwd: settings.root, env: workerEnv(process.env), responseWindow: RESPONSE_WINDOW },
+        workers: settings.workers,
+        queueLength: 1000,
+        gracefulTimeoutMs: 30_000,
+        failedRetryMs: 10_000,
+        devErrors: opts.devErrors ?? false,
+      },
+      log,
+    );
+  }
+
+  /** Where each front listens, as bound (e.g. the real port for `:0`). */
+  get bound(): string[] {
+    return this.#fronts.map((f) => f.bound);
+  }
+
+  /** Starts the workers and opens every listener. Rejects (after cleaning up) if a listener fails. */
+  async start(): Promise<void> {
+    this.pool.start();
+    const s = this.#settings;
+    const connOpts: ConnectionOptions = {
+      maxParamsBytes: s.maxParamsBytes,
+      maxConns: 10_000,
+      maxReqs: 10_000,
+      devErrors: this.#opts.devErrors ?? false,
+    };
+    const route = (): Pool => this.pool;
+    try {
+      for (const address of listenAddresses(s)) {
+        const front = await openFront(
+          address,
+          (socket: Duplex) => this.#accept(socket, route, connOpts),
+          () => {
+            this.#log.info('stdin closed by the web server; stopping');
+            void this.stop();
+          },
+        );
+        this.#fronts.push(front);
+        this.#log.info({ listen: front.bound, kind: address.kind }, 'FastCGI front listening');
+      }
+      if (s.http) {
+        const front = await openHttpFront(s.http, route, { devErrors: this.#opts.devErrors ?? false, serverSoftware: `corral/${this.#opts.version ?? '0'}` }, this.#log);
+        this.#fronts.push(front);
+        this.#log.info({ http: front.bound, url: `http://${front.bound}/` }, 'HTTP front listening');
+      }
+    } catch (err) {
+      await this.stop();
+      throw err;
+    }
+  }
+
+  #accept(socket: Duplex, route: () => Pool, opts: ConnectionOptions): void {
+    const conn = new FcgiConnection(socket, route, opts, this.#log);
+    this.#connections.add(conn);
+    socket.once('close', () => this.#connections.delete(conn));
+    if (this.#stopping) conn.closeWhenIdle();
+  }
+
+  /** Stops accepting, lets in-flight requests finish, stops the workers. Idempotent. */
+  stop(): Promise<void> {
+    this.#stopping ??= (async () => {
+      this.#log.info({ fronts: this.#fronts.map((f) => formatAddress(f.address)) }, 'service stopping');
+      await Promise.all(this.#fronts.map((f) => f.close()));
+      for (const c of this.#connections) c.closeWhenIdle();
+      await this.pool.stop();
+      // Requests are done; a client that keeps an idle connection open must not keep us alive.
+      for (const c of this.#connections) c.destroy();
+      this.#log.info('service stopped');
+      this.#resolveStopped();
+    })();
+    return this.#stopping;
+  }
+}

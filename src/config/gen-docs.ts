@@ -1,0 +1,154 @@
+/**
+ * Renders docs/settings.md and config/corral.schema.json from the settings table; writes them when
+ * run as a script (`node dist/config/gen-docs.js`). test/unit/settings-docs.test.ts keeps them in step.
+ */
+import { mkdirSync, realpathSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { formatAddress } from './address.js';
+import { formatProblem } from './problems.js';
+import { DEFAULT_LISTEN, SETTING_ROWS, defaultMarkdown } from './settings.js';
+
+const cell = (text: string): string => text.replace(/\|/g, '\\|').replace(/\n/g, ' ');
+const code = (text: string): string => `\`${text}\``;
+
+function settingsTable(): string[] {
+  const rows = SETTING_ROWS.map((row) => {
+    const flag = row.flag === null ? `${code(row.arg)} (argument)` : code(`${row.flag} ${row.arg}`);
+    const repeat = row.cli === 'repeatable' ? ' (repeatable)' : '';
+    const env = row.env.map(code).join(', ');
+    const key = row.inConfigFile === false ? `${code(row.key)} (not in the file)` : code(row.key);
+    return `| ${key} | ${flag}${repeat} | ${env} | ${cell(row.kind.label)} | ${cell(defaultMarkdown(row))} | ${cell(row.doc)} |`;
+  });
+  return ['| Key | Flag | Environment | Type | Default | Description |', '|---|---|---|---|---|---|', ...rows];
+}
+
+const EXAMPLE_PROBLEMS = [
+  { origin: '--workers', key: 'workers', received: '"lots"', reason: 'is not an integer', expected: 'an integer 1..256' },
+  { origin: 'CORRAL_LISTEN', key: 'listen', received: '"localhost"', reason: 'has no port (host:port)', expected: 'host:port, …' },
+  { origin: '/etc/corral.json $.wrokers', key: null, received: null, reason: 'is not a known setting', expected: 'one of root, wsgiApp, …' },
+] as const;
+
+/** docs/settings.md */
+export function renderSettingsMarkdown(): string {
+  return [
+    '# Settings',
+    '',
+    '<!-- Generated from src/config/settings.ts by src/config/gen-docs.ts: edit the table, not this file.',
+    '     Regenerate with `UPDATE_DOCS=1 npx vitest run test/unit/settings-docs.test.ts` or `npm run docs`. -->',
+    '',
+    'Every setting of `corral serve` has a key (also its name in the config file), environment variables, and a flag or argument.',
+    '',
+    '## Where values come from',
+    '',
+    'Each setting takes its value from the highest source that sets it:',
+    '',
+    '1. command-line flags;',
+    '2. environment variables (an empty variable counts as unset; where a setting lists several, the first one set wins);',
+    '3. the JSON config file named by `--config` or `CORRAL_CONFIG`;',
+    '4. the default.',
+    '',
+    'Every value given is validated at start-up, overridden ones included. All problems are reported at once, each',
+    'naming where the value came from, the setting, the value received and what was expected, and corral exits',
+    'non-zero:',
+    '',
+    '```',
+    `invalid configuration (${EXAMPLE_PROBLEMS.length} problems):`,
+    ...EXAMPLE_PROBLEMS.map((p) => `  - ${formatProblem(p)}`),
+    '```',
+    '',
+    '## Settings',
+    '',
+    ...settingsTable(),
+    '',
+    '## Default listen address',
+    '',
+    `When neither \`listen\` nor \`http\` is set, \`corral serve\` accepts FastCGI on ${code(formatAddress(DEFAULT_LISTEN))}:`,
+    'loopback only, because the web server in front runs on the same machine. Given only `--http`, it serves HTTP',
+    'and listens for no FastCGI at all.',
+    '',
+    '## Addresses',
+    '',
+    '| Form | Example | Meaning |',
+    '|---|---|---|',
+    '| `host:port` | `127.0.0.1:9000`, `localhost:9000` | TCP; port 0 picks a free port |',
+    '| `[ipv6]:port` | `[::1]:9000` | TCP over IPv6 |',
+    '| `:port` | `:9000` | TCP on all interfaces (`0.0.0.0`): reachable from other machines |',
+    '| `port` | `9000` | TCP on `127.0.0.1` |',
+    '| unix socket | `/run/corral.sock`, `./corral.sock`, `unix:corral.sock` | a path containing `/` without a `:port` suffix, or anything after `unix:` |',
+    '| named pipe | `\\\\.\\pipe\\corral`, `//./pipe/corral` | Windows named pipe (`pipe` in any case) |',
+    '| `fd:N` | `fd:0` | an inherited listening socket: the FastCGI spec\'s FCGI_LISTENSOCK_FILENO, as spawn-fcgi, mod_fcgid and IIS in Tcp mode pass it |',
+    '| `stdin` | `stdin` | an already-connected stream on fd 0, as IIS passes its named pipe; not for `http` |',
+    '',
+    '## Config file',
+    '',
+    'A JSON object whose keys are the keys above (except `config`); `"$schema"` is allowed so editors can',
+    'validate against `config/corral.schema.json`. Unknown keys are errors, reported with their JSON path.',
+    'Relative paths in the file (`root`, `pythonPath`, a `python` program path) resolve against the',
+    'file\'s directory, not the working directory. Lists are JSON arrays, or one string split as in the',
+    'environment; `python` may also be an argv array (`["py", "-3.12"]`). JSON has no comments, so',
+    '`config/corral.example.json` is explained here: it serves `examples/hello` on `127.0.0.1:9000`',
+    'and `127.0.0.1:8000` (HTTP) with two workers of one thread.',
+    '',
+    '## The python command',
+    '',
+    '`--python` is split on whitespace; `"..."` and `\'...\'` group words (`"C:\\Program Files\\Python312\\python.exe" -X utf8`).',
+    'There are no escapes: backslashes are kept, as Windows paths need. A program name without a slash',
+    'is looked up on `PATH`; a relative path such as `./venv/bin/python` is made absolute.',
+    '',
+  ].join('\n');
+}
+
+/** config/corral.schema.json (as an object). */
+export function renderSettingsSchema(): Record<string, unknown> {
+  const properties: Record<string, unknown> = {
+    $schema: { description: 'Path or URL of this schema, for editors.', type: 'string' },
+  };
+  for (const row of SETTING_ROWS) {
+    if (row.inConfigFile === false) continue;
+    const fixed = typeof row.default === 'function' ? {} : { default: row.default };
+    properties[row.key] = { description: row.doc, ...row.kind.schema, ...fixed };
+  }
+  return {
+    $schema: 'https://json-schema.org/draft/2020-12/schema',
+    title: 'wsgi-corral config file',
+    description: 'Generated from src/config/settings.ts; see docs/settings.md.',
+    type: 'object',
+    additionalProperties: false,
+    properties,
+  };
+}
+
+/** Every generated file: path relative to the repository root, and its content. */
+export function renderGeneratedFiles(): Record<string, string> {
+  return {
+    'docs/settings.md': renderSettingsMarkdown(),
+    'config/corral.schema.json': `${JSON.stringify(renderSettingsSchema(), null, 2)}\n`,
+  };
+}
+
+/** The repository root, from src/config or dist/config alike. */
+export const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
+
+/** Writes the generated files under `root`; returns their paths. */
+export function writeGeneratedFiles(root: string = REPO_ROOT): string[] {
+  return Object.entries(renderGeneratedFiles()).map(([relative, content]) => {
+    const file = join(root, relative);
+    mkdirSync(dirname(file), { recursive: true });
+    writeFileSync(file, content);
+    return file;
+  });
+}
+
+function isMainModule(): boolean {
+  const script = process.argv[1];
+  try {
+    return script !== undefined && import.meta.url === pathToFileURL(realpathSync(script)).href;
+  } catch {
+    return false;
+  }
+}
+
+if (isMainModule()) {
+  for (const file of writeGeneratedFiles()) console.log(`wrote ${file}`);
+}

@@ -1,0 +1,207 @@
+/** Value kinds of the settings table: how a setting's text (flag, env) or JSON (config file) becomes its value. */
+import { statSync } from 'node:fs';
+import { posix, win32 } from 'node:path';
+import { AddressError, addressForms, parseAddress, type ListenAddress } from './address.js';
+import { CommandSyntaxError, splitCommand } from './command.js';
+
+/** What parsing needs to know besides the value. */
+export interface ParseContext {
+  /** Relative paths resolve against this: the working directory, or the config file's directory. */
+  readonly baseDir: string;
+  readonly platform: NodeJS.Platform;
+}
+
+/** Why a value (or, at `at`, an element of it) was refused. */
+export interface Issue {
+  readonly at: readonly (string | number)[];
+  readonly received: unknown;
+  readonly reason: string;
+  /** What the refused element should have been, when narrower than the kind's `expected`. */
+  readonly expected?: string;
+}
+
+export type Parsed<T> = { readonly ok: true; readonly value: T } | { readonly ok: false; readonly issues: readonly Issue[] };
+
+/** A setting's type: its names for docs and messages, its JSON Schema, and its two parsers. */
+export interface Kind<T> {
+  /** The type column of docs and help: `integer 1..256`. */
+  readonly label: string;
+  /** Ends "expected ..." in messages: `an integer 1..256`. */
+  readonly expected: string;
+  /** JSON Schema of the value in the config file. */
+  readonly schema: Readonly<Record<string, unknown>>;
+  /** From a flag or an environment variable. */
+  fromText(text: string, ctx: ParseContext): Parsed<T>;
+  /** From the config file (or a default from the table). */
+  fromJson(value: unknown, ctx: ParseContext): Parsed<T>;
+}
+
+const ok = <T>(value: T): Parsed<T> => ({ ok: true, value });
+const fail = (received: unknown, reason: string, at: Issue['at'] = []): Parsed<never> => ({
+  ok: false,
+  issues: [{ at, received, reason }],
+});
+/** node:path for the platform the settings are for (tests load Windows settings on Linux). */
+export const pathApi = (platform: NodeJS.Platform) => (platform === 'win32' ? win32 : posix);
+
+/** A kind whose JSON form is the same string its text form is. */
+function textual<T>(spec: Omit<Kind<T>, 'fromJson'>): Kind<T> {
+  return {
+    ...spec,
+    fromJson: (value, ctx) => (typeof value === 'string' ? spec.fromText(value, ctx) : fail(value, 'is not a string')),
+  };
+}
+
+/** A whole number in [min, max]. */
+export function integer(min: number, max: number): Kind<number> {
+  const check = (n: number, received: unknown): Parsed<number> =>
+    n < min || n > max ? fail(received, 'is out of range') : ok(n);
+  return {
+    label: `integer ${min}..${max}`,
+    expected: `an integer ${min}..${max}`,
+    schema: { type: 'integer', minimum: min, maximum: max },
+    fromText: (text) => (/^\s*[+-]?\d+\s*$/.test(text) ? check(Number(text), text) : fail(text, 'is not an integer')),
+    fromJson: (value) =>
+      typeof value === 'number' && Number.isInteger(value) ? check(value, value) : fail(value, 'is not an integer'),
+  };
+}
+
+/** One of a fixed list of words, matched case-insensitively. */
+export function oneOf<const V extends string>(values: readonly V[]): Kind<V> {
+  return textual({
+    label: values.join('|'),
+    expected: `one of ${values.join(', ')}`,
+    schema: { enum: values },
+    fromText: (text) => {
+      const found = values.find((v) => v === text.trim().toLowerCase());
+      return found === undefined ? fail(text, 'is not a valid choice') : ok(found);
+    },
+  });
+}
+
+const ID = String.raw`[\p{L}_][\p{L}\p{N}_]*`;
+const WSGI_APP = new RegExp(String.raw`^(?:${ID}(?:\.${ID})*:${ID}(?:\.${ID})*|${ID}(?:\.${ID})+)(?:\(\))?$`, 'u');
+
+/** `module:callable` or Helicon's dotted `module.callable`; a trailing `()` is wfastcgi's "call it". */
+export function wsgiAppSpec(): Kind<string> {
+  return textual({
+    label: 'module:callable',
+    expected: 'module:callable or module.callable, optionally followed by ()',
+    schema: { type: 'string', pattern: WSGI_APP.source },
+    fromText: (text) => (WSGI_APP.test(text.trim()) ? ok(text.trim()) : fail(text, 'is not a WSGI app reference')),
+  });
+}
+
+/** An existing directory, made absolute. */
+export function directory(): Kind<string> {
+  return textual({
+    label: 'directory',
+    expected: 'an existing directory',
+    schema: { type: 'string', minLength: 1 },
+    fromText: (text, ctx) => {
+      if (text.trim() === '') return fail(text, 'is empty');
+      const abs = pathApi(ctx.platform).resolve(ctx.baseDir, text);
+      const stat = statSync(abs, { throwIfNoEntry: false });
+      if (stat === undefined) return fail(text, `does not exist (resolved to ${abs})`);
+      return stat.isDirectory() ? ok(abs) : fail(text, `is not a directory (resolved to ${abs})`);
+    },
+  });
+}
+
+/** A file or directory path, made absolute; existence is checked by whoever uses it. */
+export function pathName(): Kind<string> {
+  return textual({
+    label: 'path',
+    expected: 'a path',
+    schema: { type: 'string', minLength: 1 },
+    fromText: (text, ctx) => (text.trim() === '' ? fail(text, 'is empty') : ok(pathApi(ctx.platform).resolve(ctx.baseDir, text))),
+  });
+}
+
+/** A listen address (see address.ts); `stdin` only where a connected stream makes sense. */
+export function address(options: { allowStdin: boolean }): Kind<ListenAddress> {
+  return textual({
+    label: 'address',
+    expected: addressForms({ stdin: options.allowStdin }),
+    schema: { type: 'string', minLength: 1 },
+    fromText: (text) => {
+      try {
+        const a = parseAddress(text);
+        return a.kind === 'stdin' && !options.allowStdin ? fail(text, 'cannot be used here') : ok(a);
+      } catch (err) {
+        if (err instanceof AddressError) return fail(text, err.reason);
+        throw err;
+      }
+    },
+  });
+}
+
+/** The element kind, or JSON null; the text form has no null (an empty variable counts as unset). */
+export function nullable<T>(kind: Kind<T>): Kind<T | null> {
+  return {
+    ...kind,
+    label: `${kind.label} or none`,
+    schema: { anyOf: [kind.schema, { type: 'null' }] },
+    fromJson: (value, ctx) => (value === null ? ok(null) : kind.fromJson(value, ctx)),
+  };
+}
+
+/** A list: in text split by `split`, in JSON an array (or a string, split the same way). */
+export function list<E>(
+  element: Kind<E>,
+  separators: string,
+  split: (text: string, platform: NodeJS.Platform) => string[],
+): Kind<readonly E[]> {
+  const collect = (parsed: Parsed<E>[], atOf: (i: number) => (string | number)[]): Parsed<readonly E[]> => {
+    const issues = parsed.flatMap((p, i) =>
+      p.ok ? [] : p.issues.map((issue) => ({ expected: element.expected, ...issue, at: [...atOf(i), ...issue.at] })),
+    );
+    return issues.length > 0 ? { ok: false, issues } : ok(parsed.flatMap((p) => (p.ok ? [p.value] : [])));
+  };
+  const fromText = (text: string, ctx: ParseContext): Parsed<readonly E[]> => {
+    const parts = split(text, ctx.platform).map((s) => s.trim()).filter((s) => s !== '');
+    return collect(parts.map((part) => element.fromText(part, ctx)), () => []);
+  };
+  return {
+    label: `list of ${element.label}`,
+    expected: `a list (${separators}) of ${element.expected}`,
+    schema: { anyOf: [{ type: 'array', items: element.schema }, { type: 'string' }] },
+    fromText,
+    fromJson: (value, ctx) => {
+      if (typeof value === 'string') return fromText(value, ctx);
+      if (!Array.isArray(value)) return fail(value, 'is not a list');
+      return collect(value.map((v: unknown) => element.fromJson(v, ctx)), (i) => [i]);
+    },
+  };
+}
+
+/** An interpreter command: argv from splitCommand, a relative program path made absolute. */
+export function command(): Kind<readonly string[]> {
+  const finish = (argv: readonly string[], received: unknown, ctx: ParseContext): Parsed<readonly string[]> => {
+    const [program, ...args] = argv;
+    if (program === undefined || program === '') return fail(received, 'is empty');
+    const api = pathApi(ctx.platform);
+    // A bare name is looked up on PATH; only something like ./venv/bin/python is a relative path.
+    const isPath = program.includes('/') || (ctx.platform === 'win32' && program.includes('\\'));
+    return ok([isPath ? api.resolve(ctx.baseDir, program) : program, ...args]);
+  };
+  const fromText = (text: string, ctx: ParseContext): Parsed<readonly string[]> => {
+    try {
+      return finish(splitCommand(text), text, ctx);
+    } catch (err) {
+      if (err instanceof CommandSyntaxError) return fail(text, err.reason);
+      throw err;
+    }
+  };
+  return {
+    label: 'command',
+    expected: 'a program path or a command with arguments, quoted with "..." or \'...\'',
+    schema: { anyOf: [{ type: 'string', minLength: 1 }, { type: 'array', items: { type: 'string' }, minItems: 1 }] },
+    fromText,
+    fromJson: (value, ctx) => {
+      if (typeof value === 'string') return fromText(value, ctx);
+      if (Array.isArray(value) && value.every((v: unknown) => typeof v === 'string')) return finish(value, value, ctx);
+      return fail(value, 'is not a string or a list of strings');
+    },
+  };
+}

@@ -1,0 +1,132 @@
+/**
+ * The settings table: the one source of truth for every setting's key, environment names, flag,
+ * type, default and docs. The CLI parser, loader, --help, docs/settings.md and the config file's
+ * JSON Schema are all generated from it; add a setting by adding a row.
+ */
+import type { ListenAddress } from './address.js';
+import { address, command, directory, integer, list, nullable, oneOf, pathName, wsgiAppSpec, type Kind } from './kinds.js';
+
+/** How a setting appears on the command line. */
+export type Placement = 'positional' | 'option' | 'repeatable';
+
+/** A default as it would be written in the config file; it goes through the same parser. */
+export type JsonDefault = string | number | null | readonly string[];
+
+/** One row of the table. */
+export interface SettingSpec<K extends string, T> {
+  /** camelCase; also the key in the config file. */
+  readonly key: K;
+  /** Environment variables, first found wins; the first is the canonical name. */
+  readonly env: readonly string[];
+  readonly flag: `--${string}` | null;
+  readonly cli: Placement;
+  /** Placeholder for the value in help: `N`, `ADDR`. */
+  readonly arg: string;
+  readonly kind: Kind<T>;
+  readonly default: JsonDefault | ((platform: NodeJS.Platform) => JsonDefault);
+  /** How docs show the default when the JSON form would mislead. */
+  readonly defaultDoc?: string;
+  /** False for settings that make no sense inside the config file (the file's own path). */
+  readonly inConfigFile?: boolean;
+  /** One or two sentences: what it does and why the default. Markdown. */
+  readonly doc: string;
+}
+
+const setting = <const K extends string, T>(spec: SettingSpec<K, T>): SettingSpec<K, T> => spec;
+
+const splitPathList = (text: string, platform: NodeJS.Platform): string[] =>
+  // `;` everywhere because web.config values use it; `:` only off Windows, where it would split C:\.
+  text.split(platform === 'win32' ? /;/ : /[:;]/);
+const splitCommas = (text: string): string[] => text.split(',');
+
+export const SETTINGS = [
+  setting({
+    key: 'root', env: ['CORRAL_APP_DIR'], flag: null, cli: 'positional', arg: 'APP_DIR',
+    kind: directory(), default: '.', defaultDoc: 'the current directory',
+    doc: 'Directory of the WSGI app; it goes on the workers\' `sys.path` so `wsgi.py` in it can be imported. Defaults to the current directory, like running the app by hand.',
+  }),
+  setting({
+    key: 'wsgiApp', env: ['WSGI_APP', 'WSGI_HANDLER'], flag: '--wsgi-app', cli: 'option', arg: 'MOD:CALLABLE',
+    kind: wsgiAppSpec(), default: 'wsgi:application',
+    doc: 'The WSGI callable: `module:callable` or Helicon\'s dotted `module.callable`; a trailing `()` calls it to get the app, as wfastcgi\'s `WSGI_HANDLER` does. The default is what Django\'s and most templates\' `wsgi.py` define.',
+  }),
+  setting({
+    key: 'pythonPath', env: ['PYTHONPATH'], flag: '--pythonpath', cli: 'option', arg: 'DIRS',
+    kind: list(pathName(), 'separated by ; or the OS path separator', splitPathList), default: [], defaultDoc: 'none',
+    doc: 'Extra directories for the workers\' `sys.path`, separated by `;` or the OS path separator and made absolute. Empty by default because the app directory is always on `sys.path`.',
+  }),
+  setting({
+    key: 'python', env: ['CORRAL_PYTHON'], flag: '--python', cli: 'option', arg: 'CMD',
+    kind: command(), default: (platform) => (platform === 'win32' ? 'python' : 'python3'),
+    defaultDoc: '`python3` (`python` on Windows)',
+    doc: 'The interpreter that runs the workers: a path (a venv\'s python) or a command with arguments such as `py -3.12`, quoting parts with spaces in "..." or \'...\'. `python3` is the name Linux and macOS install; Windows installs `python`.',
+  }),
+  setting({
+    key: 'listen', env: ['CORRAL_LISTEN'], flag: '--listen', cli: 'repeatable', arg: 'ADDR',
+    kind: list(address({ allowStdin: true }), 'comma-separated', splitCommas), default: [],
+    defaultDoc: 'none (then `127.0.0.1:9000` unless `--http` is given)',
+    doc: 'FastCGI addresses to accept connections on; repeat the flag for several (comma-separated in the environment). When neither this nor `--http` is given, `corral serve` listens on `127.0.0.1:9000`, local-only like a web server\'s upstream should be.',
+  }),
+  setting({
+    key: 'http', env: ['CORRAL_HTTP'], flag: '--http', cli: 'option', arg: 'ADDR',
+    kind: nullable(address({ allowStdin: false })), default: null, defaultDoc: 'none',
+    doc: 'Address of the built-in HTTP front, for use without a web server. Off by default: production traffic comes from IIS, nginx or Apache over FastCGI.',
+  }),
+  setting({
+    key: 'workers', env: ['CORRAL_WORKERS'], flag: '--workers', cli: 'option', arg: 'N',
+    kind: integer(1, 256), default: 2,
+    doc: 'Python worker processes per app. Two, so one crashing or recycling worker does not leave the app unserved.',
+  }),
+  setting({
+    key: 'threads', env: ['CORRAL_THREADS'], flag: '--threads', cli: 'option', arg: 'N',
+    kind: integer(1, 256), default: 1,
+    doc: 'Request threads per worker. One, because not every WSGI app is thread-safe; raise it for I/O-bound apps.',
+  }),
+  setting({
+    key: 'logLevel', env: ['CORRAL_LOG_LEVEL'], flag: '--log-level', cli: 'option', arg: 'LEVEL',
+    kind: oneOf(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']), default: 'info',
+    doc: 'Lowest level of log lines written. `info` logs changes of state without a line per request.',
+  }),
+  setting({
+    key: 'maxParamsBytes', env: ['CORRAL_MAX_PARAMS_BYTES'], flag: '--max-params-bytes', cli: 'option', arg: 'BYTES',
+    kind: integer(1024, 1024 ** 3), default: 1024 ** 2,
+    doc: 'Largest FastCGI params block of one request, in bytes; a request sending more has its connection closed. 1 MiB bounds memory per request while staying far above what web servers send (a few KiB).',
+  }),
+  setting({
+    key: 'config', env: ['CORRAL_CONFIG'], flag: '--config', cli: 'option', arg: 'FILE',
+    kind: nullable(pathName()), default: null, defaultDoc: 'none', inConfigFile: false,
+    doc: 'JSON config file whose keys are the keys of this table (schema: `config/corral.schema.json`); relative paths in it resolve against its directory. None by default: flags and environment suffice for one app.',
+  }),
+] as const;
+
+/** Any row, for code that walks the table. */
+export type SettingDef = (typeof SETTINGS)[number];
+export type SettingKey = SettingDef['key'];
+type ValueOf<D> = D extends SettingSpec<string, infer T> ? T : never;
+
+/** The loaded settings, one property per row, typed by the row's kind. */
+export type Settings = { readonly [D in SettingDef as D['key']]: ValueOf<D> };
+
+/** The rows as a uniform list (the per-row value types are erased). */
+export const SETTING_ROWS: readonly SettingSpec<SettingKey, unknown>[] = SETTINGS;
+
+/** Where `corral serve` listens when neither `listen` nor `http` is set. */
+export const DEFAULT_LISTEN: ListenAddress = Object.freeze({ kind: 'tcp', host: '127.0.0.1', port: 9000 });
+
+/** The FastCGI addresses to listen on, applying DEFAULT_LISTEN. */
+export function listenAddresses(settings: Pick<Settings, 'listen' | 'http'>): readonly ListenAddress[] {
+  return settings.listen.length === 0 && settings.http === null ? [DEFAULT_LISTEN] : settings.listen;
+}
+
+/** The default of a row on a platform, in its JSON form. */
+export function defaultOf(row: SettingSpec<SettingKey, unknown>, platform: NodeJS.Platform): JsonDefault {
+  return typeof row.default === 'function' ? row.default(platform) : row.default;
+}
+
+/** The default as docs show it, in Markdown: defaultDoc, or the JSON default in backticks. */
+export function defaultMarkdown(row: SettingSpec<SettingKey, unknown>): string {
+  if (row.defaultDoc !== undefined) return row.defaultDoc;
+  const value = defaultOf(row, 'linux');
+  if (value === null || (Array.isArray(value) && value.length === 0)) return 'none';
+  return `\`${Array.isArray(value) ? value.join(', ') : String(value)}\``;
+}

@@ -1,0 +1,89 @@
+/**
+ * The error catalogue: every error a client or an operator can see, with a stable code, the
+ * HTTP status it maps to and what it means. docs/errors.md is generated from this table.
+ */
+
+/** One catalogue entry. */
+export interface ErrorSpec {
+  readonly status: number;
+  readonly title: string;
+  readonly doc: string;
+}
+
+/** Stable codes. Never renumber or reuse a code; add new ones at the end. */
+export const ERRORS = {
+  CORRAL_WORKER_LOST: {
+    status: 502,
+    title: 'Bad Gateway',
+    doc: 'The Python worker serving the request exited (crash, kill, out of memory) before it finished the response. Other requests are unaffected; the worker is replaced.',
+  },
+  CORRAL_APP_IMPORT_FAILED: {
+    status: 503,
+    title: 'Service Unavailable',
+    doc: 'The app could not be imported (ImportError, SyntaxError, missing callable). The pool is `failed`; the traceback is in the log once; it retries slowly and at once on reload.',
+  },
+  CORRAL_WORKER_BOOT_FAILED: {
+    status: 503,
+    title: 'Service Unavailable',
+    doc: 'The worker process could not start (python not found, bad arguments, missing app directory). The pool is `failed` and retries slowly.',
+  },
+  CORRAL_QUEUE_FULL: {
+    status: 503,
+    title: 'Service Unavailable',
+    doc: 'Every worker thread is busy and the queue holds `queueLength` requests. Sent with Retry-After.',
+  },
+  CORRAL_QUEUE_TIMEOUT: {
+    status: 503,
+    title: 'Service Unavailable',
+    doc: 'The request waited `queueTimeout` seconds for a free worker thread.',
+  },
+  CORRAL_REQUEST_TIMEOUT: {
+    status: 504,
+    title: 'Gateway Timeout',
+    doc: 'The app took longer than `requestTimeout`; its worker was stopped and replaced.',
+  },
+  CORRAL_STOPPING: {
+    status: 503,
+    title: 'Service Unavailable',
+    doc: 'The service is stopping and takes no new requests.',
+  },
+  CORRAL_BAD_RESPONSE: {
+    status: 502,
+    title: 'Bad Gateway',
+    doc: 'The app sent a response the HTTP front cannot pass on (malformed CGI headers).',
+  },
+  CORRAL_PARAMS_TOO_LARGE: {
+    status: 431,
+    title: 'Request Header Fields Too Large',
+    doc: 'The FastCGI params of one request exceed `maxParamsBytes`; the front connection is closed.',
+  },
+  CORRAL_FCGI_PROTOCOL: {
+    status: 400,
+    title: 'Bad Request',
+    doc: 'A front connection sent bytes that are not valid FastCGI; that connection is closed, the service keeps running.',
+  },
+} as const satisfies Record<string, ErrorSpec>;
+
+export type ErrorCode = keyof typeof ERRORS;
+
+/** An error with a catalogue code; `message` quotes the value that caused it. */
+export class CorralError extends Error {
+  readonly code: ErrorCode;
+  /** Extra detail for dev pages (e.g. a Python traceback); never sent to clients in serve mode. */
+  readonly detail: string | undefined;
+  /** Seconds for a Retry-After header, when it applies. */
+  readonly retryAfter: number | undefined;
+
+  constructor(code: ErrorCode, message: string, opts: { detail?: string; retryAfter?: number } = {}) {
+    super(message);
+    this.name = 'CorralError';
+    this.code = code;
+    this.detail = opts.detail;
+    this.retryAfter = opts.retryAfter;
+  }
+
+  /** The HTTP status this error maps to. */
+  get status(): number {
+    return ERRORS[this.code].status;
+  }
+}

@@ -1,0 +1,87 @@
+/**
+ * FastCGI name-value pairs (spec section 3.4). Names and values are raw bytes: WSGI wants them
+ * as latin-1 native strings, so strings given here are encoded as latin-1, never UTF-8.
+ */
+
+/** A name or value: a string (encoded latin-1) or raw bytes. */
+export type ParamBytes = string | Uint8Array;
+
+function lengthSize(n: number): number {
+  return n < 128 ? 1 : 4;
+}
+
+function writeLength(b: Buffer, off: number, n: number): number {
+  if (n < 128) {
+    b[off] = n;
+    return off + 1;
+  }
+  b.writeUInt32BE((n | 0x80000000) >>> 0, off);
+  return off + 4;
+}
+
+function toBytes(v: ParamBytes): Uint8Array {
+  return typeof v === 'string' ? Buffer.from(v, 'latin1') : v;
+}
+
+/** Encodes pairs into one params body (split it into records with `frameStream`). */
+export function encodeParams(pairs: Iterable<readonly [ParamBytes, ParamBytes]>): Buffer {
+  const bytes: Uint8Array[] = [];
+  let size = 0;
+  for (const [name, value] of pairs) {
+    const n = toBytes(name);
+    const v = toBytes(value);
+    bytes.push(n, v);
+    size += lengthSize(n.length) + lengthSize(v.length) + n.length + v.length;
+  }
+  const out = Buffer.allocUnsafe(size);
+  let off = 0;
+  for (let i = 0; i < bytes.length; i += 2) {
+    const n = bytes[i]!;
+    const v = bytes[i + 1]!;
+    off = writeLength(out, off, n.length);
+    off = writeLength(out, off, v.length);
+    out.set(n, off);
+    off += n.length;
+    out.set(v, off);
+    off += v.length;
+  }
+  return out;
+}
+
+/** Decoded pairs as raw byte views, or an error message if the body is truncated. */
+export type DecodedParams = { ok: true; pairs: Array<[Buffer, Buffer]> } | { ok: false; message: string };
+
+function readLength(b: Buffer, off: number): [number, number] | null {
+  if (off >= b.length) return null;
+  const first = b[off]!;
+  if (first < 128) return [first, off + 1];
+  if (off + 4 > b.length) return null;
+  return [b.readUInt32BE(off) & 0x7fffffff, off + 4];
+}
+
+/** Decodes a whole params body (all PARAMS records of a request, concatenated). Never throws. */
+export function decodeParams(body: Buffer): DecodedParams {
+  const pairs: Array<[Buffer, Buffer]> = [];
+  let off = 0;
+  while (off < body.length) {
+    const nl = readLength(body, off);
+    const vl = nl && readLength(body, nl[1]);
+    if (!nl || !vl) return { ok: false, message: `params truncated in a length at byte ${off}` };
+    const start = vl[1];
+    const mid = start + nl[0];
+    const end = mid + vl[0];
+    if (end > body.length) return { ok: false, message: `params truncated: pair at byte ${off} needs ${end - body.length} more bytes` };
+    pairs.push([body.subarray(start, mid), body.subarray(mid, end)]);
+    off = end;
+  }
+  return { ok: true, pairs };
+}
+
+/** Decoded params as a latin-1 string map (later duplicates win), or null if malformed. */
+export function paramsToMap(body: Buffer): Map<string, string> | null {
+  const d = decodeParams(body);
+  if (!d.ok) return null;
+  const m = new Map<string, string>();
+  for (const [n, v] of d.pairs) m.set(n.toString('latin1'), v.toString('latin1'));
+  return m;
+}

@@ -1,0 +1,285 @@
+/**
+ * One FastCGI client connection (nginx, Apache, IIS through the relay, cgi-fcgi): parses its
+ * records, starts an exchange per request in the pool, writes the answers back. Supports
+ * FCGI_KEEP_CONN, multiplexed requests, GET_VALUES, ABORT_REQUEST, UNKNOWN_TYPE and
+ * UNKNOWN_ROLE. Malformed input closes this connection only.
+ */
+import type { Duplex } from 'node:stream';
+import {
+  FCGI_KEEP_CONN,
+  FCGI_MAXTYPE,
+  ManagementVar,
+  NULL_REQUEST_ID,
+  ProtocolStatus,
+  RecordType,
+  Role,
+} from '../fcgi/constants.js';
+import { RecordParser, type FcgiRecord } from '../fcgi/parser.js';
+import { decodeParams, encodeParams } from '../fcgi/params.js';
+import { decodeBeginRequest, encodeEndRequest, encodeRecord, encodeUnknownType, frameStream } from '../fcgi/records.js';
+import { CorralError } from '../errors.js';
+import type { Logger } from '../log/logger.js';
+import type { Exchange, ExchangeSink } from '../pool/exchange.js';
+import type { Upstream } from '../pool/pool.js';
+import { Outbox } from '../pool/outbox.js';
+import { errorResponse } from './error-page.js';
+
+/** Limits and answers for GET_VALUES. */
+export interface ConnectionOptions {
+  maxParamsBytes: number;
+  /** FCGI_MAX_CONNS and FCGI_MAX_REQS as answered to GET_VALUES. */
+  maxConns: number;
+  maxReqs: number;
+  devErrors: boolean;
+}
+
+/** Picks the pool for a request. One app today; routing by params comes with multi-app. */
+export type Router = () => Upstream;
+
+class FrontRequest implements ExchangeSink {
+  readonly id: number;
+  readonly keepConn: boolean;
+  exchange: Exchange | null = null;
+  paramsBytes = 0;
+  paramsDone = false;
+  conn: FcgiConnection;
+
+  constructor(conn: FcgiConnection, id: number, keepConn: boolean) {
+    this.conn = conn;
+    this.id = id;
+    this.keepConn = keepConn;
+  }
+
+  stdout(frame: Buffer, content: Buffer): void {
+    frame[2] = this.id >>> 8;
+    frame[3] = this.id & 0xff;
+    this.conn.write(frame);
+    const ex = this.exchange;
+    if (ex && content.length > 0) this.conn.afterFlush(() => ex.credit(content.length));
+  }
+
+  end(appStatus: number): void {
+    this.conn.endRequest(this, appStatus);
+  }
+
+  fail(error: CorralError): void {
+    if (!this.exchange?.responseStarted) {
+      for (const part of frameStream(RecordType.STDOUT, this.id, errorResponse(error, this.conn.devErrors))) this.conn.write(part);
+      this.conn.endRequest(this, 0);
+    } else this.conn.endRequest(this, 1);
+  }
+
+  pauseInput(): void {
+    this.conn.pause();
+  }
+
+  resumeInput(): void {
+    this.conn.resume();
+  }
+}
+
+/** Serves one front connection until it closes. */
+export class FcgiConnection {
+  readonly #socket: Duplex;
+  readonly #route: Router;
+  readonly #opts: ConnectionOptions;
+  readonly #log: Logger;
+  readonly #parser = new RecordParser();
+  readonly #outbox: Outbox;
+  readonly #requests = new Map<number, FrontRequest>();
+  #pauses = 0;
+  #closing = false;
+  #closed = false;
+
+  constructor(socket: Duplex, route: Router, opts: ConnectionOptions, log: Logger) {
+    this.#socket = socket;
+    this.#route = route;
+    this.#opts = opts;
+    this.#log = log;
+    this.#outbox = new Outbox(socket);
+    socket.on('data', (chunk: Buffer) => this.#onData(chunk));
+    socket.on('end', () => this.#onEnd());
+    socket.on('close', () => this.#onClose());
+    socket.on('error', (err: NodeJS.ErrnoException) => {
+      if (err.code !== 'ECONNRESET' && err.code !== 'EPIPE') this.#log.warn({ err: err.message }, 'front connection error');
+    });
+  }
+
+  get devErrors(): boolean {
+    return this.#opts.devErrors;
+  }
+  /** Requests open on this connection. */
+  get active(): number {
+    return this.#requests.size;
+  }
+
+  write(b: Buffer): void {
+    if (!this.#closed) this.#outbox.push(b);
+  }
+
+  afterFlush(cb: () => void): void {
+    this.#outbox.afterFlush(cb);
+  }
+
+  pause(): void {
+    if (this.#pauses++ === 0) this.#socket.pause();
+  }
+
+  resume(): void {
+    if (this.#pauses > 0 && --this.#pauses === 0) this.#socket.resume();
+  }
+
+  /** Ends a request with END_REQUEST; closes the connection if the client did not ask to keep it. */
+  endRequest(req: FrontRequest, appStatus: number): void {
+    if (this.#requests.get(req.id) !== req) return;
+    this.#requests.delete(req.id);
+    this.write(encodeEndRequest(req.id, appStatus, ProtocolStatus.REQUEST_COMPLETE));
+    if (!req.keepConn) this.#closeAfterFlush();
+    else if (this.#closing && this.#requests.size === 0) this.#closeAfterFlush();
+  }
+
+  /** Stops the connection after its open requests finish (service shutdown). */
+  closeWhenIdle(): void {
+    this.#closing = true;
+    if (this.#requests.size === 0) this.#closeAfterFlush();
+  }
+
+  /** Drops the connection now (service stop, after the requests finished). */
+  destroy(): void {
+    this.#closed = true;
+    this.#outbox.discard();
+    this.#abortAll();
+    this.#socket.destroy();
+  }
+
+  #onData(chunk: Buffer): void {
+    const err = this.#parser.push(chunk, this.#onRecord);
+    if (err) this.#protocolError(err.message);
+  }
+
+  readonly #onRecord = (r: FcgiRecord): void => {
+    const type = r.type;
+    if (type === RecordType.STDIN) {
+      this.#requests.get(r.requestId)?.exchange?.stdin(r.frame);
+      return;
+    }
+    if (type === RecordType.PARAMS) {
+      this.#onParams(r);
+      return;
+    }
+    if (type === RecordType.BEGIN_REQUEST) {
+      this.#onBegin(r);
+      return;
+    }
+    if (type === RecordType.ABORT_REQUEST) {
+      const req = this.#requests.get(r.requestId);
+      if (req?.exchange) req.exchange.abort();
+      else if (req) this.endRequest(req, 0);
+      return;
+    }
+    if (type === RecordType.GET_VALUES && r.requestId === NULL_REQUEST_ID) {
+      this.#onGetValues(r.content);
+      return;
+    }
+    if (type === RecordType.DATA) return; // FILTER role only; we never accept that role.
+    if (type > FCGI_MAXTYPE || r.requestId === NULL_REQUEST_ID) {
+      this.write(encodeUnknownType(type));
+      return;
+    }
+    this.#protocolError(`record type ${type} is not one a web server sends (request ${r.requestId})`);
+  };
+
+  #onBegin(r: FcgiRecord): void {
+    const begin = decodeBeginRequest(r.content);
+    if (!begin || r.requestId === NULL_REQUEST_ID) {
+      this.#protocolError(`malformed BEGIN_REQUEST (request ${r.requestId}, ${r.content.length} content bytes)`);
+      return;
+    }
+    if (this.#requests.has(r.requestId)) {
+      this.#protocolError(`BEGIN_REQUEST for request ${r.requestId}, which is still open`);
+      return;
+    }
+    const keepConn = (begin.flags & FCGI_KEEP_CONN) !== 0;
+    if (begin.role !== Role.RESPONDER) {
+      this.write(encodeEndRequest(r.requestId, 0, ProtocolStatus.UNKNOWN_ROLE));
+      if (!keepConn) this.#closeAfterFlush();
+      return;
+    }
+    if (this.#closing) {
+      this.write(encodeEndRequest(r.requestId, 0, ProtocolStatus.OVERLOADED));
+      return;
+    }
+    this.#requests.set(r.requestId, new FrontRequest(this, r.requestId, keepConn));
+  }
+
+  #onParams(r: FcgiRecord): void {
+    const req = this.#requests.get(r.requestId);
+    if (!req || req.paramsDone) return;
+    req.paramsBytes += r.content.length;
+    if (req.paramsBytes > this.#opts.maxParamsBytes) {
+      this.#protocolError(`params of request ${r.requestId} exceed maxParamsBytes (${this.#opts.maxParamsBytes})`, 'CORRAL_PARAMS_TOO_LARGE');
+      return;
+    }
+    // The exchange starts with the first PARAMS record so that it can queue early.
+    req.exchange ??= this.#route().begin(req);
+    if (r.content.length === 0) req.paramsDone = true;
+    req.exchange.params(r.frame);
+  }
+
+  #onGetValues(content: Buffer): void {
+    const decoded = decodeParams(content);
+    if (!decoded.ok) {
+      this.#protocolError(`malformed GET_VALUES: ${decoded.message}`);
+      return;
+    }
+    const known: Record<string, string> = {
+      [ManagementVar.MAX_CONNS]: String(this.#opts.maxConns),
+      [ManagementVar.MAX_REQS]: String(this.#opts.maxReqs),
+      [ManagementVar.MPXS_CONNS]: '1',
+    };
+    const answer: Array<[string, string]> = [];
+    for (const [name] of decoded.pairs) {
+      const key = name.toString('latin1');
+      const value = known[key];
+      if (value !== undefined) answer.push([key, value]);
+    }
+    const body = encodeParams(answer);
+    this.write(encodeRecord(RecordType.GET_VALUES_RESULT, NULL_REQUEST_ID, body));
+  }
+
+  #protocolError(message: string, code: 'CORRAL_FCGI_PROTOCOL' | 'CORRAL_PARAMS_TOO_LARGE' = 'CORRAL_FCGI_PROTOCOL'): void {
+    const s = this.#socket as Duplex & { remoteAddress?: string; remotePort?: number };
+    this.#log.warn({ code, err: message, remote: s.remoteAddress ? `${s.remoteAddress}:${s.remotePort}` : undefined }, 'closing front connection: bad FastCGI input');
+    this.#abortAll();
+    this.#closed = true;
+    this.#outbox.discard();
+    this.#socket.destroy();
+  }
+
+  #closeAfterFlush(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#outbox.flush();
+    this.#socket.end();
+  }
+
+  #onEnd(): void {
+    // The client will send nothing more. Finish what is open (half-close), then close.
+    this.#closing = true;
+    if (this.#requests.size === 0) this.#closeAfterFlush();
+    else for (const req of this.#requests.values()) if (!req.exchange) this.endRequest(req, 1);
+  }
+
+  #onClose(): void {
+    this.#closed = true;
+    this.#outbox.discard();
+    this.#abortAll();
+  }
+
+  #abortAll(): void {
+    const open = [...this.#requests.values()];
+    this.#requests.clear();
+    for (const req of open) req.exchange?.abort();
+  }
+}
+

@@ -1,0 +1,96 @@
+/**
+ * Opens the front listeners: TCP, unix socket, Windows named pipe, an inherited listening
+ * socket on fd 0 (FastCGI's FCGI_LISTENSOCK_FILENO, as spawn-fcgi and mod_fcgid hand it), and an
+ * already-connected stream on stdin (IIS hands its named pipe that way).
+ */
+import { existsSync, lstatSync, unlinkSync } from 'node:fs';
+import net from 'node:net';
+import type { Duplex } from 'node:stream';
+import { formatAddress, type ListenAddress } from '../config/address.js';
+
+/** An open front: a server, or the single stdin connection. */
+export interface Front {
+  readonly address: ListenAddress;
+  /** What it really bound (the port for `:0`). */
+  readonly bound: string;
+  /** Stops accepting; open connections stay. */
+  close(): Promise<void>;
+}
+
+/** Called for each accepted connection. */
+export type OnConnection = (socket: Duplex, via: ListenAddress) => void;
+
+/** Listens on one address. Rejects with a message naming the address on failure. */
+export async function openFront(address: ListenAddress, onConnection: OnConnection, onStdinEnd: () => void): Promise<Front> {
+  if (address.kind === 'stdin') return openStdin(address, onConnection, onStdinEnd);
+  // allowHalfOpen: a FastCGI client may shut down its sending side and still wait for the answer.
+  const server = net.createServer({ allowHalfOpen: true, noDelay: true }, (socket) => onConnection(socket, address));
+  await listen(server, address);
+  return {
+    address,
+    bound: describeBound(server, address),
+    // server.close() calls back only when every connection is gone; stopping to accept is immediate.
+    close: async () => {
+      server.close();
+    },
+  };
+}
+
+async function listen(server: net.Server, address: ListenAddress): Promise<void> {
+  const opts = listenOptions(address);
+  if (address.kind === 'unix') removeStaleSocket(address.path);
+  await new Promise<void>((resolve, reject) => {
+    const onError = (err: NodeJS.ErrnoException): void => {
+      reject(new Error(`cannot listen on ${formatAddress(address)}: ${err.code ?? err.message}`));
+    };
+    server.once('error', onError);
+    server.listen(opts, () => {
+      server.off('error', onError);
+      server.on('error', () => undefined);
+      resolve();
+    });
+  });
+}
+
+function listenOptions(address: ListenAddress): net.ListenOptions {
+  switch (address.kind) {
+    case 'tcp':
+      return { host: address.host, port: address.port };
+    case 'unix':
+      return { path: address.path };
+    case 'pipe':
+      // The IIS app pool identity must be able to connect to a pipe the service created.
+      return { path: address.path, readableAll: true, writableAll: true };
+    case 'listen-fd':
+      if (process.platform === 'win32') throw new Error('fd:N listening sockets are not supported by Node on Windows; use a named pipe');
+      return { fd: address.fd } as net.ListenOptions;
+    case 'stdin':
+      throw new Error('unreachable');
+  }
+}
+
+/** A unix socket file left by a killed service blocks listen; remove it only if nothing answers there. */
+function removeStaleSocket(path: string): void {
+  if (!existsSync(path)) return;
+  try {
+    if (!lstatSync(path).isSocket()) return;
+    unlinkSync(path);
+  } catch {
+    /* listen reports the real problem */
+  }
+}
+
+function describeBound(server: net.Server, address: ListenAddress): string {
+  const a = server.address();
+  if (a && typeof a === 'object') return a.family === 'IPv6' ? `[${a.address}]:${a.port}` : `${a.address}:${a.port}`;
+  if (typeof a === 'string') return a;
+  return formatAddress(address);
+}
+
+function openStdin(address: ListenAddress, onConnection: OnConnection, onStdinEnd: () => void): Front {
+  // IIS: fd 0 is a duplex named pipe that IIS already connected. Its EOF means "shut down now".
+  const socket = new net.Socket({ fd: 0, readable: true, writable: true, allowHalfOpen: true });
+  socket.on('close', onStdinEnd);
+  onConnection(socket, address);
+  return { address, bound: 'stdin', close: async () => undefined };
+}

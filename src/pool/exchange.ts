@@ -1,0 +1,249 @@
+/**
+ * One request's path through the pool: records from a front are held until a worker is
+ * assigned, then forwarded with the worker's request id; the worker's answer goes to the
+ * front's sink. Flow control lives here, per request, in both directions (see fcgi/PROTOCOL.md):
+ * request body bytes go out only within the worker's credit, and credit for response bytes goes
+ * back only once the front has handed them on.
+ */
+import { HEADER_LEN, RecordType } from '../fcgi/constants.js';
+import { header } from '../fcgi/records.js';
+import type { CorralError } from '../errors.js';
+
+/** What a front (FastCGI connection, HTTP front) gives the pool to receive one response. */
+export interface ExchangeSink {
+  /** One STDOUT record of the app's CGI response. `frame` is the whole record; its request id may be rewritten in place. */
+  stdout(frame: Buffer, content: Buffer): void;
+  /** The response is complete. */
+  end(appStatus: number): void;
+  /** The pool could not serve the request, before or during the response. */
+  fail(error: CorralError): void;
+  /** Stop / restart reading this request's body from the client (held input is at its bound). */
+  pauseInput(): void;
+  resumeInput(): void;
+}
+
+/** The worker side of an exchange, as the exchange needs it. */
+export interface WorkerPort {
+  readonly pid: number;
+  /** Queues a record whose request id has already been set. */
+  send(frame: Buffer): void;
+  /** Returns response credit to the worker. */
+  grantWindow(requestId: number, bytes: number): void;
+  /** Asks the worker to abort a request; it still answers END_REQUEST. */
+  abort(requestId: number): void;
+}
+
+export type ExchangeState = 'queued' | 'assigned' | 'done';
+
+/** Stdin bytes held beyond which the front is asked to pause. */
+const PAUSE_AT = 256 * 1024;
+
+function setRequestId(frame: Buffer, id: number): void {
+  frame[2] = id >>> 8;
+  frame[3] = id & 0xff;
+}
+
+/** One request in flight between a front and a worker. */
+export class Exchange {
+  readonly sink: ExchangeSink;
+  /** When the request entered the pool (ms, monotonic). */
+  readonly createdAt: number;
+  #state: ExchangeState = 'queued';
+  #worker: WorkerPort | null = null;
+  #workerId = 0;
+  /** Records not yet sent: everything while queued, then stdin beyond the credit. */
+  #held: Buffer[] = [];
+  #heldStdin = 0;
+  #stdinCredit = 0;
+  #paused = false;
+  #aborted = false;
+  #responseStarted = false;
+  /** Response bytes handed to the front and not yet credited back to the worker. */
+  #owed = 0;
+  #windowQuantum = 65536;
+  /** Called by the pool when the exchange leaves it (done or failed). */
+  onDone: ((ex: Exchange) => void) | null = null;
+
+  constructor(sink: ExchangeSink, now: number) {
+    this.sink = sink;
+    this.createdAt = now;
+  }
+
+  get state(): ExchangeState {
+    return this.#state;
+  }
+  get worker(): WorkerPort | null {
+    return this.#worker;
+  }
+  get workerRequestId(): number {
+    return this.#workerId;
+  }
+  /** True once any response byte went to the front. */
+  get responseStarted(): boolean {
+    return this.#responseStarted;
+  }
+  get aborted(): boolean {
+    return this.#aborted;
+  }
+
+  // ---- from the front
+
+  /** A PARAMS record (the empty one ends the params). */
+  params(frame: Buffer): void {
+    if (this.#state === 'done') return;
+    if (this.#state === 'queued') this.#held.push(frame);
+    else this.#forward(frame);
+  }
+
+  /** A STDIN record (the empty one ends the body). */
+  stdin(frame: Buffer): void {
+    if (this.#state === 'done' || this.#aborted) return;
+    const length = frame.length - HEADER_LEN - frame[6]!;
+    if (this.#state === 'assigned' && this.#heldStdin === 0 && length <= this.#stdinCredit) {
+      this.#stdinCredit -= length;
+      this.#forward(frame);
+      return;
+    }
+    this.#held.push(frame);
+    this.#heldStdin += length;
+    if (this.#state === 'assigned') this.#sendHeldStdin();
+    this.#checkPause();
+  }
+
+  /** The client gave up on the request (ABORT_REQUEST or its connection closed). */
+  abort(): void {
+    if (this.#state === 'done' || this.#aborted) return;
+    this.#aborted = true;
+    this.#dropHeld();
+    if (this.#state === 'assigned') this.#worker!.abort(this.#workerId);
+    // queued: the pool sees `aborted` and drops it; answer the front now.
+    else this.finish(0);
+  }
+
+  /** The front handed `bytes` of response on to its client: the worker may send that many more. */
+  credit(bytes: number): void {
+    if (this.#state !== 'assigned') return;
+    this.#owed += bytes;
+    if (this.#owed >= this.#windowQuantum) {
+      this.#worker!.grantWindow(this.#workerId, this.#owed);
+      this.#owed = 0;
+    }
+  }
+
+  // ---- from the pool and the worker
+
+  /** The pool picked a worker; held records go out with the worker's request id. */
+  assign(worker: WorkerPort, requestId: number, stdinWindow: number, responseWindow: number): void {
+    this.#state = 'assigned';
+    this.#worker = worker;
+    this.#workerId = requestId;
+    this.#stdinCredit = stdinWindow;
+    this.#windowQuantum = Math.max(1, responseWindow >>> 2);
+    const held = this.#held;
+    this.#held = [];
+    this.#heldStdin = 0;
+    let i = 0;
+    for (; i < held.length; i++) {
+      const frame = held[i]!;
+      if (frame[1] !== RecordType.STDIN) this.#forward(frame);
+      else break;
+    }
+    for (; i < held.length; i++) {
+      const frame = held[i]!;
+      this.#held.push(frame);
+      this.#heldStdin += frame.length - HEADER_LEN - frame[6]!;
+    }
+    this.#sendHeldStdin();
+    this.#checkPause();
+  }
+
+  /** STDOUT from the worker. */
+  onStdout(frame: Buffer, content: Buffer): void {
+    if (this.#state !== 'assigned') return;
+    if (this.#aborted) {
+      // Nobody reads it: give the credit straight back so the app runs to its end.
+      this.#worker!.grantWindow(this.#workerId, content.length);
+      return;
+    }
+    if (content.length > 0) this.#responseStarted = true;
+    this.sink.stdout(frame, content);
+  }
+
+  /** CORRAL_WINDOW from the worker: it consumed `bytes` of the body. */
+  onWindow(bytes: number): void {
+    if (this.#state !== 'assigned') return;
+    this.#stdinCredit += bytes;
+    this.#sendHeldStdin();
+    this.#checkPause();
+  }
+
+  /** END_REQUEST from the worker, or the queued request was aborted. */
+  finish(appStatus: number): void {
+    if (this.#state === 'done') return;
+    this.#state = 'done';
+    this.#dropHeld();
+    this.#resume();
+    this.sink.end(appStatus);
+    this.onDone?.(this);
+  }
+
+  /** The pool cannot serve it (worker lost, queue full, timeout...). */
+  fail(error: CorralError): void {
+    if (this.#state === 'done') return;
+    this.#state = 'done';
+    this.#dropHeld();
+    this.#resume();
+    if (!this.#aborted) this.sink.fail(error);
+    else this.sink.end(1);
+    this.onDone?.(this);
+  }
+
+  #forward(frame: Buffer): void {
+    setRequestId(frame, this.#workerId);
+    this.#worker!.send(frame);
+  }
+
+  #sendHeldStdin(): void {
+    while (this.#held.length > 0) {
+      const frame = this.#held[0]!;
+      const length = frame.length - HEADER_LEN - frame[6]!;
+      if (length === 0 || length <= this.#stdinCredit) {
+        this.#held.shift();
+        this.#heldStdin -= length;
+        this.#stdinCredit -= length;
+        this.#forward(frame);
+        continue;
+      }
+      if (this.#stdinCredit === 0) return;
+      // Split: send what the credit allows, keep the rest as a new record.
+      const part = this.#stdinCredit;
+      const content = frame.subarray(HEADER_LEN, HEADER_LEN + length);
+      this.#worker!.send(header(RecordType.STDIN, this.#workerId, part));
+      this.#worker!.send(content.subarray(0, part));
+      const rest = content.subarray(part);
+      const restHeader = header(RecordType.STDIN, 0, rest.length);
+      this.#held[0] = Buffer.concat([restHeader, rest]);
+      this.#heldStdin -= part;
+      this.#stdinCredit = 0;
+      return;
+    }
+  }
+
+  #checkPause(): void {
+    if (!this.#paused && this.#heldStdin >= PAUSE_AT) {
+      this.#paused = true;
+      this.sink.pauseInput();
+    } else if (this.#paused && this.#heldStdin < PAUSE_AT / 2) this.#resume();
+  }
+
+  #resume(): void {
+    if (!this.#paused) return;
+    this.#paused = false;
+    this.sink.resumeInput();
+  }
+
+  #dropHeld(): void {
+    this.#held = [];
+    this.#heldStdin = 0;
+  }
+}

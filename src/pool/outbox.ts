@@ -1,0 +1,95 @@
+/**
+ * Write batching for one stream: buffers pushed during one turn of the event loop go out in a
+ * single write (or one writev for large ones) when the turn's I/O callbacks are done. Under load
+ * many requests share one syscall on a worker pipe or a front socket.
+ */
+import type { Writable } from 'node:stream';
+
+/** Below this total, chunks are copied into one buffer; above it they go out as a writev. */
+const CONCAT_LIMIT = 16 * 1024;
+
+/** Batches writes to `stream`; `afterFlush` callbacks run once the data left the stream's buffer. */
+export class Outbox {
+  readonly #stream: Writable;
+  #chunks: Buffer[] = [];
+  #bytes = 0;
+  #scheduled = false;
+  #waiting: Array<() => void> = [];
+  #drainHooked = false;
+
+  constructor(stream: Writable) {
+    this.#stream = stream;
+  }
+
+  /** Bytes waiting for the next flush. */
+  get pending(): number {
+    return this.#bytes;
+  }
+
+  /** Queues one buffer. */
+  push(chunk: Buffer): void {
+    this.#chunks.push(chunk);
+    this.#bytes += chunk.length;
+    if (!this.#scheduled) {
+      this.#scheduled = true;
+      setImmediate(this.#flushNow);
+    }
+  }
+
+  /** Runs `cb` once everything pushed so far has been handed to the OS (at once if nothing is pending). */
+  afterFlush(cb: () => void): void {
+    if (this.#bytes === 0 && !this.#stream.writableNeedDrain) cb();
+    else this.#waiting.push(cb);
+  }
+
+  /** Writes what is queued now. Returns false if the stream is backed up. */
+  flush(): boolean {
+    this.#scheduled = false;
+    const chunks = this.#chunks;
+    const stream = this.#stream;
+    if (chunks.length > 0 && !stream.destroyed && stream.writable) {
+      this.#chunks = [];
+      const bytes = this.#bytes;
+      this.#bytes = 0;
+      if (chunks.length === 1) stream.write(chunks[0]);
+      else if (bytes <= CONCAT_LIMIT) stream.write(Buffer.concat(chunks, bytes));
+      else {
+        stream.cork();
+        for (const c of chunks) stream.write(c);
+        stream.uncork();
+      }
+    } else if (chunks.length > 0) {
+      this.#chunks = [];
+      this.#bytes = 0;
+    }
+    const backedUp = stream.writableNeedDrain;
+    if (this.#waiting.length > 0) {
+      if (!backedUp) this.#release();
+      else if (!this.#drainHooked) {
+        this.#drainHooked = true;
+        stream.once('drain', () => {
+          this.#drainHooked = false;
+          this.#release();
+        });
+      }
+    }
+    return !backedUp;
+  }
+
+  /** Drops queued data and pending callbacks (the stream is gone). */
+  discard(): void {
+    this.#chunks = [];
+    this.#bytes = 0;
+    this.#waiting = [];
+  }
+
+  readonly #flushNow = (): void => {
+    this.flush();
+  };
+
+  #release(): void {
+    const waiting = this.#waiting;
+    this.#waiting = [];
+    for (const cb of waiting) cb();
+  }
+}

@@ -1,0 +1,295 @@
+/**
+ * One Python worker process: spawns it, speaks the worker protocol (fcgi/PROTOCOL.md) over its
+ * stdin/stdout, maps worker request ids to exchanges, and reports READY, FATAL and exit.
+ * It makes no decisions: the pool decides when to start, use and stop workers.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { NULL_REQUEST_ID, RecordType, Role } from '../fcgi/constants.js';
+import { RecordParser, type FcgiRecord } from '../fcgi/parser.js';
+import { encodeBeginRequest, encodeRecord, encodeWindow } from '../fcgi/records.js';
+import type { Logger } from '../log/logger.js';
+import type { Exchange, WorkerPort } from './exchange.js';
+import { Outbox } from './outbox.js';
+
+/** What the worker said in CORRAL_READY. */
+export interface ReadyInfo {
+  pid: number;
+  python: string;
+  app: string;
+  threads: number;
+  window: number;
+}
+
+/** What the worker said in CORRAL_FATAL before exiting. */
+export interface FatalInfo {
+  kind: string;
+  error: string;
+  traceback?: string;
+  file?: string;
+  line?: number;
+}
+
+export type WorkerState = 'starting' | 'ready' | 'draining' | 'stopping' | 'exited';
+
+/** How to start a worker. */
+export interface WorkerSpawnSpec {
+  /** argv[0] and leading arguments of the Python command. */
+  command: readonly string[];
+  /** Arguments after the command (script path and worker flags). */
+  args: readonly string[];
+  cwd: string;
+  env: NodeJS.ProcessEnv;
+  /** Response credit per request given to the worker (--window). */
+  responseWindow: number;
+}
+
+/** Callbacks to the pool. */
+export interface WorkerEvents {
+  ready(w: Worker): void;
+  /** A request finished or failed and freed a thread. */
+  idle(w: Worker): void;
+  exit(w: Worker, code: number | null, signal: NodeJS.Signals | null): void;
+  /** A line the worker wrote to stderr. */
+  stderr(w: Worker, line: string): void;
+}
+
+const MAX_STDERR_LINE = 16 * 1024;
+
+/** A running (or exited) worker process. */
+export class Worker implements WorkerPort {
+  readonly generation: number;
+  readonly startedAt: number;
+  readonly log: Logger;
+  #child: ChildProcess;
+  #outbox: Outbox;
+  #parser = new RecordParser();
+  #events: WorkerEvents;
+  #state: WorkerState = 'starting';
+  #exchanges = new Map<number, Exchange>();
+  #nextId = 1;
+  #ready: ReadyInfo | null = null;
+  #fatal: FatalInfo | null = null;
+  #spawnError: Error | null = null;
+  #stderrTail = '';
+  #responseWindow: number;
+  /** Requests completed by this worker. */
+  requests = 0;
+  exitCode: number | null = null;
+  exitSignal: NodeJS.Signals | null = null;
+  #pongWaiters: Array<() => void> = [];
+
+  constructor(spec: WorkerSpawnSpec, generation: number, events: WorkerEvents, log: Logger, now: number) {
+    this.generation = generation;
+    this.startedAt = now;
+    this.#events = events;
+    this.#responseWindow = spec.responseWindow;
+    const [cmd, ...pre] = spec.command;
+    this.#child = spawn(cmd!, [...pre, ...spec.args], {
+      cwd: spec.cwd,
+      env: spec.env,
+      stdio: ['pipe', 'pipe', 'pipe'],
+      windowsHide: true,
+    });
+    this.log = log.child({ pid: this.#child.pid ?? null, gen: generation });
+    this.#outbox = new Outbox(this.#child.stdin!);
+    this.#child.stdin!.on('error', () => {
+      /* EPIPE when the worker died: its exit event tells the story */
+    });
+    this.#child.stdout!.on('data', (chunk: Buffer) => this.#onData(chunk));
+    this.#child.stderr!.setEncoding('utf8');
+    this.#child.stderr!.on('data', (text: string) => this.#onStderr(text));
+    this.#child.on('error', (err) => {
+      // spawn failures (ENOENT: python not found) arrive here, and exit may never follow.
+      this.#spawnError = err;
+      if (this.#child.pid === undefined) this.#onExit(null, null);
+    });
+    this.#child.on('exit', (code, signal) => this.#onExit(code, signal));
+  }
+
+  get pid(): number {
+    return this.#child.pid ?? -1;
+  }
+  get state(): WorkerState {
+    return this.#state;
+  }
+  get info(): ReadyInfo | null {
+    return this.#ready;
+  }
+  get fatal(): FatalInfo | null {
+    return this.#fatal;
+  }
+  get spawnError(): Error | null {
+    return this.#spawnError;
+  }
+  /** Threads of the worker (known after READY). */
+  get capacity(): number {
+    return this.#ready?.threads ?? 0;
+  }
+  /** Requests on this worker now. */
+  get inflight(): number {
+    return this.#exchanges.size;
+  }
+  /** The last stderr output, for error messages about a worker that died during boot. */
+  get stderrTail(): string {
+    return this.#stderrTail;
+  }
+  /** The exchanges in flight (the pool fails them if the worker dies). */
+  get exchanges(): Iterable<Exchange> {
+    return this.#exchanges.values();
+  }
+
+  /** Starts a request on this worker. The caller checked that a thread is free. */
+  dispatch(ex: Exchange): void {
+    let id = this.#nextId;
+    while (this.#exchanges.has(id)) id = (id % 0xffff) + 1;
+    this.#nextId = (id % 0xffff) + 1;
+    this.#exchanges.set(id, ex);
+    // BEGIN_REQUEST: the worker only serves RESPONDER; flags are irrelevant on the pipe.
+    this.send(encodeBeginRequest(id, Role.RESPONDER, 0));
+    ex.assign(this, id, this.#ready!.window, this.#responseWindow);
+  }
+
+  send(frame: Buffer): void {
+    if (this.#state !== 'exited') this.#outbox.push(frame);
+  }
+
+  grantWindow(requestId: number, bytes: number): void {
+    if (this.#exchanges.has(requestId)) this.send(encodeWindow(requestId, bytes));
+  }
+
+  abort(requestId: number): void {
+    if (this.#exchanges.has(requestId)) this.send(encodeRecord(RecordType.ABORT_REQUEST, requestId));
+  }
+
+  /** Sends a PING; resolves on the PONG. */
+  ping(): Promise<void> {
+    return new Promise((resolve) => {
+      this.#pongWaiters.push(resolve);
+      this.send(encodeRecord(RecordType.CORRAL_PING, NULL_REQUEST_ID, Buffer.from('corral')));
+    });
+  }
+
+  /** Takes the worker out of dispatch; it finishes what it has. */
+  drain(): void {
+    if (this.#state === 'starting' || this.#state === 'ready') this.#state = 'draining';
+  }
+
+  /** The protocol-level stop: close stdin. The worker exits when its requests are done. */
+  closeStdin(): void {
+    if (this.#state === 'exited') return;
+    this.#state = 'stopping';
+    this.#outbox.flush();
+    this.#child.stdin!.end();
+  }
+
+  /** Forced stop (TerminateProcess on Windows). */
+  kill(): void {
+    if (this.#state !== 'exited') this.#child.kill('SIGKILL');
+  }
+
+  #onData(chunk: Buffer): void {
+    const err = this.#parser.push(chunk, this.#onRecord);
+    if (err) {
+      this.log.error({ err: err.message }, 'worker broke the protocol; killing it');
+      this.kill();
+    }
+  }
+
+  readonly #onRecord = (r: FcgiRecord): void => {
+    switch (r.type) {
+      case RecordType.STDOUT:
+        this.#exchanges.get(r.requestId)?.onStdout(r.frame, r.content);
+        return;
+      case RecordType.END_REQUEST: {
+        const ex = this.#exchanges.get(r.requestId);
+        if (!ex) return;
+        this.#exchanges.delete(r.requestId);
+        this.requests++;
+        ex.finish(r.content.length >= 4 ? r.content.readUInt32BE(0) : 0);
+        this.#events.idle(this);
+        return;
+      }
+      case RecordType.CORRAL_WINDOW:
+        if (r.content.length === 4) this.#exchanges.get(r.requestId)?.onWindow(r.content.readUInt32BE(0));
+        return;
+      case RecordType.CORRAL_PONG: {
+        const waiters = this.#pongWaiters;
+        this.#pongWaiters = [];
+        for (const w of waiters) w();
+        return;
+      }
+      case RecordType.CORRAL_READY:
+        this.#onReady(r.content);
+        return;
+      case RecordType.CORRAL_FATAL:
+        this.#fatal = parseJson<FatalInfo>(r.content) ?? { kind: 'boot', error: r.content.toString('utf8') };
+        return;
+      default:
+        this.log.warn({ type: r.type, requestId: r.requestId }, 'unexpected record from worker');
+    }
+  };
+
+  #onReady(content: Buffer): void {
+    const info = parseJson<ReadyInfo>(content);
+    if (!info || typeof info.threads !== 'number' || typeof info.window !== 'number' || this.#state !== 'starting') {
+      this.log.error({ ready: content.toString('utf8', 0, 200) }, 'bad READY from worker; killing it');
+      this.kill();
+      return;
+    }
+    this.#ready = info;
+    this.#state = 'ready';
+    this.#events.ready(this);
+  }
+
+  #onStderr(text: string): void {
+    const all = this.#stderrTail + text;
+    const lines = all.split('\n');
+    const rest = lines.pop() ?? '';
+    for (const line of lines) this.#events.stderr(this, line.replace(/\r$/, ''));
+    this.#stderrTail = rest.length > MAX_STDERR_LINE ? rest.slice(-MAX_STDERR_LINE) : rest;
+    this.#keepTail(lines);
+  }
+
+  /** Keeps the last few stderr lines for boot-failure messages. */
+  #tailLines: string[] = [];
+  #keepTail(lines: string[]): void {
+    if (lines.length === 0) return;
+    this.#tailLines.push(...lines);
+    if (this.#tailLines.length > 40) this.#tailLines.splice(0, this.#tailLines.length - 40);
+  }
+  /** The last lines of stderr (up to 40). */
+  get lastStderr(): string {
+    return [...this.#tailLines, this.#stderrTail].filter((l) => l.length > 0).join('\n');
+  }
+
+  #onExit(code: number | null, signal: NodeJS.Signals | null): void {
+    if (this.#state === 'exited') return;
+    if (this.#stderrTail) {
+      this.#events.stderr(this, this.#stderrTail);
+      this.#keepTail([this.#stderrTail]);
+      this.#stderrTail = '';
+    }
+    this.#state = 'exited';
+    this.exitCode = code;
+    this.exitSignal = signal;
+    this.#outbox.discard();
+    for (const w of this.#pongWaiters) w();
+    this.#pongWaiters = [];
+    this.#events.exit(this, code, signal);
+  }
+
+  /** Removes exchanges after the pool failed them. */
+  forgetExchanges(): Exchange[] {
+    const all = [...this.#exchanges.values()];
+    this.#exchanges.clear();
+    return all;
+  }
+}
+
+function parseJson<T>(content: Buffer): T | null {
+  try {
+    return JSON.parse(content.toString('utf8')) as T;
+  } catch {
+    return null;
+  }
+}

@@ -1,0 +1,1329 @@
+#!/usr/bin/env python3
+"""corral worker: imports one WSGI app and serves it over FastCGI.
+
+stdio mode (default): FastCGI records on this process's stdin/stdout plus corral's extension
+records (READY/FATAL, credit windows, PING/PONG, stop on stdin EOF); see src/fcgi/PROTOCOL.md.
+Standalone mode (--listen ADDR): a plain FastCGI server on TCP or a unix socket.
+
+Stdlib only, Python 3.9+. Exit codes: 0 requested stop, 3 bad usage or boot failure,
+4 the app could not be imported.
+"""
+import argparse
+import html
+import importlib
+import importlib.machinery
+import io
+import json
+import os
+import platform
+import queue
+import re
+import signal
+import socket
+import struct
+import sys
+import threading
+import time
+import traceback
+from urllib.parse import unquote_to_bytes
+
+EXIT_OK, EXIT_BOOT, EXIT_IMPORT = 0, 3, 4
+PROTOCOL_VERSION = 1
+DEFAULT_APP = "wsgi:application"
+DEFAULT_WINDOW = 262144
+READ_SIZE = 262144
+MAX_CONTENT = 65535
+JOIN_LIMIT = 1 << 20  # list bodies up to this size are sent in one write
+
+# FastCGI 1.0 record types, roles and statuses, and corral's extension types (PROTOCOL.md).
+BEGIN_REQUEST, ABORT_REQUEST, END_REQUEST, PARAMS, STDIN, STDOUT = 1, 2, 3, 4, 5, 6
+GET_VALUES, GET_VALUES_RESULT, UNKNOWN_TYPE = 9, 10, 11
+CORRAL_READY, CORRAL_WINDOW, CORRAL_PING, CORRAL_PONG, CORRAL_FATAL = 0xC0, 0xC1, 0xC2, 0xC3, 0xC4
+RESPONDER, KEEP_CONN = 1, 1
+REQUEST_COMPLETE, UNKNOWN_ROLE = 0, 3
+
+HEADER = struct.Struct("!BBHHBx")  # version, type, request id, content length, padding length
+BEGIN_BODY = struct.Struct("!HB5x")  # role, flags
+END_RECORD = struct.Struct("!BBHHBxIB3x")  # a whole END_REQUEST record
+TERMINATOR = struct.Struct("!BBHHBxBBHHBxIB3x")  # empty STDOUT record + END_REQUEST record
+CREDIT_RECORD = struct.Struct("!BBHHBxI")  # a whole CORRAL_WINDOW record
+UINT32 = struct.Struct("!I")
+pack_header = HEADER.pack
+
+GET_VALUES_ANSWERS = {"FCGI_MAX_CONNS": "1024", "FCGI_MAX_REQS": "1024", "FCGI_MPXS_CONNS": "1"}
+TRUE_WORDS = ("on", "1", "yes")
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+class UsageError(Exception):
+    """Bad command line or settings (exit 3)."""
+
+
+class ProtocolError(Exception):
+    """The incoming record stream is malformed."""
+
+
+class ClientGone(Exception):
+    """The request was aborted or its connection is gone: the app's output goes nowhere."""
+
+
+def log(message):
+    """One line on stderr (the service captures it per app)."""
+    try:
+        sys.stderr.write("corral_worker: %s\n" % message)
+        sys.stderr.flush()
+    except (OSError, ValueError, AttributeError):
+        pass
+
+
+def format_exc(exc):
+    """The full traceback text (the 3-argument form works on Python 3.9)."""
+    return "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+
+
+# ----------------------------------------------------------------------------- app loading
+
+def parse_app_spec(spec):
+    """Split an app spec into (module, attribute chain or None, call it?).
+
+    Accepts 'mod:obj', 'pkg.mod:obj.attr', 'pkg.mod:factory()', Helicon Zoo's 'mod.obj' and
+    wfastcgi's 'mod.obj()' (the chain is None: the longest importable prefix is the module).
+    A bare module name means 'mod:application'.
+    """
+    call = spec.endswith("()")
+    text = spec[:-2] if call else spec
+    if ":" in text:
+        module, _, attrs = text.partition(":")
+    elif "." in text:
+        module, attrs = text, None
+    else:
+        module, attrs = text, "application"
+    names = module.split(".") + (attrs.split(".") if attrs else [])
+    if not all(name.isidentifier() for name in names):
+        raise UsageError("bad app spec %r: expected module:callable, module.callable or "
+                         "module:factory()" % spec)
+    return module, attrs, call
+
+
+def import_longest_prefix(dotted):
+    """Import the longest importable module prefix of 'a.b.c'; return (module, rest)."""
+    parts = dotted.split(".")
+    for i in range(len(parts) - 1, 0, -1):
+        name = ".".join(parts[:i])
+        try:
+            return importlib.import_module(name), ".".join(parts[i:])
+        except ModuleNotFoundError as exc:
+            # Only "this very module does not exist" means: try a shorter prefix. A missing
+            # dependency inside the app's module is the app's import error.
+            if exc.name != name or i == 1:
+                raise
+    raise AssertionError("unreachable")
+
+
+def load_app(spec):
+    """Import the app and return the WSGI callable; any exception is an import failure."""
+    module_name, attrs, call = parse_app_spec(spec)
+    if attrs is None:
+        obj, attrs = import_longest_prefix(module_name)
+    else:
+        obj = importlib.import_module(module_name)
+    for name in attrs.split("."):
+        obj = getattr(obj, name)
+    if call:
+        obj = obj()
+    if not callable(obj):
+        raise TypeError("%s resolves to %r, which is not callable" % (spec, obj))
+    return obj
+
+
+def app_script(spec, search_path):
+    """The file of the app's top-level module, found without importing it (for sys.argv[0])."""
+    try:
+        top = parse_app_spec(spec)[0].split(".")[0]
+        found = importlib.machinery.PathFinder.find_spec(top, search_path)
+    except (UsageError, ImportError, ValueError, OSError):
+        return None
+    if found is not None and found.has_location and found.origin:
+        return found.origin
+    return None
+
+
+def locate_error(exc, app_dirs):
+    """(file, line) of a SyntaxError, or of the innermost traceback frame inside the app."""
+    if isinstance(exc, SyntaxError) and exc.filename:
+        return os.path.abspath(exc.filename), exc.lineno
+    here = os.path.abspath(__file__)
+    dirs = tuple(os.path.join(d, "") for d in app_dirs)
+    in_app = other = None
+    for frame in traceback.extract_tb(exc.__traceback__):
+        name = frame.filename
+        if name.startswith("<"):
+            continue
+        path = os.path.abspath(name)
+        if path == here:
+            continue
+        other = (path, frame.lineno)
+        if path.startswith(dirs):
+            in_app = other
+    found = in_app or other
+    return found if found else (None, None)
+
+
+def failure_info(kind, exc, app_dirs=()):
+    """The JSON object of a CORRAL_FATAL record."""
+    path, line = locate_error(exc, app_dirs)
+    return {"kind": kind, "error": "%s: %s" % (type(exc).__name__, exc),
+            "traceback": format_exc(exc), "file": path, "line": line}
+
+
+# ----------------------------------------------------------------------------- environ
+
+def decode_params(data, env):
+    """Decode FastCGI name-value pairs (1- or 4-byte lengths) into env as latin-1 strings."""
+    text = data.decode("latin-1")  # one decode; latin-1 keeps byte offsets = char offsets
+    unpack = UINT32.unpack_from
+    n = len(data)
+    i = 0
+    while i < n:
+        klen = data[i]
+        if klen < 128:
+            i += 1
+        else:
+            klen = unpack(data, i)[0] & 0x7FFFFFFF
+            i += 4
+        vlen = data[i]
+        if vlen < 128:
+            i += 1
+        else:
+            vlen = unpack(data, i)[0] & 0x7FFFFFFF
+            i += 4
+        j = i + klen
+        i = j + vlen
+        env[text[j - klen:j]] = text[j:i]
+    if i != n:
+        raise ProtocolError("name-value pairs run past the end of PARAMS")
+
+
+def encode_params(pairs):
+    """Encode a dict of str to FastCGI name-value pairs (latin-1)."""
+    out = []
+    for name, value in pairs.items():
+        for item in (name, value):
+            size = len(item.encode("latin-1"))
+            out.append(bytes([size]) if size < 128 else UINT32.pack(size | 0x80000000))
+        out.append(name.encode("latin-1") + value.encode("latin-1"))
+    return b"".join(out)
+
+
+def path_from_uri(env):
+    """PATH_INFO derived from REQUEST_URI (minus the query and SCRIPT_NAME) when a front omits it."""
+    uri = env.get("REQUEST_URI", "").partition("?")[0]
+    path = unquote_to_bytes(uri).decode("latin-1")
+    script = env.get("SCRIPT_NAME", "")
+    if script and path.startswith(script):
+        path = path[len(script):]
+    return path
+
+
+def fix_environ(env):
+    """PEP 3333 corners that fronts get wrong; keeps wsgiref.validate happy."""
+    if env.get("CONTENT_LENGTH") == "":
+        del env["CONTENT_LENGTH"]  # nginx sends it empty on GET; validate rejects ''
+    for key in ("HTTP_CONTENT_LENGTH", "HTTP_CONTENT_TYPE"):
+        if key in env:
+            value = env.pop(key)
+            if value and key[5:] not in env:
+                env[key[5:]] = value
+    if "PATH_INFO" not in env:
+        env["PATH_INFO"] = path_from_uri(env)
+    if env["SCRIPT_NAME"] == "/":
+        env["SCRIPT_NAME"] = ""
+        if not env["PATH_INFO"].startswith("/"):
+            env["PATH_INFO"] = "/" + env["PATH_INFO"]
+
+
+# ----------------------------------------------------------------------------- request body
+
+class Input:
+    """wsgi.input: reads block until body bytes or the end of the body arrive.
+
+    On a windowed channel the bytes the app has read are handed back to the sender as credit
+    (CORRAL_WINDOW), batched per a quarter window or whenever the app has to wait.
+    """
+
+    __slots__ = ("_req", "_chan", "_buf", "_pos", "_pending", "held", "eof", "_unacked")
+
+    def __init__(self, req, chan):
+        self._req = req
+        self._chan = chan
+        self._buf = b""
+        self._pos = 0
+        self._pending = []
+        self.held = 0  # bytes received and not yet read by the app
+        self.eof = False
+        self._unacked = 0
+
+    def feed(self, data):
+        """Reader thread: body bytes arrived (b'' = end of body)."""
+        chan = self._chan
+        with chan.cond:
+            if self.eof:
+                return
+            if data:
+                self._pending.append(data)
+                self.held += len(data)
+            else:
+                self.eof = True
+            chan.wake()
+
+    def cut(self):
+        """The request is aborted: drop what is held, reads return end-of-data."""
+        self._buf, self._pos, self._pending, self.held, self.eof = b"", 0, [], 0, True
+
+    def read(self, size=-1):
+        if size is None or size < 0:
+            size = sys.maxsize
+        parts = []
+        while size > 0:
+            piece = self._take(size, False)
+            if not piece:
+                break
+            parts.append(piece)
+            size -= len(piece)
+        return parts[0] if len(parts) == 1 else b"".join(parts)
+
+    def readline(self, limit=-1):
+        if limit is None or limit < 0:
+            limit = sys.maxsize
+        parts = []
+        while limit > 0:
+            piece = self._take(limit, True)
+            if not piece:
+                break
+            parts.append(piece)
+            limit -= len(piece)
+            if piece[-1:] == b"\n":
+                break
+        return parts[0] if len(parts) == 1 else b"".join(parts)
+
+    def readlines(self, hint=-1):
+        lines, total = [], 0
+        for line in self:
+            lines.append(line)
+            total += len(line)
+            if 0 < hint <= total:
+                break
+        return lines
+
+    def __iter__(self):
+        while True:
+            line = self.readline()
+            if not line:
+                return
+            yield line
+
+    def _take(self, limit, to_newline):
+        """Up to limit bytes (stopping after a newline if asked); b'' at the end of the body."""
+        chan = self._chan
+        while True:
+            piece = None
+            with chan.cond:
+                if self._pos >= len(self._buf) and self._pending:
+                    pending = self._pending
+                    self._buf = pending[0] if len(pending) == 1 else b"".join(pending)
+                    self._pos = 0
+                    self._pending = []
+                if self._pos < len(self._buf):
+                    piece = self._slice(limit, to_newline)
+                    credit = self._consumed(len(piece))
+                elif self.eof:
+                    return b""
+                else:  # nothing to read: give back credit first so the sender can go on
+                    credit, self._unacked = self._unacked, 0
+                    if not credit:
+                        chan.wait()
+            if credit:
+                self._req.give_credit(credit)
+            if piece is not None:
+                return piece
+
+    def _slice(self, limit, to_newline):
+        buf, pos = self._buf, self._pos
+        end = min(len(buf), pos + limit)
+        if to_newline:
+            nl = buf.find(b"\n", pos, end)
+            if nl >= 0:
+                end = nl + 1
+        self._pos = end
+        if end >= len(buf):
+            self._buf, self._pos = b"", 0
+            return buf[pos:] if pos else buf
+        return buf[pos:end]
+
+    def _consumed(self, size):
+        """Account size bytes read; return the credit to give back now (0 = not yet)."""
+        self.held -= size
+        chan = self._chan
+        if not chan.windowed:
+            chan.wake()  # the connection's reader may wait for room (standalone mode)
+            return 0
+        if self.eof:
+            return 0  # the whole body is here: the sender needs no more credit
+        self._unacked += size
+        if self._unacked < chan.quarter:
+            return 0
+        credit, self._unacked = self._unacked, 0
+        return credit
+
+
+class FileWrapper:
+    """wsgi.file_wrapper: iterates a file-like object in blocks and closes it."""
+
+    def __init__(self, filelike, blksize=65536):
+        self.filelike = filelike
+        self.blksize = blksize
+        if hasattr(filelike, "close"):
+            self.close = filelike.close
+
+    def __iter__(self):
+        read, size = self.filelike.read, self.blksize
+        while True:
+            block = read(size)
+            if not block:
+                return
+            yield block
+
+
+# ----------------------------------------------------------------------------- request (protocol side)
+
+class Request:
+    """One request id on a channel: params, body buffer and output credit."""
+
+    __slots__ = ("chan", "id", "keep_conn", "params", "environ", "input", "credit",
+                 "queued", "aborted", "ended")
+
+    def __init__(self, chan, rid, keep_conn):
+        self.chan = chan
+        self.id = rid
+        self.keep_conn = keep_conn
+        self.params = []
+        self.environ = None
+        self.input = Input(self, chan)
+        self.credit = chan.window
+        self.queued = self.aborted = self.ended = False
+
+    def send(self, parts, end=False):
+        """Send parts (bytes) as STDOUT records within the credit; end=True ends the request."""
+        total = 0
+        for part in parts:
+            total += len(part)
+        if total:
+            if self.aborted:
+                raise ClientGone()
+            if self.chan.windowed:
+                granted = self._reserve(total)
+                if granted < total:
+                    self._send_by_credit(b"".join(parts), granted, end)
+                    return
+        out = []
+        for part in parts:
+            if part:
+                frame_stdout(out, self.id, part)
+        self._write(out, end)
+
+    def _send_by_credit(self, data, granted, end):
+        view = memoryview(data)
+        pos, total = 0, len(data)
+        while True:
+            out = []
+            frame_stdout(out, self.id, view[pos:pos + granted])
+            pos += granted
+            if pos >= total:
+                self._write(out, end)
+                return
+            self._write(out, False)
+            granted = self._reserve(total - pos)
+
+    def _reserve(self, want):
+        """Block (this thread only) until there is credit; take up to want bytes of it."""
+        chan = self.chan
+        with chan.cond:
+            while self.credit <= 0 and not self.aborted and not chan.broken:
+                chan.wait()
+            if self.aborted or self.chan.broken:
+                raise ClientGone()
+            granted = want if want <= self.credit else self.credit
+            self.credit -= granted
+            return granted
+
+    def _write(self, out, end):
+        chan = self.chan
+        if not end:
+            chan.write(b"".join(out))
+            return
+        with chan.cond:  # an abort from the reader thread may race with the app thread
+            if self.ended:
+                return
+            self.ended = True
+        out.append(TERMINATOR.pack(1, STDOUT, self.id, 0, 0, 1, END_REQUEST, self.id, 8, 0,
+                                   0, REQUEST_COMPLETE))
+        chan.requests.pop(self.id, None)  # before END_REQUEST: the service may reuse the id at once
+        try:
+            chan.write(b"".join(out))
+        finally:
+            chan.finished(self)
+
+    def finish_quietly(self):
+        """End the request (END_REQUEST) if that has not happened; ignore a dead channel."""
+        if not self.ended:
+            try:
+                self._write([], True)
+            except ClientGone:
+                pass
+
+    def give_credit(self, size):
+        """Tell the sender the app has read size more body bytes."""
+        if not self.ended and not self.input.eof:
+            try:
+                self.chan.write(CREDIT_RECORD.pack(1, CORRAL_WINDOW, self.id, 4, 0, size))
+            except ClientGone:
+                pass
+
+
+def frame_stdout(out, rid, data):
+    """Append STDOUT records carrying data (split at 65535 bytes, no padding) to out."""
+    size = len(data)
+    if size <= MAX_CONTENT:
+        out.append(pack_header(1, STDOUT, rid, size, 0))
+        out.append(data)
+        return
+    view = memoryview(data)
+    for start in range(0, size, MAX_CONTENT):
+        part = view[start:start + MAX_CONTENT]
+        out.append(pack_header(1, STDOUT, rid, len(part), 0))
+        out.append(part)
+
+
+# ----------------------------------------------------------------------------- WSGI exchange
+
+def as_bytes(data):
+    if isinstance(data, (bytearray, memoryview)):
+        return bytes(data)
+    raise TypeError("response body items must be bytes, not %s" % type(data).__name__)
+
+
+class Exchange:
+    """The WSGI side of one request: start_response, write() and sending the app's result."""
+
+    __slots__ = ("server", "req", "head", "status", "header_block", "sent")
+
+    def __init__(self, server, req):
+        self.server = server
+        self.req = req
+        self.head = req.environ["REQUEST_METHOD"] == "HEAD"
+        self.status = None
+        self.header_block = b""
+        self.sent = False
+
+    def run(self):
+        result = None
+        try:
+            result = self.server.app(self.req.environ, self.start_response)
+            self.respond(result)
+        except ClientGone:
+            pass
+        except BaseException as exc:  # SystemExit too: it must not end the app thread
+            self.fail(exc)
+        finally:
+            close = getattr(result, "close", None)
+            if close is not None:
+                try:
+                    close()
+                except BaseException as exc:
+                    self.log_error("close() of the response raised", exc)
+            self.req.finish_quietly()
+
+    def start_response(self, status, headers, exc_info=None):
+        if exc_info is not None:
+            try:
+                if self.sent:
+                    raise exc_info[1].with_traceback(exc_info[2])
+            finally:
+                exc_info = None  # no reference cycle through the traceback
+        elif self.status is not None:
+            raise AssertionError("start_response() called twice without exc_info")
+        if type(status) is not str:
+            raise TypeError("status must be a str, not %s" % type(status).__name__)
+        if not (status[:3].isdigit() and (len(status) == 3 or status[3] == " ")):
+            raise ValueError("bad status %r: expected like '200 OK'" % status)
+        lines = ["Status: " + status]
+        for name, value in headers:
+            if type(name) is not str or type(value) is not str:
+                raise TypeError("header names and values must be str: %r" % ((name, value),))
+            lines.append(name + ": " + value)
+        block = "\r\n".join(lines) + "\r\n\r\n"
+        count = len(lines) + 1
+        if block.count("\n") != count or block.count("\r") != count:
+            raise ValueError("CR or LF in the status or a header (header injection): %r"
+                             % (lines,))
+        self.header_block = block.encode("latin-1")  # UnicodeEncodeError is a ValueError
+        self.status = status
+        return self.write
+
+    def write(self, data):
+        """The legacy write() callable: sends at once, headers first."""
+        if self.status is None:
+            raise AssertionError("write() before start_response()")
+        if type(data) is not bytes:
+            data = as_bytes(data)
+        if self.head:
+            data = b""
+        if self.sent:
+            if data:
+                self.req.send((data,))
+        else:
+            self.sent = True
+            self.req.send((self.header_block, data))
+
+    def respond(self, result):
+        if type(result) is list or type(result) is tuple:
+            if len(result) == 1:
+                return self.finish(result[0])
+            if not result:
+                return self.finish(b"")
+            if sum(map(len, result)) <= JOIN_LIMIT:
+                return self.finish(b"".join(result))
+        req = self.req
+        for chunk in result:
+            if chunk:
+                self.write(chunk)
+            if req.aborted:
+                raise ClientGone()
+        return self.finish(b"")
+
+    def finish(self, body):
+        """Last body bytes: headers (if not sent yet), body, END_REQUEST, in one write."""
+        if self.status is None:
+            raise RuntimeError("the application returned without calling start_response()")
+        if type(body) is not bytes:
+            body = as_bytes(body)
+        if self.head:
+            body = b""
+        if self.sent:
+            self.req.send((body,), end=True)
+        else:
+            self.sent = True
+            self.req.send((self.header_block, body), end=True)
+
+    def fail(self, exc):
+        self.log_error("the application raised", exc)
+        if self.sent or self.req.aborted:
+            return  # the client sees a truncated body; finish_quietly() ends the request
+        self.sent = True
+        body, ctype = self.server.error_body(exc)
+        block = ("Status: 500 Internal Server Error\r\nContent-Type: %s\r\n"
+                 "Content-Length: %d\r\n\r\n" % (ctype, len(body))).encode("latin-1")
+        try:
+            self.req.send((block, b"" if self.head else body), end=True)
+        except ClientGone:
+            pass
+
+    def log_error(self, what, exc):
+        env = self.req.environ
+        uri = env.get("REQUEST_URI") or env.get("SCRIPT_NAME", "") + env.get("PATH_INFO", "")
+        try:
+            sys.stderr.write("corral_worker: %s for %s %s (request id %d)\n%s" % (
+                what, env.get("REQUEST_METHOD"), uri, self.req.id, format_exc(exc)))
+            sys.stderr.flush()
+        except (OSError, ValueError, AttributeError):
+            pass
+
+
+def error_page(exc, app_dirs):
+    """The CORRAL_DEV_ERRORS=1 page: exception, file and line, traceback, all escaped."""
+    path, line = locate_error(exc, app_dirs)
+    where = "%s, line %s" % (path, line) if path else "unknown location"
+    page = ("<!doctype html><html><head><meta charset=\"utf-8\"><title>500 %s</title></head>"
+            "<body><h1>%s</h1><p>%s</p><p>at %s</p><pre>%s</pre></body></html>\n") % (
+        html.escape(type(exc).__name__), html.escape(type(exc).__name__),
+        html.escape(str(exc)), html.escape(where), html.escape(format_exc(exc)))
+    return page.encode("utf-8", "backslashreplace")
+
+
+# ----------------------------------------------------------------------------- server
+
+class Server:
+    """The app, its threads and the requests in flight, shared by every channel."""
+
+    def __init__(self, app, threads, window, grace, app_dirs, dev_errors):
+        self.app = app
+        self.threads = threads
+        self.window = window
+        self.grace = grace
+        self.app_dirs = app_dirs
+        self.dev_errors = dev_errors
+        self.queue = queue.SimpleQueue()
+        self.idle = threading.Condition(threading.Lock())
+        self.active = 0
+        self.defaults = {"SCRIPT_NAME": "", "QUERY_STRING": "", "SERVER_PROTOCOL": "HTTP/1.1",
+                         "REQUEST_METHOD": "GET", "SERVER_NAME": "localhost"}
+        self.wsgi_base = {
+            "wsgi.version": (1, 0),
+            "wsgi.errors": sys.stderr,
+            "wsgi.multithread": threads > 1,
+            "wsgi.multiprocess": True,
+            "wsgi.run_once": False,
+            "wsgi.file_wrapper": FileWrapper,
+            "wsgi.input_terminated": True,  # reads end at the end of the body, with or without a length
+        }
+
+    def start_threads(self):
+        for number in range(self.threads):
+            threading.Thread(target=self._serve_queue, name="corral-app-%d" % number,
+                             daemon=True).start()
+
+    def _serve_queue(self):
+        get = self.queue.get
+        while True:
+            req = get()
+            try:
+                if not req.aborted:
+                    Exchange(self, req).run()
+            except BaseException as exc:  # a bug of ours: keep the thread, end the request
+                log("internal error serving request id %d\n%s" % (req.id, format_exc(exc)))
+            req.finish_quietly()
+
+    def environ(self, req, data):
+        """The PEP 3333 environ of a request from its raw PARAMS bytes."""
+        env = self.defaults.copy()
+        decode_params(data, env)
+        env.update(self.wsgi_base)
+        env["wsgi.input"] = req.input
+        https = env.get("HTTPS")
+        secure = (https is not None and https.lower() in TRUE_WORDS) or \
+            env.get("REQUEST_SCHEME") == "https"
+        env["wsgi.url_scheme"] = "https" if secure else "http"
+        if "SERVER_PORT" not in env:
+            env["SERVER_PORT"] = "443" if secure else "80"
+        fix_environ(env)
+        return env
+
+    def error_body(self, exc):
+        """(body, content type) of the 500 answer to an app exception."""
+        if self.dev_errors:
+            return error_page(exc, self.app_dirs), "text/html; charset=utf-8"
+        return b"Internal Server Error\n", "text/plain; charset=utf-8"
+
+    def request_started(self):
+        with self.idle:
+            self.active += 1
+
+    def request_done(self):
+        with self.idle:
+            self.active -= 1
+            if not self.active:
+                self.idle.notify_all()
+
+    def wait_idle(self, timeout):
+        """True once no request is in flight; False if some still are after timeout seconds."""
+        with self.idle:
+            return self.idle.wait_for(lambda: not self.active, timeout)
+
+
+# ----------------------------------------------------------------------------- channels
+
+class Channel:
+    """One record stream (the service's pipes, or one socket): dispatches records to requests."""
+
+    windowed = False  # corral credit windows on STDIN/STDOUT
+
+    def __init__(self, server):
+        self.server = server
+        self.window = server.window if self.windowed else sys.maxsize
+        self.quarter = max(1, server.window // 4)
+        self.requests = {}
+        self.cond = threading.Condition(threading.Lock())
+        self.wlock = threading.Lock()
+        self.broken = False
+        self.waiters = 0  # threads waiting on cond: most records need no notify
+        self.runnable = []  # requests whose params are complete, queued after each read
+
+    def write(self, data):
+        """Write all of data, serialized with other threads; ClientGone if the peer is gone."""
+        with self.wlock:
+            if self.broken:
+                raise ClientGone()
+            try:
+                self._write_all(data)
+                return
+            except OSError as exc:
+                self.broken = True
+                error = exc
+        self.on_broken(error)
+        raise ClientGone()
+
+    def wait(self):
+        """cond.wait(), counted (call with cond held)."""
+        self.waiters += 1
+        try:
+            self.cond.wait()
+        finally:
+            self.waiters -= 1
+
+    def wake(self):
+        """Wake every waiter, if any (call with cond held)."""
+        if self.waiters:
+            self.cond.notify_all()
+
+    def reply(self, data):
+        """A write from the reader thread; a dead peer shows up as EOF soon enough."""
+        try:
+            self.write(data)
+        except ClientGone:
+            pass
+
+    def on_broken(self, error):
+        with self.cond:
+            self.wake()
+
+    def feed(self, data):
+        """Handle every whole record in data; return how many bytes were used."""
+        unpack = HEADER.unpack_from
+        requests = self.requests
+        size = len(data)
+        pos = 0
+        while size - pos >= 8:
+            version, rtype, rid, clen, plen = unpack(data, pos)
+            end = pos + 8 + clen
+            if end + plen > size:
+                break
+            if version != 1:
+                raise ProtocolError("bad FastCGI version byte %d (record type %d, id %d)"
+                                    % (version, rtype, rid))
+            content = data[pos + 8:end]
+            pos = end + plen
+            req = requests.get(rid) if rid else None
+            if rtype == STDIN:
+                if req is not None:
+                    self.stdin(req, content)
+            elif rtype == PARAMS:
+                if req is not None and not req.queued:
+                    self.params(req, content)
+            elif rtype == BEGIN_REQUEST:
+                self.begin(rid, content)
+            elif rtype == ABORT_REQUEST:
+                if req is not None:
+                    self.abort(req)
+            elif rid == 0 and rtype == GET_VALUES:
+                self.get_values(content)
+            else:
+                self.other(rtype, req, content)
+        if self.runnable:
+            self.flush_runnable()
+        return pos
+
+    def flush_runnable(self):
+        # Queued only after parsing, so that an app thread does not wake up just to wait for
+        # the GIL while this thread is still parsing.
+        put = self.server.queue.put
+        for req in self.runnable:
+            put(req)
+        del self.runnable[:]
+
+    def begin(self, rid, content):
+        if len(content) != 8 or rid == 0:
+            raise ProtocolError("malformed BEGIN_REQUEST (id %d, %d bytes)" % (rid, len(content)))
+        role, flags = BEGIN_BODY.unpack(content)
+        if role != RESPONDER:
+            self.reply(END_RECORD.pack(1, END_REQUEST, rid, 8, 0, 0, UNKNOWN_ROLE))
+            if not flags & KEEP_CONN:
+                self.close_after_end()
+            return
+        if rid in self.requests:
+            log("BEGIN_REQUEST for request id %d, which is still active: ignored" % rid)
+            return
+        self.requests[rid] = Request(self, rid, flags & KEEP_CONN)
+        self.server.request_started()
+        self.on_begin()
+
+    def on_begin(self):
+        pass
+
+    def params(self, req, content):
+        if content:
+            req.params.append(content)
+            return
+        data = b"".join(req.params)
+        req.params = None
+        try:
+            req.environ = self.server.environ(req, data)
+        except (IndexError, struct.error, ProtocolError) as exc:
+            raise ProtocolError("malformed PARAMS for request id %d: %s" % (req.id, exc))
+        req.queued = True
+        self.runnable.append(req)
+
+    def stdin(self, req, content):
+        req.input.feed(content)
+
+    def abort(self, req):
+        with self.cond:
+            req.aborted = True
+            req.input.cut()
+            self.wake()
+        if not req.queued:
+            req.finish_quietly()  # no app thread has it: end it here
+
+    def get_values(self, content):
+        asked = {}
+        try:
+            decode_params(content, asked)
+        except (IndexError, struct.error, ProtocolError):
+            raise ProtocolError("malformed GET_VALUES")
+        answer = encode_params({k: GET_VALUES_ANSWERS[k] for k in asked if k in GET_VALUES_ANSWERS})
+        self.reply(pack_header(1, GET_VALUES_RESULT, 0, len(answer), 0) + answer)
+
+    def other(self, rtype, req, content):
+        self.reply(pack_header(1, UNKNOWN_TYPE, 0, 8, 0) + bytes([rtype]) + bytes(7))
+
+    def input_closed(self):
+        """The peer closed its side: requests that cannot get their params or body are aborted."""
+        for req in list(self.requests.values()):
+            if not req.queued or not req.input.eof:
+                self.abort(req)
+
+    def finished(self, req):
+        """After END_REQUEST was written (or could not be)."""
+        self.server.request_done()
+
+    def close_after_end(self):
+        pass
+
+
+class PipeChannel(Channel):
+    """The service's pipes (stdio mode): FastCGI plus corral's extension records."""
+
+    windowed = True
+
+    def __init__(self, server, rfd, wfd):
+        Channel.__init__(self, server)
+        self.rfd = rfd
+        self.wfd = wfd
+
+    def _write_all(self, data):
+        done = os.write(self.wfd, data)
+        if done < len(data):
+            view = memoryview(data)
+            while done < len(data):
+                done += os.write(self.wfd, view[done:])
+
+    def serve(self):
+        """Read records until EOF (ProtocolError if the stream is malformed)."""
+        # readinto a reused buffer: os.read(256 KiB) would mmap and munmap on every call
+        buf = bytearray(READ_SIZE)
+        view = memoryview(buf)
+        readinto, feed = io.FileIO(self.rfd, "rb", closefd=False).readinto, self.feed
+        rest = b""
+        while True:
+            try:
+                size = readinto(buf)
+            except OSError as exc:
+                log("reading stdin failed (%s): stopping" % exc)
+                size = 0
+            if not size:
+                break
+            chunk = view[:size].tobytes()
+            data = rest + chunk if rest else chunk
+            used = feed(data)
+            rest = data[used:] if used < len(data) else b""
+        if rest:
+            log("stdin ended inside a record (%d bytes left over)" % len(rest))
+        self.input_closed()
+
+    def other(self, rtype, req, content):
+        if rtype == CORRAL_WINDOW:
+            if len(content) != 4:
+                raise ProtocolError("CORRAL_WINDOW with %d content bytes" % len(content))
+            if req is not None:
+                with self.cond:
+                    req.credit += UINT32.unpack(content)[0]
+                    self.wake()
+        elif rtype == CORRAL_PING:
+            self.reply(pack_header(1, CORRAL_PONG, 0, len(content), 0) + content)
+        else:
+            log("unexpected record type %d from the service" % rtype)
+            Channel.other(self, rtype, req, content)
+
+    def on_broken(self, error):
+        Channel.on_broken(self, error)
+        log("protocol stdout is gone (%s): ending requests and exiting" % error)
+        for req in list(self.requests.values()):
+            self.abort(req)
+        threading.Thread(target=exit_when_idle, args=(self.server, 0), daemon=True).start()
+
+
+class SocketChannel(Channel):
+    """One connection from a FastCGI client (standalone mode): plain FastCGI, no windows.
+
+    Body bytes beyond a window per request pause reading the connection (TCP backpressure).
+    """
+
+    def __init__(self, server, sock):
+        Channel.__init__(self, server)
+        self.sock = sock
+        self.live = 0  # requests begun and not yet ended
+        self.closing = False
+        self.closed = False
+
+    def _write_all(self, data):
+        self.sock.sendall(data)
+
+    def serve(self):
+        buf = bytearray(READ_SIZE)
+        view = memoryview(buf)
+        recv_into, feed = self.sock.recv_into, self.feed
+        rest = b""
+        try:
+            while True:
+                size = recv_into(buf)
+                if not size:
+                    break
+                chunk = view[:size].tobytes()
+                data = rest + chunk if rest else chunk
+                used = feed(data)
+                rest = data[used:] if used < len(data) else b""
+        except ProtocolError as exc:
+            log("closing a FastCGI connection: %s" % exc)
+        except OSError:
+            pass
+        finally:
+            self.input_closed()
+            with self.cond:
+                self.closing = True
+            self._close_if_done()
+
+    def on_begin(self):
+        with self.cond:
+            self.live += 1
+
+    def stdin(self, req, content):
+        req.input.feed(content)
+        inp = req.input
+        if inp.held > self.server.window:
+            self.flush_runnable()  # the app thread that will read this body must have it
+            with self.cond:
+                while inp.held > self.server.window and not req.ended and not req.aborted:
+                    self.wait()
+
+    def finished(self, req):
+        Channel.finished(self, req)
+        with self.cond:
+            self.live -= 1
+            self.wake()
+        if not req.keep_conn:
+            self.close_after_end()
+        self._close_if_done()
+
+    def close_after_end(self):
+        # Shutting down (not closing) wakes our reader, which closes once no request is left.
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+    def _close_if_done(self):
+        with self.cond:
+            if not self.closing or self.live or self.closed:
+                return
+            self.closed = True
+        self.sock.close()
+
+
+def exit_when_idle(server, code):
+    """Give running requests up to --eof-grace seconds, then exit the process."""
+    if not server.wait_idle(server.grace):
+        log("%d request(s) still running after %.1fs: exiting" % (server.active, server.grace))
+    flush_std()
+    os._exit(code)
+
+
+def flush_std():
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError, AttributeError):
+            pass
+
+
+# ----------------------------------------------------------------------------- boot
+
+class Parser(argparse.ArgumentParser):
+    """argparse that reports errors as UsageError (exit 3, not argparse's 2)."""
+
+    def error(self, message):
+        raise UsageError(message)
+
+
+def parse_args(argv):
+    parser = Parser(prog="corral_worker", description="Serve a WSGI app over FastCGI.")
+    parser.add_argument("--app", help="module:callable, module.callable, module:factory() "
+                        "(default: $WSGI_APP, $WSGI_HANDLER, %s)" % DEFAULT_APP)
+    parser.add_argument("--root", default=None, help="app directory (default: cwd)")
+    parser.add_argument("--pythonpath", default=None,
+                        help="extra import paths, separated by %r or ';'" % os.pathsep)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--window", type=int, default=DEFAULT_WINDOW,
+                        help="credit window in bytes, both directions (stdio mode)")
+    parser.add_argument("--eof-grace", type=float, default=2.0,
+                        help="seconds running requests get after stdin EOF")
+    parser.add_argument("--listen", default=None,
+                        help="standalone FastCGI server on host:port or a unix socket path")
+    opts = parser.parse_args(argv)
+    if opts.threads < 1:
+        raise UsageError("--threads must be at least 1, got %d" % opts.threads)
+    if not 1024 <= opts.window <= 0x7FFFFFFF:
+        raise UsageError("--window must be 1024..2147483647 bytes, got %d" % opts.window)
+    if opts.eof_grace < 0:
+        raise UsageError("--eof-grace must not be negative, got %s" % opts.eof_grace)
+    opts.app = opts.app or os.environ.get("WSGI_APP") or os.environ.get("WSGI_HANDLER") \
+        or DEFAULT_APP
+    return opts
+
+
+def split_pythonpath(value):
+    """Entries separated by os.pathsep or ';' (wfastcgi), with %VAR% and $VAR expanded."""
+    entries = []
+    for entry in re.split("[;%s]" % re.escape(os.pathsep), value or ""):
+        entry = re.sub(r"%([^%]+)%", lambda m: os.environ.get(m.group(1), m.group(0)), entry)
+        entry = os.path.expandvars(entry).strip()
+        if entry:
+            entries.append(os.path.abspath(entry))
+    return entries
+
+
+def setup_paths(root, pythonpath):
+    """chdir to root; sys.path = root, --pythonpath entries, the rest minus our own directory."""
+    root = os.path.abspath(root or os.curdir)
+    if not os.path.isdir(root):
+        raise UsageError("--root %r is not a directory" % root)
+    rest = [p for p in sys.path if os.path.abspath(p or os.curdir) != HERE]
+    os.chdir(root)
+    extra = split_pythonpath(pythonpath)
+    sys.path[:] = [root] + extra + [p for p in rest if p not in extra and p != root]
+    return [root] + extra
+
+
+def take_protocol_fds():
+    """Keep fds 0/1 for the protocol only: fd 1 becomes stderr and fd 0 /dev/null for the app."""
+    flush_std()
+    rfd = os.dup(0)
+    wfd = os.dup(1)  # os.dup makes non-inheritable fds: the app's children don't get the pipes
+    if os.name == "nt":
+        import msvcrt
+        msvcrt.setmode(rfd, os.O_BINARY)
+        msvcrt.setmode(wfd, os.O_BINARY)
+    os.dup2(2, 1)  # C-level writes to fd 1 land on stderr too
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)
+    os.close(null)
+    sys.stdin = open(os.devnull, "r")
+    sys.stdout = open(1, "w", buffering=1, encoding=getattr(sys.stderr, "encoding", None)
+                      or "utf-8", errors="backslashreplace", closefd=False)
+    return rfd, wfd
+
+
+def setup_stderr():
+    if sys.stderr is None:  # pythonw: nowhere to log, but the app must still have a stream
+        sys.stderr = open(os.devnull, "w")
+    elif hasattr(sys.stderr, "reconfigure"):
+        sys.stderr.reconfigure(line_buffering=True, errors="backslashreplace")
+
+
+def write_record(fd, rtype, payload):
+    if fd is not None:
+        os.write(fd, pack_header(1, rtype, 0, len(payload), 0) + payload)
+
+
+def report_failure(kind, exc, fd, app_dirs=(), summary=None):
+    """Traceback and a one-line summary on stderr, CORRAL_FATAL on the protocol fd if usable."""
+    info = failure_info(kind, exc, app_dirs)
+    try:
+        if not isinstance(exc, UsageError):
+            sys.stderr.write(info["traceback"])
+    except (OSError, ValueError, AttributeError):
+        pass
+    log(summary or info["error"])
+    try:
+        payload = json.dumps(info).encode("utf-8")[:MAX_CONTENT]
+        write_record(fd, CORRAL_FATAL, payload)
+    except (OSError, ValueError):
+        pass
+    flush_std()
+
+
+def fatal_fd_for_usage(argv):
+    """fd 1 if it may carry a FATAL record (stdio mode, not a terminal), else None."""
+    if any(arg == "--listen" or arg.startswith("--listen=") for arg in argv):
+        return None
+    try:
+        return None if os.isatty(1) else 1
+    except OSError:
+        return None
+
+
+def boot(argv):
+    """Parse, set up fds and paths, import the app: (opts, app, app_dirs, wfd, rfd) or exit code."""
+    try:
+        opts = parse_args(argv)
+    except UsageError as exc:
+        sys.stderr.write("usage: corral_worker [--app MOD:CALLABLE] [--root DIR] "
+                         "[--pythonpath P] [--threads N] [--window BYTES] "
+                         "[--eof-grace SECONDS] [--listen ADDR]\n")
+        report_failure("boot", exc, fatal_fd_for_usage(argv), summary="bad usage: %s" % exc)
+        return EXIT_BOOT
+    rfd = wfd = None
+    try:
+        if opts.listen is None:
+            rfd, wfd = take_protocol_fds()
+            signal.signal(signal.SIGINT, signal.SIG_IGN)  # console Ctrl-C hits the whole group
+        app_dirs = setup_paths(opts.root, opts.pythonpath)
+    except (UsageError, OSError) as exc:
+        report_failure("boot", exc, wfd if rfd is not None else fatal_fd_for_usage(argv),
+                       summary="cannot start: %s" % exc)
+        return EXIT_BOOT
+    # Embedded hosts left sys.argv unset and apps crashed on sys.argv[0].
+    sys.argv = [app_script(opts.app, sys.path) or "corral_worker"]
+    try:
+        app = load_app(opts.app)
+    except UsageError as exc:
+        report_failure("boot", exc, wfd, app_dirs, summary="cannot start: %s" % exc)
+        return EXIT_BOOT
+    except BaseException as exc:  # SyntaxError, ImportError, AttributeError, SystemExit, ...
+        if isinstance(exc, KeyboardInterrupt):
+            raise
+        report_failure("import", exc, wfd, app_dirs,
+                       summary="cannot import app %r: %s: %s" % (opts.app, type(exc).__name__, exc))
+        return EXIT_IMPORT
+    return opts, app, app_dirs, rfd, wfd
+
+
+def serve_stdio(server, opts, rfd, wfd):
+    """READY, then serve the service's pipes until stdin EOF."""
+    chan = PipeChannel(server, rfd, wfd)
+    server.start_threads()
+    ready = {"pid": os.getpid(), "python": platform.python_version(), "app": opts.app,
+             "threads": opts.threads, "window": opts.window, "protocol": PROTOCOL_VERSION}
+    try:
+        write_record(wfd, CORRAL_READY, json.dumps(ready).encode("utf-8"))
+        chan.serve()
+    except ProtocolError as exc:
+        log("malformed record stream from the service: %s" % exc)
+        flush_std()
+        os._exit(EXIT_BOOT)
+    except OSError as exc:
+        log("protocol stdout is gone (%s): exiting" % exc)
+        return exit_soon(server, EXIT_OK)
+    if not server.wait_idle(server.grace):
+        log("stdin closed with %d request(s) still running after %.1fs: exiting"
+            % (server.active, server.grace))
+        flush_std()
+        os._exit(EXIT_OK)
+    return exit_soon(server, EXIT_OK)
+
+
+def exit_soon(server, code):
+    """Return code for a normal interpreter exit, with a watchdog in case app threads hang it."""
+    def watchdog():
+        time.sleep(max(server.grace, 0.5))
+        flush_std()
+        os._exit(code)
+    threading.Thread(target=watchdog, name="corral-exit", daemon=True).start()
+    return code
+
+
+class Stop(Exception):
+    """SIGINT/SIGTERM in standalone mode."""
+
+
+def open_listener(address):
+    """A listening socket for host:port, [v6]:port, or a unix socket path; (sock, shown name)."""
+    if "/" in address or "\\" in address or address.startswith("unix:"):
+        path = address[5:] if address.startswith("unix:") else address
+        if not hasattr(socket, "AF_UNIX"):
+            raise UsageError("unix sockets are not available here: %r" % address)
+        if os.path.exists(path):
+            os.unlink(path)  # a stale socket from a previous run
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.bind(path)
+        sock.listen(128)
+        return sock, path
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit():
+        raise UsageError("--listen wants host:port or a socket path, got %r" % address)
+    host = host.strip("[]") or "0.0.0.0"
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.create_server((host, int(port)), family=family, backlog=128)
+    bound = sock.getsockname()
+    shown = "[%s]:%d" % bound[:2] if family == socket.AF_INET6 else "%s:%d" % bound[:2]
+    return sock, shown
+
+
+def serve_listen(server, opts):
+    """Standalone FastCGI server: accept connections until SIGINT/SIGTERM."""
+    try:
+        listener, shown = open_listener(opts.listen)
+    except (UsageError, OSError) as exc:
+        log("cannot listen on %r: %s" % (opts.listen, exc))
+        return EXIT_BOOT
+    is_tcp = listener.family != getattr(socket, "AF_UNIX", None)
+
+    def on_signal(signum, frame):
+        raise Stop()
+    for name in ("SIGINT", "SIGTERM"):
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), on_signal)
+    if os.name == "nt":
+        listener.settimeout(1.0)  # Windows: accept() is not interrupted by Ctrl-C otherwise
+    server.start_threads()
+    log("listening on %s" % shown)
+    try:
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except socket.timeout:
+                continue
+            conn.settimeout(None)
+            if is_tcp:
+                conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            chan = SocketChannel(server, conn)
+            threading.Thread(target=chan.serve, name="corral-conn", daemon=True).start()
+    except Stop:
+        log("stopping")
+    finally:
+        listener.close()
+        if not is_tcp:
+            try:
+                os.unlink(shown)
+            except OSError:
+                pass
+    if not server.wait_idle(server.grace):
+        log("%d request(s) still running after %.1fs" % (server.active, server.grace))
+        flush_std()
+        os._exit(EXIT_OK)
+    return exit_soon(server, EXIT_OK)
+
+
+def main(argv=None):
+    setup_stderr()
+    booted = boot(sys.argv[1:] if argv is None else argv)
+    if isinstance(booted, int):
+        return booted
+    opts, app, app_dirs, rfd, wfd = booted
+    dev_errors = os.environ.get("CORRAL_DEV_ERRORS", "").lower() in TRUE_WORDS
+    server = Server(app, opts.threads, opts.window, opts.eof_grace, app_dirs, dev_errors)
+    if opts.listen is not None:
+        return serve_listen(server, opts)
+    return serve_stdio(server, opts, rfd, wfd)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

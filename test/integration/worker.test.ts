@@ -1,0 +1,418 @@
+// Integration tests of the Python worker (src/python/corral_worker.py): the real process, driven
+// byte by byte over its stdin/stdout (stdio mode) or over TCP (standalone mode).
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import net from 'node:net';
+import path from 'node:path';
+import type { Readable, Writable } from 'node:stream';
+import { fileURLToPath } from 'node:url';
+import { afterEach, describe, expect, it } from 'vitest';
+import {
+  begin, decodePairs, Decoder, pairs, parseCgi, record, request, T, windowRecord,
+  type CgiResponse, type Rec,
+} from '../helpers/rawfcgi.js';
+
+const ROOT = fileURLToPath(new URL('../..', import.meta.url));
+const WORKER = path.join(ROOT, 'src/python/corral_worker.py');
+const FIXTURES = path.join(ROOT, 'test/fixtures/python');
+const PYTHON = process.env.CORRAL_TEST_PYTHON ?? 'python3';
+
+const started: ChildProcess[] = [];
+const sockets: net.Socket[] = [];
+afterEach(() => {
+  for (const s of sockets.splice(0)) s.destroy();
+  for (const p of started.splice(0)) if (p.exitCode === null && p.signalCode === null) p.kill('SIGKILL');
+});
+
+function params(pathAndQuery: string, extra: Record<string, string> = {}): Record<string, string> {
+  const [pathInfo = '/', query = ''] = pathAndQuery.split('?');
+  return {
+    REQUEST_METHOD: 'GET', SCRIPT_NAME: '', PATH_INFO: pathInfo, QUERY_STRING: query,
+    REQUEST_URI: pathAndQuery, SERVER_NAME: 'localhost', SERVER_PORT: '8080',
+    SERVER_PROTOCOL: 'HTTP/1.1', CONTENT_TYPE: '', CONTENT_LENGTH: '', HTTP_HOST: 'localhost', ...extra,
+  };
+}
+
+const header = (r: CgiResponse, name: string): string[] =>
+  r.headers.filter(([k]) => k.toLowerCase() === name.toLowerCase()).map(([, v]) => v);
+
+/** Records from a peer, with waits that re-check on every record, stderr chunk or close. */
+class Peer {
+  readonly records: Rec[] = [];
+  stderr = '';
+  closed = false;
+  autoCredit = false;
+  #waiters: (() => void)[] = [];
+  #next = new Map<number, number>();
+
+  constructor(readonly input: Writable, output: Readable) {
+    const decoder = new Decoder();
+    output.on('data', (chunk: Buffer) => {
+      for (const r of decoder.push(chunk)) {
+        this.records.push(r);
+        // The service's side of STDOUT flow control: credit back what arrived.
+        if (this.autoCredit && r.type === T.STDOUT && r.content.length) this.send(windowRecord(r.id, r.content.length));
+      }
+      this.notify();
+    });
+    input.on('error', () => {}); // EPIPE once the peer is gone: the waits report it
+  }
+
+  notify(): void {
+    for (const w of this.#waiters.splice(0)) w();
+  }
+
+  send(data: Buffer): void {
+    this.input.write(data);
+  }
+
+  until<V>(check: () => V | undefined, what: string): Promise<V> {
+    return new Promise((resolve, reject) => {
+      const attempt = (): void => {
+        const value = check();
+        if (value !== undefined) resolve(value);
+        else if (this.closed) reject(new Error(`closed while waiting for ${what}; stderr:\n${this.stderr}`));
+        else this.#waiters.push(attempt);
+      };
+      attempt();
+    });
+  }
+
+  find(type: number, id?: number, from = 0): Promise<Rec> {
+    return this.until(() => this.records.slice(from).find((r) => r.type === type && (id === undefined || r.id === id)), `record type ${type} id ${id}`);
+  }
+
+  /** The next response for id: STDOUT records up to its END_REQUEST. */
+  async response(id: number): Promise<CgiResponse & { end: Rec }> {
+    const from = this.#next.get(id) ?? 0;
+    const at = await this.until(() => {
+      const i = this.records.findIndex((r, k) => k >= from && r.id === id && r.type === T.END);
+      return i >= 0 ? i : undefined;
+    }, `END_REQUEST of request ${id}`);
+    this.#next.set(id, at + 1);
+    const out = this.records.slice(from, at).filter((r) => r.id === id && r.type === T.STDOUT);
+    return { ...parseCgi(Buffer.concat(out.map((r) => r.content))), end: this.records[at]! };
+  }
+
+  stdoutBytes(id: number): number {
+    return this.records.filter((r) => r.id === id && r.type === T.STDOUT).reduce((n, r) => n + r.content.length, 0);
+  }
+}
+
+class Worker extends Peer {
+  readonly exited: Promise<number | null>;
+  constructor(readonly proc: ChildProcess) {
+    super(proc.stdin!, proc.stdout!);
+    proc.stderr!.setEncoding('utf8').on('data', (text: string) => { this.stderr += text; this.notify(); });
+    this.exited = new Promise((resolve) => proc.on('close', (code) => { this.closed = true; this.notify(); resolve(code); }));
+  }
+
+  async ready(): Promise<Record<string, unknown>> {
+    return JSON.parse((await this.find(T.READY, 0)).content.toString('utf8')) as Record<string, unknown>;
+  }
+
+  async get(id: number, pathAndQuery: string, extra: Record<string, string> = {}, body: Buffer = Buffer.alloc(0)): Promise<CgiResponse & { end: Rec }> {
+    this.send(request(id, params(pathAndQuery, extra), body));
+    return this.response(id);
+  }
+}
+
+function startWorker(args: string[] = [], env: Record<string, string> = {}, app = 'hello_app:application'): Worker {
+  const proc = spawn(PYTHON, [WORKER, '--root', FIXTURES, '--app', app, ...args], {
+    env: { ...process.env, ...env }, stdio: ['pipe', 'pipe', 'pipe'],
+  });
+  started.push(proc);
+  const worker = new Worker(proc);
+  worker.autoCredit = true;
+  return worker;
+}
+
+describe('worker over stdio', () => {
+  it('reports READY with the protocol fields', async () => {
+    const w = startWorker(['--threads', '3', '--window', '65536']);
+    const ready = await w.ready();
+    expect(ready).toMatchObject({ pid: w.proc.pid, app: 'hello_app:application', threads: 3, window: 65536, protocol: 1 });
+    expect(ready.python).toMatch(/^3\.\d+\.\d+/);
+  });
+
+  it('answers a GET', async () => {
+    const w = startWorker();
+    await w.ready();
+    const r = await w.get(1, '/');
+    expect(r.status).toBe(200);
+    expect(r.body.toString()).toBe('Hello, world');
+    expect(header(r, 'Content-Length')).toEqual(['12']);
+    expect(r.end.content.readUInt32BE(0)).toBe(0); // appStatus
+    expect(r.end.content[4]).toBe(0); // REQUEST_COMPLETE
+  });
+
+  it('builds a PEP 3333 environ from the params', async () => {
+    const w = startWorker();
+    await w.ready();
+    // No PATH_INFO: derived from REQUEST_URI, percent-decoded, minus SCRIPT_NAME.
+    const extra = { HTTPS: 'On', SCRIPT_NAME: '/app', REQUEST_URI: '/app/%65nv?q=1', QUERY_STRING: 'q=1' };
+    const p = params('/ignored', extra);
+    delete p.PATH_INFO;
+    w.send(request(1, p));
+    const env = JSON.parse((await w.response(1)).body.toString()) as Record<string, unknown>;
+    expect(env).toMatchObject({ 'wsgi.url_scheme': 'https', PATH_INFO: '/env', SCRIPT_NAME: '/app', 'wsgi.multithread': false });
+    expect(env).not.toHaveProperty('CONTENT_LENGTH'); // sent empty: removed
+    expect(env.CONTENT_TYPE).toBe('');
+  });
+
+  it('runs two interleaved requests at once with --threads 2', async () => {
+    const w = startWorker(['--threads', '2']);
+    expect((await w.ready()).threads).toBe(2);
+    const [a, b] = [7, 3];
+    const pa = pairs(params('/barrier'));
+    const pb = pairs(params('/barrier'));
+    w.send(Buffer.concat([
+      begin(a), begin(b), record(T.PARAMS, b, pb), record(T.PARAMS, a, pa.subarray(0, 10)),
+      record(T.PARAMS, a, pa.subarray(10)), record(T.PARAMS, a), record(T.PARAMS, b),
+      record(T.STDIN, b), record(T.STDIN, a),
+    ]));
+    const [ra, rb] = await Promise.all([w.response(a), w.response(b)]);
+    expect([ra.status, ra.body.toString(), rb.status, rb.body.toString()]).toEqual([200, 'passed', 200, 'passed']);
+  });
+
+  it('takes a 5 MiB upload within the STDIN window and returns credit', async () => {
+    const window = 65536;
+    const w = startWorker(['--window', String(window)]);
+    expect((await w.ready()).window).toBe(window);
+    const body = randomBytes(5 * 1024 * 1024);
+    w.send(request(1, params('/sha256', { REQUEST_METHOD: 'POST', CONTENT_LENGTH: String(body.length) }), null));
+    const granted = (): number => w.records.filter((r) => r.type === T.WINDOW && r.id === 1).reduce((n, r) => n + r.content.readUInt32BE(0), 0);
+    let sent = 0;
+    while (sent < body.length) {
+      const credit = await w.until(() => { const c = window + granted() - sent; return c > 0 ? c : undefined; }, 'credit');
+      expect(granted()).toBeLessThanOrEqual(sent); // credit only for bytes the app has read
+      const n = Math.min(credit, 0xffff, body.length - sent);
+      w.send(record(T.STDIN, 1, body.subarray(sent, sent + n)));
+      sent += n;
+    }
+    w.send(record(T.STDIN, 1));
+    const r = await w.response(1);
+    expect(r.body.toString()).toBe(`${createHash('sha256').update(body).digest('hex')} ${body.length}`);
+  }, 30_000);
+
+  it('stops writing a response at the STDOUT window until credit arrives', async () => {
+    const window = 65536;
+    const total = 300_000;
+    const w = startWorker(['--window', String(window)]);
+    w.autoCredit = false;
+    await w.ready();
+    w.send(request(1, params(`/stream?n=${total}`)));
+    await w.until(() => (w.stdoutBytes(1) >= window ? true : undefined), 'a window of STDOUT');
+    // PING/PONG as a barrier: the worker's output before PONG is all it wrote so far.
+    w.send(record(T.PING, 0, Buffer.from('barrier')));
+    await w.find(T.PONG, 0);
+    expect(w.stdoutBytes(1)).toBe(window);
+    expect(w.records.some((r) => r.type === T.END)).toBe(false);
+    w.send(windowRecord(1, 1000));
+    await w.until(() => (w.stdoutBytes(1) >= window + 1000 ? true : undefined), 'more STDOUT');
+    w.send(record(T.PING, 0, Buffer.from('barrier2')));
+    await w.until(() => w.records.find((r) => r.type === T.PONG && r.content.toString() === 'barrier2'), 'PONG');
+    expect(w.stdoutBytes(1)).toBe(window + 1000);
+    w.send(windowRecord(1, 10 * total));
+    const r = await w.response(1);
+    expect(r.body.length).toBe(total);
+  });
+
+  it('answers PING while every app thread is busy', async () => {
+    const w = startWorker(['--threads', '1']);
+    await w.ready();
+    w.send(Buffer.concat([request(1, params('/sleep?s=1')), record(T.PING, 0, Buffer.from('are you there'))]));
+    const pong = await w.find(T.PONG, 0);
+    expect(pong.content.toString()).toBe('are you there');
+    expect(w.records.some((r) => r.type === T.END)).toBe(false);
+    expect((await w.response(1)).status).toBe(200);
+  });
+
+  it('ends an aborted request and frees its id', async () => {
+    const w = startWorker();
+    await w.ready();
+    // The app blocks reading a body that never comes, until the ABORT.
+    w.send(request(1, params('/sha256', { REQUEST_METHOD: 'POST', CONTENT_LENGTH: '100' }), null));
+    w.send(record(T.STDIN, 1, Buffer.alloc(10, 1)));
+    w.send(record(T.ABORT, 1));
+    const aborted = await w.response(1).catch(() => null);
+    expect(aborted?.end.type ?? w.records.find((r) => r.type === T.END && r.id === 1)?.type).toBe(T.END);
+    const again = await w.get(1, '/');
+    expect(again.body.toString()).toBe('Hello, world');
+  });
+
+  it('sends headers but no body for HEAD', async () => {
+    const w = startWorker();
+    await w.ready();
+    const r = await w.get(1, '/head', { REQUEST_METHOD: 'HEAD' });
+    expect(r.status).toBe(200);
+    expect(header(r, 'Content-Length')).toEqual(['30']);
+    expect(r.body.length).toBe(0);
+  });
+
+  it('turns an app exception into a 500 and keeps serving', async () => {
+    const w = startWorker();
+    await w.ready();
+    const r = await w.get(1, '/raise');
+    expect(r.status).toBe(500);
+    expect(r.body.toString()).toBe('Internal Server Error\n');
+    await w.until(() => (w.stderr.includes('RuntimeError: boom before start_response') ? true : undefined), 'traceback');
+    const late = await w.get(2, '/raise_after');
+    expect(late.status).toBe(200);
+    expect(late.body.toString()).toBe('first chunk\n'); // truncated, then END_REQUEST
+    expect((await w.get(3, '/')).status).toBe(200);
+  });
+
+  it('shows an escaped error page with CORRAL_DEV_ERRORS=1', async () => {
+    const w = startWorker([], { CORRAL_DEV_ERRORS: '1' });
+    await w.ready();
+    const r = await w.get(1, '/raise');
+    expect(r.status).toBe(500);
+    expect(header(r, 'Content-Type')[0]).toMatch(/^text\/html/);
+    const page = r.body.toString();
+    expect(page).toContain('RuntimeError');
+    expect(page).toContain('boom before start_response');
+    expect(page).toMatch(/hello_app\.py, line \d+/);
+    expect(page).not.toMatch(/<module>|<lambda>/); // escaped if present
+  });
+
+  it('keeps both Set-Cookie headers', async () => {
+    const w = startWorker();
+    await w.ready();
+    expect(header(await w.get(1, '/cookies'), 'Set-Cookie')).toEqual(['a=1; Path=/', 'b=2; Path=/']);
+  });
+
+  it('serves write(), file_wrapper and streamed bodies', async () => {
+    const w = startWorker();
+    await w.ready();
+    expect((await w.get(1, '/write')).body.toString()).toBe('written by write()');
+    expect((await w.get(2, '/filewrapper')).body.equals(Buffer.from('0123456789'.repeat(20000)))).toBe(true);
+    expect((await w.get(3, '/stream?n=200000')).body.length).toBe(200000);
+    const body = randomBytes(200_000);
+    const echo = await w.get(4, '/echo', { REQUEST_METHOD: 'POST', CONTENT_LENGTH: String(body.length) }, body);
+    expect(echo.body.equals(body)).toBe(true);
+  });
+
+  it('sends print() and wsgi.errors to stderr, never to the protocol stream', async () => {
+    const w = startWorker();
+    await w.ready();
+    expect((await w.get(1, '/print')).body.toString()).toBe('printed');
+    await w.until(() => (w.stderr.includes('PRINTED-TO-STDOUT') && w.stderr.includes('WRITTEN-TO-WSGI-ERRORS') ? true : undefined), 'stderr lines');
+    expect(w.records.every((r) => !r.content.includes('PRINTED'))).toBe(true);
+  });
+
+  it('gives the app a sane sys.argv', async () => {
+    const w = startWorker();
+    await w.ready();
+    expect((await w.get(1, '/argv')).body.toString()).toMatch(/^\['.*hello_app\.py'\]$/);
+  });
+
+  it('passes wsgiref.validate on a batch of requests', async () => {
+    const w = startWorker([], {}, 'validated_app:application');
+    await w.ready();
+    const body = randomBytes(100_000);
+    const post = { REQUEST_METHOD: 'POST', CONTENT_LENGTH: String(body.length), CONTENT_TYPE: 'application/octet-stream' };
+    const results = [
+      await w.get(1, '/'), await w.get(2, '/env'), await w.get(3, '/cookies'), await w.get(4, '/write'),
+      await w.get(5, '/filewrapper'), await w.get(6, '/stream?n=70000'), await w.get(7, '/head', { REQUEST_METHOD: 'HEAD' }),
+      await w.get(8, '/echo', post, body), await w.get(9, '/sha256', post, body),
+    ];
+    expect(results.map((r) => r.status)).toEqual(results.map(() => 200));
+    expect(w.stderr).not.toMatch(/AssertionError|WSGIWarning/);
+  });
+
+  it('accepts module.callable, module.callable() and pkg.mod:factory()', async () => {
+    for (const app of ['hello_app.application', 'hello_app.Holder.app', 'hello_app.make_app()', 'pkg.factory:create()']) {
+      const w = startWorker([], {}, app);
+      expect((await w.ready()).app).toBe(app);
+      expect((await w.get(1, '/')).body.toString()).toBe('Hello, world');
+    }
+  });
+
+  it('exits 0 on stdin EOF', async () => {
+    const w = startWorker();
+    await w.ready();
+    w.proc.stdin!.end();
+    expect(await w.exited).toBe(0);
+  });
+
+  it('exits 4 with FATAL when the import fails', async () => {
+    const w = startWorker([], {}, 'import_fails:application');
+    expect(await w.exited).toBe(4);
+    const fatal = JSON.parse((await w.find(T.FATAL, 0)).content.toString()) as Record<string, unknown>;
+    expect(fatal).toMatchObject({ kind: 'import', error: "ModuleNotFoundError: No module named 'no_such_module_for_corral_tests'", line: 2 });
+    expect(fatal.file).toBe(path.join(FIXTURES, 'import_fails.py'));
+    expect(w.stderr).toContain('Traceback (most recent call last)');
+    expect(w.stderr).toContain('import_fails.py');
+    expect(w.records.some((r) => r.type === T.READY)).toBe(false);
+  });
+
+  it('exits 4 with file and line of a SyntaxError', async () => {
+    const w = startWorker([], {}, 'syntax_error:application');
+    expect(await w.exited).toBe(4);
+    const fatal = JSON.parse((await w.find(T.FATAL, 0)).content.toString()) as Record<string, unknown>;
+    expect(fatal).toMatchObject({ kind: 'import', file: path.join(FIXTURES, 'syntax_error.py'), line: 3 });
+    expect(fatal.error).toMatch(/^SyntaxError: /);
+  });
+
+  it('exits 4 when the callable is missing and 3 on a bad flag', async () => {
+    const missing = startWorker([], {}, 'hello_app:nope');
+    expect(await missing.exited).toBe(4);
+    expect((JSON.parse((await missing.find(T.FATAL, 0)).content.toString()) as { error: string }).error).toMatch(/^AttributeError: .*nope/);
+    const bad = startWorker(['--no-such-flag']);
+    expect(await bad.exited).toBe(3);
+    expect(bad.stderr).toContain('--no-such-flag');
+    expect(JSON.parse((await bad.find(T.FATAL, 0)).content.toString())).toMatchObject({ kind: 'boot' });
+  });
+});
+
+describe('worker as a standalone FastCGI server', () => {
+  async function listen(): Promise<{ worker: Worker; port: number }> {
+    const proc = spawn(PYTHON, [WORKER, '--root', FIXTURES, '--app', 'hello_app:application', '--listen', '127.0.0.1:0'], { stdio: ['pipe', 'pipe', 'pipe'] });
+    started.push(proc);
+    const worker = new Worker(proc);
+    const port = await worker.until(() => /listening on 127\.0\.0\.1:(\d+)/.exec(worker.stderr)?.[1], 'the listening line');
+    return { worker, port: Number(port) };
+  }
+
+  async function connect(port: number): Promise<{ peer: Peer; socket: net.Socket }> {
+    const socket = net.connect(port, '127.0.0.1');
+    sockets.push(socket);
+    await new Promise((resolve, reject) => socket.once('connect', resolve).once('error', reject));
+    const peer = new Peer(socket, socket);
+    socket.on('close', () => { peer.closed = true; peer.notify(); });
+    return { peer, socket };
+  }
+
+  it('serves sequential requests on a kept connection and closes without KEEP_CONN', async () => {
+    const { worker, port } = await listen();
+    const { peer } = await connect(port);
+    for (const id of [1, 2, 3]) {
+      peer.send(request(id, params('/')));
+      expect((await peer.response(id)).body.toString()).toBe('Hello, world');
+    }
+    expect(peer.closed).toBe(false);
+    peer.send(request(4, params('/cookies'), Buffer.alloc(0), false));
+    expect((await peer.response(4)).status).toBe(200);
+    await peer.until(() => (peer.closed ? true : undefined), 'the connection to close');
+    worker.proc.kill('SIGTERM');
+    expect(await worker.exited).toBe(0);
+  });
+
+  it('answers GET_VALUES, UNKNOWN_TYPE and UNKNOWN_ROLE', async () => {
+    const { port } = await listen();
+    const { peer } = await connect(port);
+    peer.send(record(T.GET_VALUES, 0, pairs({ FCGI_MAX_CONNS: '', FCGI_MAX_REQS: '', FCGI_MPXS_CONNS: '' })));
+    const values = decodePairs((await peer.find(T.GET_VALUES_RESULT, 0)).content);
+    expect(values.FCGI_MPXS_CONNS).toBe('1');
+    expect(Number(values.FCGI_MAX_CONNS)).toBeGreaterThan(0);
+    expect(Number(values.FCGI_MAX_REQS)).toBeGreaterThan(0);
+    peer.send(record(99, 0, Buffer.from('x')));
+    expect((await peer.find(T.UNKNOWN_TYPE, 0)).content[0]).toBe(99);
+    peer.send(begin(5, true, 2)); // role AUTHORIZER
+    const end = await peer.find(T.END, 5);
+    expect(end.content[4]).toBe(3); // FCGI_UNKNOWN_ROLE
+    peer.send(request(6, params('/')));
+    expect((await peer.response(6)).status).toBe(200);
+  });
+});

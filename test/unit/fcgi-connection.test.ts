@@ -1,0 +1,172 @@
+/**
+ * The front connection against a fake pool: protocol behaviour (keep-conn, multiplexing,
+ * GET_VALUES, ABORT, UNKNOWN_TYPE, UNKNOWN_ROLE, malformed input) over a real socket.
+ */
+import net from 'node:net';
+import { afterEach, describe, expect, it } from 'vitest';
+import { FcgiConnection } from '../../src/front/fcgi-connection.js';
+import { Exchange, type ExchangeSink } from '../../src/pool/exchange.js';
+import type { Upstream } from '../../src/pool/pool.js';
+import { ProtocolStatus, RecordType, Role } from '../../src/fcgi/constants.js';
+import { encodeParams, decodeParams } from '../../src/fcgi/params.js';
+import { encodeRecord, frameStream } from '../../src/fcgi/records.js';
+import { silentLogger } from '../../src/log/logger.js';
+import { CorralError } from '../../src/errors.js';
+import { FcgiClient, cgiParams } from '../helpers/fcgi-client.js';
+
+/** Answers every request with its PATH_INFO and body length once the body ended. */
+class EchoUpstream implements Upstream {
+  exchanges: Exchange[] = [];
+  hold = false;
+  begin(sink: ExchangeSink): Exchange {
+    const ex = new Exchange(sink, 0);
+    this.exchanges.push(ex);
+    let params = Buffer.alloc(0);
+    let body = 0;
+    const port = {
+      pid: 1,
+      send: (frame: Buffer) => {
+        const type = frame[1];
+        const content = frame.subarray(8, 8 + frame.readUInt16BE(4));
+        if (type === RecordType.PARAMS) params = Buffer.concat([params, content]);
+        if (type === RecordType.STDIN && content.length > 0) body += content.length;
+        if (type === RecordType.STDIN && content.length === 0 && !this.hold) {
+          const d = decodeParams(params);
+          const path = d.ok ? (d.pairs.find(([n]) => n.toString() === 'PATH_INFO')?.[1].toString() ?? '') : '';
+          if (path === '/fail') {
+            ex.fail(new CorralError('CORRAL_WORKER_LOST', 'worker 1 exited'));
+            return;
+          }
+          const text = `Status: 200 OK\r\nContent-Type: text/plain\r\n\r\n${path} ${body}`;
+          for (const f of frameStream(RecordType.STDOUT, 0, Buffer.from(text))) ex.onStdout(Buffer.concat([f]), f);
+          ex.finish(0);
+        }
+      },
+      grantWindow: () => undefined,
+      abort: () => ex.finish(0),
+    };
+    queueMicrotask(() => ex.assign(port, 1, 1 << 20, 1 << 20));
+    return ex;
+  }
+}
+
+let server: net.Server | null = null;
+const clients: FcgiClient[] = [];
+
+async function serve(up: Upstream): Promise<{ host: string; port: number }> {
+  server = net.createServer({ allowHalfOpen: true }, (s) => {
+    new FcgiConnection(s, () => up, { maxParamsBytes: 4096, maxConns: 10, maxReqs: 20, devErrors: false }, silentLogger());
+  });
+  await new Promise<void>((r) => server!.listen(0, '127.0.0.1', () => r()));
+  const a = server.address() as net.AddressInfo;
+  return { host: '127.0.0.1', port: a.port };
+}
+
+async function client(addr: { host: string; port: number }): Promise<FcgiClient> {
+  const c = await FcgiClient.connect(addr);
+  clients.push(c);
+  return c;
+}
+
+afterEach(async () => {
+  for (const c of clients.splice(0)) c.close();
+  await new Promise<void>((r) => (server ? server.close(() => r()) : r()));
+  server = null;
+});
+
+describe('FcgiConnection', () => {
+  it('serves many sequential requests on one keep-conn connection', async () => {
+    const c = await client(await serve(new EchoUpstream()));
+    for (let i = 1; i <= 20; i++) {
+      const r = await c.request(1, cgiParams('GET', `/n${i}`));
+      expect(r.body.toString()).toBe(`/n${i} 0`);
+      expect(r.protocolStatus).toBe(ProtocolStatus.REQUEST_COMPLETE);
+    }
+    expect(c.isClosed).toBe(false);
+  });
+
+  it('closes the connection after a request without FCGI_KEEP_CONN', async () => {
+    const c = await client(await serve(new EchoUpstream()));
+    const r = await c.request(1, cgiParams('GET', '/once'), undefined, { keepConn: false });
+    expect(r.body.toString()).toBe('/once 0');
+    await c.closed;
+  });
+
+  it('keeps interleaved requests apart', async () => {
+    const c = await client(await serve(new EchoUpstream()));
+    const a = c.begin(1, cgiParams('POST', '/a'));
+    const b = c.begin(2, cgiParams('POST', '/b'));
+    await c.sendBody(2, Buffer.alloc(5));
+    await c.sendBody(1, Buffer.alloc(3));
+    await c.sendBody(2, Buffer.alloc(5));
+    c.endBody(2);
+    c.endBody(1);
+    expect((await a).body.toString()).toBe('/a 3');
+    expect((await b).body.toString()).toBe('/b 10');
+  });
+
+  it('answers GET_VALUES with the values it knows', async () => {
+    const c = await client(await serve(new EchoUpstream()));
+    c.write(encodeRecord(RecordType.GET_VALUES, 0, encodeParams([['FCGI_MAX_CONNS', ''], ['FCGI_MPXS_CONNS', ''], ['FCGI_MAX_REQS', ''], ['NOPE', '']])));
+    const rec = await waitRecord(c, RecordType.GET_VALUES_RESULT);
+    const d = decodeParams(rec.content);
+    if (!d.ok) throw new Error(d.message);
+    expect(Object.fromEntries(d.pairs.map(([n, v]) => [n.toString(), v.toString()]))).toEqual({ FCGI_MAX_CONNS: '10', FCGI_MPXS_CONNS: '1', FCGI_MAX_REQS: '20' });
+  });
+
+  it('answers an unknown record type with UNKNOWN_TYPE and keeps serving', async () => {
+    const c = await client(await serve(new EchoUpstream()));
+    c.write(encodeRecord(0x20, 0, Buffer.from('x')));
+    const rec = await waitRecord(c, RecordType.UNKNOWN_TYPE);
+    expect(rec.content[0]).toBe(0x20);
+    expect((await c.request(1, cgiParams('GET', '/after'))).body.toString()).toBe('/after 0');
+  });
+
+  it('answers a role other than RESPONDER with UNKNOWN_ROLE', async () => {
+    const c = await client(await serve(new EchoUpstream()));
+    const r = c.begin(1, cgiParams('GET', '/x'), { role: Role.AUTHORIZER });
+    expect((await r).protocolStatus).toBe(ProtocolStatus.UNKNOWN_ROLE);
+    expect((await c.request(2, cgiParams('GET', '/ok'))).body.toString()).toBe('/ok 0');
+  });
+
+  it('ends an aborted request with END_REQUEST', async () => {
+    const up = new EchoUpstream();
+    up.hold = true;
+    const c = await client(await serve(up));
+    const r = c.begin(1, cgiParams('GET', '/slow'));
+    c.endBody(1);
+    c.abort(1);
+    const res = await r;
+    expect(res.protocolStatus).toBe(ProtocolStatus.REQUEST_COMPLETE);
+  });
+
+  it('sends an error page when the pool fails the request', async () => {
+    const c = await client(await serve(new EchoUpstream()));
+    const r = await c.request(1, cgiParams('GET', '/fail'));
+    expect(r.status).toBe(502);
+    expect(r.body.toString()).toContain('CORRAL_WORKER_LOST');
+  });
+
+  it.each([
+    ['a bad version byte', Buffer.from([9, 1, 0, 1, 0, 8, 0, 0, 0, 1, 1, 0, 0, 0, 0, 0])],
+    ['a BEGIN_REQUEST of the wrong size', encodeRecord(RecordType.BEGIN_REQUEST, 1, Buffer.alloc(3))],
+    ['STDOUT sent by a client', encodeRecord(RecordType.STDOUT, 1, Buffer.from('x'))],
+  ])('closes the connection on %s, and other connections keep working', async (_n, bytes) => {
+    const addr = await serve(new EchoUpstream());
+    const good = await client(addr);
+    const bad = await client(addr);
+    bad.write(bytes);
+    await bad.closed;
+    expect((await good.request(1, cgiParams('GET', '/still'))).body.toString()).toBe('/still 0');
+  });
+
+  it('closes a connection whose params exceed maxParamsBytes', async () => {
+    const c = await client(await serve(new EchoUpstream()));
+    void c.begin(1, { BIG: 'x'.repeat(5000) }).catch(() => undefined);
+    await c.closed;
+  });
+});
+
+function waitRecord(c: FcgiClient, type: number) {
+  return c.waitForRecord((r) => r.type === type);
+}
