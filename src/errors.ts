@@ -27,6 +27,11 @@ export const ERRORS = {
     title: 'Service Unavailable',
     doc: 'The worker process could not start (python not found, bad arguments, missing app directory). The pool is `failed` and retries slowly.',
   },
+  CORRAL_RAPID_FAIL: {
+    status: 503,
+    title: 'Service Unavailable',
+    doc: 'Workers of the app exited unexpectedly more than `rapidFailsPerMinute` times within a minute (like IIS rapid-fail protection). The pool is `failed` and retries slowly.',
+  },
   CORRAL_QUEUE_FULL: {
     status: 503,
     title: 'Service Unavailable',

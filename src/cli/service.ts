@@ -8,7 +8,11 @@ import type { Settings } from '../config/settings.js';
 import { listenAddresses } from '../config/settings.js';
 import { formatAddress } from '../config/address.js';
 import type { Logger } from '../log/logger.js';
-import { Pool } from '../pool/pool.js';
+import { Pool, type PoolOptions } from '../pool/pool.js';
+import { Worker, type WorkerSpawnSpec } from '../pool/worker.js';
+import { realClock } from '../pool/clock.js';
+import { sampleUsage } from '../monitor/sampler.js';
+import { workerBounds } from '../config/settings.js';
 import { FcgiConnection, type ConnectionOptions } from '../front/fcgi-connection.js';
 import { openFront, type Front } from '../front/listeners.js';
 import { openHttpFront } from '../front/http-front.js';
@@ -34,6 +38,31 @@ export function workerEnv(base: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
   for (const k of IIS_PRIVATE_ENV) delete env[k];
   env.PYTHONUNBUFFERED = '1';
   return env;
+}
+
+/** The pool's options from the settings (seconds become milliseconds). */
+export function poolOptions(s: Readonly<Settings>): PoolOptions {
+  const { min, max } = workerBounds(s);
+  return {
+    app: s.wsgiApp,
+    minWorkers: min,
+    maxWorkers: max,
+    requestTimeoutMs: s.requestTimeout * 1000,
+    startupTimeoutMs: s.startupTimeout * 1000,
+    idleTimeoutMs: s.idleTimeout * 1000,
+    maxRequests: s.maxRequests,
+    maxRequestsJitter: s.maxRequestsJitter,
+    maxMemoryMB: s.maxMemoryMB,
+    queueLength: s.queueLength,
+    queueTimeoutMs: s.queueTimeout * 1000,
+    gracefulTimeoutMs: s.gracefulTimeout * 1000,
+    failedRetryMs: 5_000,
+    rapidFailsPerMinute: 10,
+    pingIntervalMs: 10_000,
+    pingTimeoutMs: 30_000,
+    monitorIntervalMs: 1_000,
+    tickMs: 250,
+  };
 }
 
 /** A running corral service. */
@@ -62,15 +91,14 @@ export class Service {
       '--window', String(RESPONSE_WINDOW),
     ];
     if (settings.pythonPath.length > 0) args.push('--pythonpath', settings.pythonPath.join(';'));
+    const spec: WorkerSpawnSpec = { command: settings.python, args, cwd: settings.root, env: workerEnv(process.env), responseWindow: RESPONSE_WINDOW };
     this.pool = new Pool(
+      poolOptions(settings),
       {
-        app: settings.wsgiApp,
-        spawn: { command: settings.python, args, cwd: settings.root, env: workerEnv(process.env), responseWindow: RESPONSE_WINDOW },
-        workers: settings.workers,
-        queueLength: 1000,
-        gracefulTimeoutMs: 30_000,
-        failedRetryMs: 10_000,
-        devErrors: opts.devErrors ?? false,
+        spawn: (gen, events) => new Worker(spec, gen, events, this.#log.child({ app: settings.wsgiApp }), performance.now()),
+        clock: realClock,
+        random: Math.random,
+        sample: sampleUsage,
       },
       log,
     );

@@ -79,9 +79,23 @@ export function loadSettings(options: LoadOptions): LoadResult {
     values[row.key] = resolved.value;
     sources[row.key] = resolved.source;
   }
+  problems.push(...crossChecks(values, sources, cli.values));
   if (problems.length > 0) throw new ConfigError(problems);
   // Every row produced a value parsed by its own kind, which is what Settings says each key holds.
   return deepFreeze({ settings: values as unknown as Settings, sources: sources as Record<SettingKey, Source> });
+}
+
+/** Rules between settings: the pool's bounds must fit together. */
+function crossChecks(values: Record<string, unknown>, sources: Record<string, Source>, flags: ReadonlyMap<string, FlagValue>): Problem[] {
+  const min = values.minWorkers;
+  const max = values.maxWorkers;
+  const workers = values.workers;
+  if (typeof max !== 'number') return [];
+  const effectiveMin = typeof min === 'number' ? min : typeof workers === 'number' ? workers : 0;
+  if (max >= effectiveMin) return [];
+  const origin = flags.get('maxWorkers')?.origin ?? (sources.maxWorkers === 'env' ? 'CORRAL_MAX_WORKERS' : 'maxWorkers');
+  const by = typeof min === 'number' ? `minWorkers (${min})` : `workers (${String(workers)})`;
+  return [{ origin, key: 'maxWorkers', received: quote(max), reason: `is below ${by}`, expected: `at least ${effectiveMin}` }];
 }
 
 function toProblem(row: Row, origin: string, issue: Issue): Problem {

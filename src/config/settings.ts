@@ -78,9 +78,64 @@ export const SETTINGS = [
     doc: 'Python worker processes per app. Two, so one crashing or recycling worker does not leave the app unserved.',
   }),
   setting({
+    key: 'minWorkers', env: ['CORRAL_MIN_WORKERS'], flag: '--min-workers', cli: 'option', arg: 'N',
+    kind: nullable(integer(0, 256)), default: null, defaultDoc: '`workers`',
+    doc: 'Fewest workers kept running. `0` starts the first worker on the first request (saves memory for rarely used apps, costs one Python start-up). Defaults to `workers`.',
+  }),
+  setting({
+    key: 'maxWorkers', env: ['CORRAL_MAX_WORKERS'], flag: '--max-workers', cli: 'option', arg: 'N',
+    kind: nullable(integer(1, 256)), default: null, defaultDoc: '`workers` (or `minWorkers` if larger)',
+    doc: 'Most workers: one more is started when every thread is busy and requests wait, one at a time. Defaults to `workers`, a fixed pool.',
+  }),
+  setting({
     key: 'threads', env: ['CORRAL_THREADS'], flag: '--threads', cli: 'option', arg: 'N',
     kind: integer(1, 256), default: 1,
     doc: 'Request threads per worker. One, because not every WSGI app is thread-safe; raise it for I/O-bound apps.',
+  }),
+  setting({
+    key: 'requestTimeout', env: ['CORRAL_REQUEST_TIMEOUT'], flag: '--request-timeout', cli: 'option', arg: 'SECONDS',
+    kind: integer(0, 86_400), default: 90,
+    doc: 'A request running longer gets 504 and its worker is killed and replaced (`0`: no limit). 90 s is IIS\'s FastCGI `requestTimeout`, so behind IIS neither side gives up first by surprise.',
+  }),
+  setting({
+    key: 'startupTimeout', env: ['CORRAL_STARTUP_TIMEOUT'], flag: '--startup-timeout', cli: 'option', arg: 'SECONDS',
+    kind: integer(1, 3_600), default: 60,
+    doc: 'A worker that has not imported the app and said READY by then is killed and counted as a boot failure. 60 s leaves room for large Django projects on slow disks.',
+  }),
+  setting({
+    key: 'idleTimeout', env: ['CORRAL_IDLE_TIMEOUT'], flag: '--idle-timeout', cli: 'option', arg: 'SECONDS',
+    kind: integer(0, 86_400), default: 300,
+    doc: 'A worker above `minWorkers` idle this long is stopped (`0`: never). 300 s is IIS\'s and mod_fcgid\'s idle timeout.',
+  }),
+  setting({
+    key: 'maxRequests', env: ['CORRAL_MAX_REQUESTS'], flag: '--max-requests', cli: 'option', arg: 'N',
+    kind: integer(0, 1e9), default: 0,
+    doc: 'Recycle a worker after this many requests (`0`: never); its replacement starts first, so no request waits. Off by default: recycling costs a Python start-up and only helps apps that leak.',
+  }),
+  setting({
+    key: 'maxRequestsJitter', env: ['CORRAL_MAX_REQUESTS_JITTER'], flag: '--max-requests-jitter', cli: 'option', arg: 'N',
+    kind: integer(0, 1e9), default: 0,
+    doc: 'Adds a random 0..N to each worker\'s `maxRequests`, so workers do not all recycle at once (gunicorn\'s `max_requests_jitter`). Set it to about a tenth of `maxRequests`.',
+  }),
+  setting({
+    key: 'maxMemoryMB', env: ['CORRAL_MAX_MEMORY_MB'], flag: '--max-memory-mb', cli: 'option', arg: 'MB',
+    kind: integer(0, 1_048_576), default: 0,
+    doc: 'Recycle a worker whose resident memory (sampled every second) exceeds this, after its current requests (`0`: no limit). Off by default because a sensible limit depends on the app.',
+  }),
+  setting({
+    key: 'queueLength', env: ['CORRAL_QUEUE_LENGTH'], flag: '--queue-length', cli: 'option', arg: 'N',
+    kind: integer(0, 1_000_000), default: 1000,
+    doc: 'Requests that may wait for a free worker thread; beyond it the answer is 503 with `Retry-After`. 1000 is IIS\'s FastCGI `queueLength`.',
+  }),
+  setting({
+    key: 'queueTimeout', env: ['CORRAL_QUEUE_TIMEOUT'], flag: '--queue-timeout', cli: 'option', arg: 'SECONDS',
+    kind: integer(0, 86_400), default: 30,
+    doc: 'A request that waited this long in the queue gets 503 (`0`: wait as long as it takes). 30 s: a user has given up by then, and the worker time is better spent on newer requests.',
+  }),
+  setting({
+    key: 'gracefulTimeout', env: ['CORRAL_GRACEFUL_TIMEOUT'], flag: '--graceful-timeout', cli: 'option', arg: 'SECONDS',
+    kind: integer(0, 3_600), default: 30,
+    doc: 'How long a stopping or draining worker may finish its requests before it is killed; also the service\'s own stop deadline. 30 s, as gunicorn; keep it below your service manager\'s stop timeout.',
   }),
   setting({
     key: 'logLevel', env: ['CORRAL_LOG_LEVEL'], flag: '--log-level', cli: 'option', arg: 'LEVEL',
@@ -112,6 +167,12 @@ export const SETTING_ROWS: readonly SettingSpec<SettingKey, unknown>[] = SETTING
 
 /** Where `corral serve` listens when neither `listen` nor `http` is set. */
 export const DEFAULT_LISTEN: ListenAddress = Object.freeze({ kind: 'tcp', host: '127.0.0.1', port: 9000 });
+
+/** The pool's bounds: `workers` sets both unless minWorkers/maxWorkers say otherwise. */
+export function workerBounds(s: Pick<Settings, 'workers' | 'minWorkers' | 'maxWorkers'>): { min: number; max: number } {
+  const min = s.minWorkers ?? s.workers;
+  return { min, max: s.maxWorkers ?? Math.max(s.workers, min, 1) };
+}
 
 /** The FastCGI addresses to listen on, applying DEFAULT_LISTEN. */
 export function listenAddresses(settings: Pick<Settings, 'listen' | 'http'>): readonly ListenAddress[] {

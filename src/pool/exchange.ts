@@ -46,8 +46,10 @@ function setRequestId(frame: Buffer, id: number): void {
 /** One request in flight between a front and a worker. */
 export class Exchange {
   readonly sink: ExchangeSink;
-  /** When the request entered the pool (ms, monotonic). */
+  /** When the request entered the pool (ms, the pool's clock). */
   readonly createdAt: number;
+  /** When it was handed to a worker (ms, the pool's clock). */
+  dispatchedAt = 0;
   #state: ExchangeState = 'queued';
   #worker: WorkerPort | null = null;
   #workerId = 0;

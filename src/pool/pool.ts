@@ -1,29 +1,79 @@
 /**
- * A pool of Python workers for one app: starts them, dispatches each request to the
- * least-loaded READY worker, queues when every thread is busy, replaces workers that die, and
- * stops them by protocol (stdin EOF) before force.
+ * The supervisor of one app's workers, after gunicorn's arbiter and PHP-FPM's process manager:
+ * worker exits, READY, PONG and memory samples only enqueue events; one tick drains them, then
+ * reaps, enforces timeouts and reconciles the pool with what it should be, in that order. The
+ * clock, the spawn and the sampler are injected, so unit tests drive it without processes or sleeps.
+ *
+ * The request path stays out of the queue for speed: a request is dispatched at once to the
+ * least-loaded READY worker of the serving generation, or queued in Node (bounded).
  */
 import { CorralError } from '../errors.js';
 import type { Logger } from '../log/logger.js';
+import type { Clock, Timer } from './clock.js';
 import { Exchange, type ExchangeSink } from './exchange.js';
-import { Worker, type WorkerSpawnSpec } from './worker.js';
 import { classifyExit } from './exit.js';
+import type { WorkerEvents, WorkerHandle } from './handle.js';
 
-/** How a pool runs. Times in milliseconds. */
+/** How a pool runs. Times in milliseconds; 0 turns a limit off where noted. */
 export interface PoolOptions {
   /** Name in logs (the app). */
   app: string;
-  spawn: WorkerSpawnSpec;
-  workers: number;
+  minWorkers: number;
+  maxWorkers: number;
+  /** 0: no limit. */
+  requestTimeoutMs: number;
+  startupTimeoutMs: number;
+  /** Workers above minWorkers idle this long are stopped; 0: never. */
+  idleTimeoutMs: number;
+  /** 0: never recycle by count. */
+  maxRequests: number;
+  maxRequestsJitter: number;
+  /** 0: no memory limit. */
+  maxMemoryMB: number;
   queueLength: number;
+  /** 0: wait as long as it takes. */
+  queueTimeoutMs: number;
   gracefulTimeoutMs: number;
-  /** Slow retry of a pool whose app failed to boot. */
+  /** First retry of a failed pool; it doubles up to FAILED_RETRY_MAX_MS. */
   failedRetryMs: number;
-  /** Show tracebacks to clients (dev mode). */
-  devErrors: boolean;
+  /** Unexpected exits of READY workers per minute before the pool is taken offline (IIS: rapidFailsPerMinute). */
+  rapidFailsPerMinute: number;
+  /** An idle worker is pinged this often; one silent for pingTimeoutMs is replaced. */
+  pingIntervalMs: number;
+  pingTimeoutMs: number;
+  /** CPU/RSS sampling period; 0: off. */
+  monitorIntervalMs: number;
+  /** Period of the supervisor's tick (timeouts are enforced at this resolution). */
+  tickMs: number;
 }
 
-export type PoolState = 'starting' | 'running' | 'failed' | 'stopping' | 'stopped';
+/** One sample of a process. */
+export interface Usage {
+  /** Percent of one CPU. */
+  cpu: number;
+  /** Resident set size, bytes. */
+  memory: number;
+}
+
+/** What the supervisor needs from the outside world. */
+export interface PoolDeps {
+  spawn(generation: number, events: WorkerEvents): WorkerHandle;
+  clock: Clock;
+  random(): number;
+  sample(pids: number[]): Promise<Map<number, Usage>>;
+}
+
+export type PoolState = 'starting' | 'running' | 'reloading' | 'failed' | 'stopping' | 'stopped';
+
+/** Legal state changes; anything else is refused and logged. */
+const TRANSITIONS: Record<PoolState, readonly PoolState[]> = {
+  starting: ['running', 'failed', 'stopping'],
+  running: ['reloading', 'failed', 'stopping'],
+  reloading: ['running', 'failed', 'stopping'],
+  failed: ['running', 'stopping', 'reloading'],
+  stopping: ['stopped'],
+  stopped: [],
+};
 
 /** Something that takes requests: the pool, as fronts see it. */
 export interface Upstream {
@@ -32,26 +82,96 @@ export interface Upstream {
 
 const BACKOFF_MIN_MS = 100;
 const BACKOFF_MAX_MS = 10_000;
+const FAILED_RETRY_MAX_MS = 60_000;
 /** A worker that lived this long resets the crash backoff. */
 const STABLE_MS = 30_000;
+/** Scale-up adds one worker at a time, at most this often. */
+const SCALE_UP_EVERY_MS = 200;
+
+/** The supervisor's record of one worker. */
+interface Slot {
+  readonly w: WorkerHandle;
+  readonly spawnedAt: number;
+  readyAt: number | null;
+  /** Since when it has had no request; null while busy. */
+  idleSince: number | null;
+  /** Its own request budget (maxRequests + jitter); 0 = none. */
+  readonly maxRequests: number;
+  /** Why it is being replaced (serves until its replacement is READY). */
+  recycle: string | null;
+  /** When it stopped taking requests. */
+  drainingSince: number | null;
+  /** When its stdin was closed. */
+  stopAt: number | null;
+  /** Why we killed it, for the exit log. */
+  killReason: string | null;
+  /** Its exit was our doing and is no failure (stop, drain, recycle, discard, timeout kill). */
+  expectedExit: boolean;
+  lastPongAt: number;
+  pingSentAt: number | null;
+  usage: Usage | null;
+}
+
+type PoolEvent =
+  | { kind: 'ready'; w: WorkerHandle }
+  | { kind: 'exit'; w: WorkerHandle; code: number | null; signal: NodeJS.Signals | null }
+  | { kind: 'pong'; w: WorkerHandle }
+  | { kind: 'usage'; usage: Map<number, Usage> }
+  | { kind: 'idle'; w: WorkerHandle };
+
+/** A pool's figures for status pages and tests. */
+export interface WorkerStatus {
+  pid: number;
+  generation: number;
+  state: string;
+  inflight: number;
+  requests: number;
+  uptimeMs: number;
+  cpu: number | null;
+  rssBytes: number | null;
+  recycle: string | null;
+}
 
 /** Workers of one app and the queue in front of them. */
 export class Pool implements Upstream {
   readonly log: Logger;
   readonly #opts: PoolOptions;
+  readonly #deps: PoolDeps;
   #state: PoolState = 'starting';
-  #workers = new Set<Worker>();
+  #slots = new Map<WorkerHandle, Slot>();
   #queue: Exchange[] = [];
-  #generation = 1;
+  /** Generation that gets new requests. */
+  #servingGen = 1;
+  /** Highest generation started (a reload in progress when > servingGen). */
+  #newestGen = 1;
+  /** Workers wanted now, between minWorkers and maxWorkers. */
+  #target: number;
+  #events: PoolEvent[] = [];
+  #tickScheduled = false;
+  #ticking = false;
+  #timer: Timer | null = null;
   #crashes = 0;
-  #respawnTimer: NodeJS.Timeout | null = null;
+  #crashTimes: number[] = [];
+  #nextSpawnAt = 0;
+  #lastScaleUpAt = -Infinity;
   #failure: CorralError | null = null;
+  #failedRetries = 0;
+  #retryAt = 0;
+  #lastSampleAt = -Infinity;
+  #sampling = false;
+  #stopStartedAt = 0;
+  #warned = new Set<string>();
   #stopWaiters: Array<() => void> = [];
   #readyWaiters: Array<(err: CorralError | null) => void> = [];
+  #reloadWaiters: Array<(err: CorralError | null) => void> = [];
+  /** Last boot error of a discarded generation, for status pages. */
+  lastReloadError: CorralError | null = null;
 
-  constructor(opts: PoolOptions, log: Logger) {
+  constructor(opts: PoolOptions, deps: PoolDeps, log: Logger) {
     this.#opts = opts;
+    this.#deps = deps;
     this.log = log.child({ app: opts.app });
+    this.#target = opts.minWorkers;
   }
 
   get state(): PoolState {
@@ -61,116 +181,96 @@ export class Pool implements Upstream {
   get failure(): CorralError | null {
     return this.#failure;
   }
-  get workers(): readonly Worker[] {
-    return [...this.#workers];
+  get workers(): WorkerHandle[] {
+    return [...this.#slots.keys()];
   }
   get queued(): number {
     return this.#queue.length;
   }
-
-  /** Spawns the workers. */
-  start(): void {
-    for (let i = 0; i < this.#opts.workers; i++) this.#spawn();
+  get servingGeneration(): number {
+    return this.#servingGen;
   }
 
-  /** Resolves when at least one worker is READY, or with the boot failure. */
+  /** Figures per worker. */
+  status(): WorkerStatus[] {
+    const now = this.#deps.clock.now();
+    return [...this.#slots.values()].map((s) => ({
+      pid: s.w.pid,
+      generation: s.w.generation,
+      state: s.w.state,
+      inflight: s.w.inflight,
+      requests: s.w.requests,
+      uptimeMs: Math.round(now - s.spawnedAt),
+      cpu: s.usage?.cpu ?? null,
+      rssBytes: s.usage?.memory ?? null,
+      recycle: s.recycle,
+    }));
+  }
+
+  /** Starts the tick and the first workers. */
+  start(): void {
+    this.#timer = this.#deps.clock.every(this.#opts.tickMs, () => this.tick());
+    this.tick();
+  }
+
+  /** Resolves when a worker is READY, or with the boot failure. */
   whenReady(): Promise<CorralError | null> {
-    if (this.#state === 'running') return Promise.resolve(null);
+    if (this.#state === 'running' || this.#state === 'reloading') return Promise.resolve(null);
     if (this.#state === 'failed') return Promise.resolve(this.#failure);
     return new Promise((resolve) => this.#readyWaiters.push(resolve));
   }
 
+  // ---- the request path
+
   begin(sink: ExchangeSink): Exchange {
-    const ex = new Exchange(sink, performance.now());
+    const ex = new Exchange(sink, this.#deps.clock.now());
     if (this.#state === 'stopping' || this.#state === 'stopped') {
-      queueMicrotask(() => ex.fail(new CorralError('CORRAL_STOPPING', `app ${this.#opts.app} is stopping`)));
+      this.#failLater(ex, new CorralError('CORRAL_STOPPING', `app ${this.#opts.app} is stopping`));
       return ex;
     }
     if (this.#state === 'failed' && this.#failure) {
-      const failure = this.#failure;
-      queueMicrotask(() => ex.fail(failure));
+      this.#failLater(ex, this.#failure);
       return ex;
     }
-    const worker = this.#pick();
-    if (worker) {
-      worker.dispatch(ex);
+    const slot = this.#pick();
+    if (slot) {
+      this.#dispatch(slot, ex);
       return ex;
     }
     if (this.#queue.length >= this.#opts.queueLength) {
-      queueMicrotask(() =>
-        ex.fail(
-          new CorralError('CORRAL_QUEUE_FULL', `all worker threads busy and ${this.#queue.length} requests queued (queueLength)`, {
-            retryAfter: 1,
-          }),
-        ),
+      this.#warnOnce('queue full', { queueLength: this.#opts.queueLength, workers: this.#slots.size }, 'queue full: answering 503 (raise queueLength or maxWorkers)');
+      this.#failLater(
+        ex,
+        new CorralError('CORRAL_QUEUE_FULL', `all worker threads busy and ${this.#queue.length} requests queued (queueLength ${this.#opts.queueLength})`, {
+          retryAfter: 1,
+        }),
       );
       return ex;
     }
     this.#queue.push(ex);
+    // Scale up (or start the first worker with minWorkers 0) without waiting for the next tick.
+    if (this.#slots.size < this.#opts.maxWorkers) this.#schedule();
     return ex;
   }
 
-  /** Stops taking requests, lets the ones in flight and queued finish, then stops the workers. */
-  stop(): Promise<void> {
-    if (this.#state === 'stopped') return Promise.resolve();
-    const done = new Promise<void>((resolve) => this.#stopWaiters.push(resolve));
-    if (this.#state !== 'stopping') {
-      this.#state = 'stopping';
-      this.log.info({ queued: this.#queue.length, inflight: this.#inflight() }, 'pool stopping');
-      if (this.#respawnTimer) clearTimeout(this.#respawnTimer);
-      // Queued requests still get served by the workers we have; failed pools have none.
-      if (this.#readyCount() === 0) this.#failQueue(new CorralError('CORRAL_STOPPING', `app ${this.#opts.app} is stopping`));
-      const force = setTimeout(() => this.#forceStop(), this.#opts.gracefulTimeoutMs);
-      force.unref();
-      this.#stopIdleWorkers();
-    }
-    return done;
+  #failLater(ex: Exchange, error: CorralError): void {
+    queueMicrotask(() => ex.fail(error));
   }
 
-  #pick(): Worker | null {
-    let best: Worker | null = null;
-    for (const w of this.#workers) {
-      if (w.state !== 'ready' || w.inflight >= w.capacity) continue;
-      if (!best || w.inflight < best.inflight) best = w;
+  #pick(): Slot | null {
+    let best: Slot | null = null;
+    for (const s of this.#slots.values()) {
+      const w = s.w;
+      if (w.state !== 'ready' || w.generation !== this.#servingGen || w.inflight >= w.capacity) continue;
+      if (!best || w.inflight < best.w.inflight) best = s;
     }
     return best;
   }
 
-  #spawn(): void {
-    const w = new Worker(
-      this.#opts.spawn,
-      this.#generation,
-      {
-        ready: (wk) => this.#onReady(wk),
-        idle: (wk) => this.#onIdle(wk),
-        exit: (wk, code, signal) => this.#onExit(wk, code, signal),
-        stderr: (wk, line) => wk.log.info({ line }, 'worker stderr'),
-      },
-      this.log,
-      performance.now(),
-    );
-    this.#workers.add(w);
-    w.log.info('worker spawned');
-  }
-
-  #onReady(w: Worker): void {
-    w.log.info({ threads: w.capacity, python: w.info?.python, bootMs: Math.round(performance.now() - w.startedAt) }, 'worker ready');
-    if (this.#state === 'stopping') {
-      this.#stopIdleWorkers();
-      return;
-    }
-    if (this.#state !== 'running') {
-      if (this.#state === 'failed') this.log.info('pool recovered');
-      this.#state = 'running';
-      this.#failure = null;
-      this.#resolveReady(null);
-    }
-    this.#drainQueue();
-  }
-
-  #onIdle(w: Worker): void {
-    if (w.state === 'ready') this.#drainQueue();
-    if (this.#state === 'stopping') this.#stopIdleWorkers();
+  #dispatch(slot: Slot, ex: Exchange): void {
+    slot.idleSince = null;
+    ex.dispatchedAt = this.#deps.clock.now();
+    slot.w.dispatch(ex);
   }
 
   #drainQueue(): void {
@@ -180,94 +280,490 @@ export class Pool implements Upstream {
         this.#queue.shift();
         continue;
       }
-      const w = this.#pick();
-      if (!w) return;
+      const slot = this.#pick();
+      if (!slot) return;
       this.#queue.shift();
-      w.dispatch(ex);
+      this.#dispatch(slot, ex);
+    }
+    this.#clearWarning('queue full');
+  }
+
+  #onIdle(w: WorkerHandle): void {
+    const slot = this.#slots.get(w);
+    if (!slot) return;
+    if (w.inflight === 0) slot.idleSince = this.#deps.clock.now();
+    if (w.state === 'ready') this.#drainQueue();
+    // A draining or recycling worker that just finished its last request can be stopped now.
+    if (w.inflight === 0 && (w.state === 'draining' || slot.recycle || this.#state === 'stopping')) this.#enqueue({ kind: 'idle', w });
+    else if (slot.maxRequests > 0 && w.requests >= slot.maxRequests) this.#enqueue({ kind: 'idle', w });
+  }
+
+  // ---- control
+
+  /** Starts a new generation; the old one serves until the new one is READY, then drains. */
+  reload(reason: string): Promise<CorralError | null> {
+    if (this.#state === 'stopping' || this.#state === 'stopped') return Promise.resolve(new CorralError('CORRAL_STOPPING', 'stopping'));
+    const done = new Promise<CorralError | null>((resolve) => this.#reloadWaiters.push(resolve));
+    if (this.#state === 'failed') {
+      // Nothing serves: retry at once with a fresh generation.
+      this.#newestGen++;
+      this.#servingGen = this.#newestGen;
+      this.#failedRetries = 0;
+      this.#retryAt = 0;
+      this.log.info({ reason, gen: this.#newestGen }, 'reload of a failed pool: retrying now');
+      this.#schedule();
+      return done;
+    }
+    if (this.#state === 'reloading') this.#discardGeneration(this.#newestGen, 'superseded by a newer reload');
+    this.#newestGen++;
+    this.#transition('reloading');
+    this.log.info({ reason, gen: this.#newestGen }, 'reload: starting a new generation');
+    this.#schedule();
+    return done;
+  }
+
+  /** Stops taking requests, serves those in flight and queued, then stops every worker. */
+  stop(): Promise<void> {
+    if (this.#state === 'stopped') return Promise.resolve();
+    const done = new Promise<void>((resolve) => this.#stopWaiters.push(resolve));
+    if (this.#state !== 'stopping') {
+      this.#stopStartedAt = this.#deps.clock.now();
+      if (this.#state === 'reloading') this.#discardGeneration(this.#newestGen, 'service stopping');
+      this.#transition('stopping');
+      this.log.info({ queued: this.#queue.length, inflight: this.#inflight() }, 'pool stopping');
+      if (this.#readyCount() === 0) this.#failQueue(new CorralError('CORRAL_STOPPING', `app ${this.#opts.app} is stopping`));
+      this.#schedule();
+    }
+    return done;
+  }
+
+  // ---- the tick
+
+  #enqueue(ev: PoolEvent): void {
+    this.#events.push(ev);
+    this.#schedule();
+  }
+
+  #schedule(): void {
+    if (this.#tickScheduled) return;
+    this.#tickScheduled = true;
+    queueMicrotask(() => {
+      this.#tickScheduled = false;
+      this.tick();
+    });
+  }
+
+  /** One pass: apply events (reap), enforce timeouts, reconcile. Public for tests with a fake clock. */
+  tick(): void {
+    if (this.#ticking || this.#state === 'stopped') return;
+    this.#ticking = true;
+    try {
+      const now = this.#deps.clock.now();
+      for (let ev = this.#events.shift(); ev; ev = this.#events.shift()) this.#apply(ev, now);
+      this.#enforceTimeouts(now);
+      this.#reconcile(now);
+      this.#maybeSample(now);
+    } finally {
+      this.#ticking = false;
     }
   }
 
-  #onExit(w: Worker, code: number | null, signal: NodeJS.Signals | null): void {
-    this.#workers.delete(w);
+  #apply(ev: PoolEvent, now: number): void {
+    switch (ev.kind) {
+      case 'exit':
+        this.#reap(ev.w, ev.code, ev.signal, now);
+        return;
+      case 'ready':
+        this.#onReady(ev.w, now);
+        return;
+      case 'pong': {
+        const slot = this.#slots.get(ev.w);
+        if (slot) {
+          slot.pingSentAt = null;
+          slot.lastPongAt = now;
+        }
+        return;
+      }
+      case 'usage':
+        for (const [pid, u] of ev.usage) for (const s of this.#slots.values()) if (s.w.pid === pid) s.usage = u;
+        return;
+      case 'idle':
+        return; // the timeouts/reconcile pass does the rest
+    }
+  }
+
+  #onReady(w: WorkerHandle, now: number): void {
+    const slot = this.#slots.get(w);
+    if (!slot) return;
+    slot.readyAt = now;
+    slot.idleSince = now;
+    w.log.info({ threads: w.capacity, python: w.info?.python, bootMs: Math.round(now - slot.spawnedAt) }, 'worker ready');
+    if (this.#state === 'stopping') return;
+    if (w.generation === this.#servingGen && (this.#state === 'starting' || this.#state === 'failed')) {
+      if (this.#state === 'failed') this.log.info({ gen: w.generation }, 'pool recovered');
+      this.#failure = null;
+      this.#failedRetries = 0;
+      this.#transition('running');
+      this.#settle(this.#readyWaiters, null);
+      this.#settle(this.#reloadWaiters, null);
+    }
+  }
+
+  #reap(w: WorkerHandle, code: number | null, signal: NodeJS.Signals | null, now: number): void {
+    const slot = this.#slots.get(w);
+    if (!slot) return;
+    this.#slots.delete(w);
     const lost = w.forgetExchanges();
-    const uptimeMs = performance.now() - w.startedAt;
+    const uptimeMs = now - slot.spawnedAt;
+    // Exits we caused on purpose (stop, drain, recycle, discard, a timeout kill) are not failures.
+    const expected = slot.expectedExit || this.#state === 'stopping';
     const verdict = classifyExit({
       code,
       signal,
-      requested: w.state === 'stopping' || this.#state === 'stopping',
-      ready: w.info !== null,
+      requested: expected,
+      ready: slot.readyAt !== null,
       uptimeMs,
       spawnError: w.spawnError?.message ?? null,
       inflight: lost.length,
     });
-    w.log[verdict.level](
-      { code, signal, uptimeMs: Math.round(uptimeMs), requests: w.requests, lost: lost.length, reason: verdict.reason },
-      verdict.message,
-    );
-    for (const ex of lost) {
-      ex.fail(new CorralError('CORRAL_WORKER_LOST', `worker ${w.pid} exited (${verdict.reason}) during the request`));
-    }
-    if (this.#state === 'stopping') {
-      this.#checkStopped();
+    const reason = slot.killReason ?? verdict.reason;
+    const fields = { code, signal, uptimeMs: Math.round(uptimeMs), requests: w.requests, lost: lost.length, reason };
+    if (slot.killReason) w.log.warn(fields, `worker killed: ${slot.killReason}`);
+    else w.log[verdict.level](fields, verdict.message);
+    for (const ex of lost) ex.fail(new CorralError('CORRAL_WORKER_LOST', `worker ${w.pid} exited (${reason}) during the request`));
+    if (expected) return; // reconcile starts a replacement if the pool needs one
+    if (slot.readyAt === null) {
+      this.#onBootFailure(w, reason, now);
       return;
     }
-    if (verdict.bootFailure) {
-      this.#onBootFailure(w, verdict.reason);
-      return;
-    }
+    // An unexpected exit of a serving worker: back off, and take the pool offline on a crash storm.
     if (uptimeMs > STABLE_MS) this.#crashes = 0;
     const delay = this.#crashes === 0 ? 0 : Math.min(BACKOFF_MAX_MS, BACKOFF_MIN_MS * 2 ** (this.#crashes - 1));
     this.#crashes++;
-    this.#scheduleSpawn(delay);
+    this.#nextSpawnAt = now + delay;
+    this.#crashTimes = this.#crashTimes.filter((t) => now - t < 60_000);
+    this.#crashTimes.push(now);
+    if (this.#crashTimes.length > this.#opts.rapidFailsPerMinute) {
+      this.#crashTimes = [];
+      this.#fail(
+        new CorralError('CORRAL_RAPID_FAIL', `app ${this.#opts.app}: workers exited ${this.#opts.rapidFailsPerMinute + 1} times within a minute (rapidFailsPerMinute)`, {
+          detail: w.lastStderr,
+        }),
+        now,
+      );
+    }
   }
 
-  #onBootFailure(w: Worker, reason: string): void {
+  #onBootFailure(w: WorkerHandle, reason: string, now: number): void {
     const fatal = w.fatal;
-    const import_ = reason === 'app import failed';
+    const importFailed = reason === 'app import failed';
     const message = fatal?.error ?? w.spawnError?.message ?? (w.lastStderr.split('\n').pop() || reason);
-    const detail = fatal?.traceback ?? w.lastStderr;
     const error = new CorralError(
-      import_ ? 'CORRAL_APP_IMPORT_FAILED' : 'CORRAL_WORKER_BOOT_FAILED',
-      `app ${this.#opts.app}: ${import_ ? 'import of' : 'worker for'} ${w.info?.app ?? this.#appName()} failed: ${message}`,
-      { detail },
+      importFailed ? 'CORRAL_APP_IMPORT_FAILED' : 'CORRAL_WORKER_BOOT_FAILED',
+      `app ${this.#opts.app}: ${importFailed ? 'import failed' : `worker boot failed (${reason})`}: ${message}`,
+      { detail: fatal?.traceback ?? w.lastStderr },
     );
+    if (w.generation > this.#servingGen && this.#state === 'reloading') {
+      // A reload whose code does not import: keep the old generation serving.
+      this.lastReloadError = error;
+      this.log.error({ err: message, traceback: error.detail, file: fatal?.file, line: fatal?.line, gen: w.generation }, 'reload failed: new generation did not boot; the old one keeps serving');
+      this.#discardGeneration(w.generation, 'generation failed to boot');
+      this.#newestGen = this.#servingGen;
+      this.#transition('running');
+      this.#settle(this.#reloadWaiters, error);
+      return;
+    }
     if (this.#readyCount() > 0) {
-      // Other workers still serve; retry this one slowly.
-      this.#scheduleSpawn(this.#opts.failedRetryMs);
+      // Others still serve: try this one again later, slowly.
+      this.#nextSpawnAt = now + this.#opts.failedRetryMs;
+      this.log.warn({ err: message }, 'worker failed to boot while others serve; retrying slowly');
       return;
     }
+    this.#fail(error, now);
+  }
+
+  #fail(error: CorralError, now: number): void {
     const first = this.#state !== 'failed';
-    this.#state = 'failed';
+    if (first) {
+      this.log.error({ code: error.code, err: error.message, traceback: error.detail }, 'pool failed: answering 503 and retrying slowly');
+      this.#failedRetries = 0;
+    }
+    this.#transition('failed');
     this.#failure = error;
-    if (first) this.log.error({ err: message, traceback: detail, file: fatal?.file, line: fatal?.line }, 'app failed to boot; pool failed, retrying slowly');
+    const delay = Math.min(FAILED_RETRY_MAX_MS, this.#opts.failedRetryMs * 2 ** this.#failedRetries);
+    this.#failedRetries++;
+    this.#retryAt = now + delay;
+    for (const s of this.#slots.values()) {
+      if (s.readyAt === null) this.#kill(s, 'pool failed');
+      else if (s.drainingSince === null) this.#drain(s, now);
+    }
     this.#failQueue(error);
-    this.#resolveReady(error);
-    // One retry worker at a time while failed; the rest follow once it is READY.
-    for (const other of this.#workers) if (other.state === 'starting') return;
-    this.#scheduleSpawn(this.#opts.failedRetryMs, () => {
-      const missing = this.#opts.workers - this.#workers.size;
-      return this.#state === 'failed' ? Math.min(1, missing) : missing;
-    });
+    this.#settle(this.#readyWaiters, error);
+    this.#settle(this.#reloadWaiters, error);
   }
 
-  #appName(): string {
-    const i = this.#opts.spawn.args.indexOf('--app');
-    return i >= 0 ? (this.#opts.spawn.args[i + 1] ?? '?') : '?';
+  #enforceTimeouts(now: number): void {
+    const o = this.#opts;
+    for (const s of this.#slots.values()) {
+      const w = s.w;
+      if (w.state === 'exited') continue;
+      if (s.readyAt === null) {
+        if (s.killReason === null && now - s.spawnedAt > o.startupTimeoutMs) this.#kill(s, `no READY within startupTimeout (${o.startupTimeoutMs / 1000} s)`, false);
+        continue;
+      }
+      if (s.stopAt !== null) {
+        if (now - s.stopAt > o.gracefulTimeoutMs && s.killReason === null) this.#kill(s, `did not exit within gracefulTimeout (${o.gracefulTimeoutMs / 1000} s) after stdin closed`);
+        continue;
+      }
+      if (o.requestTimeoutMs > 0) this.#enforceRequestTimeout(s, now);
+      if (s.killReason) continue;
+      if (s.drainingSince !== null) {
+        if (w.inflight === 0) this.#closeStdin(s, now);
+        else if (now - s.drainingSince > o.gracefulTimeoutMs) this.#kill(s, `requests still running gracefulTimeout (${o.gracefulTimeoutMs / 1000} s) after draining began`);
+        continue;
+      }
+      // Liveness: an idle worker answers PING from its reader thread, even with busy app threads.
+      if (s.pingSentAt !== null && now - s.pingSentAt > o.pingTimeoutMs) {
+        this.#kill(s, `no PONG within ${o.pingTimeoutMs / 1000} s (worker stuck)`);
+        continue;
+      }
+      if (s.pingSentAt === null && s.idleSince !== null && w.inflight === 0 && now - Math.max(s.idleSince, s.lastPongAt) > o.pingIntervalMs) {
+        s.pingSentAt = now;
+        w.ping();
+      }
+      if (!s.recycle) this.#checkRecycle(s, now);
+    }
+    if (o.queueTimeoutMs > 0) {
+      while (this.#queue.length > 0 && now - this.#queue[0]!.createdAt > o.queueTimeoutMs) {
+        const ex = this.#queue.shift()!;
+        ex.fail(new CorralError('CORRAL_QUEUE_TIMEOUT', `waited ${o.queueTimeoutMs / 1000} s for a free worker thread (queueTimeout)`, { retryAfter: 1 }));
+      }
+    }
+    if (this.#state === 'stopping' && now - this.#stopStartedAt > o.gracefulTimeoutMs) {
+      for (const s of this.#slots.values()) if (s.killReason === null) this.#kill(s, `service stop took longer than gracefulTimeout (${o.gracefulTimeoutMs / 1000} s)`);
+    }
   }
 
-  #scheduleSpawn(delayMs: number, count: () => number = () => this.#opts.workers - this.#workers.size): void {
-    if (this.#respawnTimer) return;
-    const run = (): void => {
-      this.#respawnTimer = null;
-      if (this.#state === 'stopping' || this.#state === 'stopped') return;
-      for (let n = count(); n > 0; n--) this.#spawn();
-    };
-    if (delayMs === 0) {
-      run();
+  #enforceRequestTimeout(s: Slot, now: number): void {
+    const limit = this.#opts.requestTimeoutMs;
+    for (const ex of s.w.exchanges) {
+      if (ex.state !== 'assigned' || now - ex.dispatchedAt <= limit) continue;
+      ex.fail(new CorralError('CORRAL_REQUEST_TIMEOUT', `the app did not finish within requestTimeout (${limit / 1000} s); its worker ${s.w.pid} is replaced`));
+      this.#kill(s, `request ran over requestTimeout (${limit / 1000} s)`);
       return;
     }
-    this.#respawnTimer = setTimeout(run, delayMs);
-    this.#respawnTimer.unref();
+  }
+
+  #checkRecycle(s: Slot, now: number): void {
+    const o = this.#opts;
+    if (s.maxRequests > 0 && s.w.requests >= s.maxRequests) s.recycle = `served maxRequests (${s.maxRequests})`;
+    else if (o.maxMemoryMB > 0 && s.usage && s.usage.memory > o.maxMemoryMB * 1024 * 1024) {
+      s.recycle = `RSS ${Math.round(s.usage.memory / 1048576)} MB over maxMemoryMB (${o.maxMemoryMB})`;
+      this.#warnOnce(`memory ${s.w.pid}`, { pid: s.w.pid, rssMB: Math.round(s.usage.memory / 1048576) }, 'memory limit hit: recycling worker');
+    } else if (
+      o.idleTimeoutMs > 0 &&
+      s.idleSince !== null &&
+      s.w.inflight === 0 &&
+      now - s.idleSince > o.idleTimeoutMs &&
+      this.#queue.length === 0 &&
+      this.#target > o.minWorkers &&
+      s.w.generation === this.#servingGen
+    ) {
+      this.#target--;
+      s.w.log.info({ idleMs: Math.round(now - s.idleSince), target: this.#target }, 'scaling down: idle worker stopped');
+      this.#drain(s, now);
+      return;
+    }
+    if (s.recycle) s.w.log.info({ reason: s.recycle, requests: s.w.requests }, 'recycling worker: its replacement starts first');
+  }
+
+  #reconcile(now: number): void {
+    if (this.#state === 'stopping') {
+      if (this.#queue.length === 0) for (const s of this.#slots.values()) if (s.w.inflight === 0 && s.stopAt === null && s.killReason === null) this.#closeStdin(s, now);
+      if (this.#slots.size === 0) this.#finishStop();
+      return;
+    }
+    if (this.#state === 'failed') {
+      if (now >= this.#retryAt && !this.#hasStarting(this.#servingGen)) {
+        this.log.info({ attempt: this.#failedRetries }, 'retrying failed pool');
+        this.#spawn(this.#servingGen, now);
+        this.#retryAt = Infinity; // the next failure schedules the next retry
+      }
+      return;
+    }
+    if (this.#state === 'reloading') this.#reconcileReload(now);
+    this.#scale(now);
+    const gen = this.#servingGen;
+    const active = this.#active(gen);
+    // Replace recycled workers first (their replacement counts as active), then spawn up to target.
+    if (now >= this.#nextSpawnAt) {
+      for (let n = active.length; n < this.#target; n++) this.#spawn(gen, now);
+    }
+    const activeReady = active.filter((s) => s.readyAt !== null).length;
+    for (const s of this.#slots.values()) {
+      if (s.recycle && s.drainingSince === null && s.killReason === null && activeReady >= this.#target) {
+        this.#drain(s, now);
+      }
+    }
+    this.#drainQueue();
+  }
+
+  /** Grows the target when requests wait and every thread is busy. */
+  #scale(now: number): void {
+    if (this.#queue.length === 0) {
+      this.#clearWarning('max workers');
+      if (this.#target < this.#opts.minWorkers) this.#target = this.#opts.minWorkers;
+      return;
+    }
+    if (this.#target === 0) {
+      this.#target = 1; // minWorkers 0: the first request starts the first worker
+      return;
+    }
+    const active = this.#active(this.#servingGen);
+    if (active.some((s) => s.readyAt === null)) return; // one boot at a time
+    if (this.#pick()) return;
+    if (this.#target >= this.#opts.maxWorkers) {
+      this.#warnOnce('max workers', { maxWorkers: this.#opts.maxWorkers, queued: this.#queue.length }, 'maxWorkers reached: requests wait in the queue');
+      return;
+    }
+    if (now - this.#lastScaleUpAt < SCALE_UP_EVERY_MS) return;
+    this.#lastScaleUpAt = now;
+    this.#target++;
+    this.log.info({ target: this.#target, queued: this.#queue.length }, 'scaling up: all threads busy');
+  }
+
+  #reconcileReload(now: number): void {
+    const gen = this.#newestGen;
+    const fresh = this.#active(gen);
+    const want = Math.max(1, this.#target);
+    for (let n = fresh.length; n < want; n++) this.#spawn(gen, now);
+    const ready = this.#active(gen).filter((s) => s.readyAt !== null).length;
+    if (ready < want) return;
+    const old = this.#servingGen;
+    this.#servingGen = gen;
+    for (const s of this.#slots.values()) if (s.w.generation < gen && s.drainingSince === null) this.#drain(s, now);
+    this.log.info({ gen, previous: old, workers: ready }, 'reload: new generation serving, old one draining');
+    this.#transition('running');
+    this.lastReloadError = null;
+    this.#settle(this.#reloadWaiters, null);
+  }
+
+  #discardGeneration(gen: number, why: string): void {
+    for (const s of this.#slots.values()) if (s.w.generation === gen && s.killReason === null) this.#kill(s, why);
+  }
+
+  #spawn(gen: number, now: number): void {
+    const events: WorkerEvents = {
+      ready: (w) => this.#enqueue({ kind: 'ready', w }),
+      idle: (w) => this.#onIdle(w),
+      exit: (w, code, signal) => this.#enqueue({ kind: 'exit', w, code, signal }),
+      stderr: (w, line) => w.log.info({ line }, 'worker stderr'),
+      pong: (w) => this.#enqueue({ kind: 'pong', w }),
+    };
+    const w = this.#deps.spawn(gen, events);
+    const o = this.#opts;
+    const jitter = o.maxRequests > 0 && o.maxRequestsJitter > 0 ? Math.floor(this.#deps.random() * (o.maxRequestsJitter + 1)) : 0;
+    this.#slots.set(w, {
+      w,
+      spawnedAt: now,
+      readyAt: null,
+      idleSince: null,
+      maxRequests: o.maxRequests > 0 ? o.maxRequests + jitter : 0,
+      recycle: null,
+      drainingSince: null,
+      stopAt: null,
+      killReason: null,
+      expectedExit: false,
+      lastPongAt: now,
+      pingSentAt: null,
+      usage: null,
+    });
+    w.log.info('worker spawned');
+  }
+
+  #drain(s: Slot, now: number): void {
+    s.drainingSince = now;
+    s.expectedExit = true;
+    s.w.drain();
+    if (s.w.inflight === 0) this.#closeStdin(s, now);
+  }
+
+  #closeStdin(s: Slot, now: number): void {
+    if (s.stopAt !== null) return;
+    s.stopAt = now;
+    s.expectedExit = true;
+    s.w.closeStdin();
+  }
+
+  /** Kills a worker. `expected` = not a failure (a startup timeout is a boot failure; a request timeout is not). */
+  #kill(s: Slot, reason: string, expected = true): void {
+    if (s.killReason !== null) return;
+    s.killReason = reason;
+    s.expectedExit = expected;
+    s.w.drain();
+    s.w.kill();
+  }
+
+  #maybeSample(now: number): void {
+    const every = this.#opts.monitorIntervalMs;
+    if (every <= 0 || this.#sampling || now - this.#lastSampleAt < every || this.#slots.size === 0) return;
+    this.#sampling = true;
+    this.#lastSampleAt = now;
+    const pids = [...this.#slots.keys()].map((w) => w.pid).filter((p) => p > 0);
+    this.#deps.sample(pids).then(
+      (usage) => {
+        this.#sampling = false;
+        this.#enqueue({ kind: 'usage', usage });
+      },
+      () => {
+        this.#sampling = false; // a worker exited between listing and sampling; next round
+      },
+    );
+  }
+
+  #finishStop(): void {
+    if (this.#state !== 'stopping') return;
+    this.#transition('stopped');
+    this.#timer?.cancel();
+    this.log.info('pool stopped');
+    const waiters = this.#stopWaiters;
+    this.#stopWaiters = [];
+    for (const w of waiters) w();
+  }
+
+  #transition(to: PoolState): void {
+    const from = this.#state;
+    if (from === to) return;
+    if (!TRANSITIONS[from].includes(to)) {
+      this.log.error({ from, to }, 'refused illegal pool state change');
+      return;
+    }
+    this.#state = to;
+    this.log.info({ from, to }, 'pool state');
+  }
+
+  /** Workers of `gen` that take (or will take) requests: not recycling, draining or killed. */
+  #active(gen: number): Slot[] {
+    const out: Slot[] = [];
+    for (const s of this.#slots.values()) if (s.w.generation === gen && !s.recycle && s.drainingSince === null && s.killReason === null) out.push(s);
+    return out;
+  }
+
+  #hasStarting(gen: number): boolean {
+    for (const s of this.#slots.values()) if (s.w.generation === gen && s.readyAt === null && s.killReason === null) return true;
+    return false;
+  }
+
+  #readyCount(): number {
+    let n = 0;
+    for (const s of this.#slots.values()) if (s.readyAt !== null && s.killReason === null && s.w.state !== 'exited') n++;
+    return n;
+  }
+
+  #inflight(): number {
+    let n = 0;
+    for (const w of this.#slots.keys()) n += w.inflight;
+    return n;
   }
 
   #failQueue(error: CorralError): void {
@@ -276,44 +772,18 @@ export class Pool implements Upstream {
     for (const ex of queue) ex.fail(error);
   }
 
-  #resolveReady(err: CorralError | null): void {
-    const waiters = this.#readyWaiters;
-    this.#readyWaiters = [];
-    for (const w of waiters) w(err);
+  #settle(waiters: Array<(err: CorralError | null) => void>, err: CorralError | null): void {
+    for (const w of waiters.splice(0)) w(err);
   }
 
-  #readyCount(): number {
-    let n = 0;
-    for (const w of this.#workers) if (w.state === 'ready') n++;
-    return n;
+  /** Warns once per condition until it clears (STYLE.md practice 13). */
+  #warnOnce(key: string, fields: Record<string, unknown>, msg: string): void {
+    if (this.#warned.has(key)) return;
+    this.#warned.add(key);
+    this.log.warn(fields, msg);
   }
 
-  #inflight(): number {
-    let n = 0;
-    for (const w of this.#workers) n += w.inflight;
-    return n;
-  }
-
-  #stopIdleWorkers(): void {
-    if (this.#queue.length > 0) return;
-    for (const w of this.#workers) if (w.inflight === 0 && w.state !== 'stopping') w.closeStdin();
-    this.#checkStopped();
-  }
-
-  #forceStop(): void {
-    if (this.#state !== 'stopping') return;
-    const left = [...this.#workers];
-    if (left.length === 0) return;
-    this.log.warn({ workers: left.map((w) => w.pid), gracefulTimeoutMs: this.#opts.gracefulTimeoutMs }, 'graceful stop timed out; killing workers');
-    for (const w of left) w.kill();
-  }
-
-  #checkStopped(): void {
-    if (this.#state !== 'stopping' || this.#workers.size > 0) return;
-    this.#state = 'stopped';
-    this.log.info('pool stopped');
-    const waiters = this.#stopWaiters;
-    this.#stopWaiters = [];
-    for (const w of waiters) w();
+  #clearWarning(key: string): void {
+    if (this.#warned.delete(key)) this.log.info({ condition: key }, 'condition cleared');
   }
 }

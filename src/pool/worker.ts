@@ -8,28 +8,9 @@ import { NULL_REQUEST_ID, RecordType, Role } from '../fcgi/constants.js';
 import { RecordParser, type FcgiRecord } from '../fcgi/parser.js';
 import { encodeBeginRequest, encodeRecord, encodeWindow } from '../fcgi/records.js';
 import type { Logger } from '../log/logger.js';
-import type { Exchange, WorkerPort } from './exchange.js';
+import type { Exchange } from './exchange.js';
+import type { FatalInfo, ReadyInfo, WorkerEvents, WorkerHandle, WorkerState } from './handle.js';
 import { Outbox } from './outbox.js';
-
-/** What the worker said in CORRAL_READY. */
-export interface ReadyInfo {
-  pid: number;
-  python: string;
-  app: string;
-  threads: number;
-  window: number;
-}
-
-/** What the worker said in CORRAL_FATAL before exiting. */
-export interface FatalInfo {
-  kind: string;
-  error: string;
-  traceback?: string;
-  file?: string;
-  line?: number;
-}
-
-export type WorkerState = 'starting' | 'ready' | 'draining' | 'stopping' | 'exited';
 
 /** How to start a worker. */
 export interface WorkerSpawnSpec {
@@ -43,20 +24,10 @@ export interface WorkerSpawnSpec {
   responseWindow: number;
 }
 
-/** Callbacks to the pool. */
-export interface WorkerEvents {
-  ready(w: Worker): void;
-  /** A request finished or failed and freed a thread. */
-  idle(w: Worker): void;
-  exit(w: Worker, code: number | null, signal: NodeJS.Signals | null): void;
-  /** A line the worker wrote to stderr. */
-  stderr(w: Worker, line: string): void;
-}
-
 const MAX_STDERR_LINE = 16 * 1024;
 
 /** A running (or exited) worker process. */
-export class Worker implements WorkerPort {
+export class Worker implements WorkerHandle {
   readonly generation: number;
   readonly startedAt: number;
   readonly log: Logger;
@@ -76,7 +47,6 @@ export class Worker implements WorkerPort {
   requests = 0;
   exitCode: number | null = null;
   exitSignal: NodeJS.Signals | null = null;
-  #pongWaiters: Array<() => void> = [];
 
   constructor(spec: WorkerSpawnSpec, generation: number, events: WorkerEvents, log: Logger, now: number) {
     this.generation = generation;
@@ -161,12 +131,9 @@ export class Worker implements WorkerPort {
     if (this.#exchanges.has(requestId)) this.send(encodeRecord(RecordType.ABORT_REQUEST, requestId));
   }
 
-  /** Sends a PING; resolves on the PONG. */
-  ping(): Promise<void> {
-    return new Promise((resolve) => {
-      this.#pongWaiters.push(resolve);
-      this.send(encodeRecord(RecordType.CORRAL_PING, NULL_REQUEST_ID, Buffer.from('corral')));
-    });
+  /** Sends a PING; the worker's reader thread answers with a PONG (events.pong). */
+  ping(): void {
+    this.send(PING);
   }
 
   /** Takes the worker out of dispatch; it finishes what it has. */
@@ -212,12 +179,9 @@ export class Worker implements WorkerPort {
       case RecordType.CORRAL_WINDOW:
         if (r.content.length === 4) this.#exchanges.get(r.requestId)?.onWindow(r.content.readUInt32BE(0));
         return;
-      case RecordType.CORRAL_PONG: {
-        const waiters = this.#pongWaiters;
-        this.#pongWaiters = [];
-        for (const w of waiters) w();
+      case RecordType.CORRAL_PONG:
+        this.#events.pong(this);
         return;
-      }
       case RecordType.CORRAL_READY:
         this.#onReady(r.content);
         return;
@@ -273,8 +237,6 @@ export class Worker implements WorkerPort {
     this.exitCode = code;
     this.exitSignal = signal;
     this.#outbox.discard();
-    for (const w of this.#pongWaiters) w();
-    this.#pongWaiters = [];
     this.#events.exit(this, code, signal);
   }
 
@@ -285,6 +247,8 @@ export class Worker implements WorkerPort {
     return all;
   }
 }
+
+const PING = encodeRecord(RecordType.CORRAL_PING, NULL_REQUEST_ID, Buffer.from('corral'));
 
 function parseJson<T>(content: Buffer): T | null {
   try {

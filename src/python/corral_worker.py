@@ -41,6 +41,7 @@ GET_VALUES, GET_VALUES_RESULT, UNKNOWN_TYPE = 9, 10, 11
 CORRAL_READY, CORRAL_WINDOW, CORRAL_PING, CORRAL_PONG, CORRAL_FATAL = 0xC0, 0xC1, 0xC2, 0xC3, 0xC4
 RESPONDER, KEEP_CONN = 1, 1
 REQUEST_COMPLETE, UNKNOWN_ROLE = 0, 3
+APP_OK, APP_FAILED = 0, 1  # END_REQUEST appStatus; 1 = the app raised after the headers were sent
 
 HEADER = struct.Struct("!BBHHBx")  # version, type, request id, content length, padding length
 BEGIN_BODY = struct.Struct("!HB5x")  # role, flags
@@ -266,7 +267,7 @@ class Input:
     def feed(self, data):
         """Reader thread: body bytes arrived (b'' = end of body)."""
         chan = self._chan
-        with chan.cond:
+        with chan.lock:
             if self.eof:
                 return
             if data:
@@ -327,7 +328,7 @@ class Input:
         chan = self._chan
         while True:
             piece = None
-            with chan.cond:
+            with chan.lock:
                 if self._pos >= len(self._buf) and self._pending:
                     pending = self._pending
                     self._buf = pending[0] if len(pending) == 1 else b"".join(pending)
@@ -447,7 +448,7 @@ class Request:
     def _reserve(self, want):
         """Block (this thread only) until there is credit; take up to want bytes of it."""
         chan = self.chan
-        with chan.cond:
+        with chan.lock:
             while self.credit <= 0 and not self.aborted and not chan.broken:
                 chan.wait()
             if self.aborted or self.chan.broken:
@@ -456,28 +457,28 @@ class Request:
             self.credit -= granted
             return granted
 
-    def _write(self, out, end):
+    def _write(self, out, end, app_status=APP_OK):
         chan = self.chan
         if not end:
             chan.write(b"".join(out))
             return
-        with chan.cond:  # an abort from the reader thread may race with the app thread
+        with chan.lock:  # an abort from the reader thread may race with the app thread
             if self.ended:
                 return
             self.ended = True
         out.append(TERMINATOR.pack(1, STDOUT, self.id, 0, 0, 1, END_REQUEST, self.id, 8, 0,
-                                   0, REQUEST_COMPLETE))
+                                   app_status, REQUEST_COMPLETE))
         chan.requests.pop(self.id, None)  # before END_REQUEST: the service may reuse the id at once
         try:
             chan.write(b"".join(out))
         finally:
             chan.finished(self)
 
-    def finish_quietly(self):
+    def finish_quietly(self, app_status=APP_OK):
         """End the request (END_REQUEST) if that has not happened; ignore a dead channel."""
         if not self.ended:
             try:
-                self._write([], True)
+                self._write([], True, app_status)
             except ClientGone:
                 pass
 
@@ -618,7 +619,8 @@ class Exchange:
     def fail(self, exc):
         self.log_error("the application raised", exc)
         if self.sent or self.req.aborted:
-            return  # the client sees a truncated body; finish_quietly() ends the request
+            self.req.finish_quietly(APP_FAILED)  # the client sees a truncated body
+            return
         self.sent = True
         body, ctype = self.server.error_body(exc)
         block = ("Status: 500 Internal Server Error\r\nContent-Type: %s\r\n"
@@ -663,8 +665,10 @@ class Server:
         self.app_dirs = app_dirs
         self.dev_errors = dev_errors
         self.queue = queue.SimpleQueue()
-        self.idle = threading.Condition(threading.Lock())
+        self.lock = threading.Lock()
+        self.idle = threading.Condition(self.lock)
         self.active = 0
+        self.stopping = False  # someone waits for active == 0
         self.defaults = {"SCRIPT_NAME": "", "QUERY_STRING": "", "SERVER_PROTOCOL": "HTTP/1.1",
                          "REQUEST_METHOD": "GET", "SERVER_NAME": "localhost"}
         self.wsgi_base = {
@@ -715,18 +719,19 @@ class Server:
         return b"Internal Server Error\n", "text/plain; charset=utf-8"
 
     def request_started(self):
-        with self.idle:
+        with self.lock:
             self.active += 1
 
     def request_done(self):
-        with self.idle:
+        with self.lock:
             self.active -= 1
-            if not self.active:
+            if not self.active and self.stopping:
                 self.idle.notify_all()
 
     def wait_idle(self, timeout):
         """True once no request is in flight; False if some still are after timeout seconds."""
-        with self.idle:
+        with self.lock:
+            self.stopping = True
             return self.idle.wait_for(lambda: not self.active, timeout)
 
 
@@ -742,7 +747,9 @@ class Channel:
         self.window = server.window if self.windowed else sys.maxsize
         self.quarter = max(1, server.window // 4)
         self.requests = {}
-        self.cond = threading.Condition(threading.Lock())
+        # `with lock` is C code; `with cond` would add a Python call per use. Same lock.
+        self.lock = threading.Lock()
+        self.cond = threading.Condition(self.lock)
         self.wlock = threading.Lock()
         self.broken = False
         self.waiters = 0  # threads waiting on cond: most records need no notify
@@ -783,7 +790,7 @@ class Channel:
             pass
 
     def on_broken(self, error):
-        with self.cond:
+        with self.lock:
             self.wake()
 
     def feed(self, data):
@@ -866,7 +873,7 @@ class Channel:
         req.input.feed(content)
 
     def abort(self, req):
-        with self.cond:
+        with self.lock:
             req.aborted = True
             req.input.cut()
             self.wake()
@@ -944,7 +951,7 @@ class PipeChannel(Channel):
             if len(content) != 4:
                 raise ProtocolError("CORRAL_WINDOW with %d content bytes" % len(content))
             if req is not None:
-                with self.cond:
+                with self.lock:
                     req.credit += UINT32.unpack(content)[0]
                     self.wake()
         elif rtype == CORRAL_PING:
@@ -997,12 +1004,12 @@ class SocketChannel(Channel):
             pass
         finally:
             self.input_closed()
-            with self.cond:
+            with self.lock:
                 self.closing = True
             self._close_if_done()
 
     def on_begin(self):
-        with self.cond:
+        with self.lock:
             self.live += 1
 
     def stdin(self, req, content):
@@ -1010,13 +1017,13 @@ class SocketChannel(Channel):
         inp = req.input
         if inp.held > self.server.window:
             self.flush_runnable()  # the app thread that will read this body must have it
-            with self.cond:
+            with self.lock:
                 while inp.held > self.server.window and not req.ended and not req.aborted:
                     self.wait()
 
     def finished(self, req):
         Channel.finished(self, req)
-        with self.cond:
+        with self.lock:
             self.live -= 1
             self.wake()
         if not req.keep_conn:
@@ -1031,7 +1038,7 @@ class SocketChannel(Channel):
             pass
 
     def _close_if_done(self):
-        with self.cond:
+        with self.lock:
             if not self.closing or self.live or self.closed:
                 return
             self.closed = True

@@ -6,7 +6,13 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import http from 'node:http';
+import { once } from 'node:events';
+import net from 'node:net';
 import { Readable } from 'node:stream';
+import { FCGI_KEEP_CONN, MAX_CONTENT, RecordType, Role } from '../../src/fcgi/constants.js';
+import { encodeParams } from '../../src/fcgi/params.js';
+import { RecordParser } from '../../src/fcgi/parser.js';
+import { decodeEndRequest, encodeBeginRequest, encodeRecord } from '../../src/fcgi/records.js';
 import type { CorralProcess } from './corral.js';
 
 /** A buffered HTTP answer. */
@@ -115,6 +121,99 @@ export function streamedRequest(
     });
     if (body) body.stream.pipe(req);
     else req.end();
+  });
+}
+
+/**
+ * One FastCGI request whose body and answer stream through at once (full duplex): the body is
+ * generated and hashed as it is sent (with socket backpressure), the answer's CGI head is parsed
+ * and its body hashed as it arrives. Unlike the test client, it keeps nothing large in memory.
+ */
+export function fcgiStreamed(
+  addr: { host: string; port: number },
+  params: Record<string, string>,
+  bodyBytes: number,
+  timeoutMs = 60_000,
+): Promise<StreamedResult & { appStatus: number }> {
+  const body = generatedBody(bodyBytes);
+  return new Promise((resolve, reject) => {
+    const socket = net.connect(addr);
+    socket.setNoDelay(true);
+    const timer = setTimeout(() => fail(new Error(`FastCGI ${params.PATH_INFO}: not done in ${timeoutMs} ms`)), timeoutMs);
+    const parser = new RecordParser();
+    const hash = createHash('sha256');
+    let headBuf: Buffer | null = Buffer.alloc(0);
+    let status = 0;
+    const headers: http.IncomingHttpHeaders = {};
+    let received = 0;
+    let head = '';
+    function fail(err: Error): void {
+      clearTimeout(timer);
+      socket.destroy();
+      reject(err);
+    }
+    function onBody(b: Buffer): void {
+      if (head.length < 200) head += b.toString('latin1', 0, Math.min(b.length, 200));
+      hash.update(b);
+      received += b.length;
+    }
+    socket.on('error', fail);
+    socket.on('close', () => fail(new Error('connection closed before END_REQUEST')));
+    socket.on('data', (chunk: Buffer) => {
+      const err = parser.push(chunk, (r) => {
+        if (r.requestId !== 1) return;
+        if (r.type === RecordType.STDOUT && r.content.length > 0) {
+          if (headBuf === null) return onBody(r.content);
+          headBuf = Buffer.concat([headBuf, r.content]);
+          const end = headBuf.indexOf('\r\n\r\n');
+          if (end < 0) return;
+          status = 200;
+          for (const line of headBuf.toString('latin1', 0, end).split('\r\n')) {
+            const i = line.indexOf(':');
+            const name = line.slice(0, i).trim().toLowerCase();
+            const value = line.slice(i + 1).trim();
+            if (name === 'status') status = Number(value.split(' ')[0]);
+            else headers[name] = value;
+          }
+          const rest = headBuf.subarray(end + 4);
+          headBuf = null;
+          if (rest.length > 0) onBody(rest);
+        } else if (r.type === RecordType.END_REQUEST) {
+          clearTimeout(timer);
+          socket.removeAllListeners('close');
+          socket.destroy();
+          const sent = body.digest();
+          resolve({
+            status,
+            headers,
+            sentSha256: sent.sha256,
+            sentBytes: sent.bytes,
+            receivedSha256: hash.digest('hex'),
+            receivedBytes: received,
+            head,
+            appStatus: decodeEndRequest(r.content)?.appStatus ?? -1,
+          });
+        }
+      });
+      if (err) fail(new Error(`bad FastCGI stream: ${err.message}`));
+    });
+    socket.once('connect', () => {
+      socket.write(
+        Buffer.concat([
+          encodeBeginRequest(1, Role.RESPONDER, FCGI_KEEP_CONN),
+          encodeRecord(RecordType.PARAMS, 1, encodeParams(Object.entries(params))),
+          encodeRecord(RecordType.PARAMS, 1),
+        ]),
+      );
+      void (async () => {
+        for await (const chunk of body.stream as AsyncIterable<Buffer>) {
+          let ok = true;
+          for (let off = 0; off < chunk.length; off += MAX_CONTENT) ok = socket.write(encodeRecord(RecordType.STDIN, 1, chunk.subarray(off, off + MAX_CONTENT)));
+          if (!ok) await once(socket, 'drain');
+        }
+        socket.write(encodeRecord(RecordType.STDIN, 1));
+      })().catch((err: Error) => fail(err));
+    });
   });
 }
 

@@ -96,7 +96,7 @@ describe('serve over FastCGI (TCP)', () => {
 
   it('an app that fails to import gives 503 naming the module, and the service stays up', async () => {
     const { c, addr } = await serveFixture('import_fails:application', ['--workers', '2']);
-    await c.waitForMsg('app failed to boot; pool failed, retrying slowly');
+    await c.waitForMsg('pool failed: answering 503 and retrying slowly');
     const r = await fcgiGet(addr, '/');
     expect(r.status).toBe(503);
     expect(r.body.toString()).toContain('import_fails');

@@ -260,6 +260,7 @@ describe('worker over stdio', () => {
     const late = await w.get(2, '/raise_after');
     expect(late.status).toBe(200);
     expect(late.body.toString()).toBe('first chunk\n'); // truncated, then END_REQUEST
+    expect(late.end.content.readUInt32BE(0)).toBe(1); // appStatus: the app failed mid-body
     expect((await w.get(3, '/')).status).toBe(200);
   });
 

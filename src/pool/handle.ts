@@ -1,0 +1,67 @@
+/**
+ * The supervisor's view of a worker. The real one is `Worker` (a Python process); unit tests use
+ * fakes, so the supervisor can be driven with a fake clock and no processes.
+ */
+import type { Logger } from '../log/logger.js';
+import type { Exchange, WorkerPort } from './exchange.js';
+
+/** What the worker said in CORRAL_READY. */
+export interface ReadyInfo {
+  pid: number;
+  python: string;
+  app: string;
+  threads: number;
+  window: number;
+}
+
+/** What the worker said in CORRAL_FATAL before exiting. */
+export interface FatalInfo {
+  kind: string;
+  error: string;
+  traceback?: string;
+  file?: string;
+  line?: number;
+}
+
+export type WorkerState = 'starting' | 'ready' | 'draining' | 'stopping' | 'exited';
+
+/** A worker, as the pool drives it. */
+export interface WorkerHandle extends WorkerPort {
+  readonly generation: number;
+  readonly log: Logger;
+  readonly state: WorkerState;
+  readonly info: ReadyInfo | null;
+  readonly fatal: FatalInfo | null;
+  readonly spawnError: Error | null;
+  /** The last lines of its stderr. */
+  readonly lastStderr: string;
+  /** Threads (known after READY). */
+  readonly capacity: number;
+  readonly inflight: number;
+  /** Requests completed. */
+  readonly requests: number;
+  readonly exchanges: Iterable<Exchange>;
+  /** Starts a request; the caller checked that a thread is free. */
+  dispatch(ex: Exchange): void;
+  /** Takes it out of dispatch. */
+  drain(): void;
+  /** The protocol-level stop. */
+  closeStdin(): void;
+  kill(): void;
+  ping(): void;
+  /** Removes and returns the exchanges in flight (after its exit). */
+  forgetExchanges(): Exchange[];
+}
+
+/** Callbacks to the pool. */
+export interface WorkerEvents {
+  ready(w: WorkerHandle): void;
+  /** A request finished or failed and freed a thread. */
+  idle(w: WorkerHandle): void;
+  exit(w: WorkerHandle, code: number | null, signal: NodeJS.Signals | null): void;
+  /** A line the worker wrote to stderr. */
+  stderr(w: WorkerHandle, line: string): void;
+  /** The answer to `ping()`. */
+  pong(w: WorkerHandle): void;
+}
+
