@@ -74,6 +74,9 @@ function die(msg) {
 /** Every child we started: {name, child, stopSignal}. Each leads its own process group. */
 const children = [];
 let cleaning = null;
+let interrupted = false;
+/** This run's scratch dir (nginx prefix), removed on the way out. */
+let runDir = null;
 
 function startChild(name, cmd, args, opts = {}) {
   const child = spawn(cmd, args, { cwd: opts.cwd ?? ROOT, env: opts.env ?? process.env, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
@@ -117,12 +120,15 @@ function cleanup() {
       }
       killGroup(pid, 'SIGKILL'); // anything left in its group (nginx worker, Python workers)
     }),
-  );
+  ).then(() => {
+    if (runDir) rmSync(runDir, { recursive: true, force: true });
+  });
   return cleaning;
 }
 
 for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
   process.on(sig, () => {
+    interrupted = true;
     log(`${sig}: stopping everything this run started`);
     void cleanup().then(() => process.exit(130));
   });
@@ -512,7 +518,7 @@ async function main() {
   ensurePrerequisites();
   mkdirSync(OUT, { recursive: true });
   const stamp = new Date().toISOString().replace(/[:.]/g, '-').slice(0, 19);
-  const runDir = join(OUT, `run-${stamp}`);
+  runDir = join(OUT, `run-${stamp}`);
 
   log('starting corral, the standalone worker and nginx');
   const [corral, standalone] = await Promise.all([startCorral(), startStandalone()]);
@@ -550,11 +556,11 @@ async function main() {
   writeFileSync(join(OUT, 'latest.md'), `${md}\n`);
   process.stdout.write(`\n${md}\n\n`);
   log(`wrote bench/out/bench-${stamp}.{json,md} in ${meta.elapsed_s.toFixed(0)} s`);
-  rmSync(runDir, { recursive: true, force: true });
 }
 
 main()
   .catch((err) => {
+    if (interrupted) return; // the signal handler reports and exits
     process.stderr.write(`bench: ${err instanceof BenchError ? err.message : (err.stack ?? err)}\n`);
     process.exitCode = 1;
   })

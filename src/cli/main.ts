@@ -10,6 +10,8 @@ const USAGE = `corral ${VERSION}: hosts Python WSGI apps behind IIS, nginx or Ap
 Usage:
   corral serve [APP_DIR] [--wsgi-app MOD:CALLABLE] [--listen ADDR]... [--http ADDR]
                [--workers N] [--threads N] [--python CMD] [--config FILE]
+  corral dev [APP_DIR] [--http ADDR] [options of serve]
+               HTTP on 127.0.0.1:8000, reload on *.py changes, tracebacks in the browser
   corral serve --help      every option, its environment variable and default
   corral --version
 `;
@@ -18,7 +20,9 @@ async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
   switch (command) {
     case 'serve':
-      return runServe(rest, VERSION);
+      return runServe(rest, VERSION, 'serve');
+    case 'dev':
+      return runServe(rest, VERSION, 'dev');
     case '--version':
     case '-v':
       process.stdout.write(`${VERSION}\n`);

@@ -1,36 +1,73 @@
-/** `corral serve`: load settings, start the service, stop cleanly on a signal. */
-import { loadSettings } from '../config/load.js';
+/**
+ * `corral serve` and `corral dev`: load settings, start the service, reload on SIGHUP, stop
+ * cleanly on a signal. `dev` is `serve` with a developer's defaults: HTTP on 127.0.0.1:8000, one
+ * worker, `*.py` watched, pretty logs and tracebacks in the browser.
+ */
+import { loadSettings, type LoadResult } from '../config/load.js';
 import { ConfigError } from '../config/problems.js';
 import { wantsHelp } from '../config/argv.js';
 import { renderHelp } from '../config/help.js';
-import { createLogger } from '../log/logger.js';
+import { parseAddress } from '../config/address.js';
+import type { Settings } from '../config/settings.js';
+import { createLogger, createPrettyLogger, type Logger } from '../log/logger.js';
 import { Service } from './service.js';
 
 /** Signals that mean "stop gracefully". Windows has no SIGTERM to catch; Ctrl-Break is SIGBREAK there. */
 const STOP_SIGNALS: NodeJS.Signals[] = process.platform === 'win32' ? ['SIGINT', 'SIGBREAK'] : ['SIGINT', 'SIGTERM'];
 
-/** Runs `corral serve ARGS`; resolves with the exit code once the service stopped. */
-export async function runServe(argv: string[], version: string): Promise<number> {
+export type Mode = 'serve' | 'dev';
+
+/** Dev defaults, applied only where the user set nothing. */
+export function devSettings(loaded: LoadResult): Settings {
+  const { settings: s, sources } = loaded;
+  const unset = (k: keyof Settings): boolean => sources[k] === 'default';
+  return {
+    ...s,
+    http: unset('http') && unset('listen') ? parseAddress('127.0.0.1:8000') : s.http,
+    workers: unset('workers') ? 1 : s.workers,
+    threads: unset('threads') ? 4 : s.threads,
+    watchFileChangesMask: unset('watchFileChangesMask') && unset('restartFileRegex') ? '*.py' : s.watchFileChangesMask,
+  };
+}
+
+/** Runs `corral serve|dev ARGS`; resolves with the exit code once the service stopped. */
+export async function runServe(argv: string[], version: string, mode: Mode = 'serve'): Promise<number> {
   if (wantsHelp(argv)) {
-    process.stdout.write(renderHelp('serve'));
+    process.stdout.write(renderHelp(mode));
     return 0;
   }
-  let loaded;
+  let loaded: LoadResult;
   try {
     loaded = loadSettings({ argv, env: process.env, cwd: process.cwd(), platform: process.platform });
   } catch (err) {
     if (err instanceof ConfigError) {
-      process.stderr.write(`corral serve: ${err.message}\n`);
+      process.stderr.write(`corral ${mode}: ${err.message}\n`);
       return 2;
     }
     throw err;
   }
-  const { settings, sources } = loaded;
-  const log = createLogger({ level: settings.logLevel });
-  log.info({ version, node: process.version, pid: process.pid, settings, sources }, 'corral starting');
-  const service = new Service(settings, log, { version });
+  const settings = mode === 'dev' ? devSettings(loaded) : loaded.settings;
+  const log = mode === 'dev' ? createPrettyLogger(settings.logLevel) : createLogger({ level: settings.logLevel });
+  log.info({ version, node: process.version, pid: process.pid, mode, settings, sources: loaded.sources }, 'corral starting');
+  const service = new Service(settings, log, { version, dev: mode === 'dev', reloadDebounceMs: mode === 'dev' ? 100 : 200 });
+  handleSignals(service, log);
+  try {
+    await service.start();
+  } catch (err) {
+    log.fatal({ err: err instanceof Error ? err.message : String(err) }, 'cannot start');
+    return 1;
+  }
+  if (mode === 'dev') printBanner(service, settings);
+  void service.pool.whenReady().then((failure) => {
+    if (!failure) log.info({ workers: settings.workers, threads: settings.threads }, 'app ready');
+  });
+  await service.stopped;
+  return 0;
+}
+
+function handleSignals(service: Service, log: Logger): void {
   let signals = 0;
-  const onSignal = (signal: string): void => {
+  const onStop = (signal: string): void => {
     signals++;
     if (signals === 1) {
       log.info({ signal }, 'stop requested');
@@ -41,20 +78,25 @@ export async function runServe(argv: string[], version: string): Promise<number>
       process.exit(1);
     }
   };
-  for (const s of STOP_SIGNALS) process.on(s, () => onSignal(s));
+  for (const s of STOP_SIGNALS) process.on(s, () => onStop(s));
   // node-windows' service wrapper asks its child to stop with an IPC message, not a signal.
   process.on('message', (m) => {
-    if (m === 'shutdown') onSignal('shutdown message');
+    if (m === 'shutdown') onStop('shutdown message');
   });
-  try {
-    await service.start();
-  } catch (err) {
-    log.fatal({ err: err instanceof Error ? err.message : String(err) }, 'cannot start');
-    return 1;
-  }
-  void service.pool.whenReady().then((failure) => {
-    if (!failure) log.info({ workers: settings.workers, threads: settings.threads }, 'app ready');
-  });
-  await service.stopped;
-  return 0;
+  if (process.platform !== 'win32') process.on('SIGHUP', () => void service.reload('SIGHUP'));
+}
+
+function printBanner(service: Service, s: Settings): void {
+  const http = service.httpBound;
+  const w = service.watching;
+  const lines = [
+    '',
+    `  corral dev: ${s.wsgiApp} from ${s.root}`,
+    http ? `  serving    http://${http}/` : `  serving    FastCGI on ${service.bound.join(', ')}`,
+    `  python     ${s.python.join(' ')}, ${s.workers} worker × ${s.threads} threads`,
+    `  watching   ${w ? [w.mask, w.regex].filter((x) => x).join(' and ') : 'nothing'}${w ? ` under ${w.root}` : ''}`,
+    '  Ctrl-C to stop',
+    '',
+  ];
+  process.stderr.write(`${lines.join('\n')}\n`);
 }

@@ -16,6 +16,9 @@ import { workerBounds } from '../config/settings.js';
 import { FcgiConnection, type ConnectionOptions } from '../front/fcgi-connection.js';
 import { openFront, type Front } from '../front/listeners.js';
 import { openHttpFront } from '../front/http-front.js';
+import { relative } from 'node:path';
+import { changeFilter } from '../watch/mask.js';
+import { watchApp, type AppWatcher } from '../watch/watcher.js';
 
 /** The Python worker shipped with corral (src/python), found from this file in src/ or dist/. */
 export const WORKER_SCRIPT = fileURLToPath(new URL('../../src/python/corral_worker.py', import.meta.url));
@@ -28,8 +31,11 @@ const IIS_PRIVATE_ENV = ['_FCGI_X_PIPE_', '_FCGI_SHUTDOWN_EVENT_', '_FCGI_MUTEX_
 
 /** Options that are not user settings. */
 export interface ServiceOptions {
-  devErrors?: boolean;
+  /** `corral dev`: tracebacks in the browser, a failed reload shows its error. */
+  dev?: boolean;
   version?: string;
+  /** Quiet period closing a burst of file saves. */
+  reloadDebounceMs?: number;
 }
 
 /** The environment workers start with. */
@@ -41,7 +47,7 @@ export function workerEnv(base: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
 }
 
 /** The pool's options from the settings (seconds become milliseconds). */
-export function poolOptions(s: Readonly<Settings>): PoolOptions {
+export function poolOptions(s: Readonly<Settings>, dev = false): PoolOptions {
   const { min, max } = workerBounds(s);
   return {
     app: s.wsgiApp,
@@ -62,6 +68,7 @@ export function poolOptions(s: Readonly<Settings>): PoolOptions {
     pingTimeoutMs: 30_000,
     monitorIntervalMs: 1_000,
     tickMs: 250,
+    keepOldOnFailedReload: !dev,
   };
 }
 
@@ -74,6 +81,7 @@ export class Service {
   #fronts: Front[] = [];
   #connections = new Set<FcgiConnection>();
   #stopping: Promise<void> | null = null;
+  #watcher: AppWatcher | null = null;
   /** Resolves when the service has stopped (asked to, or its stdin front closed). */
   readonly stopped: Promise<void>;
   #resolveStopped!: () => void;
@@ -91,9 +99,11 @@ export class Service {
       '--window', String(RESPONSE_WINDOW),
     ];
     if (settings.pythonPath.length > 0) args.push('--pythonpath', settings.pythonPath.join(';'));
-    const spec: WorkerSpawnSpec = { command: settings.python, args, cwd: settings.root, env: workerEnv(process.env), responseWindow: RESPONSE_WINDOW };
+    const env = workerEnv(process.env);
+    if (opts.dev) env.CORRAL_DEV_ERRORS = '1';
+    const spec: WorkerSpawnSpec = { command: settings.python, args, cwd: settings.root, env, responseWindow: RESPONSE_WINDOW };
     this.pool = new Pool(
-      poolOptions(settings),
+      poolOptions(settings, opts.dev ?? false),
       {
         spawn: (gen, events) => new Worker(spec, gen, events, this.#log.child({ app: settings.wsgiApp }), performance.now()),
         clock: realClock,
@@ -104,20 +114,24 @@ export class Service {
     );
   }
 
+  /** Where the HTTP front listens, as bound (null without one). */
+  httpBound: string | null = null;
+
   /** Where each front listens, as bound (e.g. the real port for `:0`). */
   get bound(): string[] {
     return this.#fronts.map((f) => f.bound);
   }
 
-  /** Starts the workers and opens every listener. Rejects (after cleaning up) if a listener fails. */
+  /** Starts the workers, the file watcher and every listener. Rejects (after cleaning up) if a listener fails. */
   async start(): Promise<void> {
     this.pool.start();
+    this.#startWatcher();
     const s = this.#settings;
     const connOpts: ConnectionOptions = {
       maxParamsBytes: s.maxParamsBytes,
       maxConns: 10_000,
       maxReqs: 10_000,
-      devErrors: this.#opts.devErrors ?? false,
+      devErrors: this.#opts.dev ?? false,
     };
     const route = (): Pool => this.pool;
     try {
@@ -134,14 +148,49 @@ export class Service {
         this.#log.info({ listen: front.bound, kind: address.kind }, 'FastCGI front listening');
       }
       if (s.http) {
-        const front = await openHttpFront(s.http, route, { devErrors: this.#opts.devErrors ?? false, serverSoftware: `corral/${this.#opts.version ?? '0'}` }, this.#log);
+        const front = await openHttpFront(s.http, route, { devErrors: this.#opts.dev ?? false, serverSoftware: `corral/${this.#opts.version ?? '0'}` }, this.#log);
         this.#fronts.push(front);
+        this.httpBound = front.bound;
         this.#log.info({ http: front.bound, url: `http://${front.bound}/` }, 'HTTP front listening');
       }
     } catch (err) {
       await this.stop();
       throw err;
     }
+  }
+
+  /** What the watcher watches, for banners and logs; null when off. */
+  get watching(): { root: string; mask: string | null; regex: string | null } | null {
+    const s = this.#settings;
+    return this.#watcher ? { root: s.root, mask: s.watchFileChangesMask, regex: s.restartFileRegex } : null;
+  }
+
+  /** Resolves once the watcher (if any) sees changes. */
+  async watcherReady(): Promise<void> {
+    await this.#watcher?.ready;
+  }
+
+  /** A rolling reload of the app: new workers first, then the old ones drain. */
+  async reload(reason: string): Promise<void> {
+    const err = await this.pool.reload(reason);
+    if (!err) this.#log.info({ reason }, 'reload done');
+  }
+
+  #startWatcher(): void {
+    const s = this.#settings;
+    const filter = changeFilter(s.root, { mask: s.watchFileChangesMask, regex: s.restartFileRegex });
+    if (!filter) return;
+    this.#watcher = watchApp({
+      root: s.root,
+      filter,
+      debounceMs: this.#opts.reloadDebounceMs ?? 200,
+      log: this.#log,
+      onReload: (paths) => {
+        const files = paths.slice(0, 5).map((p) => relative(s.root, p) || p);
+        void this.reload(`files changed: ${files.join(', ')}${paths.length > 5 ? ` and ${paths.length - 5} more` : ''}`);
+      },
+    });
+    void this.#watcher.ready.then(() => this.#log.info({ root: s.root, mask: s.watchFileChangesMask, regex: s.restartFileRegex }, 'watching files'));
   }
 
   #accept(socket: Duplex, route: () => Pool, opts: ConnectionOptions): void {
@@ -155,6 +204,7 @@ export class Service {
   stop(): Promise<void> {
     this.#stopping ??= (async () => {
       this.#log.info({ fronts: this.#fronts.map((f) => formatAddress(f.address)) }, 'service stopping');
+      await this.#watcher?.close();
       await Promise.all(this.#fronts.map((f) => f.close()));
       for (const c of this.#connections) c.closeWhenIdle();
       await this.pool.stop();

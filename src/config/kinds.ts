@@ -108,6 +108,33 @@ export function directory(): Kind<string> {
   });
 }
 
+/** A list of shell patterns (`*.py;config/*.json`), Helicon's WATCH_FILE_CHANGES_MASK form. */
+export function fileMask(): Kind<string> {
+  return textual({
+    label: 'patterns',
+    expected: 'shell patterns such as *.py, separated by ; , or |',
+    schema: { type: 'string' },
+    fromText: (text) => (/[\0\r\n]/.test(text) ? fail(text, 'contains a control character') : ok(text.trim())),
+  });
+}
+
+/** A regular expression (wfastcgi's WSGI_RESTART_FILE_REGEX); it must compile. */
+export function regex(): Kind<string> {
+  return textual({
+    label: 'regex',
+    expected: 'a regular expression',
+    schema: { type: 'string' },
+    fromText: (text) => {
+      try {
+        new RegExp(text);
+        return ok(text);
+      } catch (err) {
+        return fail(text, `does not compile: ${err instanceof Error ? err.message : String(err)}`);
+      }
+    },
+  });
+}
+
 /** A file or directory path, made absolute; existence is checked by whoever uses it. */
 export function pathName(): Kind<string> {
   return textual({

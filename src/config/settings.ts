@@ -4,7 +4,7 @@
  * JSON Schema are all generated from it; add a setting by adding a row.
  */
 import type { ListenAddress } from './address.js';
-import { address, command, directory, integer, list, nullable, oneOf, pathName, wsgiAppSpec, type Kind } from './kinds.js';
+import { address, command, directory, fileMask, integer, list, nullable, oneOf, pathName, regex, wsgiAppSpec, type Kind } from './kinds.js';
 
 /** How a setting appears on the command line. */
 export type Placement = 'positional' | 'option' | 'repeatable';
@@ -136,6 +136,16 @@ export const SETTINGS = [
     key: 'gracefulTimeout', env: ['CORRAL_GRACEFUL_TIMEOUT'], flag: '--graceful-timeout', cli: 'option', arg: 'SECONDS',
     kind: integer(0, 3_600), default: 30,
     doc: 'How long a stopping or draining worker may finish its requests before it is killed; also the service\'s own stop deadline. 30 s, as gunicorn; keep it below your service manager\'s stop timeout.',
+  }),
+  setting({
+    key: 'watchFileChangesMask', env: ['WATCH_FILE_CHANGES_MASK'], flag: '--watch', cli: 'option', arg: 'MASK',
+    kind: nullable(fileMask()), default: null, defaultDoc: 'none (`*.py` in `corral dev`)',
+    doc: 'Reload the app (a rolling restart of its workers, no request dropped) when a file matching these patterns changes: Helicon Zoo\'s form, e.g. `*.py;*.ini`, `;` `,` or `|` between patterns; a pattern with `/` matches the path from the app root. Unset in `serve`: production code changes by deployment, not by accident.',
+  }),
+  setting({
+    key: 'restartFileRegex', env: ['WSGI_RESTART_FILE_REGEX'], flag: '--restart-regex', cli: 'option', arg: 'REGEX',
+    kind: nullable(regex()), default: null, defaultDoc: 'none',
+    doc: 'wfastcgi\'s form of the same: a regular expression matched from the start of the changed file\'s path (wfastcgi\'s own default was `.*((\\.py)|(\\.config))$`). Either this or the mask matching reloads.',
   }),
   setting({
     key: 'logLevel', env: ['CORRAL_LOG_LEVEL'], flag: '--log-level', cli: 'option', arg: 'LEVEL',

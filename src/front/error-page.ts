@@ -8,14 +8,22 @@ function escapeHtml(s: string): string {
   return s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 }
 
+/** Errors that mean "the app's code is broken": dev mode shows them as a 500 with the traceback. */
+const APP_BROKEN = new Set(['CORRAL_APP_IMPORT_FAILED', 'CORRAL_WORKER_BOOT_FAILED', 'CORRAL_RAPID_FAIL']);
+
+/** The HTTP status a client gets: the catalogue's, except broken-app errors in dev mode (500, like a framework's debug page). */
+export function clientStatus(error: CorralError, dev: boolean): number {
+  return dev && APP_BROKEN.has(error.code) ? 500 : error.status;
+}
+
 /** The page body and content type for an error. */
 export function errorBody(error: CorralError, dev: boolean): { type: string; body: Buffer } {
   const spec = ERRORS[error.code];
   if (dev) {
     const html =
-      `<!doctype html><html><head><meta charset="utf-8"><title>${error.status} ${escapeHtml(spec.title)}</title>` +
+      `<!doctype html><html><head><meta charset="utf-8"><title>${escapeHtml(error.message.slice(0, 120))}</title>` +
       `<style>body{font-family:system-ui,sans-serif;margin:2em}pre{background:#f6f6f6;padding:1em;overflow:auto}</style></head>` +
-      `<body><h1>${error.status} ${escapeHtml(spec.title)}</h1><p><code>${error.code}</code>: ${escapeHtml(error.message)}</p>` +
+      `<body><h1>${clientStatus(error, true)} ${escapeHtml(APP_BROKEN.has(error.code) ? 'The app failed to start' : spec.title)}</h1><p><code>${error.code}</code>: ${escapeHtml(error.message)}</p>` +
       (error.detail ? `<pre>${escapeHtml(error.detail)}</pre>` : '') +
       `</body></html>\n`;
     return { type: 'text/html; charset=utf-8', body: Buffer.from(html, 'utf8') };
@@ -27,7 +35,8 @@ export function errorBody(error: CorralError, dev: boolean): { type: string; bod
 export function errorResponse(error: CorralError, dev: boolean): Buffer {
   const spec = ERRORS[error.code];
   const { type, body } = errorBody(error, dev);
-  let head = `Status: ${error.status} ${spec.title}\r\nContent-Type: ${type}\r\nContent-Length: ${body.length}\r\nX-Corral-Error: ${error.code}\r\n`;
+  const status = clientStatus(error, dev);
+  let head = `Status: ${status} ${status === 500 ? 'Internal Server Error' : spec.title}\r\nContent-Type: ${type}\r\nContent-Length: ${body.length}\r\nX-Corral-Error: ${error.code}\r\n`;
   if (error.retryAfter !== undefined) head += `Retry-After: ${error.retryAfter}\r\n`;
   return Buffer.concat([Buffer.from(`${head}\r\n`, 'latin1'), body]);
 }

@@ -14,7 +14,7 @@ import type { Logger } from '../log/logger.js';
 import type { ExchangeSink, Exchange } from '../pool/exchange.js';
 import type { Router } from './fcgi-connection.js';
 import { CgiHeadParser } from './cgi-response.js';
-import { errorBody } from './error-page.js';
+import { clientStatus, errorBody } from './error-page.js';
 import type { Front } from './listeners.js';
 import { formatAddress, type ListenAddress } from '../config/address.js';
 
@@ -148,7 +148,7 @@ class HttpExchange implements ExchangeSink {
     const { type, body } = errorBody(error, this.#opts.devErrors);
     const headers: Record<string, string | number> = { 'content-type': type, 'content-length': body.length, 'x-corral-error': error.code };
     if (error.retryAfter !== undefined) headers['retry-after'] = error.retryAfter;
-    this.#res.writeHead(error.status, headers);
+    this.#res.writeHead(clientStatus(error, this.#opts.devErrors), headers);
     this.#res.end(body);
   }
 }

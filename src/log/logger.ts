@@ -1,5 +1,6 @@
 /** pino logger creation: JSON lines on stdout (or a file descriptor), child loggers per pool and worker. */
 import { pino, type Logger, type DestinationStream } from 'pino';
+import pretty from 'pino-pretty';
 
 export type { Logger } from 'pino';
 
@@ -27,4 +28,10 @@ export function createLogger(opts: LoggerOptions): Logger {
 /** A logger that drops everything (tests, or stdout being a black hole under IIS). */
 export function silentLogger(): Logger {
   return pino({ level: 'silent' });
+}
+
+/** Human-readable colored lines for `corral dev` (pino-pretty, written synchronously). */
+export function createPrettyLogger(level: string): Logger {
+  const stream = pretty({ colorize: process.stdout.isTTY === true, sync: true, translateTime: 'SYS:HH:MM:ss.l', ignore: 'svc,hostname' });
+  return pino({ level, base: { svc: 'corral' } }, stream);
 }

@@ -45,6 +45,11 @@ export interface PoolOptions {
   monitorIntervalMs: number;
   /** Period of the supervisor's tick (timeouts are enforced at this resolution). */
   tickMs: number;
+  /**
+   * When a reload's new generation fails to boot: keep the old one serving (serve), or stop it
+   * and answer with the error so the developer sees it (dev).
+   */
+  keepOldOnFailedReload: boolean;
 }
 
 /** One sample of a process. */
@@ -463,6 +468,15 @@ export class Pool implements Upstream {
       `app ${this.#opts.app}: ${importFailed ? 'import failed' : `worker boot failed (${reason})`}: ${message}`,
       { detail: fatal?.traceback ?? w.lastStderr },
     );
+    if (w.generation > this.#servingGen && this.#state === 'reloading' && !this.#opts.keepOldOnFailedReload) {
+      // Dev mode: the developer wants to see the error, not yesterday's code.
+      this.lastReloadError = error;
+      const failedGen = w.generation;
+      for (const s of this.#slots.values()) if (s.w.generation < failedGen && s.drainingSince === null) this.#drain(s, now);
+      this.#servingGen = failedGen;
+      this.#fail(error, now);
+      return;
+    }
     if (w.generation > this.#servingGen && this.#state === 'reloading') {
       // A reload whose code does not import: keep the old generation serving.
       this.lastReloadError = error;

@@ -252,16 +252,17 @@ class Input:
     (CORRAL_WINDOW), batched per a quarter window or whenever the app has to wait.
     """
 
-    __slots__ = ("_req", "_chan", "_buf", "_pos", "_pending", "held", "eof", "_unacked")
+    __slots__ = ("_chan", "_rid", "_buf", "_pos", "_pending", "held", "eof", "ended", "_unacked")
 
-    def __init__(self, req, chan):
-        self._req = req
-        self._chan = chan
+    def __init__(self, chan, rid):
+        self._chan = chan  # no reference to the Request: no cycle, freed at once when done
+        self._rid = rid
         self._buf = b""
         self._pos = 0
         self._pending = []
         self.held = 0  # bytes received and not yet read by the app
         self.eof = False
+        self.ended = False  # the request has ended: no more credit
         self._unacked = 0
 
     def feed(self, data):
@@ -344,7 +345,7 @@ class Input:
                     if not credit:
                         chan.wait()
             if credit:
-                self._req.give_credit(credit)
+                self._give_credit(credit)
             if piece is not None:
                 return piece
 
@@ -375,6 +376,14 @@ class Input:
             return 0
         credit, self._unacked = self._unacked, 0
         return credit
+
+    def _give_credit(self, size):
+        """Tell the sender the app has read size more body bytes."""
+        if not self.ended and not self.eof:
+            try:
+                self._chan.write(CREDIT_RECORD.pack(1, CORRAL_WINDOW, self._rid, 4, 0, size))
+            except ClientGone:
+                pass
 
 
 class FileWrapper:
@@ -409,7 +418,7 @@ class Request:
         self.keep_conn = keep_conn
         self.params = []
         self.environ = None
-        self.input = Input(self, chan)
+        self.input = Input(chan, rid)
         self.credit = chan.window
         self.queued = self.aborted = self.ended = False
 
@@ -465,7 +474,7 @@ class Request:
         with chan.lock:  # an abort from the reader thread may race with the app thread
             if self.ended:
                 return
-            self.ended = True
+            self.ended = self.input.ended = True
         out.append(TERMINATOR.pack(1, STDOUT, self.id, 0, 0, 1, END_REQUEST, self.id, 8, 0,
                                    app_status, REQUEST_COMPLETE))
         chan.requests.pop(self.id, None)  # before END_REQUEST: the service may reuse the id at once
@@ -479,14 +488,6 @@ class Request:
         if not self.ended:
             try:
                 self._write([], True, app_status)
-            except ClientGone:
-                pass
-
-    def give_credit(self, size):
-        """Tell the sender the app has read size more body bytes."""
-        if not self.ended and not self.input.eof:
-            try:
-                self.chan.write(CREDIT_RECORD.pack(1, CORRAL_WINDOW, self.id, 4, 0, size))
             except ClientGone:
                 pass
 

@@ -3,19 +3,38 @@
  * `corral serve` CLI with real Python workers, plus corral's FastCGI port used directly with the
  * test client for what nginx never does (interleaved requests on one connection).
  */
+import { randomBytes } from 'node:crypto';
 import http from 'node:http';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DEBIAN_PYTHON, FIXTURES, ROOT, startCorral, stopAll, type CorralProcess } from '../helpers/corral.js';
 import { cgiParams, FcgiClient } from '../helpers/fcgi-client.js';
 import { startNginx, stopAllNginx, type NginxProcess } from '../helpers/nginx.js';
 import { fcgiStreamed, httpRequest, sampleRss, sha256OfRepeated, streamedRequest, tcpConnections, workersReady } from '../helpers/e2e.js';
-import { join } from 'node:path';
-import { randomBytes } from 'node:crypto';
 
 const MiB = 1024 * 1024;
 const BIG = 256 * MiB;
 /** The service's memory bound while 256 MiB go through it (issue 3). */
 const RSS_LIMIT_KB = (200 * 1000 * 1000) / 1024;
+
+/** Reads `bytes` of a response, then closes the connection; resolves with the bytes read. */
+function downloadThenHangUp(url: string, bytes: number): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const req = http.get(url, { agent: false }, (res) => {
+      let n = 0;
+      res.on('data', (c: Buffer) => {
+        n += c.length;
+        if (n >= bytes) {
+          req.destroy();
+          resolve(n);
+        }
+      });
+      res.on('end', () => resolve(n));
+      res.on('error', () => undefined);
+    });
+    req.on('error', (err) => (req.destroyed ? undefined : reject(err)));
+  });
+}
 
 async function startApp(args: string[], workers: number): Promise<{ corral: CorralProcess; fcgi: { host: string; port: number } }> {
   const corral = startCorral(['serve', ...args, '--listen', '127.0.0.1:0', '--workers', String(workers)]);
@@ -169,6 +188,14 @@ describe('fixtures app: nginx -> corral -> Python workers', () => {
     expect(late.body.toString()).toContain('first chunk');
     const again = await httpRequest(`${nginx.url}/`);
     expect(again.status).toBe(200);
+  });
+
+  it('frees the worker threads of clients that hang up mid-download', async () => {
+    // 2 workers x 2 threads: if an abandoned download kept its thread, 5 of them would leave
+    // no thread for the 4 requests after, and those would time out in the queue.
+    for (let i = 0; i < 5; i++) expect(await downloadThenHangUp(`${streaming.url}/stream?n=${BIG}`, 4 * MiB)).toBeGreaterThanOrEqual(4 * MiB);
+    const after = await Promise.all([1, 2, 3, 4].map(() => httpRequest(`${nginx.url}/sleep?s=0.2`, { timeoutMs: 10_000 })));
+    expect(after.map((r) => r.status)).toEqual([200, 200, 200, 200]);
   });
 });
 

@@ -82,8 +82,8 @@ class Peer {
     return this.until(() => this.records.slice(from).find((r) => r.type === type && (id === undefined || r.id === id)), `record type ${type} id ${id}`);
   }
 
-  /** The next response for id: STDOUT records up to its END_REQUEST. */
-  async response(id: number): Promise<CgiResponse & { end: Rec }> {
+  /** The next exchange of id: its STDOUT bytes up to its END_REQUEST. */
+  async exchange(id: number): Promise<{ stdout: Buffer; end: Rec }> {
     const from = this.#next.get(id) ?? 0;
     const at = await this.until(() => {
       const i = this.records.findIndex((r, k) => k >= from && r.id === id && r.type === T.END);
@@ -91,7 +91,13 @@ class Peer {
     }, `END_REQUEST of request ${id}`);
     this.#next.set(id, at + 1);
     const out = this.records.slice(from, at).filter((r) => r.id === id && r.type === T.STDOUT);
-    return { ...parseCgi(Buffer.concat(out.map((r) => r.content))), end: this.records[at]! };
+    return { stdout: Buffer.concat(out.map((r) => r.content)), end: this.records[at]! };
+  }
+
+  /** The next response for id, parsed. */
+  async response(id: number): Promise<CgiResponse & { end: Rec }> {
+    const { stdout, end } = await this.exchange(id);
+    return { ...parseCgi(stdout), end };
   }
 
   stdoutBytes(id: number): number {
@@ -235,8 +241,8 @@ describe('worker over stdio', () => {
     w.send(request(1, params('/sha256', { REQUEST_METHOD: 'POST', CONTENT_LENGTH: '100' }), null));
     w.send(record(T.STDIN, 1, Buffer.alloc(10, 1)));
     w.send(record(T.ABORT, 1));
-    const aborted = await w.response(1).catch(() => null);
-    expect(aborted?.end.type ?? w.records.find((r) => r.type === T.END && r.id === 1)?.type).toBe(T.END);
+    const aborted = await w.exchange(1);
+    expect(aborted.stdout.length).toBe(0); // its answer went nowhere
     const again = await w.get(1, '/');
     expect(again.body.toString()).toBe('Hello, world');
   });
@@ -275,6 +281,16 @@ describe('worker over stdio', () => {
     expect(page).toContain('boom before start_response');
     expect(page).toMatch(/hello_app\.py, line \d+/);
     expect(page).not.toMatch(/<module>|<lambda>/); // escaped if present
+  });
+
+  it('calls close() of the response, also when iterating it fails', async () => {
+    const w = startWorker();
+    await w.ready();
+    expect((await w.get(1, '/closing')).body.toString()).toBe('part one,part two');
+    const failed = await w.get(2, '/closing?fail');
+    expect(failed.body.toString()).toBe('part one,');
+    expect(failed.end.content.readUInt32BE(0)).toBe(1);
+    expect((await w.get(3, '/closed')).body.toString()).toBe('2');
   });
 
   it('keeps both Set-Cookie headers', async () => {
@@ -335,6 +351,25 @@ describe('worker over stdio', () => {
     await w.ready();
     w.proc.stdin!.end();
     expect(await w.exited).toBe(0);
+  });
+
+  it('finishes running requests after stdin EOF, then exits 0', async () => {
+    const w = startWorker(['--eof-grace', '10']);
+    await w.ready();
+    w.send(request(1, params('/sleep?s=0.3')));
+    w.proc.stdin!.end();
+    expect((await w.response(1)).body.toString()).toBe('slept 0.3');
+    expect(await w.exited).toBe(0);
+  });
+
+  it('exits 3 on a malformed record stream', async () => {
+    const w = startWorker();
+    await w.ready();
+    const bad = begin(1);
+    bad[0] = 2; // version byte
+    w.send(bad);
+    expect(await w.exited).toBe(3);
+    expect(w.stderr).toContain('bad FastCGI version byte 2');
   });
 
   it('exits 4 with FATAL when the import fails', async () => {
