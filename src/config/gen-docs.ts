@@ -8,6 +8,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { formatAddress } from './address.js';
 import { formatProblem } from './problems.js';
 import { DEFAULT_LISTEN, SETTING_ROWS, defaultMarkdown } from './settings.js';
+import { ERRORS } from '../errors.js';
 
 const cell = (text: string): string => text.replace(/\|/g, '\\|').replace(/\n/g, ' ');
 const code = (text: string): string => `\`${text}\``;
@@ -120,9 +121,39 @@ export function renderSettingsSchema(): Record<string, unknown> {
 }
 
 /** Every generated file: path relative to the repository root, and its content. */
+/** docs/errors.md: the error catalogue (src/errors.ts). */
+export function renderErrorsMarkdown(): string {
+  const rows = Object.entries(ERRORS).map(([code, e]) => `| \`${code}\` | ${e.status} ${e.title} | ${cell(e.doc)} |`);
+  return [
+    '# Errors',
+    '',
+    '<!-- Generated from src/errors.ts by src/config/gen-docs.ts: edit the catalogue, not this file. -->',
+    '',
+    'Every error a client or an operator can meet has a stable code. Clients get the HTTP status below, a',
+    'short text body naming the code, and an `X-Corral-Error: CODE` header; the log line about it carries',
+    'the same code. In `corral dev`, errors that mean the app\'s code is broken (import failures, boot',
+    'failures, crash storms) are answered with 500 and an HTML page with the Python traceback.',
+    '',
+    '| Code | HTTP status | Meaning |',
+    '|---|---|---|',
+    ...rows,
+    '',
+  ].join('\n');
+}
+
+/** The settings summary in README.md, between its settings markers. */
+export function renderReadmeSettings(): string {
+  const rows = SETTING_ROWS.map((row) => {
+    const flag = row.flag === null ? code(row.arg) : code(row.flag);
+    return `| ${code(row.key)} | ${flag} | ${row.env.map(code).join(', ')} | ${cell(defaultMarkdown(row))} |`;
+  });
+  return ['| Setting | Flag | Environment | Default |', '|---|---|---|---|', ...rows].join('\n');
+}
+
 export function renderGeneratedFiles(): Record<string, string> {
   return {
     'docs/settings.md': renderSettingsMarkdown(),
+    'docs/errors.md': renderErrorsMarkdown(),
     'config/corral.schema.json': `${JSON.stringify(renderSettingsSchema(), null, 2)}\n`,
   };
 }

@@ -1,7 +1,8 @@
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { REPO_ROOT, renderGeneratedFiles, renderSettingsSchema, writeGeneratedFiles } from '../../src/config/gen-docs.js';
+import { REPO_ROOT, renderGeneratedFiles, renderReadmeSettings, renderSettingsSchema, writeGeneratedFiles } from '../../src/config/gen-docs.js';
+import { ERRORS } from '../../src/errors.js';
 import { loadSettings } from '../../src/config/load.js';
 import { SETTING_ROWS, defaultOf } from '../../src/config/settings.js';
 
@@ -19,6 +20,25 @@ describe('generated settings docs', () => {
   it('documents every setting in the markdown table', () => {
     const markdown = renderGeneratedFiles()['docs/settings.md'] ?? '';
     for (const row of SETTING_ROWS) expect(markdown).toContain(`| \`${row.key}\``);
+  });
+});
+
+describe('README', () => {
+  const START = '<!-- settings:start (generated from src/config/settings.ts) -->';
+  const END = '<!-- settings:end -->';
+  it('lists every setting with its default, as the table says', () => {
+    const path = join(REPO_ROOT, 'README.md');
+    let readme = readFileSync(path, 'utf8');
+    const block = `${START}\n${renderReadmeSettings()}\n${END}`;
+    if (update) {
+      readme = readme.replace(new RegExp(`${START.replace(/[()]/g, '\\$&')}[\\s\\S]*?${END}`), block);
+      writeFileSync(path, readme);
+    }
+    expect(readme, 'README settings table is stale: run UPDATE_DOCS=1 npx vitest run test/unit/settings-docs.test.ts').toContain(block);
+  });
+  it('documents every error code', () => {
+    const errors = readFileSync(join(REPO_ROOT, 'docs/errors.md'), 'utf8');
+    for (const code of Object.keys(ERRORS)) expect(errors).toContain(`\`${code}\``);
   });
 });
 
