@@ -1,9 +1,16 @@
 #!/usr/bin/env python3
 """corral worker: imports one WSGI app and serves it over FastCGI.
 
+    python3 corral_worker.py [--app MOD:CALLABLE] [--root DIR] [--pythonpath P] [--threads N]
+                             [--window BYTES] [--eof-grace SECONDS] [--listen ADDR]
+    python3 -m corral_worker ...            (with this directory on sys.path)
+
 stdio mode (default): FastCGI records on this process's stdin/stdout plus corral's extension
 records (READY/FATAL, credit windows, PING/PONG, stop on stdin EOF); see src/fcgi/PROTOCOL.md.
-Standalone mode (--listen ADDR): a plain FastCGI server on TCP or a unix socket.
+Standalone mode (--listen host:port or a socket path): a plain FastCGI server, e.g. behind nginx.
+
+--app defaults to $WSGI_APP, then $WSGI_HANDLER (wfastcgi), then wsgi:application, and takes
+module:callable, module.callable (Helicon Zoo), module.callable() (wfastcgi) or pkg.mod:factory().
 
 Stdlib only, Python 3.9+. Exit codes: 0 requested stop, 3 bad usage or boot failure,
 4 the app could not be imported.
@@ -58,6 +65,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 class UsageError(Exception):
     """Bad command line or settings (exit 3)."""
+
+    usage = ""
 
 
 class ProtocolError(Exception):
@@ -918,11 +927,7 @@ class PipeChannel(Channel):
         self.wfd = wfd
 
     def _write_all(self, data):
-        done = os.write(self.wfd, data)
-        if done < len(data):
-            view = memoryview(data)
-            while done < len(data):
-                done += os.write(self.wfd, view[done:])
+        write_all(self.wfd, data)
 
     def serve(self):
         """Read records until EOF (ProtocolError if the stream is malformed)."""
@@ -1068,22 +1073,26 @@ class Parser(argparse.ArgumentParser):
     """argparse that reports errors as UsageError (exit 3, not argparse's 2)."""
 
     def error(self, message):
-        raise UsageError(message)
+        exc = UsageError(message)
+        exc.usage = self.format_usage()
+        raise exc
 
 
 def parse_args(argv):
     parser = Parser(prog="corral_worker", description="Serve a WSGI app over FastCGI.")
-    parser.add_argument("--app", help="module:callable, module.callable, module:factory() "
+    parser.add_argument("--app", metavar="MOD:CALLABLE", help="module:callable, module.callable, module:factory() "
                         "(default: $WSGI_APP, $WSGI_HANDLER, %s)" % DEFAULT_APP)
-    parser.add_argument("--root", default=None, help="app directory (default: cwd)")
-    parser.add_argument("--pythonpath", default=None,
+    parser.add_argument("--root", metavar="DIR", help="app directory (default: cwd)")
+    parser.add_argument("--pythonpath", metavar="P",
                         help="extra import paths, separated by %r or ';'" % os.pathsep)
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--window", type=int, default=DEFAULT_WINDOW,
-                        help="credit window in bytes, both directions (stdio mode)")
-    parser.add_argument("--eof-grace", type=float, default=2.0,
-                        help="seconds running requests get after stdin EOF")
-    parser.add_argument("--listen", default=None,
+    parser.add_argument("--threads", metavar="N", type=int, default=1,
+                        help="app threads (default 1)")
+    parser.add_argument("--window", metavar="BYTES", type=int, default=DEFAULT_WINDOW,
+                        help="credit window per request, both directions (default %d)"
+                        % DEFAULT_WINDOW)
+    parser.add_argument("--eof-grace", metavar="SECONDS", type=float, default=2.0,
+                        help="time running requests get after stdin EOF (default 2)")
+    parser.add_argument("--listen", metavar="ADDR",
                         help="standalone FastCGI server on host:port or a unix socket path")
     opts = parser.parse_args(argv)
     if opts.threads < 1:
@@ -1146,9 +1155,17 @@ def setup_stderr():
         sys.stderr.reconfigure(line_buffering=True, errors="backslashreplace")
 
 
+def write_all(fd, data):
+    done = os.write(fd, data)
+    if done < len(data):
+        view = memoryview(data)
+        while done < len(data):
+            done += os.write(fd, view[done:])
+
+
 def write_record(fd, rtype, payload):
     if fd is not None:
-        os.write(fd, pack_header(1, rtype, 0, len(payload), 0) + payload)
+        write_all(fd, pack_header(1, rtype, 0, len(payload), 0) + payload)
 
 
 def report_failure(kind, exc, fd, app_dirs=(), summary=None):
@@ -1161,7 +1178,11 @@ def report_failure(kind, exc, fd, app_dirs=(), summary=None):
         pass
     log(summary or info["error"])
     try:
-        payload = json.dumps(info).encode("utf-8")[:MAX_CONTENT]
+        payload = json.dumps(info).encode("utf-8")
+        if len(payload) > MAX_CONTENT:  # e.g. a RecursionError: keep the innermost frames
+            info["error"] = info["error"][:2000]
+            info["traceback"] = "...\n" + info["traceback"][-20000:]
+            payload = json.dumps(info).encode("utf-8")
         write_record(fd, CORRAL_FATAL, payload)
     except (OSError, ValueError):
         pass
@@ -1179,13 +1200,11 @@ def fatal_fd_for_usage(argv):
 
 
 def boot(argv):
-    """Parse, set up fds and paths, import the app: (opts, app, app_dirs, wfd, rfd) or exit code."""
+    """Parse, set up fds and paths, import the app: (opts, app, app_dirs, rfd, wfd) or exit code."""
     try:
         opts = parse_args(argv)
     except UsageError as exc:
-        sys.stderr.write("usage: corral_worker [--app MOD:CALLABLE] [--root DIR] "
-                         "[--pythonpath P] [--threads N] [--window BYTES] "
-                         "[--eof-grace SECONDS] [--listen ADDR]\n")
+        sys.stderr.write(exc.usage)
         report_failure("boot", exc, fatal_fd_for_usage(argv), summary="bad usage: %s" % exc)
         return EXIT_BOOT
     rfd = wfd = None
@@ -1305,6 +1324,9 @@ def serve_listen(server, opts):
             chan = SocketChannel(server, conn)
             threading.Thread(target=chan.serve, name="corral-conn", daemon=True).start()
     except Stop:
+        for name in ("SIGINT", "SIGTERM"):
+            if hasattr(signal, name):
+                signal.signal(getattr(signal, name), signal.SIG_DFL)  # a second one kills
         log("stopping")
     finally:
         listener.close()
