@@ -1129,6 +1129,23 @@ def setup_paths(root, pythonpath):
     return [root] + extra
 
 
+PIPE_SIZE = 1 << 20
+
+
+def grow_pipe(fd):
+    """Linux pipes hold 64 KiB: a 1 MiB response then costs the worker 16 blocking writes and as
+    many wake-ups. Ask for 1 MiB (the unprivileged maximum by default); other systems, or sockets,
+    keep what they have."""
+    setpipe = getattr(__import__("fcntl"), "F_SETPIPE_SZ", 1031) if sys.platform.startswith("linux") else None
+    if setpipe is None:
+        return
+    try:
+        import fcntl
+        fcntl.fcntl(fd, setpipe, PIPE_SIZE)
+    except OSError:
+        pass
+
+
 def take_protocol_fds():
     """Keep fds 0/1 for the protocol only: fd 1 becomes stderr and fd 0 /dev/null for the app."""
     flush_std()
@@ -1138,6 +1155,8 @@ def take_protocol_fds():
         import msvcrt
         msvcrt.setmode(rfd, os.O_BINARY)
         msvcrt.setmode(wfd, os.O_BINARY)
+    grow_pipe(wfd)
+    grow_pipe(rfd)
     os.dup2(2, 1)  # C-level writes to fd 1 land on stderr too
     null = os.open(os.devnull, os.O_RDONLY)
     os.dup2(null, 0)
