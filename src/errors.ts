@@ -67,6 +67,26 @@ export const ERRORS = {
     title: 'Bad Request',
     doc: 'A front connection sent bytes that are not valid FastCGI; that connection is closed, the service keeps running.',
   },
+  CORRAL_ROOT_NOT_ALLOWED: {
+    status: 403,
+    title: 'Forbidden',
+    doc: 'The request names an app directory (IIS `APPL_PHYSICAL_PATH`) outside `allowedRoots`, or per-app settings that point outside them. No Python code runs for it.',
+  },
+  CORRAL_NO_APP: {
+    status: 404,
+    title: 'Not Found',
+    doc: 'The service has no app for this request: it names none (`APPL_PHYSICAL_PATH`) and the service was started without an app directory.',
+  },
+  CORRAL_BAD_APP_SETTINGS: {
+    status: 500,
+    title: 'Internal Server Error',
+    doc: "The app's own settings (web.config `<appSettings>` or IIS environment variables carried by the relay) are invalid; the log names each one.",
+  },
+  CORRAL_SERVICE_UNREACHABLE: {
+    status: 502,
+    title: 'Bad Gateway',
+    doc: '`corral relay` (the program IIS starts) could not reach the corral service within about 10 s (not running and not auto-started, or it exited), or lost its connection in the middle of the request. The relay log says why.',
+  },
 } as const satisfies Record<string, ErrorSpec>;
 
 export type ErrorCode = keyof typeof ERRORS;

@@ -49,7 +49,9 @@ export async function runServe(argv: string[], version: string, mode: Mode = 'se
   const settings = mode === 'dev' ? devSettings(loaded) : loaded.settings;
   const log = mode === 'dev' ? createPrettyLogger(settings.logLevel) : createLogger({ level: settings.logLevel });
   log.info({ version, node: process.version, pid: process.pid, mode, settings, sources: loaded.sources }, 'corral starting');
-  const service = new Service(settings, log, { version, dev: mode === 'dev', reloadDebounceMs: mode === 'dev' ? 100 : 200 });
+  // Started only to serve apps that requests name (e.g. auto-started by `corral relay`): no app of its own.
+  const defaultApp = !(settings.allowedRoots.length > 0 && loaded.sources.root === 'default');
+  const service = new Service(settings, log, { version, dev: mode === 'dev', reloadDebounceMs: mode === 'dev' ? 100 : 200, defaultApp });
   handleSignals(service, log);
   try {
     await service.start();
@@ -58,9 +60,10 @@ export async function runServe(argv: string[], version: string, mode: Mode = 'se
     return 1;
   }
   if (mode === 'dev') printBanner(service, settings);
-  void service.pool.whenReady().then((failure) => {
-    if (!failure) log.info({ workers: settings.workers, threads: settings.threads }, 'app ready');
-  });
+  if (defaultApp)
+    void service.pool.whenReady().then((failure) => {
+      if (!failure) log.info({ workers: settings.workers, threads: settings.threads }, 'app ready');
+    });
   await service.stopped;
   return 0;
 }
@@ -74,7 +77,7 @@ function handleSignals(service: Service, log: Logger): void {
       void service.stop();
     } else {
       log.warn({ signal }, 'second stop request: exiting now');
-      for (const w of service.pool.workers) w.kill();
+      for (const app of service.apps) for (const w of app.pool.workers) w.kill();
       process.exit(1);
     }
   };

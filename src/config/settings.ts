@@ -73,6 +73,11 @@ export const SETTINGS = [
     doc: 'Address of the built-in HTTP front, for use without a web server. Off by default: production traffic comes from IIS, nginx or Apache over FastCGI.',
   }),
   setting({
+    key: 'allowedRoots', env: ['CORRAL_ALLOWED_ROOTS'], flag: '--allowed-roots', cli: 'option', arg: 'DIRS',
+    kind: list(directory(), 'separated by ; or the OS path separator', splitPathList), default: [], defaultDoc: 'none',
+    doc: 'Directories under which requests may name their own app (IIS sends `APPL_PHYSICAL_PATH`; `corral relay` adds the site\'s settings): each such app gets its own pool. A request naming a root outside these gets 403 and runs no Python code. Empty by default: only the configured app runs, whatever a request says.',
+  }),
+  setting({
     key: 'workers', env: ['CORRAL_WORKERS'], flag: '--workers', cli: 'option', arg: 'N',
     kind: integer(1, 256), default: 2,
     doc: 'Python worker processes per app. Two, so one crashing or recycling worker does not leave the app unserved.',

@@ -8,6 +8,7 @@ import type { Duplex } from 'node:stream';
 import {
   FCGI_KEEP_CONN,
   FCGI_MAXTYPE,
+  HEADER_LEN,
   ManagementVar,
   NULL_REQUEST_ID,
   ProtocolStatus,
@@ -15,7 +16,7 @@ import {
   Role,
 } from '../fcgi/constants.js';
 import { RecordParser, type FcgiRecord } from '../fcgi/parser.js';
-import { decodeParams, encodeParams } from '../fcgi/params.js';
+import { decodeParams, encodeParams, paramsToMap } from '../fcgi/params.js';
 import { decodeBeginRequest, encodeEndRequest, encodeRecord, encodeUnknownType, frameStream } from '../fcgi/records.js';
 import { CorralError } from '../errors.js';
 import type { Logger } from '../log/logger.js';
@@ -33,8 +34,13 @@ export interface ConnectionOptions {
   devErrors: boolean;
 }
 
-/** Picks the pool for a request. One app today; routing by params comes with multi-app. */
-export type Router = () => Upstream;
+/** Picks the pool for a request. */
+export interface Router {
+  /** True when the choice depends on the request's params (several apps, IIS): they are then decoded. */
+  readonly needsParams: boolean;
+  /** The pool for a request, or why there is none. `params` is null unless `needsParams`. */
+  route(params: ReadonlyMap<string, string> | null): Upstream | CorralError;
+}
 
 class FrontRequest implements ExchangeSink {
   readonly id: number;
@@ -42,6 +48,8 @@ class FrontRequest implements ExchangeSink {
   exchange: Exchange | null = null;
   paramsBytes = 0;
   paramsDone = false;
+  /** PARAMS records held until routing can decode them all. */
+  heldParams: Buffer[] | null = null;
   conn: FcgiConnection;
 
   constructor(conn: FcgiConnection, id: number, keepConn: boolean) {
@@ -220,10 +228,38 @@ export class FcgiConnection {
       this.#protocolError(`params of request ${r.requestId} exceed maxParamsBytes (${this.#opts.maxParamsBytes})`, 'CORRAL_PARAMS_TOO_LARGE');
       return;
     }
-    // The exchange starts with the first PARAMS record so that it can queue early.
-    req.exchange ??= this.#route().begin(req);
-    if (r.content.length === 0) req.paramsDone = true;
-    req.exchange.params(r.frame);
+    const last = r.content.length === 0;
+    if (last) req.paramsDone = true;
+    if (!this.#route.needsParams) {
+      // One app: the exchange starts with the first PARAMS record, so that it can queue early.
+      if (!req.exchange && !this.#begin(req, null)) return;
+      req.exchange!.params(r.frame);
+      return;
+    }
+    (req.heldParams ??= []).push(r.frame);
+    if (!last) return;
+    const held = req.heldParams;
+    req.heldParams = null;
+    const body = Buffer.concat(held.map((f) => f.subarray(HEADER_LEN, HEADER_LEN + ((f[4]! << 8) | f[5]!))));
+    const params = paramsToMap(body);
+    if (!params) {
+      this.#protocolError(`malformed params in request ${r.requestId}`);
+      return;
+    }
+    if (!this.#begin(req, params)) return;
+    for (const f of held) req.exchange!.params(f);
+  }
+
+  /** Starts the exchange in the routed pool; answers the request itself when there is none. */
+  #begin(req: FrontRequest, params: ReadonlyMap<string, string> | null): boolean {
+    const target = this.#route.route(params);
+    if (target instanceof CorralError) {
+      this.#log.warn({ code: target.code, err: target.message }, 'request refused');
+      req.fail(target);
+      return false;
+    }
+    req.exchange = target.begin(req);
+    return true;
   }
 
   #onGetValues(content: Buffer): void {

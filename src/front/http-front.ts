@@ -158,7 +158,13 @@ export async function openHttpFront(address: ListenAddress, route: Router, opts:
   const server = http.createServer({ noDelay: true, keepAliveTimeout: 65_000 }, (req, res) => {
     const local = req.socket.address() as AddressInfo;
     const sink = new HttpExchange(req, res, opts, log);
-    const ex = route().begin(sink);
+    const target = route.route(null);
+    if (target instanceof CorralError) {
+      sink.fail(target);
+      req.resume();
+      return;
+    }
+    const ex = target.begin(sink);
     sink.exchange = ex;
     const params = encodeParams(paramsFor(req, local, opts.serverSoftware));
     for (let off = 0; off < params.length; off += MAX_CONTENT) {

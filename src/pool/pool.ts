@@ -242,6 +242,8 @@ export class Pool implements Upstream {
       this.#dispatch(slot, ex);
       return ex;
     }
+    // Requests whose client gave up leave the queue only at its head; they must not hold places.
+    if (this.#queue.length >= this.#opts.queueLength) this.#queue = this.#queue.filter((q) => q.state === 'queued');
     if (this.#queue.length >= this.#opts.queueLength) {
       this.#warnOnce('queue full', { queueLength: this.#opts.queueLength, workers: this.#slots.size }, 'queue full: answering 503 (raise queueLength or maxWorkers)');
       this.#failLater(
@@ -267,7 +269,8 @@ export class Pool implements Upstream {
     for (const s of this.#slots.values()) {
       const w = s.w;
       if (w.state !== 'ready' || w.generation !== this.#servingGen || w.inflight >= w.capacity) continue;
-      if (!best || w.inflight < best.w.inflight) best = s;
+      // Least loaded first; a worker waiting to be recycled only when no other has a free thread.
+      if (!best || (best.recycle && !s.recycle) || (!!best.recycle === !!s.recycle && w.inflight < best.w.inflight)) best = s;
     }
     return best;
   }
@@ -296,11 +299,20 @@ export class Pool implements Upstream {
   #onIdle(w: WorkerHandle): void {
     const slot = this.#slots.get(w);
     if (!slot) return;
-    if (w.inflight === 0) slot.idleSince = this.#deps.clock.now();
+    const now = this.#deps.clock.now();
+    if (w.inflight === 0) slot.idleSince = now;
+    if (slot.maxRequests > 0 && w.requests >= slot.maxRequests && slot.drainingSince === null && this.#state !== 'stopping') {
+      // Its budget is spent: no new request goes to it. The replacement is started by the next tick;
+      // meanwhile the other workers serve (or requests wait briefly in the queue).
+      slot.recycle = `served maxRequests (${slot.maxRequests})`;
+      w.log.info({ reason: slot.recycle, requests: w.requests }, 'recycling worker: its replacement starts first');
+      this.#drain(slot, now);
+      this.#enqueue({ kind: 'idle', w });
+      return;
+    }
     if (w.state === 'ready') this.#drainQueue();
     // A draining or recycling worker that just finished its last request can be stopped now.
     if (w.inflight === 0 && (w.state === 'draining' || slot.recycle || this.#state === 'stopping')) this.#enqueue({ kind: 'idle', w });
-    else if (slot.maxRequests > 0 && w.requests >= slot.maxRequests) this.#enqueue({ kind: 'idle', w });
   }
 
   // ---- control
@@ -309,13 +321,14 @@ export class Pool implements Upstream {
   reload(reason: string): Promise<CorralError | null> {
     if (this.#state === 'stopping' || this.#state === 'stopped') return Promise.resolve(new CorralError('CORRAL_STOPPING', 'stopping'));
     const done = new Promise<CorralError | null>((resolve) => this.#reloadWaiters.push(resolve));
-    if (this.#state === 'failed') {
-      // Nothing serves: retry at once with a fresh generation.
+    if (this.#state === 'failed' || this.#state === 'starting') {
+      // Nothing serves: boot a fresh generation at once; workers still booting the old code are dropped.
+      for (const s of this.#slots.values()) if (s.readyAt === null) this.#kill(s, 'superseded by a reload');
       this.#newestGen++;
       this.#servingGen = this.#newestGen;
       this.#failedRetries = 0;
       this.#retryAt = 0;
-      this.log.info({ reason, gen: this.#newestGen }, 'reload of a failed pool: retrying now');
+      this.log.info({ reason, gen: this.#newestGen }, `reload of a ${this.#state} pool: starting the new generation now`);
       this.#schedule();
       return done;
     }
@@ -498,10 +511,10 @@ export class Pool implements Upstream {
 
   #fail(error: CorralError, now: number): void {
     const first = this.#state !== 'failed';
-    if (first) {
+    // Once per distinct failure: retries failing the same way stay quiet, a new error (after a reload) is shown.
+    if (first || error.message !== this.#failure?.message)
       this.log.error({ code: error.code, err: error.message, traceback: error.detail }, 'pool failed: answering 503 and retrying slowly');
-      this.#failedRetries = 0;
-    }
+    if (first) this.#failedRetries = 0;
     this.#transition('failed');
     this.#failure = error;
     const delay = Math.min(FAILED_RETRY_MAX_MS, this.#opts.failedRetryMs * 2 ** this.#failedRetries);
@@ -737,6 +750,8 @@ export class Pool implements Upstream {
 
   #finishStop(): void {
     if (this.#state !== 'stopping') return;
+    // Workers killed at the grace limit leave queued requests behind: answer them.
+    this.#failQueue(new CorralError('CORRAL_STOPPING', `app ${this.#opts.app} is stopping`));
     this.#transition('stopped');
     this.#timer?.cancel();
     this.log.info('pool stopped');
@@ -756,10 +771,16 @@ export class Pool implements Upstream {
     this.log.info({ from, to }, 'pool state');
   }
 
-  /** Workers of `gen` that take (or will take) requests: not recycling, draining or killed. */
+  /**
+   * Workers of `gen` that take (or will take) requests: not recycling, draining or killed. One killed
+   * for a startup timeout still counts until its exit, which is a boot failure: no replacement before it.
+   */
   #active(gen: number): Slot[] {
     const out: Slot[] = [];
-    for (const s of this.#slots.values()) if (s.w.generation === gen && !s.recycle && s.drainingSince === null && s.killReason === null) out.push(s);
+    for (const s of this.#slots.values()) {
+      const killed = s.killReason !== null && !(s.readyAt === null && !s.expectedExit);
+      if (s.w.generation === gen && !s.recycle && s.drainingSince === null && !killed) out.push(s);
+    }
     return out;
   }
 

@@ -194,6 +194,7 @@ export class Worker implements WorkerHandle {
   };
 
   #onReady(content: Buffer): void {
+    if (this.#state === 'stopping' || this.#state === 'draining' || this.#state === 'exited') return; // told to stop while booting
     const info = parseJson<ReadyInfo>(content);
     if (!info || typeof info.threads !== 'number' || typeof info.window !== 'number' || this.#state !== 'starting') {
       this.log.error({ ready: content.toString('utf8', 0, 200) }, 'bad READY from worker; killing it');

@@ -235,8 +235,49 @@ def path_from_uri(env):
     return path
 
 
+def iis_virtual_path(md_path):
+    """The IIS application's virtual path from APPL_MD_PATH: /LM/W3SVC/1/ROOT/myapp -> /myapp."""
+    upper = md_path.upper()
+    at = upper.find("/ROOT")
+    if at < 0:
+        return ""
+    return md_path[at + 5:].rstrip("/")
+
+
+def fix_iis_paths(env):
+    """IIS puts the whole URL path in PATH_INFO (and SCRIPT_NAME), not the part below the app.
+
+    A WSGI app mounted in a virtual application /myapp needs SCRIPT_NAME=/myapp and PATH_INFO=
+    the rest, or its routes and generated URLs break (wfastcgi just blanks SCRIPT_NAME). URL
+    Rewrite's HTTP_X_ORIGINAL_URL is the URL the client asked for; the query never belongs in
+    PATH_INFO.
+    """
+    vpath = iis_virtual_path(env.get("APPL_MD_PATH", ""))
+    original = env.get("HTTP_X_ORIGINAL_URL")
+    url = original or env.get("URL") or env.get("PATH_INFO") or "/"
+    path, _, query = url.partition("?")
+    if "REQUEST_URI" not in env:
+        qs = env.get("QUERY_STRING", "")
+        env["REQUEST_URI"] = original or (path + ("?" + qs if qs else ""))
+    if original:
+        # The original URL arrives percent-encoded; PATH_INFO is the decoded path, as bytes.
+        path = unquote_to_bytes(path).decode("latin-1")
+        if query and not env.get("QUERY_STRING"):
+            env["QUERY_STRING"] = query
+    if vpath and path.upper().startswith(vpath.upper()) and (len(path) == len(vpath) or path[len(vpath)] == "/"):
+        env["SCRIPT_NAME"] = path[:len(vpath)]
+        env["PATH_INFO"] = path[len(vpath):]
+    else:
+        env["SCRIPT_NAME"] = ""
+        env["PATH_INFO"] = path
+    if env.get("REQUEST_METHOD") in ("GET", "HEAD") and env.get("CONTENT_LENGTH") == "0":
+        del env["CONTENT_LENGTH"]
+
+
 def fix_environ(env):
     """PEP 3333 corners that fronts get wrong; keeps wsgiref.validate happy."""
+    if env.get("SERVER_SOFTWARE", "").startswith("Microsoft-IIS") or "APPL_MD_PATH" in env:
+        fix_iis_paths(env)
     if env.get("CONTENT_LENGTH") == "":
         del env["CONTENT_LENGTH"]  # nginx sends it empty on GET; validate rejects ''
     for key in ("HTTP_CONTENT_LENGTH", "HTTP_CONTENT_TYPE"):

@@ -55,7 +55,7 @@ const clients: FcgiClient[] = [];
 
 async function serve(up: Upstream): Promise<{ host: string; port: number }> {
   server = net.createServer({ allowHalfOpen: true }, (s) => {
-    new FcgiConnection(s, () => up, { maxParamsBytes: 4096, maxConns: 10, maxReqs: 20, devErrors: false }, silentLogger());
+    new FcgiConnection(s, { needsParams: false, route: () => up }, { maxParamsBytes: 4096, maxConns: 10, maxReqs: 20, devErrors: false }, silentLogger());
   });
   await new Promise<void>((r) => server!.listen(0, '127.0.0.1', () => r()));
   const a = server.address() as net.AddressInfo;

@@ -1,0 +1,152 @@
+/**
+ * One app at run time: its settings, its pool of workers and its file watcher. The service has one
+ * for the app it was started with, and one per app that requests name (IIS sites through the relay).
+ */
+import { fileURLToPath } from 'node:url';
+import { relative } from 'node:path';
+import type { Settings } from '../config/settings.js';
+import { workerBounds } from '../config/settings.js';
+import type { Logger } from '../log/logger.js';
+import { Pool, type PoolOptions } from '../pool/pool.js';
+import { Worker, type WorkerSpawnSpec } from '../pool/worker.js';
+import { realClock } from '../pool/clock.js';
+import { sampleUsage } from '../monitor/sampler.js';
+import { changeFilter } from '../watch/mask.js';
+import { watchApp, type AppWatcher } from '../watch/watcher.js';
+import { invalidateBytecode } from '../watch/bytecode.js';
+
+/** The Python worker shipped with corral (src/python), found from this file in src/ or dist/. */
+export const WORKER_SCRIPT = fileURLToPath(new URL('../../src/python/corral_worker.py', import.meta.url));
+
+/** Per-request response credit given to each worker (bytes). */
+const RESPONSE_WINDOW = 256 * 1024;
+
+/** Variables IIS sets for its own FastCGI process; workers must not see (or inherit) them. */
+const IIS_PRIVATE_ENV = ['_FCGI_X_PIPE_', '_FCGI_SHUTDOWN_EVENT_', '_FCGI_MUTEX_'];
+
+/** How apps run, beyond their settings. */
+export interface AppOptions {
+  /** `corral dev`: tracebacks in the browser, a failed reload shows its error. */
+  dev: boolean;
+  /** Quiet period closing a burst of file saves. */
+  reloadDebounceMs: number;
+}
+
+/** The environment workers start with. */
+export function workerEnv(base: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = { ...base };
+  for (const k of IIS_PRIVATE_ENV) delete env[k];
+  env.PYTHONUNBUFFERED = '1';
+  return env;
+}
+
+/** The pool's options from the settings (seconds become milliseconds). */
+export function poolOptions(s: Readonly<Settings>, dev = false): PoolOptions {
+  const { min, max } = workerBounds(s);
+  return {
+    app: s.wsgiApp,
+    minWorkers: min,
+    maxWorkers: max,
+    requestTimeoutMs: s.requestTimeout * 1000,
+    startupTimeoutMs: s.startupTimeout * 1000,
+    idleTimeoutMs: s.idleTimeout * 1000,
+    maxRequests: s.maxRequests,
+    maxRequestsJitter: s.maxRequestsJitter,
+    maxMemoryMB: s.maxMemoryMB,
+    queueLength: s.queueLength,
+    queueTimeoutMs: s.queueTimeout * 1000,
+    gracefulTimeoutMs: s.gracefulTimeout * 1000,
+    failedRetryMs: 5_000,
+    rapidFailsPerMinute: 10,
+    pingIntervalMs: 10_000,
+    pingTimeoutMs: 30_000,
+    monitorIntervalMs: 1_000,
+    tickMs: 250,
+    keepOldOnFailedReload: !dev,
+  };
+}
+
+/** How the worker process is started for these settings. */
+export function spawnSpec(s: Readonly<Settings>, dev: boolean): WorkerSpawnSpec {
+  const args = [WORKER_SCRIPT, '--app', s.wsgiApp, '--root', s.root, '--threads', String(s.threads), '--window', String(RESPONSE_WINDOW)];
+  if (s.pythonPath.length > 0) args.push('--pythonpath', s.pythonPath.join(';'));
+  const env = workerEnv(process.env);
+  if (dev) env.CORRAL_DEV_ERRORS = '1';
+  return { command: s.python, args, cwd: s.root, env, responseWindow: RESPONSE_WINDOW };
+}
+
+/** An app: pool + watcher. */
+export class App {
+  readonly settings: Readonly<Settings>;
+  readonly pool: Pool;
+  readonly log: Logger;
+  readonly #opts: AppOptions;
+  #watcher: AppWatcher | null = null;
+
+  constructor(settings: Readonly<Settings>, log: Logger, opts: AppOptions) {
+    this.settings = settings;
+    this.#opts = opts;
+    this.log = log.child({ app: settings.wsgiApp, root: settings.root });
+    const spec = spawnSpec(settings, opts.dev);
+    const workerLog = log.child({ app: settings.wsgiApp });
+    this.pool = new Pool(
+      poolOptions(settings, opts.dev),
+      {
+        spawn: (gen, events) => new Worker(spec, gen, events, workerLog, performance.now()),
+        clock: realClock,
+        random: Math.random,
+        sample: sampleUsage,
+      },
+      log,
+    );
+  }
+
+  /** What the watcher watches; null when off. */
+  get watching(): { root: string; mask: string | null; regex: string | null } | null {
+    const s = this.settings;
+    return this.#watcher ? { root: s.root, mask: s.watchFileChangesMask, regex: s.restartFileRegex } : null;
+  }
+
+  /** Resolves once the watcher (if any) sees changes. */
+  async watcherReady(): Promise<void> {
+    await this.#watcher?.ready;
+  }
+
+  /** Starts the workers and the watcher. */
+  start(): void {
+    this.pool.start();
+    this.#startWatcher();
+  }
+
+  /** A rolling reload: new workers first, then the old ones drain. Resolves with the boot error, if any. */
+  async reload(reason: string): Promise<Error | null> {
+    const err = await this.pool.reload(reason);
+    if (!err) this.log.info({ reason }, 'reload done');
+    return err;
+  }
+
+  async stop(): Promise<void> {
+    await this.#watcher?.close();
+    await this.pool.stop();
+  }
+
+  #startWatcher(): void {
+    const s = this.settings;
+    const filter = changeFilter(s.root, { mask: s.watchFileChangesMask, regex: s.restartFileRegex });
+    if (!filter) return;
+    this.#watcher = watchApp({
+      root: s.root,
+      filter,
+      debounceMs: this.#opts.reloadDebounceMs,
+      log: this.log,
+      onReload: (paths) => {
+        // A quick save can keep the mtime second and the size: drop the bytecode Python would reuse.
+        const removed = invalidateBytecode(paths);
+        if (removed.length > 0) this.log.debug({ removed }, 'removed cached bytecode of changed files');
+        const files = paths.slice(0, 5).map((p) => relative(s.root, p) || p);
+        void this.reload(`files changed: ${files.join(', ')}${paths.length > 5 ? ` and ${paths.length - 5} more` : ''}`);
+      },
+    });
+    void this.#watcher.ready.then(() => this.log.info({ mask: s.watchFileChangesMask, regex: s.restartFileRegex }, 'watching files'));
+  }
+}

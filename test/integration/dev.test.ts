@@ -1,0 +1,198 @@
+/**
+ * Issue 5, `corral dev` with real workers: the banner, a broken import answered with a 500 HTML
+ * page naming the SyntaxError and the file, a request's exception shown with its message and
+ * traceback, and fixes served without restarting `corral dev`. Dev logs are pino-pretty lines,
+ * not JSON: these tests wait on the banner (stderr), on pretty lines (stdout) and on responses.
+ */
+import { afterEach, describe, expect, it } from 'vitest';
+import { startCorral, stopAll, type CorralProcess } from '../helpers/corral.js';
+import { httpRequest, type HttpAnswer } from '../helpers/e2e.js';
+import { AppDir } from '../helpers/reload.js';
+
+const apps: AppDir[] = [];
+
+afterEach(async () => {
+  await stopAll();
+  for (const a of apps.splice(0)) a.remove();
+});
+
+/** Resolves once `c.stderr` matches `re`; rejects on timeout or exit. */
+function waitForStderr(c: CorralProcess, re: RegExp, timeoutMs = 20_000): Promise<RegExpExecArray> {
+  return waitFor(c, c.child.stderr!, () => re.exec(c.stderr), `stderr matching ${re}`, timeoutMs);
+}
+
+/** Resolves once a pretty log line (stdout) after index `from` matches `re`. */
+function waitForPretty(c: CorralProcess, re: RegExp, from = 0, timeoutMs = 20_000): Promise<string> {
+  return waitFor(c, c.child.stdout!, () => c.nonJson.slice(from).find((l) => re.test(l)) ?? null, `a log line matching ${re}`, timeoutMs);
+}
+
+function waitFor<T>(c: CorralProcess, stream: NodeJS.ReadableStream, check: () => T | null, what: string, timeoutMs: number): Promise<T> {
+  return new Promise((resolve, reject) => {
+    const done = (): void => {
+      clearTimeout(timer);
+      stream.off('data', onData);
+    };
+    // CorralProcess' own listener ran first (registered first), so its buffers are up to date here.
+    const onData = (): void => {
+      const found = check();
+      if (found !== null) {
+        done();
+        resolve(found);
+      }
+    };
+    const timer = setTimeout(() => {
+      done();
+      reject(new Error(`no ${what} within ${timeoutMs} ms\nstderr: ${c.stderr}\nstdout: ${c.nonJson.slice(-30).join('\n')}`));
+    }, timeoutMs);
+    void c.exited.then(({ code }) => {
+      done();
+      reject(new Error(`corral dev exited (code ${code}) before ${what}\nstderr: ${c.stderr}`));
+    });
+    stream.on('data', onData);
+    onData();
+  });
+}
+
+/** Pretty lines logged so far (an index for waitForPretty's `from`). */
+function mark(c: CorralProcess): number {
+  return c.nonJson.length;
+}
+
+interface Dev {
+  corral: CorralProcess;
+  url: string;
+  banner: string;
+}
+
+/** `corral dev APP --http 127.0.0.1:0`, the port read from the banner, the watcher ready. */
+async function startDev(app: AppDir, extra: string[] = []): Promise<Dev> {
+  const corral = startCorral(['dev', app.dir, '--http', '127.0.0.1:0', ...extra], { env: { PYTHONDONTWRITEBYTECODE: undefined } });
+  const m = await waitForStderr(corral, /serving\s+http:\/\/([^\s/]+)\/\n[\s\S]*Ctrl-C to stop\n/);
+  await waitForPretty(corral, /\bINFO\b.*: watching files$/);
+  return { corral, url: `http://${m[1]}`, banner: corral.stderr };
+}
+
+function text(r: HttpAnswer): string {
+  return r.body.toString('utf8');
+}
+
+/** Saves `write()` and waits for the reload it causes to be done (dev reloads at once). */
+async function saveAndReload(dev: Dev, write: () => void): Promise<void> {
+  const from = mark(dev.corral);
+  write();
+  await waitForPretty(dev.corral, /: reload done$/, from);
+}
+
+describe('corral dev', () => {
+  it('prints a banner saying what it serves, where, and what it watches; the app answers there', async () => {
+    const app = new AppDir('v1');
+    apps.push(app);
+    const dev = await startDev(app);
+    expect(dev.banner).toContain(`corral dev: wsgi:application from ${app.dir}`);
+    expect(dev.banner).toMatch(/serving\s+http:\/\/127\.0\.0\.1:\d+\//);
+    expect(dev.banner).toContain(`watching   *.py under ${app.dir}`);
+    expect(dev.banner).toMatch(/1 worker × 4 threads/);
+    const r = await httpRequest(`${dev.url}/`);
+    expect(r.status).toBe(200);
+    expect(text(r)).toMatch(/^v1 \d+$/);
+    // Pretty lines, not JSON.
+    expect(dev.corral.logs.filter((l) => typeof l === 'object' && l !== null && 'msg' in l)).toEqual([]);
+  });
+
+  it('a broken import gives a 500 HTML page with SyntaxError and the file; fixing it serves the new code without a restart', async () => {
+    const app = new AppDir('v1');
+    app.writeBroken('v1');
+    apps.push(app);
+    const dev = await startDev(app);
+    const broken = await httpRequest(`${dev.url}/`);
+    expect(broken.status).toBe(500);
+    expect(broken.headers['content-type']).toMatch(/^text\/html/);
+    expect(text(broken)).toContain('SyntaxError');
+    expect(text(broken)).toContain('wsgi.py');
+    expect(text(broken)).toMatch(/line 4/);
+
+    await saveAndReload(dev, () => app.write('v2'));
+    const fixed = await httpRequest(`${dev.url}/`);
+    expect(fixed.status).toBe(200);
+    expect(text(fixed)).toMatch(/^v2 \d+$/);
+
+    // Broken again while serving: dev shows the error rather than yesterday's code...
+    const from = mark(dev.corral);
+    app.writeBroken('v3');
+    await waitForPretty(dev.corral, /: pool failed/, from);
+    const again = await httpRequest(`${dev.url}/`);
+    expect(again.status).toBe(500);
+    expect(text(again)).toContain('SyntaxError');
+    expect(text(again)).toContain('wsgi.py');
+    // ...and the next fix is served.
+    await saveAndReload(dev, () => app.write('v4'));
+    const refixed = await httpRequest(`${dev.url}/`);
+    expect(refixed.status).toBe(200);
+    expect(text(refixed)).toMatch(/^v4 \d+$/);
+
+    // All of it in one corral dev process.
+    expect(dev.corral.child.exitCode).toBeNull();
+    expect(dev.corral.nonJson.filter((l) => /: corral starting$/.test(l))).toHaveLength(1);
+  });
+
+  it("an exception in a request shows its message and traceback as HTML; an edit changes it without a restart", async () => {
+    const app = new AppDir('v1');
+    apps.push(app);
+    const dev = await startDev(app);
+    const boom = await httpRequest(`${dev.url}/boom`);
+    expect(boom.status).toBe(500);
+    expect(boom.headers['content-type']).toMatch(/^text\/html/);
+    const page = text(boom);
+    expect(page).toContain('ValueError');
+    expect(page).toContain('boom from version v1');
+    expect(page).toContain('Traceback (most recent call last)');
+    // The frame that raised: the app's file and the line of the raise.
+    expect(page).toMatch(/wsgi\.py(&quot;|&#34;|&#x27;|&#39;|"|')?, line 9/);
+    expect(page).toContain('raise ValueError(');
+
+    await saveAndReload(dev, () => app.write('v2'));
+    const boom2 = await httpRequest(`${dev.url}/boom`);
+    expect(boom2.status).toBe(500);
+    expect(text(boom2)).toContain('boom from version v2');
+    const ok = await httpRequest(`${dev.url}/`);
+    expect(text(ok)).toMatch(/^v2 \d+$/);
+    expect(dev.corral.child.exitCode).toBeNull();
+  });
+
+  it('a fix saved while the failed app is being retried is served once it boots (the retry failing must not cancel it)', async () => {
+    // A large app: its import takes a while, and the broken version fails 1 s into it.
+    const app = new AppDir('v1');
+    app.writeText('import sys, time\nsys.stderr.write("importing the broken version\\n")\ntime.sleep(1)\nraise RuntimeError("config missing")\n');
+    apps.push(app);
+    const dev = await startDev(app);
+    await waitForPretty(dev.corral, /: pool failed/);
+    const broken = await httpRequest(`${dev.url}/`);
+    expect(broken.status).toBe(500);
+    expect(text(broken)).toContain('config missing');
+    // The pool retries the broken code by itself (after failedRetryMs); the fix lands while that
+    // retry is importing the broken code, and boots more slowly than the retry takes to fail.
+    const from = mark(dev.corral);
+    await waitForPretty(dev.corral, /: retrying failed pool$/, from, 15_000);
+    await waitForPretty(dev.corral, /importing the broken version/, from);
+    app.write('v2', 2);
+    await waitForPretty(dev.corral, /: reload done$/, from, 8_000);
+    const fixed = await httpRequest(`${dev.url}/`);
+    expect(fixed.status, text(fixed).slice(0, 300)).toBe(200);
+    expect(text(fixed)).toMatch(/^v2 \d+$/);
+  });
+
+  it('serve mode never shows the traceback to the client: a plain 500', async () => {
+    const app = new AppDir('v1');
+    apps.push(app);
+    const corral = startCorral(['serve', app.dir, '--http', '127.0.0.1:0', '--workers', '1']);
+    const { host, port } = await corral.httpAddress();
+    await corral.waitForMsg('app ready');
+    const boom = await httpRequest(`http://${host}:${port}/boom`);
+    expect(boom.status).toBe(500);
+    expect(boom.headers['content-type']).not.toMatch(/html/);
+    expect(text(boom)).not.toContain('boom from version');
+    expect(text(boom)).not.toContain('Traceback');
+    // The traceback goes to the log instead.
+    await corral.waitForLog((l) => typeof l.line === 'string' && l.line.includes('boom from version v1'));
+  });
+});
