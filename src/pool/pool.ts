@@ -419,6 +419,7 @@ export class Pool implements Upstream {
     if (this.#state === 'stopping') return;
     if (w.generation === this.#servingGen && (this.#state === 'starting' || this.#state === 'failed')) {
       if (this.#state === 'failed') this.log.info({ gen: w.generation }, 'pool recovered');
+      this.#crashes = 0;
       this.#failure = null;
       this.#failedRetries = 0;
       this.#transition('running');
@@ -431,6 +432,7 @@ export class Pool implements Upstream {
     const slot = this.#slots.get(w);
     if (!slot) return;
     this.#slots.delete(w);
+    this.#clearWarning(`memory ${w.pid}`);
     const lost = w.forgetExchanges();
     const uptimeMs = now - slot.spawnedAt;
     // Exits we caused on purpose (stop, drain, recycle, discard, a timeout kill) are not failures.
@@ -495,7 +497,6 @@ export class Pool implements Upstream {
       this.lastReloadError = error;
       this.log.error({ err: message, traceback: error.detail, file: fatal?.file, line: fatal?.line, gen: w.generation }, 'reload failed: new generation did not boot; the old one keeps serving');
       this.#discardGeneration(w.generation, 'generation failed to boot');
-      this.#newestGen = this.#servingGen;
       this.#transition('running');
       this.#settle(this.#reloadWaiters, error);
       return;
