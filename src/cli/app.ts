@@ -19,7 +19,7 @@ import { invalidateBytecode } from '../watch/bytecode.js';
 export const WORKER_SCRIPT = fileURLToPath(new URL('../../src/python/corral_worker.py', import.meta.url));
 
 /** Per-request response credit given to each worker (bytes). */
-const RESPONSE_WINDOW = 256 * 1024;
+const RESPONSE_WINDOW = 1024 * 1024;
 
 /** Variables IIS sets for its own FastCGI process; workers must not see (or inherit) them. */
 const IIS_PRIVATE_ENV = ['_FCGI_X_PIPE_', '_FCGI_SHUTDOWN_EVENT_', '_FCGI_MUTEX_'];
