@@ -67,6 +67,11 @@ export const ERRORS = {
     title: 'Bad Request',
     doc: 'A front connection sent bytes that are not valid FastCGI; that connection is closed, the service keeps running.',
   },
+  CORRAL_DEPLOY_FAILED: {
+    status: 503,
+    title: 'Service Unavailable',
+    doc: 'The app\'s DEPLOY_FILE script (run before a generation starts) failed; that generation does not start. On a reload the old generation keeps serving; otherwise the pool is `failed` and retries slowly. Its output is in DEPLOY_LOG.',
+  },
   CORRAL_ROOT_NOT_ALLOWED: {
     status: 403,
     title: 'Forbidden',

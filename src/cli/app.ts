@@ -3,7 +3,10 @@
  * for the app it was started with, and one per app that requests name (IIS sites through the relay).
  */
 import { fileURLToPath } from 'node:url';
-import { relative } from 'node:path';
+import { basename, delimiter, isAbsolute, join, relative } from 'node:path';
+import { runDeploy, type DeploySpec } from '../pool/deploy.js';
+import { RotatingFile, appFileStem, dailyPath, stderrLine } from '../log/stderr-file.js';
+import type { WorkerHandle } from '../pool/handle.js';
 import type { Settings } from '../config/settings.js';
 import { workerBounds } from '../config/settings.js';
 import type { Logger } from '../log/logger.js';
@@ -75,6 +78,31 @@ export function spawnSpec(s: Readonly<Settings>, dev: boolean): WorkerSpawnSpec 
   return { command: s.python, args, cwd: s.root, env, responseWindow: RESPONSE_WINDOW };
 }
 
+/** How DEPLOY_FILE runs: the worker's interpreter, directory and environment (plus the app's sys.path). */
+export function deploySpec(s: Readonly<Settings>, worker: WorkerSpawnSpec): DeploySpec {
+  const inApp = (p: string): string => (isAbsolute(p) ? p : join(s.root, p));
+  const env = { ...worker.env, PYTHONPATH: [s.root, ...s.pythonPath, worker.env.PYTHONPATH].filter((p) => p).join(delimiter) };
+  return {
+    command: s.python,
+    script: inApp(s.deployFile ?? ''),
+    cwd: s.root,
+    env,
+    logFile: s.deployLog ? inApp(s.deployLog) : null,
+    timeoutMs: Math.max(600, s.startupTimeout) * 1000,
+  };
+}
+
+/** The file worker stderr goes to (ERROR_LOG_DIR, else WSGI_LOG), or null for the log. */
+export function stderrFileFor(s: Readonly<Settings>): RotatingFile | null {
+  // Helicon Zoo's examples write ERROR_LOG_DIR="NULL" for "off".
+  if (s.errorLogDir !== null && basename(s.errorLogDir) !== 'NULL') return new RotatingFile(dailyPath(s.errorLogDir, appFileStem(s.root, s.wsgiApp)));
+  if (s.wsgiLog !== null) {
+    const file = s.wsgiLog;
+    return new RotatingFile(() => file);
+  }
+  return null;
+}
+
 /** An app: pool + watcher. */
 export class App {
   readonly settings: Readonly<Settings>;
@@ -82,6 +110,8 @@ export class App {
   readonly log: Logger;
   readonly #opts: AppOptions;
   #watcher: AppWatcher | null = null;
+  readonly #stderrFile: RotatingFile | null;
+  #stderrFileFailed = false;
 
   constructor(settings: Readonly<Settings>, log: Logger, opts: AppOptions) {
     this.settings = settings;
@@ -89,6 +119,7 @@ export class App {
     this.log = log.child({ app: settings.wsgiApp, root: settings.root });
     const spec = spawnSpec(settings, opts.dev);
     const workerLog = log.child({ app: settings.wsgiApp });
+    this.#stderrFile = stderrFileFor(settings);
     this.pool = new Pool(
       poolOptions(settings, opts.dev),
       {
@@ -96,9 +127,12 @@ export class App {
         clock: realClock,
         random: Math.random,
         sample: sampleUsage,
+        stderr: (w, line) => this.#onStderr(w, line),
+        ...(settings.deployFile ? { beforeGeneration: (gen: number) => runDeploy(deploySpec(settings, spec), gen, this.log) } : {}),
       },
       log,
     );
+    if (this.#stderrFile) this.log.info({ file: this.#stderrFile.path }, 'worker stderr goes to a file');
   }
 
   /** What the watcher watches; null when off. */
@@ -128,6 +162,24 @@ export class App {
   async stop(): Promise<void> {
     await this.#watcher?.close();
     await this.pool.stop();
+    this.#stderrFile?.close();
+  }
+
+  #onStderr(w: WorkerHandle, line: string): void {
+    const file = this.#stderrFile;
+    if (!file) {
+      w.log.info({ line }, 'worker stderr');
+      return;
+    }
+    const err = file.writeLine(stderrLine(w.pid, line));
+    if (err && !this.#stderrFileFailed) {
+      this.#stderrFileFailed = true;
+      this.log.warn({ file: file.path, err: err.message }, 'cannot write worker stderr to its file; logging it here until it works again');
+    } else if (!err && this.#stderrFileFailed) {
+      this.#stderrFileFailed = false;
+      this.log.info({ file: file.path }, 'worker stderr file writable again');
+    }
+    if (err) w.log.info({ line }, 'worker stderr');
   }
 
   #startWatcher(): void {

@@ -16,7 +16,7 @@ import { SETTING_ROWS, type SettingKey, type Settings } from './settings.js';
 export const PER_APP_KEYS: ReadonlySet<SettingKey> = new Set<SettingKey>([
   'wsgiApp', 'pythonPath', 'workers', 'minWorkers', 'maxWorkers', 'threads', 'requestTimeout', 'startupTimeout',
   'idleTimeout', 'maxRequests', 'maxRequestsJitter', 'maxMemoryMB', 'queueLength', 'queueTimeout', 'gracefulTimeout',
-  'watchFileChangesMask', 'restartFileRegex',
+  'watchFileChangesMask', 'restartFileRegex', 'errorLogDir', 'wsgiLog', 'deployFile', 'deployLog',
 ]);
 
 /** Settings of one app, and what was wrong with its overrides. */

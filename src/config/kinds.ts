@@ -135,6 +135,16 @@ export function regex(): Kind<string> {
   });
 }
 
+/** A path kept as written: relative ones are resolved later against the app's directory (DEPLOY_FILE). */
+export function appRelativePath(): Kind<string> {
+  return textual({
+    label: 'path (relative to the app)',
+    expected: 'a path, relative to the app directory or absolute',
+    schema: { type: 'string', minLength: 1 },
+    fromText: (text) => (text.trim() === '' ? fail(text, 'is empty') : ok(text.trim())),
+  });
+}
+
 /** A file or directory path, made absolute; existence is checked by whoever uses it. */
 export function pathName(): Kind<string> {
   return textual({

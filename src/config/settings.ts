@@ -4,7 +4,7 @@
  * JSON Schema are all generated from it; add a setting by adding a row.
  */
 import type { ListenAddress } from './address.js';
-import { address, command, directory, fileMask, integer, list, nullable, oneOf, pathName, regex, wsgiAppSpec, type Kind } from './kinds.js';
+import { address, appRelativePath, command, directory, fileMask, integer, list, nullable, oneOf, pathName, regex, wsgiAppSpec, type Kind } from './kinds.js';
 
 /** How a setting appears on the command line. */
 export type Placement = 'positional' | 'option' | 'repeatable';
@@ -151,6 +151,26 @@ export const SETTINGS = [
     key: 'restartFileRegex', env: ['WSGI_RESTART_FILE_REGEX'], flag: '--restart-regex', cli: 'option', arg: 'REGEX',
     kind: nullable(regex()), default: null, defaultDoc: 'none',
     doc: 'wfastcgi\'s form of the same: a regular expression matched from the start of the changed file\'s path (wfastcgi\'s own default was `.*((\\.py)|(\\.config))$`). Either this or the mask matching reloads.',
+  }),
+  setting({
+    key: 'errorLogDir', env: ['ERROR_LOG_DIR'], flag: '--error-log-dir', cli: 'option', arg: 'DIR',
+    kind: nullable(pathName()), default: null, defaultDoc: 'none (worker stderr goes to the log)',
+    doc: 'Helicon Zoo\'s ERROR_LOG_DIR: each app\'s worker stderr (tracebacks, `wsgi.errors`, `print()`) is written to `DIR/<app>-<date>.log`, rotated at 10 MiB keeping 5 files. `NULL` (Helicon\'s off) or unset: those lines go to corral\'s log as `worker stderr`.',
+  }),
+  setting({
+    key: 'wsgiLog', env: ['WSGI_LOG'], flag: '--wsgi-log', cli: 'option', arg: 'FILE',
+    kind: nullable(pathName()), default: null, defaultDoc: 'none',
+    doc: 'wfastcgi\'s WSGI_LOG: one file for the worker stderr of the app, rotated like ERROR_LOG_DIR\'s. When both are set, ERROR_LOG_DIR wins.',
+  }),
+  setting({
+    key: 'deployFile', env: ['DEPLOY_FILE'], flag: '--deploy-file', cli: 'option', arg: 'SCRIPT',
+    kind: nullable(appRelativePath()), default: null, defaultDoc: 'none',
+    doc: 'Helicon Zoo\'s DEPLOY_FILE: a Python script (relative to the app directory) run with the app\'s interpreter and environment once before the first worker of each generation starts, e.g. migrations. If it fails, that generation does not start (on a reload the old one keeps serving).',
+  }),
+  setting({
+    key: 'deployLog', env: ['DEPLOY_LOG'], flag: '--deploy-log', cli: 'option', arg: 'FILE',
+    kind: nullable(appRelativePath()), default: null, defaultDoc: 'none (the output goes to the log)',
+    doc: 'Helicon Zoo\'s DEPLOY_LOG: file (relative to the app directory) that collects DEPLOY_FILE\'s output, appended per run with a header line.',
   }),
   setting({
     key: 'logLevel', env: ['CORRAL_LOG_LEVEL'], flag: '--log-level', cli: 'option', arg: 'LEVEL',

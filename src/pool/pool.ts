@@ -66,6 +66,13 @@ export interface PoolDeps {
   clock: Clock;
   random(): number;
   sample(pids: number[]): Promise<Map<number, Usage>>;
+  /** Where a worker's stderr lines go (default: the log, as `worker stderr`). */
+  stderr?(w: WorkerHandle, line: string): void;
+  /**
+   * Runs once before the first worker of each generation starts (Helicon Zoo's DEPLOY_FILE:
+   * migrations and the like). An error blocks that generation like a boot failure.
+   */
+  beforeGeneration?(generation: number): Promise<CorralError | null>;
 }
 
 export type PoolState = 'starting' | 'running' | 'reloading' | 'failed' | 'stopping' | 'stopped';
@@ -122,7 +129,8 @@ type PoolEvent =
   | { kind: 'exit'; w: WorkerHandle; code: number | null; signal: NodeJS.Signals | null }
   | { kind: 'pong'; w: WorkerHandle }
   | { kind: 'usage'; usage: Map<number, Usage> }
-  | { kind: 'idle'; w: WorkerHandle };
+  | { kind: 'idle'; w: WorkerHandle }
+  | { kind: 'deployed'; generation: number; error: CorralError | null };
 
 /** A pool's figures for status pages and tests. */
 export interface WorkerStatus {
@@ -165,6 +173,8 @@ export class Pool implements Upstream {
   #lastSampleAt = -Infinity;
   #sampling = false;
   #stopStartedAt = 0;
+  /** Deploy step per generation: running, or done. */
+  #deploys = new Map<number, 'running' | 'ok'>();
   #warned = new Set<string>();
   #stopWaiters: Array<() => void> = [];
   #readyWaiters: Array<(err: CorralError | null) => void> = [];
@@ -407,6 +417,9 @@ export class Pool implements Upstream {
         return;
       case 'idle':
         return; // the timeouts/reconcile pass does the rest
+      case 'deployed':
+        this.#onDeployed(ev.generation, ev.error, now);
+        return;
     }
   }
 
@@ -612,7 +625,7 @@ export class Pool implements Upstream {
       return;
     }
     if (this.#state === 'failed') {
-      if (now >= this.#retryAt && !this.#hasStarting(this.#servingGen)) {
+      if (now >= this.#retryAt && !this.#hasStarting(this.#servingGen) && this.#deployedFor(this.#servingGen)) {
         this.log.info({ attempt: this.#failedRetries }, 'retrying failed pool');
         this.#spawn(this.#servingGen, now);
         this.#retryAt = Infinity; // the next failure schedules the next retry
@@ -625,7 +638,7 @@ export class Pool implements Upstream {
     const active = this.#active(gen);
     // Replace recycled workers first (their replacement counts as active), then spawn up to target.
     if (now >= this.#nextSpawnAt) {
-      for (let n = active.length; n < this.#target; n++) this.#spawn(gen, now);
+      if (active.length < this.#target && this.#deployedFor(gen)) for (let n = active.length; n < this.#target; n++) this.#spawn(gen, now);
     }
     const activeReady = active.filter((s) => s.readyAt !== null).length;
     for (const s of this.#slots.values()) {
@@ -664,7 +677,7 @@ export class Pool implements Upstream {
     const gen = this.#newestGen;
     const fresh = this.#active(gen);
     const want = Math.max(1, this.#target);
-    for (let n = fresh.length; n < want; n++) this.#spawn(gen, now);
+    if (fresh.length < want && this.#deployedFor(gen)) for (let n = fresh.length; n < want; n++) this.#spawn(gen, now);
     const ready = this.#active(gen).filter((s) => s.readyAt !== null).length;
     if (ready < want) return;
     const old = this.#servingGen;
@@ -676,6 +689,45 @@ export class Pool implements Upstream {
     this.#settle(this.#reloadWaiters, null);
   }
 
+  /** True once the generation's deploy step (if any) succeeded; starts it when not yet run. */
+  #deployedFor(gen: number): boolean {
+    const hook = this.#deps.beforeGeneration;
+    if (!hook) return true;
+    const state = this.#deploys.get(gen);
+    if (state === 'ok') return true;
+    if (state === 'running') return false;
+    this.#deploys.set(gen, 'running');
+    this.log.info({ gen }, 'deploy step running before the generation starts');
+    hook(gen).then(
+      (error) => this.#enqueue({ kind: 'deployed', generation: gen, error }),
+      (err: unknown) => this.#enqueue({ kind: 'deployed', generation: gen, error: new CorralError('CORRAL_DEPLOY_FAILED', String(err)) }),
+    );
+    return false;
+  }
+
+  #onDeployed(gen: number, error: CorralError | null, now: number): void {
+    if (!error) {
+      this.#deploys.set(gen, 'ok');
+      this.log.info({ gen }, 'deploy step done');
+      return;
+    }
+    // Not kept: the next attempt for this generation (a slow retry) runs the step again.
+    this.#deploys.delete(gen);
+    if (this.#state === 'stopping') return;
+    if (gen > this.#servingGen && this.#state === 'reloading') {
+      this.lastReloadError = error;
+      this.log.error({ err: error.message, output: error.detail, gen }, 'reload failed: deploy step failed; the old generation keeps serving');
+      this.#transition('running');
+      this.#settle(this.#reloadWaiters, error);
+      return;
+    }
+    if (this.#readyCount() > 0) {
+      this.log.error({ err: error.message, output: error.detail, gen }, 'deploy step failed');
+      return;
+    }
+    this.#fail(error, now);
+  }
+
   #discardGeneration(gen: number, why: string): void {
     for (const s of this.#slots.values()) if (s.w.generation === gen && s.killReason === null) this.#kill(s, why);
   }
@@ -685,7 +737,7 @@ export class Pool implements Upstream {
       ready: (w) => this.#enqueue({ kind: 'ready', w }),
       idle: (w) => this.#onIdle(w),
       exit: (w, code, signal) => this.#enqueue({ kind: 'exit', w, code, signal }),
-      stderr: (w, line) => w.log.info({ line }, 'worker stderr'),
+      stderr: this.#deps.stderr ?? ((w, line) => w.log.info({ line }, 'worker stderr')),
       pong: (w) => this.#enqueue({ kind: 'pong', w }),
     };
     const w = this.#deps.spawn(gen, events);

@@ -1271,7 +1271,11 @@ def boot(argv):
     try:
         if opts.listen is None:
             rfd, wfd = take_protocol_fds()
-            signal.signal(signal.SIGINT, signal.SIG_IGN)  # console Ctrl-C hits the whole group
+            # Console Ctrl-C and a terminal hang-up hit the whole process group; the service
+            # decides when workers stop (stdin EOF), and SIGHUP means "reload" to it.
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            if hasattr(signal, "SIGHUP"):
+                signal.signal(signal.SIGHUP, signal.SIG_IGN)
         app_dirs = setup_paths(opts.root, opts.pythonpath)
     except (UsageError, OSError) as exc:
         report_failure("boot", exc, wfd if rfd is not None else fatal_fd_for_usage(argv),
