@@ -9,7 +9,7 @@ import { wantsHelp } from '../config/argv.js';
 import { renderHelp } from '../config/help.js';
 import { parseAddress } from '../config/address.js';
 import type { Settings } from '../config/settings.js';
-import { createLogger, createPrettyLogger, type Logger } from '../log/logger.js';
+import { createLogger, createPrettyLogger, flushLogs, type Logger } from '../log/logger.js';
 import { Service } from './service.js';
 
 /** Signals that mean "stop gracefully". Windows has no SIGTERM to catch; Ctrl-Break is SIGBREAK there. */
@@ -47,7 +47,7 @@ export async function runServe(argv: string[], version: string, mode: Mode = 'se
     throw err;
   }
   const settings = mode === 'dev' ? devSettings(loaded) : loaded.settings;
-  const log = mode === 'dev' ? createPrettyLogger(settings.logLevel) : createLogger({ level: settings.logLevel });
+  const log = mode === 'dev' ? createPrettyLogger(settings.logLevel) : createLogger({ level: settings.logLevel, file: settings.logFile });
   log.info({ version, node: process.version, pid: process.pid, mode, settings, sources: loaded.sources }, 'corral starting');
   // Started only to serve apps that requests name (e.g. auto-started by `corral relay`): no app of its own.
   const defaultApp = !(settings.allowedRoots.length > 0 && loaded.sources.root === 'default');
@@ -78,6 +78,7 @@ function handleSignals(service: Service, log: Logger): void {
     } else {
       log.warn({ signal }, 'second stop request: exiting now');
       for (const app of service.apps) for (const w of app.pool.workers) w.kill();
+      flushLogs();
       process.exit(1);
     }
   };

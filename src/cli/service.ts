@@ -14,6 +14,7 @@ import { openFront, type Front } from '../front/listeners.js';
 import { openHttpFront } from '../front/http-front.js';
 import { App } from './app.js';
 import { AppRouter } from './router.js';
+import { accessLogger, observers, type RequestObserver } from '../front/access-log.js';
 
 export { WORKER_SCRIPT, poolOptions, workerEnv } from './app.js';
 
@@ -26,6 +27,8 @@ export interface ServiceOptions {
   reloadDebounceMs?: number;
   /** Whether the configured app runs (false when only apps named by requests, under allowedRoots, should). */
   defaultApp?: boolean;
+  /** Also told about each finished request (metrics). */
+  observe?: RequestObserver | null;
 }
 
 /** A running corral service. */
@@ -80,7 +83,8 @@ export class Service {
     this.#default?.start();
     const s = this.#settings;
     const dev = this.#opts.dev ?? false;
-    const connOpts: ConnectionOptions = { maxParamsBytes: s.maxParamsBytes, maxConns: 10_000, maxReqs: 10_000, devErrors: dev };
+    const observe = observers(s.accessLog ? accessLogger(this.#log) : null, this.#opts.observe ?? null);
+    const connOpts: ConnectionOptions = { maxParamsBytes: s.maxParamsBytes, maxConns: 10_000, maxReqs: 10_000, devErrors: dev, observe };
     try {
       for (const address of listenAddresses(s)) {
         const front = await openFront(
@@ -95,7 +99,7 @@ export class Service {
         this.#log.info({ listen: front.bound, kind: address.kind }, 'FastCGI front listening');
       }
       if (s.http) {
-        const front = await openHttpFront(s.http, this.router, { devErrors: dev, serverSoftware: `corral/${this.#opts.version ?? '0'}` }, this.#log);
+        const front = await openHttpFront(s.http, this.router, { devErrors: dev, serverSoftware: `corral/${this.#opts.version ?? '0'}`, observe }, this.#log);
         this.#fronts.push(front);
         this.httpBound = front.bound;
         this.#log.info({ http: front.bound, url: `http://${front.bound}/` }, 'HTTP front listening');

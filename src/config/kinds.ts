@@ -135,6 +135,21 @@ export function regex(): Kind<string> {
   });
 }
 
+/** On or off: true/false, on/off, yes/no, 1/0 (any case). */
+export function boolean(): Kind<boolean> {
+  const words: Record<string, boolean> = { true: true, on: true, yes: true, '1': true, false: false, off: false, no: false, '0': false };
+  return {
+    label: 'boolean',
+    expected: 'true or false (on/off, yes/no, 1/0)',
+    schema: { type: 'boolean' },
+    fromText: (text) => {
+      const v = words[text.trim().toLowerCase()];
+      return v === undefined ? fail(text, 'is not a boolean') : ok(v);
+    },
+    fromJson: (value) => (typeof value === 'boolean' ? ok(value) : fail(value, 'is not a boolean')),
+  };
+}
+
 /** A path kept as written: relative ones are resolved later against the app's directory (DEPLOY_FILE). */
 export function appRelativePath(): Kind<string> {
   return textual({

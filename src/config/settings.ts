@@ -4,13 +4,13 @@
  * JSON Schema are all generated from it; add a setting by adding a row.
  */
 import type { ListenAddress } from './address.js';
-import { address, appRelativePath, command, directory, fileMask, integer, list, nullable, oneOf, pathName, regex, wsgiAppSpec, type Kind } from './kinds.js';
+import { address, appRelativePath, boolean, command, directory, fileMask, integer, list, nullable, oneOf, pathName, regex, wsgiAppSpec, type Kind } from './kinds.js';
 
 /** How a setting appears on the command line. */
 export type Placement = 'positional' | 'option' | 'repeatable';
 
 /** A default as it would be written in the config file; it goes through the same parser. */
-export type JsonDefault = string | number | null | readonly string[];
+export type JsonDefault = string | number | boolean | null | readonly string[];
 
 /** One row of the table. */
 export interface SettingSpec<K extends string, T> {
@@ -176,6 +176,16 @@ export const SETTINGS = [
     key: 'logLevel', env: ['CORRAL_LOG_LEVEL'], flag: '--log-level', cli: 'option', arg: 'LEVEL',
     kind: oneOf(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']), default: 'info',
     doc: 'Lowest level of log lines written. `info` logs changes of state without a line per request.',
+  }),
+  setting({
+    key: 'logFile', env: ['CORRAL_LOG_FILE'], flag: '--log-file', cli: 'option', arg: 'FILE',
+    kind: nullable(pathName()), default: null, defaultDoc: 'none (stdout)',
+    doc: 'Write the JSON log to this file instead of stdout, rotated daily and at 10 MiB, seven files kept (pino-roll). Needed under IIS and Windows services, where stdout goes nowhere.',
+  }),
+  setting({
+    key: 'accessLog', env: ['CORRAL_ACCESS_LOG'], flag: '--access-log', cli: 'option', arg: 'BOOL',
+    kind: boolean(), default: true,
+    doc: 'One `request` line per request: method, path, status, bytes, duration, worker pid and queue wait. On by default, because "why was that slow, which worker served it" needs it; the lines are batched into few writes under load.',
   }),
   setting({
     key: 'maxParamsBytes', env: ['CORRAL_MAX_PARAMS_BYTES'], flag: '--max-params-bytes', cli: 'option', arg: 'BYTES',

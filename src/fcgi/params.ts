@@ -85,3 +85,29 @@ export function paramsToMap(body: Buffer): Map<string, string> | null {
   for (const [n, v] of d.pairs) m.set(n.toString('latin1'), v.toString('latin1'));
   return m;
 }
+
+/**
+ * Finds a few params in a params body without decoding the rest (for access logs on the hot
+ * path). Names are matched by exact bytes; a pair cut short at the end of `body` is skipped.
+ */
+export function scanParams(body: Buffer, wanted: readonly string[], into: Record<string, string>): void {
+  let off = 0;
+  let left = wanted.length;
+  while (off < body.length && left > 0) {
+    const nl = readLength(body, off);
+    const vl = nl && readLength(body, nl[1]);
+    if (!nl || !vl) return;
+    const start = vl[1];
+    const mid = start + nl[0];
+    const end = mid + vl[0];
+    if (end > body.length) return;
+    for (const name of wanted) {
+      if (name.length === nl[0] && into[name] === undefined && body.toString('latin1', start, mid) === name) {
+        into[name] = body.toString('latin1', mid, end);
+        left--;
+        break;
+      }
+    }
+    off = end;
+  }
+}

@@ -16,7 +16,8 @@ import {
   Role,
 } from '../fcgi/constants.js';
 import { RecordParser, type FcgiRecord } from '../fcgi/parser.js';
-import { decodeParams, encodeParams, paramsToMap } from '../fcgi/params.js';
+import { decodeParams, encodeParams, paramsToMap, scanParams } from '../fcgi/params.js';
+import { cgiStatus, exchangeFacts, type RequestObserver, type RequestRecord } from './access-log.js';
 import { decodeBeginRequest, encodeEndRequest, encodeRecord, encodeUnknownType, frameStream } from '../fcgi/records.js';
 import { CorralError } from '../errors.js';
 import type { Logger } from '../log/logger.js';
@@ -32,7 +33,12 @@ export interface ConnectionOptions {
   maxConns: number;
   maxReqs: number;
   devErrors: boolean;
+  /** Told about each finished request (access log, metrics). */
+  observe?: RequestObserver | null;
 }
+
+/** Params the access log needs. */
+const ACCESS_PARAMS = ['REQUEST_METHOD', 'REQUEST_URI', 'SCRIPT_NAME', 'PATH_INFO'];
 
 /** Picks the pool for a request. */
 export interface Router {
@@ -51,6 +57,12 @@ class FrontRequest implements ExchangeSink {
   /** PARAMS records held until routing can decode them all. */
   heldParams: Buffer[] | null = null;
   conn: FcgiConnection;
+  // For the access log (filled only when someone observes requests).
+  readonly startedAt = performance.now();
+  seen: Record<string, string> | null = null;
+  status = 0;
+  bytes = 0;
+  error: string | null = null;
 
   constructor(conn: FcgiConnection, id: number, keepConn: boolean) {
     this.conn = conn;
@@ -62,6 +74,8 @@ class FrontRequest implements ExchangeSink {
     frame[2] = this.id >>> 8;
     frame[3] = this.id & 0xff;
     this.conn.write(frame);
+    if (this.status === 0 && content.length > 0) this.status = cgiStatus(content);
+    this.bytes += content.length;
     const ex = this.exchange;
     if (ex && content.length > 0) this.conn.afterFlush(() => ex.credit(content.length));
   }
@@ -71,10 +85,36 @@ class FrontRequest implements ExchangeSink {
   }
 
   fail(error: CorralError): void {
+    this.error = error.code;
     if (!this.exchange?.responseStarted) {
-      for (const part of frameStream(RecordType.STDOUT, this.id, errorResponse(error, this.conn.devErrors))) this.conn.write(part);
+      const page = errorResponse(error, this.conn.devErrors);
+      this.status = cgiStatus(page);
+      this.bytes += page.length;
+      for (const part of frameStream(RecordType.STDOUT, this.id, page)) this.conn.write(part);
       this.conn.endRequest(this, 0);
     } else this.conn.endRequest(this, 1);
+  }
+
+  /** Notes method and path from a PARAMS record (first records only: nginx sends them in one). */
+  noteParams(content: Buffer): void {
+    const seen = (this.seen ??= {});
+    if (seen.REQUEST_METHOD === undefined || seen.REQUEST_URI === undefined) scanParams(content, ACCESS_PARAMS, seen);
+  }
+
+  /** The access record, once the request is over. */
+  record(): RequestRecord {
+    const now = performance.now();
+    const seen = this.seen ?? {};
+    return {
+      app: this.exchange?.app ?? null,
+      method: seen.REQUEST_METHOD ?? '-',
+      path: seen.REQUEST_URI ?? ((seen.SCRIPT_NAME ?? '') + (seen.PATH_INFO ?? '') || '-'),
+      status: this.status,
+      bytes: this.bytes,
+      durationMs: now - this.startedAt,
+      ...exchangeFacts(this.exchange, now),
+      error: this.error,
+    };
   }
 
   pauseInput(): void {
@@ -141,6 +181,7 @@ export class FcgiConnection {
   endRequest(req: FrontRequest, appStatus: number): void {
     if (this.#requests.get(req.id) !== req) return;
     this.#requests.delete(req.id);
+    this.#opts.observe?.(req.record());
     this.write(encodeEndRequest(req.id, appStatus, ProtocolStatus.REQUEST_COMPLETE));
     if (!req.keepConn) this.#closeAfterFlush();
     else if (this.#closing && this.#requests.size === 0) this.#closeAfterFlush();
@@ -230,6 +271,7 @@ export class FcgiConnection {
     }
     const last = r.content.length === 0;
     if (last) req.paramsDone = true;
+    else if (this.#opts.observe) req.noteParams(r.content);
     if (!this.#route.needsParams) {
       // One app: the exchange starts with the first PARAMS record, so that it can queue early.
       if (!req.exchange && !this.#begin(req, null)) return;

@@ -15,6 +15,7 @@ import type { ExchangeSink, Exchange } from '../pool/exchange.js';
 import type { Router } from './fcgi-connection.js';
 import { CgiHeadParser } from './cgi-response.js';
 import { clientStatus, errorBody } from './error-page.js';
+import { exchangeFacts, type RequestObserver, type RequestRecord } from './access-log.js';
 import type { Front } from './listeners.js';
 import { formatAddress, type ListenAddress } from '../config/address.js';
 
@@ -22,6 +23,8 @@ import { formatAddress, type ListenAddress } from '../config/address.js';
 export interface HttpFrontOptions {
   devErrors: boolean;
   serverSoftware: string;
+  /** Told about each finished request (access log, metrics). */
+  observe?: RequestObserver | null;
 }
 
 /** Percent-decodes a URL path to raw bytes, read as latin-1 (WSGI's PATH_INFO is bytes-as-latin-1). */
@@ -134,7 +137,26 @@ class HttpExchange implements ExchangeSink {
     this.#req.resume();
   }
 
+  /** The access record, once the response is over. */
+  record(startedAt: number): RequestRecord {
+    const now = performance.now();
+    return {
+      app: this.exchange?.app ?? null,
+      method: this.#req.method ?? '-',
+      path: this.#req.url ?? '-',
+      status: this.#res.statusCode,
+      bytes: this.bytes,
+      durationMs: now - startedAt,
+      ...exchangeFacts(this.exchange, now),
+      error: this.error,
+    };
+  }
+
+  bytes = 0;
+  error: string | null = null;
+
   #write(body: Buffer, credit: number): void {
+    this.bytes += body.length;
     if (body.length === 0 || this.#res.write(body)) this.#credit(credit);
     else this.#res.once('drain', () => this.#credit(credit));
   }
@@ -144,6 +166,7 @@ class HttpExchange implements ExchangeSink {
   }
 
   #sendError(error: CorralError): void {
+    this.error = error.code;
     if (this.#res.headersSent) return;
     const { type, body } = errorBody(error, this.#opts.devErrors);
     const headers: Record<string, string | number> = { 'content-type': type, 'content-length': body.length, 'x-corral-error': error.code };
@@ -156,8 +179,11 @@ class HttpExchange implements ExchangeSink {
 /** Starts the HTTP front on `address` (TCP or unix socket). */
 export async function openHttpFront(address: ListenAddress, route: Router, opts: HttpFrontOptions, log: Logger): Promise<Front> {
   const server = http.createServer({ noDelay: true, keepAliveTimeout: 65_000 }, (req, res) => {
+    const startedAt = performance.now();
     const local = req.socket.address() as AddressInfo;
     const sink = new HttpExchange(req, res, opts, log);
+    const observe = opts.observe;
+    if (observe) res.once('close', () => observe(sink.record(startedAt)));
     const target = route.route(null);
     if (target instanceof CorralError) {
       sink.fail(target);

@@ -9,11 +9,41 @@ export interface LoggerOptions {
   level: string;
   /** Where lines go; default stdout (fd 1). */
   destination?: DestinationStream | number;
+  /** Write to this file instead, rotated daily and at 10 MiB, 7 files kept (pino-roll). */
+  file?: string | null;
 }
 
-/** The service's root logger. Lines are written synchronously so nothing is lost at exit. */
+let flushers: Array<() => void> = [];
+
+/** Writes out buffered log lines; call before process.exit. */
+export function flushLogs(): void {
+  for (const f of flushers) {
+    try {
+      f();
+    } catch {
+      /* the destination is gone (closed stdout): nothing left to save */
+    }
+  }
+}
+
+/**
+ * The service's root logger. On stdout, lines are written as soon as the fd takes them but
+ * coalesced while a write is pending (one syscall for many access lines under load);
+ * `flushLogs()` writes out the rest at exit.
+ */
 export function createLogger(opts: LoggerOptions): Logger {
-  const dest = typeof opts.destination === 'object' ? opts.destination : pino.destination({ fd: opts.destination ?? 1, sync: true });
+  let dest: DestinationStream;
+  if (typeof opts.destination === 'object') dest = opts.destination;
+  else if (opts.file) {
+    dest = pino.transport({
+      target: 'pino-roll',
+      options: { file: opts.file, frequency: 'daily', size: '10m', mkdir: true, limit: { count: 7 } },
+    }) as DestinationStream;
+  } else {
+    const boom = pino.destination({ fd: opts.destination ?? 1, sync: false, minLength: 0 });
+    flushers.push(() => boom.flushSync());
+    dest = boom;
+  }
   return pino(
     {
       level: opts.level,

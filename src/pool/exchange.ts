@@ -50,6 +50,8 @@ export class Exchange {
   readonly createdAt: number;
   /** When it was handed to a worker (ms, the pool's clock). */
   dispatchedAt = 0;
+  /** The app (pool) it belongs to, for logs and metrics. */
+  app: string | null = null;
   #state: ExchangeState = 'queued';
   #worker: WorkerPort | null = null;
   #workerId = 0;

@@ -239,6 +239,7 @@ export class Pool implements Upstream {
 
   begin(sink: ExchangeSink): Exchange {
     const ex = new Exchange(sink, this.#deps.clock.now());
+    ex.app = this.#opts.app;
     if (this.#state === 'stopping' || this.#state === 'stopped') {
       this.#failLater(ex, new CorralError('CORRAL_STOPPING', `app ${this.#opts.app} is stopping`));
       return ex;
