@@ -24,35 +24,39 @@ export const SETTING_PARAM_PREFIX = 'CORRAL_SETTING_';
 export class AppRouter implements Router {
   readonly needsParams: boolean;
   readonly #base: Readonly<Settings>;
-  readonly #default: App | null;
+  /** Apps the service was configured with; the first is the default for requests that name none. */
+  readonly #configured: readonly App[];
   readonly #make: (settings: Readonly<Settings>) => App;
   readonly #log: Logger;
   readonly #platform: NodeJS.Platform;
   readonly #apps = new Map<string, App>();
   readonly #refused = new Map<string, CorralError>();
 
-  constructor(base: Readonly<Settings>, defaultApp: App | null, make: (settings: Readonly<Settings>) => App, log: Logger, platform: NodeJS.Platform = process.platform) {
+  constructor(base: Readonly<Settings>, configured: readonly App[], make: (settings: Readonly<Settings>) => App, log: Logger, platform: NodeJS.Platform = process.platform) {
     this.#base = base;
-    this.#default = defaultApp;
+    this.#configured = configured;
     this.#make = make;
     this.#log = log;
     this.#platform = platform;
-    this.needsParams = base.allowedRoots.length > 0;
+    this.needsParams = base.allowedRoots.length > 0 || configured.length > 1;
   }
 
-  /** Every app started so far, the default one first. */
+  /** Every app started so far, the configured ones first. */
   get apps(): App[] {
-    return [...(this.#default ? [this.#default] : []), ...this.#apps.values()];
+    return [...this.#configured, ...this.#apps.values()];
   }
 
   route(params: ReadonlyMap<string, string> | null): Upstream | CorralError {
     const physical = params?.get('APPL_PHYSICAL_PATH');
-    if (!physical) return this.#default?.pool ?? new CorralError('CORRAL_NO_APP', 'the request names no app (no APPL_PHYSICAL_PATH) and the service has no app of its own');
+    const first = this.#configured[0];
+    if (!physical) return first?.pool ?? new CorralError('CORRAL_NO_APP', 'the request names no app (no APPL_PHYSICAL_PATH) and the service has no app of its own');
     const path = this.#platform === 'win32' ? win32 : posix;
     const root = path.resolve(physical).replace(/[\\/]+$/, '') || path.sep;
     const overrides = new Map<string, string>();
     for (const [k, v] of params!) if (k.startsWith(SETTING_PARAM_PREFIX)) overrides.set(k.slice(SETTING_PARAM_PREFIX.length), v);
-    if (this.#default && overrides.size === 0 && this.#same(root, this.#default.settings.root)) return this.#default.pool;
+    if (overrides.size === 0) for (const app of this.#configured) if (this.#same(root, app.settings.root)) return app.pool;
+    // Without allowedRoots, requests cannot choose their app: they all go to the first one.
+    if (this.#base.allowedRoots.length === 0 && first) return first.pool;
     const key = `${this.#fold(root)}\n${JSON.stringify([...overrides].sort())}`;
     const known = this.#apps.get(key);
     if (known) return known.pool;
@@ -95,7 +99,7 @@ export class AppRouter implements Router {
   }
 
   #allowed(dir: string): boolean {
-    const roots = [...this.#base.allowedRoots, ...(this.#default ? [this.#default.settings.root] : [])];
+    const roots = [...this.#base.allowedRoots, ...this.#configured.map((a) => a.settings.root)];
     return roots.some((r) => this.#inside(dir, r));
   }
 

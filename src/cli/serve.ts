@@ -51,7 +51,7 @@ export async function runServe(argv: string[], version: string, mode: Mode = 'se
   log.info({ version, node: process.version, pid: process.pid, mode, settings, sources: loaded.sources }, 'corral starting');
   // Started only to serve apps that requests name (e.g. auto-started by `corral relay`): no app of its own.
   const defaultApp = !(settings.allowedRoots.length > 0 && loaded.sources.root === 'default');
-  const service = new Service(settings, log, { version, dev: mode === 'dev', reloadDebounceMs: mode === 'dev' ? 100 : 200, defaultApp });
+  const service = new Service(settings, log, { version, dev: mode === 'dev', reloadDebounceMs: mode === 'dev' ? 100 : 200, defaultApp }, loaded.apps);
   handleSignals(service, log);
   try {
     await service.start();
@@ -60,9 +60,9 @@ export async function runServe(argv: string[], version: string, mode: Mode = 'se
     return 1;
   }
   if (mode === 'dev') printBanner(service, settings);
-  if (defaultApp)
-    void service.pool.whenReady().then((failure) => {
-      if (!failure) log.info({ workers: settings.workers, threads: settings.threads }, 'app ready');
+  for (const app of service.apps)
+    void app.pool.whenReady().then((failure) => {
+      if (!failure) log.info({ app: app.settings.wsgiApp, root: app.settings.root, workers: app.settings.workers, threads: app.settings.threads }, 'app ready');
     });
   await service.stopped;
   return 0;

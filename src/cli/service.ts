@@ -6,12 +6,12 @@
 import type { Duplex } from 'node:stream';
 import type { Settings } from '../config/settings.js';
 import { listenAddresses } from '../config/settings.js';
-import { formatAddress } from '../config/address.js';
+import { formatAddress, type ListenAddress } from '../config/address.js';
 import type { Logger } from '../log/logger.js';
 import type { Pool } from '../pool/pool.js';
-import { FcgiConnection, type ConnectionOptions } from '../front/fcgi-connection.js';
+import { FcgiConnection, type ConnectionOptions, type Router } from '../front/fcgi-connection.js';
 import { openFront, type Front } from '../front/listeners.js';
-import { openHttpFront } from '../front/http-front.js';
+import { openHttpFront, type HttpFrontOptions } from '../front/http-front.js';
 import { App } from './app.js';
 import { AppRouter } from './router.js';
 import { accessLogger, observers, type RequestObserver } from '../front/access-log.js';
@@ -37,7 +37,9 @@ export class Service {
   readonly #settings: Readonly<Settings>;
   readonly #log: Logger;
   readonly #opts: ServiceOptions;
-  readonly #default: App | null;
+  readonly #configured: App[];
+  /** The apps came from the config file's `apps` (each may have addresses of its own). */
+  readonly #fromAppsList: boolean;
   #fronts: Front[] = [];
   #connections = new Set<FcgiConnection>();
   #stopping: Promise<void> | null = null;
@@ -47,20 +49,27 @@ export class Service {
   readonly stopped: Promise<void>;
   #resolveStopped!: () => void;
 
-  constructor(settings: Readonly<Settings>, log: Logger, opts: ServiceOptions = {}) {
+  /**
+   * `apps`: the config file's apps (each with its settings); without them the service runs the
+   * app its own settings describe, unless `opts.defaultApp` is false.
+   */
+  constructor(settings: Readonly<Settings>, log: Logger, opts: ServiceOptions = {}, apps: readonly Readonly<Settings>[] = []) {
     this.#settings = settings;
     this.#log = log;
     this.#opts = opts;
     this.stopped = new Promise((resolve) => (this.#resolveStopped = resolve));
     const appOpts = { dev: opts.dev ?? false, reloadDebounceMs: opts.reloadDebounceMs ?? 200 };
-    this.#default = opts.defaultApp === false ? null : new App(settings, log, appOpts);
-    this.router = new AppRouter(settings, this.#default, (s) => new App(s, log, appOpts), log);
+    const own = apps.length > 0 ? apps : opts.defaultApp === false ? [] : [settings];
+    this.#configured = own.map((s) => new App(s, log, appOpts));
+    this.#fromAppsList = apps.length > 0;
+    this.router = new AppRouter(settings, this.#configured, (s) => new App(s, log, appOpts), log);
   }
 
-  /** The configured app's pool. Throws when the service runs only apps that requests name. */
+  /** The first configured app's pool. Throws when the service runs only apps that requests name. */
   get pool(): Pool {
-    if (!this.#default) throw new Error('this service has no app of its own');
-    return this.#default.pool;
+    const first = this.#configured[0];
+    if (!first) throw new Error('this service has no app of its own');
+    return first.pool;
   }
 
   /** Every app running. */
@@ -75,34 +84,30 @@ export class Service {
 
   /** What the configured app's watcher watches; null when off. */
   get watching(): { root: string; mask: string | null; regex: string | null } | null {
-    return this.#default?.watching ?? null;
+    return this.#configured[0]?.watching ?? null;
   }
 
   /** Starts the configured app and opens every listener. Rejects (after cleaning up) if a listener fails. */
   async start(): Promise<void> {
-    this.#default?.start();
+    for (const app of this.#configured) app.start();
     const s = this.#settings;
     const dev = this.#opts.dev ?? false;
     const observe = observers(s.accessLog ? accessLogger(this.#log) : null, this.#opts.observe ?? null);
     const connOpts: ConnectionOptions = { maxParamsBytes: s.maxParamsBytes, maxConns: 10_000, maxReqs: 10_000, devErrors: dev, observe };
+    const httpOpts = { devErrors: dev, serverSoftware: `corral/${this.#opts.version ?? '0'}`, observe };
+    // Apps with addresses of their own get fronts that serve only them.
+    const ownFronts = this.#fromAppsList ? this.#configured.filter((a) => a.settings.listen.length > 0 || a.settings.http) : [];
+    const shared = ownFronts.length > 0 && s.listen.length === 0 && !s.http ? [] : listenAddresses(s);
     try {
-      for (const address of listenAddresses(s)) {
-        const front = await openFront(
-          address,
-          (socket: Duplex) => this.#accept(socket, connOpts),
-          () => {
-            this.#log.info('stdin closed by the web server; stopping');
-            void this.stop();
-          },
-        );
-        this.#fronts.push(front);
-        this.#log.info({ listen: front.bound, kind: address.kind }, 'FastCGI front listening');
-      }
-      if (s.http) {
-        const front = await openHttpFront(s.http, this.router, { devErrors: dev, serverSoftware: `corral/${this.#opts.version ?? '0'}`, observe }, this.#log);
-        this.#fronts.push(front);
-        this.httpBound = front.bound;
-        this.#log.info({ http: front.bound, url: `http://${front.bound}/` }, 'HTTP front listening');
+      for (const address of shared) await this.#openFastCgi(address, this.router, connOpts);
+      if (s.http) this.httpBound = await this.#openHttp(s.http, this.router, httpOpts);
+      for (const app of ownFronts) {
+        const only: Router = { needsParams: false, route: () => app.pool };
+        for (const address of app.settings.listen) await this.#openFastCgi(address, only, connOpts, app.settings.wsgiApp);
+        if (app.settings.http) {
+          const bound = await this.#openHttp(app.settings.http, only, httpOpts, app.settings.wsgiApp);
+          this.httpBound ??= bound;
+        }
       }
     } catch (err) {
       await this.stop();
@@ -115,8 +120,28 @@ export class Service {
     await Promise.all(this.apps.map((a) => a.reload(reason)));
   }
 
-  #accept(socket: Duplex, opts: ConnectionOptions): void {
-    const conn = new FcgiConnection(socket, this.router, opts, this.#log);
+  async #openFastCgi(address: ListenAddress, router: Router, opts: ConnectionOptions, app?: string): Promise<void> {
+    const front = await openFront(
+      address,
+      (socket: Duplex) => this.#accept(socket, router, opts),
+      () => {
+        this.#log.info('stdin closed by the web server; stopping');
+        void this.stop();
+      },
+    );
+    this.#fronts.push(front);
+    this.#log.info({ listen: front.bound, kind: address.kind, ...(app ? { app } : {}) }, 'FastCGI front listening');
+  }
+
+  async #openHttp(address: ListenAddress, router: Router, opts: HttpFrontOptions, app?: string): Promise<string> {
+    const front = await openHttpFront(address, router, opts, this.#log);
+    this.#fronts.push(front);
+    this.#log.info({ http: front.bound, url: `http://${front.bound}/`, ...(app ? { app } : {}) }, 'HTTP front listening');
+    return front.bound;
+  }
+
+  #accept(socket: Duplex, router: Router, opts: ConnectionOptions): void {
+    const conn = new FcgiConnection(socket, router, opts, this.#log);
     this.#connections.add(conn);
     socket.once('close', () => this.#connections.delete(conn));
     if (this.#stopping) conn.closeWhenIdle();

@@ -9,6 +9,7 @@ import { formatAddress } from './address.js';
 import { formatProblem } from './problems.js';
 import { DEFAULT_LISTEN, SETTING_ROWS, defaultMarkdown } from './settings.js';
 import { ERRORS } from '../errors.js';
+import { APP_ENTRY_KEYS } from './apps.js';
 
 const cell = (text: string): string => text.replace(/\|/g, '\\|').replace(/\n/g, ' ');
 const code = (text: string): string => `\`${text}\``;
@@ -91,6 +92,26 @@ export function renderSettingsMarkdown(): string {
     '`config/corral.example.json` is explained here: it serves `examples/hello` on `127.0.0.1:9000`',
     'and `127.0.0.1:8000` (HTTP) with two workers of one thread.',
     '',
+    '## Several apps in one service',
+    '',
+    'The config file may list `apps`: each entry is an object of settings for one app, `root` required,',
+    `and may set ${APP_ENTRY_KEYS.map(code).join(', ')}. Every other setting, and every one an entry`,
+    'leaves out, comes from the service\'s own settings (defaults < file < environment < flags). An',
+    'entry with its own `listen` or `http` gets fronts that serve only it (one nginx upstream per app,',
+    'like PHP-FPM pools); the service\'s own addresses serve the first app, or pick the app whose',
+    '`root` equals the request\'s `APPL_PHYSICAL_PATH` (IIS). Errors are reported with their JSON path,',
+    'e.g. `$.apps[1].workers`.',
+    '',
+    '```json',
+    '{',
+    '  "workers": 2,',
+    '  "apps": [',
+    '    { "root": "/srv/shop", "wsgiApp": "shop.wsgi:application", "listen": ["/run/corral/shop.sock"] },',
+    '    { "root": "/srv/blog", "listen": ["/run/corral/blog.sock"], "workers": 1, "threads": 4 }',
+    '  ]',
+    '}',
+    '```',
+    '',
     '## The python command',
     '',
     '`--python` is split on whitespace; `"..."` and `\'...\'` group words (`"C:\\Program Files\\Python312\\python.exe" -X utf8`).',
@@ -110,6 +131,16 @@ export function renderSettingsSchema(): Record<string, unknown> {
     const fixed = typeof row.default === 'function' ? {} : { default: row.default };
     properties[row.key] = { description: row.doc, ...row.kind.schema, ...fixed };
   }
+  const appProperties: Record<string, unknown> = {};
+  for (const key of APP_ENTRY_KEYS) {
+    const row = SETTING_ROWS.find((r) => r.key === key)!;
+    appProperties[key] = { description: row.doc, ...row.kind.schema };
+  }
+  properties.apps = {
+    description: 'Several apps in one service: each entry overrides the settings above for one app; `root` is required. An entry may have its own `listen`/`http` addresses.',
+    type: 'array',
+    items: { type: 'object', additionalProperties: false, required: ['root'], properties: appProperties },
+  };
   return {
     $schema: 'https://json-schema.org/draft/2020-12/schema',
     title: 'wsgi-corral config file',

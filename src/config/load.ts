@@ -4,6 +4,7 @@ import { parseCommandLine, type FlagValue } from './argv.js';
 import { pathApi, type Issue, type ParseContext, type Parsed } from './kinds.js';
 import { ConfigError, quote, type Problem, type Source } from './problems.js';
 import { SETTING_ROWS, defaultOf, type SettingKey, type SettingSpec, type Settings } from './settings.js';
+import { parseAppEntries } from './apps.js';
 
 export interface LoadOptions {
   /** The subcommand's arguments (after `serve`). */
@@ -17,12 +18,14 @@ export interface LoadResult {
   readonly settings: Readonly<Settings>;
   /** Which source each setting's value came from. */
   readonly sources: Readonly<Record<SettingKey, Source>>;
+  /** The config file's `apps`, each merged over `settings`; empty without one. */
+  readonly apps: readonly Readonly<Settings>[];
 }
 
 type Row = SettingSpec<SettingKey, unknown>;
 type Resolved = { readonly value: unknown; readonly source: Source };
 /** The config file's values by key. */
-type FileValues = { readonly file: string; readonly values: ReadonlyMap<string, unknown> };
+type FileValues = { readonly file: string; readonly values: ReadonlyMap<string, unknown>; readonly apps?: unknown };
 /** One source's parse of one setting, and how to name where an issue in it came from. */
 type Candidate = { readonly source: Source; readonly parsed: Parsed<unknown>; originAt(at: Issue['at']): string };
 
@@ -80,9 +83,17 @@ export function loadSettings(options: LoadOptions): LoadResult {
     sources[row.key] = resolved.source;
   }
   problems.push(...crossChecks(values, sources, cli.values));
-  if (problems.length > 0) throw new ConfigError(problems);
   // Every row produced a value parsed by its own kind, which is what Settings says each key holds.
-  return deepFreeze({ settings: values as unknown as Settings, sources: sources as Record<SettingKey, Source> });
+  const settings = values as unknown as Settings;
+  let apps: Readonly<Settings>[] = [];
+  if (file?.apps !== undefined && problems.length === 0) {
+    const parsed = parseAppEntries(file.apps, file.file, settings, platform, jsonPath);
+    problems.push(...parsed.problems);
+    apps = parsed.apps;
+    for (const a of apps) problems.push(...crossChecks(a as unknown as Record<string, unknown>, sources, new Map()));
+  }
+  if (problems.length > 0) throw new ConfigError(problems);
+  return deepFreeze({ settings, sources: sources as Record<SettingKey, Source>, apps });
 }
 
 /** Rules between settings: the pool's bounds must fit together. */
@@ -145,8 +156,13 @@ function readConfigFile(file: string, origin: string, problems: Problem[]): File
     return fail({ origin: file, key: null, received: quote(data), reason: 'is not a JSON object' });
   }
   const values = new Map<string, unknown>();
+  let apps: unknown;
   for (const [key, value] of Object.entries(data)) {
     if (key === '$schema') continue; // lets editors find config/corral.schema.json
+    if (key === 'apps') {
+      apps = value;
+      continue;
+    }
     if ((CONFIG_KEYS as readonly string[]).includes(key)) values.set(key, value);
     else {
       const known = SETTING_ROWS.some((r) => r.key === key);
@@ -154,7 +170,7 @@ function readConfigFile(file: string, origin: string, problems: Problem[]): File
       fail({ origin: `${file} ${jsonPath([key])}`, key: null, received: null, reason }, `one of ${CONFIG_KEYS.join(', ')}`);
     }
   }
-  return { file, values };
+  return apps === undefined ? { file, values } : { file, values, apps };
 }
 
 /** `$.listen[1]`, `$["odd key"]` */

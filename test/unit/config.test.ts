@@ -264,3 +264,55 @@ describe('help', () => {
     expect(help.split('\n').every((line) => line.length <= 80)).toBe(true);
   });
 });
+
+describe('the config file\'s apps list', () => {
+  let dir: string;
+  beforeEach(() => {
+    dir = mkdtempSync(join(tmpdir(), 'corral-apps-'));
+    mkdirSync(join(dir, 'shop'));
+    mkdirSync(join(dir, 'blog'));
+  });
+  afterEach(() => rmSync(dir, { recursive: true, force: true }));
+
+  const load = (config: object, argv: string[] = [], env: Record<string, string> = {}) => {
+    const file = join(dir, 'corral.json');
+    writeFileSync(file, JSON.stringify(config));
+    return loadSettings({ argv: ['--config', file, ...argv], env, cwd: dir, platform: process.platform });
+  };
+
+  it('merges each entry over the service settings, relative roots from the file\'s directory', () => {
+    const r = load({ workers: 3, apps: [{ root: 'shop', wsgiApp: 'shop.wsgi:application', listen: ['127.0.0.1:9401'] }, { root: 'blog', threads: 4 }] }, ['--threads', '2']);
+    expect(r.apps).toHaveLength(2);
+    expect(r.apps[0]).toMatchObject({ root: join(dir, 'shop'), wsgiApp: 'shop.wsgi:application', workers: 3, threads: 2 });
+    expect(r.apps[0]!.listen).toEqual([{ kind: 'tcp', host: '127.0.0.1', port: 9401 }]);
+    expect(r.apps[1]).toMatchObject({ root: join(dir, 'blog'), wsgiApp: 'wsgi:application', threads: 4, http: null });
+    expect(r.apps[1]!.listen).toEqual([]);
+    expect(Object.isFrozen(r.apps[0])).toBe(true);
+  });
+
+  it('reports every problem of every entry with its JSON path', () => {
+    let err: unknown;
+    try {
+      load({ apps: [{ root: 'nope', workerz: 2 }, { wsgiApp: 'x:y' }, 5, { root: 'shop', logLevel: 'debug' }, { root: 'shop', workers: 'many' }] });
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(ConfigError);
+    const lines = (err as ConfigError).problems.map(formatProblem).join('\n');
+    expect(lines).toContain('$.apps[0].root: "nope" does not exist');
+    expect(lines).toContain('$.apps[0].workerz: is not a known setting');
+    expect(lines).toContain('$.apps[1]: has no root');
+    expect(lines).toContain('$.apps[2]: 5 is not an object');
+    expect(lines).toContain('$.apps[3].logLevel: cannot be set per app');
+    expect(lines).toContain('$.apps[4].workers: "many" is not an integer');
+  });
+
+  it('refuses apps that is not a list, and the same app twice', () => {
+    expect(() => load({ apps: { root: 'shop' } })).toThrow(/\$\.apps: .* is not a list/);
+    expect(() => load({ apps: [{ root: 'shop' }, { root: 'shop' }] })).toThrow(/\$\.apps\[1\]: .*repeats apps\[0\]/);
+  });
+
+  it('is empty without an apps key', () => {
+    expect(load({ workers: 2 }).apps).toEqual([]);
+  });
+});
