@@ -92,9 +92,21 @@ export class AppRouter implements Router {
     ], this.#platform, env);
     if (result.problems.length > 0)
       return new CorralError('CORRAL_BAD_APP_SETTINGS', `settings of the app in ${root} are invalid: ${result.problems.map(formatProblem).join('; ')}`);
-    const outside = result.settings.pythonPath.find((p) => !this.#allowed(p) && !this.#inside(p, root));
-    if (outside !== undefined)
-      return new CorralError('CORRAL_ROOT_NOT_ALLOWED', `PYTHONPATH entry ${JSON.stringify(outside)} of the app in ${root} is outside allowedRoots`);
+    // Every path an app's own settings name must stay inside the allowed roots: a PYTHONPATH entry
+    // or a DEPLOY_FILE elsewhere would let whoever can reach the service's pipe run their code.
+    const path = this.#platform === 'win32' ? win32 : posix;
+    const s = result.settings;
+    const named: Array<[string, string | null]> = [
+      ...s.pythonPath.map((p): [string, string] => ['PYTHONPATH', p]),
+      ['DEPLOY_FILE', s.deployFile === null ? null : path.resolve(root, s.deployFile)],
+      ['DEPLOY_LOG', s.deployLog === null ? null : path.resolve(root, s.deployLog)],
+      ['ERROR_LOG_DIR', s.errorLogDir],
+      ['WSGI_LOG', s.wsgiLog],
+    ];
+    for (const [name, p] of named) {
+      if (p !== null && !this.#allowed(p) && !this.#inside(p, root))
+        return new CorralError('CORRAL_ROOT_NOT_ALLOWED', `${name} ${JSON.stringify(p)} of the app in ${root} is outside allowedRoots`);
+    }
     return this.#make(result.settings);
   }
 

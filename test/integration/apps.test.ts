@@ -101,9 +101,15 @@ describe('apps named by requests (IIS through the relay)', () => {
     // A relative escape is no way around it either.
     const sneaky = await iisGet(addr, join(allowed, '..', outside.split('/').slice(-2).join('/')), '/');
     expect(sneaky.status).toBe(403);
-    // Nor is a PYTHONPATH that points outside.
+    // Nor is a PYTHONPATH or a DEPLOY_FILE that points outside.
     const viaPath = await iisGet(addr, join(allowed, 'ok'), '/', { CORRAL_SETTING_PYTHONPATH: outside });
     expect(viaPath.status).toBe(403);
+    writeFileSync(join(outside, 'deploy.py'), `open(${JSON.stringify(join(outside, 'deployed.txt'))}, 'w').write('ran')\n`);
+    const viaDeploy = await iisGet(addr, join(allowed, 'ok'), '/', { CORRAL_SETTING_DEPLOY_FILE: join(outside, 'deploy.py') });
+    expect(viaDeploy.status).toBe(403);
+    const viaRelative = await iisGet(addr, join(allowed, 'ok'), '/', { CORRAL_SETTING_DEPLOY_FILE: `../../${outside.split('/').slice(-2).join('/')}/deploy.py` });
+    expect(viaRelative.status).toBe(403);
+    expect(existsSync(join(outside, 'deployed.txt'))).toBe(false);
   });
 
   it('a service started with only --allowed-roots has no app of its own', async () => {
