@@ -7,6 +7,7 @@ import { basename, delimiter, isAbsolute, join, relative } from 'node:path';
 import { runDeploy, type DeploySpec } from '../pool/deploy.js';
 import { RotatingFile, appFileStem, dailyPath, stderrLine } from '../log/stderr-file.js';
 import type { WorkerHandle } from '../pool/handle.js';
+import type { Metrics } from '../control/metrics.js';
 import type { Settings } from '../config/settings.js';
 import { workerBounds } from '../config/settings.js';
 import type { Logger } from '../log/logger.js';
@@ -33,6 +34,8 @@ export interface AppOptions {
   dev: boolean;
   /** Quiet period closing a burst of file saves. */
   reloadDebounceMs: number;
+  /** Counts worker exits for /metrics. */
+  metrics?: Metrics;
 }
 
 /** The environment workers start with. */
@@ -128,6 +131,7 @@ export class App {
         random: Math.random,
         sample: sampleUsage,
         stderr: (w, line) => this.#onStderr(w, line),
+        ...(opts.metrics ? { workerExit: (reason: string) => opts.metrics?.workerExit(settings.wsgiApp, reason) } : {}),
         ...(settings.deployFile ? { beforeGeneration: (gen: number) => runDeploy(deploySpec(settings, spec), gen, this.log) } : {}),
       },
       log,

@@ -14,6 +14,8 @@ import { openFront, type Front } from '../front/listeners.js';
 import { openHttpFront, type HttpFrontOptions } from '../front/http-front.js';
 import { App } from './app.js';
 import { AppRouter } from './router.js';
+import { PromMetrics } from '../control/metrics.js';
+import { startControlServer, type ControlServer } from '../control/server.js';
 import { accessLogger, observers, type RequestObserver } from '../front/access-log.js';
 
 export { WORKER_SCRIPT, poolOptions, workerEnv } from './app.js';
@@ -45,6 +47,16 @@ export class Service {
   #stopping: Promise<void> | null = null;
   /** Where the HTTP front listens, as bound (null without one). */
   httpBound: string | null = null;
+  /** Requests and worker exits counted for the control listener's /metrics. */
+  readonly metrics = new PromMetrics();
+  #control: ControlServer | null = null;
+  /** Where the control listener listens, as bound (null without one). */
+  controlBound: string | null = null;
+
+  /** True from the moment stop() begins: the control listener's /healthz answers 503. */
+  get draining(): boolean {
+    return this.#stopping !== null;
+  }
   /** Resolves when the service has stopped (asked to, or its stdin front closed). */
   readonly stopped: Promise<void>;
   #resolveStopped!: () => void;
@@ -58,7 +70,7 @@ export class Service {
     this.#log = log;
     this.#opts = opts;
     this.stopped = new Promise((resolve) => (this.#resolveStopped = resolve));
-    const appOpts = { dev: opts.dev ?? false, reloadDebounceMs: opts.reloadDebounceMs ?? 200 };
+    const appOpts = { dev: opts.dev ?? false, reloadDebounceMs: opts.reloadDebounceMs ?? 200, ...(settings.control ? { metrics: this.metrics } : {}) };
     const own = apps.length > 0 ? apps : opts.defaultApp === false ? [] : [settings];
     this.#configured = own.map((s) => new App(s, log, appOpts));
     this.#fromAppsList = apps.length > 0;
@@ -92,7 +104,12 @@ export class Service {
     for (const app of this.#configured) app.start();
     const s = this.#settings;
     const dev = this.#opts.dev ?? false;
-    const observe = observers(s.accessLog ? accessLogger(this.#log) : null, this.#opts.observe ?? null);
+    const metrics = s.control ? this.metrics : null;
+    const observe = observers(
+      s.accessLog ? accessLogger(this.#log) : null,
+      metrics ? (r) => metrics.requestDone(r.app ?? 'none', r.status, r.durationMs / 1000) : null,
+      this.#opts.observe ?? null,
+    );
     const connOpts: ConnectionOptions = { maxParamsBytes: s.maxParamsBytes, maxConns: 10_000, maxReqs: 10_000, devErrors: dev, observe };
     const httpOpts = { devErrors: dev, serverSoftware: `corral/${this.#opts.version ?? '0'}`, observe };
     // Apps with addresses of their own get fronts that serve only them.
@@ -108,6 +125,10 @@ export class Service {
           const bound = await this.#openHttp(app.settings.http, only, httpOpts, app.settings.wsgiApp);
           this.httpBound ??= bound;
         }
+      }
+      if (s.control) {
+        this.#control = await startControlServer({ address: s.control, target: this, log: this.#log, version: this.#opts.version ?? '0', metrics: this.metrics });
+        this.controlBound = this.#control.bound;
       }
     } catch (err) {
       await this.stop();
@@ -156,6 +177,8 @@ export class Service {
       await Promise.all(this.apps.map((a) => a.stop()));
       // Requests are done; a client that keeps an idle connection open must not keep us alive.
       for (const c of this.#connections) c.destroy();
+      // Last: /status and /healthz keep answering (503 "draining") while the apps stop.
+      await this.#control?.close();
       this.#log.info('service stopped');
       this.#resolveStopped();
     })();

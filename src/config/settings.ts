@@ -4,6 +4,7 @@
  * JSON Schema are all generated from it; add a setting by adding a row.
  */
 import type { ListenAddress } from './address.js';
+import { controlAddress } from './control-address.js';
 import { address, appRelativePath, boolean, command, directory, fileMask, integer, list, nullable, oneOf, pathName, regex, wsgiAppSpec, type Kind } from './kinds.js';
 
 /** How a setting appears on the command line. */
@@ -71,6 +72,11 @@ export const SETTINGS = [
     key: 'http', env: ['CORRAL_HTTP'], flag: '--http', cli: 'option', arg: 'ADDR',
     kind: nullable(address({ allowStdin: false })), default: null, defaultDoc: 'none',
     doc: 'Address of the built-in HTTP front, for use without a web server. Off by default: production traffic comes from IIS, nginx or Apache over FastCGI.',
+  }),
+  setting({
+    key: 'control', env: ['CORRAL_CONTROL'], flag: '--control', cli: 'option', arg: 'ADDR',
+    kind: nullable(controlAddress()), default: null, defaultDoc: 'none',
+    doc: 'Address of the control listener: the `/status` page, `/status.json`, `/metrics` (Prometheus), `/healthz` (503 while stopping) and the `POST /reload` and `POST /stop` that `corral reload` and `corral stop` send with a token only the service\'s user can read. Loopback TCP (`127.0.0.1:9001`), a unix socket or a named pipe only, since it shows paths and tracebacks. Off by default; the commands look at `127.0.0.1:9001` unless told otherwise.',
   }),
   setting({
     key: 'allowedRoots', env: ['CORRAL_ALLOWED_ROOTS'], flag: '--allowed-roots', cli: 'option', arg: 'DIRS',

@@ -68,6 +68,8 @@ export interface PoolDeps {
   sample(pids: number[]): Promise<Map<number, Usage>>;
   /** Where a worker's stderr lines go (default: the log, as `worker stderr`). */
   stderr?(w: WorkerHandle, line: string): void;
+  /** A worker exited (for metrics); `reason` as in the exit log line, or why it was recycled. */
+  workerExit?(reason: string): void;
   /**
    * Runs once before the first worker of each generation starts (Helicon Zoo's DEPLOY_FILE:
    * migrations and the like). An error blocks that generation like a boot failure.
@@ -360,6 +362,9 @@ export class Pool implements Upstream {
       if (this.#state === 'reloading') this.#discardGeneration(this.#newestGen, 'service stopping');
       this.#transition('stopping');
       this.log.info({ queued: this.#queue.length, inflight: this.#inflight() }, 'pool stopping');
+      const stopping = new CorralError('CORRAL_STOPPING', `app ${this.#opts.app} is stopping`);
+      this.#settle(this.#reloadWaiters, stopping);
+      this.#settle(this.#readyWaiters, stopping);
       if (this.#readyCount() === 0) this.#failQueue(new CorralError('CORRAL_STOPPING', `app ${this.#opts.app} is stopping`));
       this.#schedule();
     }
@@ -461,6 +466,7 @@ export class Pool implements Upstream {
       inflight: lost.length,
     });
     const reason = slot.killReason ?? verdict.reason;
+    this.#deps.workerExit?.(slot.recycle ?? reason);
     const fields = { code, signal, uptimeMs: Math.round(uptimeMs), requests: w.requests, lost: lost.length, reason };
     if (slot.killReason) w.log.warn(fields, `worker killed: ${slot.killReason}`);
     else w.log[verdict.level](fields, verdict.message);

@@ -1,0 +1,167 @@
+/**
+ * One read of the service's state: the document `GET /status.json` returns, which the HTML page,
+ * the metrics gauges and `corral status` all render. Built synchronously from the pools' own
+ * figures, so it answers even when every worker thread is busy.
+ */
+import { workerBounds } from '../config/settings.js';
+import type { CorralError } from '../errors.js';
+import type { PoolState } from '../pool/pool.js';
+import type { ControlApp, ControlTarget } from './target.js';
+
+/** Bumped when a field changes meaning or goes away (new fields do not bump it). */
+export const STATUS_SCHEMA = 1;
+
+/** `GET /status.json`. */
+export interface StatusDocument {
+  schema: typeof STATUS_SCHEMA;
+  /** ISO time of this snapshot. */
+  generatedAt: string;
+  service: ServiceStatus;
+  apps: AppStatus[];
+}
+
+/** The corral process itself. */
+export interface ServiceStatus {
+  version: string;
+  pid: number;
+  node: string;
+  platform: NodeJS.Platform;
+  startedAt: string;
+  uptimeSeconds: number;
+  /** True while stopping: /healthz answers 503. */
+  draining: boolean;
+}
+
+/** One app and its pool. */
+export interface AppStatus {
+  /** The `app` label of the metrics and logs: the WSGI callable. */
+  name: string;
+  /** The app directory (unique per app; `POST /reload?app=` accepts it too). */
+  root: string;
+  wsgiApp: string;
+  state: PoolState;
+  /** Generation that gets new requests; higher ones in `workers` are a reload booting. */
+  servingGeneration: number;
+  /** Requests waiting for a free worker thread. */
+  queued: number;
+  limits: { minWorkers: number; maxWorkers: number; threadsPerWorker: number; queueLength: number };
+  totals: {
+    workers: number;
+    /** Workers in state `ready`. */
+    ready: number;
+    /** Requests in flight over all workers, and the threads of the ready ones. */
+    inflight: number;
+    threads: number;
+    /** Requests completed by the workers alive now. */
+    requests: number;
+    rssBytes: number;
+  };
+  workers: WorkerInfo[];
+  /** Why the pool is `failed` (it answers 503 and retries), or null. */
+  failure: ErrorInfo | null;
+  /** The boot or deploy error of the last reload that did not take; cleared by a good one. */
+  lastReloadError: ErrorInfo | null;
+}
+
+/** One worker process. */
+export interface WorkerInfo {
+  pid: number;
+  generation: number;
+  /** starting | ready | draining | stopping | exited */
+  state: string;
+  /** Requests completed. */
+  requests: number;
+  inflight: number;
+  /** Percent of one CPU at the last sample (about once a second); null before the first. */
+  cpuPercent: number | null;
+  rssBytes: number | null;
+  uptimeSeconds: number;
+  /** Why it is being replaced (it serves until its replacement is ready), or null. */
+  recycle: string | null;
+}
+
+/** An error as operators read it: code, one-line message, and the traceback or output if any. */
+export interface ErrorInfo {
+  code: string;
+  message: string;
+  detail: string | null;
+}
+
+/** Facts about the process that the target does not know. */
+export interface ServiceFacts {
+  version: string;
+  /** When the service started. */
+  startedAt: Date;
+}
+
+/** Reads the target into a status document. */
+export function snapshot(target: ControlTarget, facts: ServiceFacts, now: Date = new Date()): StatusDocument {
+  return {
+    schema: STATUS_SCHEMA,
+    generatedAt: now.toISOString(),
+    service: {
+      version: facts.version,
+      pid: process.pid,
+      node: process.version,
+      platform: process.platform,
+      startedAt: facts.startedAt.toISOString(),
+      uptimeSeconds: Math.max(0, Math.round((now.getTime() - facts.startedAt.getTime()) / 1000)),
+      draining: target.draining,
+    },
+    apps: target.apps.map(appStatus),
+  };
+}
+
+/** One app's part of the document. */
+export function appStatus(app: ControlApp): AppStatus {
+  const s = app.settings;
+  const pool = app.pool;
+  const { min, max } = workerBounds(s);
+  const workers: WorkerInfo[] = pool.status().map((w) => ({
+    pid: w.pid,
+    generation: w.generation,
+    state: w.state,
+    requests: w.requests,
+    inflight: w.inflight,
+    cpuPercent: w.cpu === null ? null : Math.round(w.cpu * 10) / 10,
+    rssBytes: w.rssBytes,
+    uptimeSeconds: Math.round(w.uptimeMs / 1000),
+    recycle: w.recycle,
+  }));
+  const ready = workers.filter((w) => w.state === 'ready');
+  return {
+    name: s.wsgiApp,
+    root: s.root,
+    wsgiApp: s.wsgiApp,
+    state: pool.state,
+    servingGeneration: pool.servingGeneration,
+    queued: pool.queued,
+    limits: { minWorkers: min, maxWorkers: max, threadsPerWorker: s.threads, queueLength: s.queueLength },
+    totals: {
+      workers: workers.length,
+      ready: ready.length,
+      inflight: workers.reduce((n, w) => n + w.inflight, 0),
+      threads: ready.length * s.threads,
+      requests: workers.reduce((n, w) => n + w.requests, 0),
+      rssBytes: workers.reduce((n, w) => n + (w.rssBytes ?? 0), 0),
+    },
+    workers,
+    failure: errorInfo(pool.failure),
+    lastReloadError: errorInfo(pool.lastReloadError),
+  };
+}
+
+function errorInfo(err: CorralError | null): ErrorInfo | null {
+  return err ? { code: err.code, message: err.message, detail: err.detail ?? null } : null;
+}
+
+/** The apps a `POST /reload?app=NAME` means: all for null, else those whose name, root or directory name is NAME. */
+export function selectApps<A extends ControlApp>(apps: readonly A[], name: string | null): A[] {
+  if (name === null || name === '') return [...apps];
+  const trimmed = name.replace(/[\\/]+$/, '');
+  return apps.filter((a) => {
+    const root = a.settings.root.replace(/[\\/]+$/, '');
+    const dir = root.split(/[\\/]/).pop() ?? '';
+    return a.settings.wsgiApp === name || root === trimmed || dir === trimmed;
+  });
+}

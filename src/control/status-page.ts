@@ -1,0 +1,121 @@
+/**
+ * `GET /status`: the status document as one HTML page a person reads at a glance. Self-contained
+ * (inline CSS, no script, no external asset, served with a CSP that forbids them), every value
+ * escaped: app paths, reasons and Python tracebacks are not ours to trust.
+ */
+import { formatCpu, formatMB, formatUptime } from './format.js';
+import type { AppStatus, ErrorInfo, StatusDocument, WorkerInfo } from './snapshot.js';
+
+/** Escapes text for HTML content and quoted attribute values. */
+export function esc(value: unknown): string {
+  return String(value).replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+}
+
+/** Colour class per pool or worker state. */
+const TONE: Record<string, string> = {
+  running: 'ok',
+  ready: 'ok',
+  starting: 'busy',
+  reloading: 'busy',
+  draining: 'idle',
+  stopping: 'idle',
+  stopped: 'idle',
+  exited: 'idle',
+  failed: 'bad',
+};
+
+const CSS = `
+:root{color-scheme:light;--ok:#1a7f37;--bad:#cf222e;--busy:#9a6700;--idle:#57606a;--line:#d0d7de;--soft:#f6f8fa}
+*{box-sizing:border-box}
+body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0;color:#1f2328;background:#fff}
+header{display:flex;flex-wrap:wrap;gap:.4em 1.5em;align-items:baseline;padding:.8em 1.5em;background:#24292f;color:#fff}
+header h1{font-size:1.25em;margin:0 .5em 0 0}
+header .meta{color:#d0d7de}
+header a{color:#9ecbff}
+main{padding:0 1.5em 1.5em}
+section.app{border:1px solid var(--line);border-radius:8px;margin:1.2em 0;padding:.9em 1.2em}
+section.app h2{font-size:1.15em;margin:0;display:flex;gap:.6em;align-items:center}
+.root{font-family:ui-monospace,Consolas,monospace;color:var(--idle);margin:.2em 0 .8em;word-break:break-all}
+.badge{display:inline-block;padding:.05em .6em;border-radius:1em;font-size:.85em;font-weight:600;color:#fff;background:var(--idle)}
+.badge.ok{background:var(--ok)}.badge.bad{background:var(--bad)}.badge.busy{background:var(--busy)}
+.figures{display:flex;flex-wrap:wrap;gap:.6em;margin:0 0 .9em;padding:0}
+.figures div{background:var(--soft);border:1px solid var(--line);border-radius:6px;padding:.35em .8em;min-width:8.5em}
+.figures dt{font-size:.78em;text-transform:uppercase;letter-spacing:.04em;color:var(--idle)}
+.figures dd{margin:0;font-size:1.25em;font-weight:600;font-variant-numeric:tabular-nums}
+.figures dd small{font-size:.65em;font-weight:400;color:var(--idle)}
+.figures .warn dd{color:var(--bad)}
+table{border-collapse:collapse;width:auto;min-width:50%;font-variant-numeric:tabular-nums}
+th,td{padding:.3em 1em;border-bottom:1px solid var(--line);text-align:right;white-space:nowrap}
+th{background:var(--soft);font-size:.8em;text-transform:uppercase;letter-spacing:.04em;color:var(--idle)}
+th:nth-child(3),td:nth-child(3),td.note,th.note{text-align:left}
+td.note{white-space:normal;color:var(--idle)}
+tr.old td{color:var(--idle)}
+.none{color:var(--idle);font-style:italic}
+.error{border-left:4px solid var(--bad);background:#fff5f5;padding:.5em .8em;margin:.8em 0 0;border-radius:0 6px 6px 0}
+.error.past{border-left-color:var(--busy);background:#fff8e5}
+.error summary{cursor:pointer;font-weight:600}
+.error code{font-weight:400;color:var(--idle)}
+.error pre{overflow:auto;max-height:28em;background:#fff;border:1px solid var(--line);padding:.6em;font-size:12.5px}
+`;
+
+/** The page for `doc`; `refreshSeconds` adds a meta refresh (0: none). */
+export function renderStatusPage(doc: StatusDocument, refreshSeconds = 0): string {
+  const s = doc.service;
+  const health = s.draining ? '<span class="badge idle">draining</span>' : '<span class="badge ok">serving</span>';
+  const refresh = refreshSeconds > 0 ? `<meta http-equiv="refresh" content="${refreshSeconds}">` : '';
+  const toggle = refreshSeconds > 0 ? `<a href="?">stop auto-refresh</a>` : `<a href="?refresh=5">auto-refresh every 5 s</a>`;
+  const apps = doc.apps.length > 0 ? doc.apps.map(renderApp).join('\n') : '<p class="none">No app is running (apps that requests name start on their first request).</p>';
+  return `<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">${refresh}
+<title>corral status${doc.apps.length === 1 ? ` · ${esc(doc.apps[0]!.name)}` : ''}</title><style>${CSS}</style></head>
+<body>
+<header><h1>corral status</h1>${health}
+<span class="meta">version ${esc(s.version)} · pid ${esc(s.pid)} · up ${esc(formatUptime(s.uptimeSeconds))} · node ${esc(s.node)} on ${esc(s.platform)}</span>
+<span class="meta">as of <time datetime="${esc(doc.generatedAt)}">${esc(doc.generatedAt.replace('T', ' ').replace(/\.\d+Z$/, ' UTC'))}</time> · ${toggle} · <a href="status.json">status.json</a> · <a href="metrics">metrics</a></span></header>
+<main>
+${apps}
+</main></body></html>
+`;
+}
+
+function renderApp(a: AppStatus): string {
+  const t = a.totals;
+  const l = a.limits;
+  const figure = (label: string, value: string, warn = false): string => `<div${warn ? ' class="warn"' : ''}><dt>${esc(label)}</dt><dd>${value}</dd></div>`;
+  const figures = [
+    figure('generation', esc(a.servingGeneration)),
+    figure('queue', `${esc(a.queued)} <small>/ ${esc(l.queueLength)}</small>`, a.queued > 0),
+    figure('workers ready', `${esc(t.ready)} <small>of ${esc(t.workers)} · min ${esc(l.minWorkers)} max ${esc(l.maxWorkers)}</small>`, t.ready === 0),
+    figure('busy threads', `${esc(t.inflight)} <small>/ ${esc(t.threads)}</small>`, t.threads > 0 && t.inflight >= t.threads),
+    figure('requests', esc(t.requests)),
+    figure('memory', `${esc(formatMB(t.rssBytes))} <small>MB</small>`),
+  ].join('');
+  return `<section class="app" data-app="${esc(a.name)}">
+<h2>${esc(a.name)} <span class="badge ${TONE[a.state] ?? 'idle'}" data-state="${esc(a.state)}">${esc(a.state)}</span></h2>
+<p class="root" title="app directory">${esc(a.root)}</p>
+<dl class="figures">${figures}</dl>
+${renderWorkers(a)}
+${renderError('Pool failed', a.failure, false)}${renderError('Last reload failed', a.lastReloadError, true)}
+</section>`;
+}
+
+function renderWorkers(a: AppStatus): string {
+  if (a.workers.length === 0) return '<p class="none">No worker running.</p>';
+  const rows = a.workers.map((w) => renderWorker(w, a)).join('\n');
+  return `<table class="workers"><thead><tr><th>pid</th><th>gen</th><th>state</th><th>requests</th><th>in flight</th><th>CPU %</th><th>RSS MB</th><th>uptime</th><th class="note">note</th></tr></thead>
+<tbody>
+${rows}
+</tbody></table>`;
+}
+
+function renderWorker(w: WorkerInfo, a: AppStatus): string {
+  const note = w.recycle ?? (w.generation > a.servingGeneration ? 'new generation booting' : w.generation < a.servingGeneration ? 'previous generation' : '');
+  return `<tr class="worker${w.generation < a.servingGeneration ? ' old' : ''}" data-pid="${esc(w.pid)}"><td>${esc(w.pid)}</td><td>${esc(w.generation)}</td><td><span class="badge ${TONE[w.state] ?? 'idle'}">${esc(w.state)}</span></td><td>${esc(w.requests)}</td><td>${esc(w.inflight)} / ${esc(a.limits.threadsPerWorker)}</td><td>${esc(formatCpu(w.cpuPercent))}</td><td>${esc(formatMB(w.rssBytes))}</td><td>${esc(formatUptime(w.uptimeSeconds))}</td><td class="note">${esc(note)}</td></tr>`;
+}
+
+function renderError(title: string, e: ErrorInfo | null, past: boolean): string {
+  if (!e) return '';
+  const detail = e.detail ? `<pre>${esc(e.detail)}</pre>` : '<p class="none">No traceback or output was captured.</p>';
+  // The pool's own failure is why it answers 503 now: open. A past reload failure stays folded.
+  return `<details class="error${past ? ' past' : ''}"${past ? '' : ' open'}><summary>${esc(title)}: ${esc(e.message)} <code>${esc(e.code)}</code></summary>${detail}</details>\n`;
+}
