@@ -18,6 +18,8 @@ export const CGI_FCGI = process.env.CORRAL_TEST_CGI_FCGI ?? 'cgi-fcgi';
 export interface NginxOptions {
   /** corral's FastCGI address. */
   upstream: { host: string; port: number };
+  /** More corral services in the same upstream (scale-out tests). */
+  moreUpstreams?: Array<{ host: string; port: number }>;
   /** Idle upstream connections nginx keeps (`keepalive N`); 0 = a new connection per request. Default 8. */
   keepalive?: number;
   /** `fastcgi_keep_conn`; default true (on). */
@@ -79,7 +81,8 @@ http {
     fastcgi_buffers 8 16k;
     upstream corral {
         server ${o.upstream.host}:${o.upstream.port};
-${keepalive > 0 ? `        keepalive ${keepalive};\n        keepalive_requests 100000;\n` : ''}    }
+${(o.moreUpstreams ?? []).map((u) => `        server ${u.host}:${u.port};
+`).join('')}${keepalive > 0 ? `        keepalive ${keepalive};\n        keepalive_requests 100000;\n` : ''}    }
     server {
         listen 127.0.0.1:${port};
         server_name localhost;
