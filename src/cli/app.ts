@@ -152,6 +152,8 @@ export class App {
 
   /** Starts the workers and the watcher. */
   start(): void {
+    const { min, max } = workerBounds(this.settings);
+    this.log.info({ settings: this.settings, minWorkers: min, maxWorkers: max }, 'app configuration');
     this.pool.start();
     this.#startWatcher();
   }
