@@ -51,3 +51,33 @@ describe('log lines', () => {
     expect(c.logs.filter((l) => l.msg === 'request')).toEqual([]);
   });
 });
+
+describe('--log-file', () => {
+  it('writes the JSON log to a rotating file (pino-roll) instead of stdout', async () => {
+    const { mkdtempSync, readdirSync, readFileSync, rmSync } = await import('node:fs');
+    const { tmpdir } = await import('node:os');
+    const { join } = await import('node:path');
+    const dir = mkdtempSync(join(tmpdir(), 'corral-logfile-'));
+    try {
+      const c = startCorral(['serve', FIXTURES, '--wsgi-app', 'worker_ok:application', '--listen', '127.0.0.1:0', '--log-file', join(dir, 'corral.log')]);
+      // Nothing on stdout to wait for: the service is up once it answers; stop it, then read the file.
+      const deadline = Date.now() + 20_000;
+      let lines: string[] = [];
+      while (Date.now() < deadline) {
+        const files = readdirSync(dir).filter((f) => f.startsWith('corral') && f.endsWith('.log'));
+        lines = files.flatMap((f) => readFileSync(join(dir, f), 'utf8').split('\n').filter((l) => l));
+        if (lines.some((l) => l.includes('"app ready"'))) break;
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      expect((await c.stop()).code).toBe(0);
+      expect(c.logs).toEqual([]);
+      const files = readdirSync(dir);
+      expect(files.some((f) => /^corral\.\d+\.log$/.test(f))).toBe(true);
+      const all = files.flatMap((f) => readFileSync(join(dir, f), 'utf8').split('\n').filter((l) => l));
+      for (const l of all) expect(() => JSON.parse(l)).not.toThrow();
+      expect(all.some((l) => l.includes('"service stopped"'))).toBe(true);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
