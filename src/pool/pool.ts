@@ -667,17 +667,24 @@ export class Pool implements Upstream {
       this.#target = 1; // minWorkers 0: the first request starts the first worker
       return;
     }
-    const active = this.#active(this.#servingGen);
-    if (active.some((s) => s.readyAt === null)) return; // one boot at a time
     if (this.#pick()) return;
+    // Workers still booting will take some of the queue: boot more only for what they cannot
+    // cover, all at once (booting one after the other would make the last request in a burst
+    // wait for several start-ups in a row).
+    const active = this.#active(this.#servingGen);
+    const threads = Math.max(1, active.find((s) => s.readyAt !== null)?.w.capacity ?? 1);
+    const booting = active.filter((s) => s.readyAt === null).length;
+    const uncovered = this.#queue.length - booting * threads;
+    if (uncovered <= 0) return;
     if (this.#target >= this.#opts.maxWorkers) {
       this.#warnOnce('max workers', { maxWorkers: this.#opts.maxWorkers, queued: this.#queue.length }, 'maxWorkers reached: requests wait in the queue');
       return;
     }
     if (now - this.#lastScaleUpAt < SCALE_UP_EVERY_MS) return;
     this.#lastScaleUpAt = now;
-    this.#target++;
-    this.log.info({ target: this.#target, queued: this.#queue.length }, 'scaling up: all threads busy');
+    const step = Math.min(Math.ceil(uncovered / threads), this.#opts.maxWorkers - this.#target);
+    this.#target += step;
+    this.log.info({ target: this.#target, step, queued: this.#queue.length }, 'scaling up: all threads busy');
   }
 
   #reconcileReload(now: number): void {

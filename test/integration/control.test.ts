@@ -88,10 +88,12 @@ describe('control listener with real workers', () => {
     }
     expect(app.totals.requests).toBe(10);
 
-    // RSS comes from the sampler (about once a second): wait for it, checking at each log line or scrape.
+    // RSS comes from the sampler (about once a second): wait for a sample taken after the boot (one
+    // taken just after the spawn sees the process before Python has loaded: some 100 KB).
     let families = parsePrometheus((await controlCall(t, 'GET', '/metrics')).body.toString());
     const deadline = Date.now() + 10_000;
-    while (pids.some((pid) => sampleValue(families, 'corral_worker_rss_bytes', { pid: String(pid) }) === undefined) && Date.now() < deadline) {
+    const booted = (pid: number): boolean => (sampleValue(families, 'corral_worker_rss_bytes', { pid: String(pid) }) ?? 0) > 1_000_000;
+    while (!pids.every(booted) && Date.now() < deadline) {
       await new Promise((r) => setTimeout(r, 100));
       families = parsePrometheus((await controlCall(t, 'GET', '/metrics')).body.toString());
     }

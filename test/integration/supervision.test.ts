@@ -311,7 +311,10 @@ describe('scaling and the queue', () => {
     );
     expect(replies.map((r) => r.status)).toEqual([200, 200, 200, 200]);
     expect(new Set(replies.map(pidOf)).size).toBe(4);
-    expect(c.logs.filter((l) => l.msg === 'scaling up: all threads busy')).toHaveLength(3);
+    // Three requests waited: three workers were added (booting side by side, in one or more steps).
+    const ups = c.logs.filter((l) => l.msg === 'scaling up: all threads busy');
+    expect(ups.reduce((n, l) => n + Number(l.step), 0)).toBe(3);
+    expect(Number(ups.at(-1)!.target)).toBe(4);
     // Idle for 3 s: the three extra workers are stopped, one scaling-down line each, none early.
     const downs = (): LogLine[] => c.logs.filter((l) => l.msg === 'scaling down: idle worker stopped');
     await c.waitForLog(() => downs().length === 3, 8_000);

@@ -930,19 +930,18 @@ describe('recycling', () => {
 });
 
 describe('scaling', () => {
-  it('grows from minWorkers to maxWorkers one spawn at a time when all threads are busy', async () => {
+  it('grows from minWorkers to maxWorkers when all threads are busy, booting at once what the queue needs', async () => {
     const h = await running({ minWorkers: 1, maxWorkers: 4, queueLength: 10 });
     const reqs = [h.request(), h.request(), h.request(), h.request()];
     await flush();
-    let maxBooting = 0;
-    for (let i = 0; i < 100 && h.spawned.length < 4; i++) {
-      maxBooting = Math.max(maxBooting, h.inState('starting').length);
-      for (const w of h.inState('starting')) w.ready();
-      await h.clock.advance(50);
-    }
+    // Three requests wait: three workers boot side by side, in one scaling step.
+    expect(h.inState('starting')).toHaveLength(3);
+    expect(h.logsMatching(/scaling up/)).toHaveLength(1);
+    // While they boot, nothing more is started: they will take the queue.
+    await h.clock.advance(1_000);
+    expect(h.spawned).toHaveLength(4);
     for (const w of h.inState('starting')) w.ready();
     await flush();
-    expect(maxBooting).toBe(1);
     expect(h.spawned).toHaveLength(4);
     expect(h.pool.queued).toBe(0);
     expect(h.spawned.map((w) => w.inflight)).toEqual([1, 1, 1, 1]);
@@ -952,6 +951,26 @@ describe('scaling', () => {
     await h.clock.advance(1_000);
     expect(h.spawned).toHaveLength(4);
     expect(h.logsMatching(/maxWorkers reached/)).toHaveLength(1);
+  });
+
+  it('boots more only for the requests that workers already booting will not take', async () => {
+    const h = await running({ minWorkers: 1, maxWorkers: 8, queueLength: 10 });
+    h.request();
+    h.request();
+    await flush();
+    expect(h.inState('starting')).toHaveLength(1);
+    // Two more wait while that one boots: one more worker, not two (the booting one takes one).
+    h.request();
+    h.request();
+    await h.clock.advance(50);
+    expect(h.inState('starting')).toHaveLength(1); // at most one scaling decision per 200 ms
+    await h.clock.advance(200);
+    expect(h.inState('starting')).toHaveLength(3);
+    expect(h.logsMatching(/scaling up/)).toHaveLength(2);
+    for (const w of h.inState('starting')) w.ready();
+    await flush();
+    expect(h.pool.queued).toBe(0);
+    expect(h.spawned).toHaveLength(4);
   });
 
   it('shrinks back to minWorkers after idleTimeout', async () => {
