@@ -6,9 +6,22 @@ GET requests (up to --depth in flight, ids recycled), reads every response, and 
 worker's user+system CPU per request from /proc/PID/stat (Linux), measured after a warm-up.
 
     python3 bench/worker_cpu.py [--requests 20000] [--depth 64] [--path /] [--threads 1]
+                                [--repeat 1] [--worker PATH]
+
+--depth 1 is what the service does with --threads 1 (one request at a time per worker); with
+--threads 1 the worker runs the app inline on its reader thread (no thread hand-off). --repeat N
+runs N fresh workers and also prints the median and the best run. --worker measures another
+version of the worker script, e.g. `git show HEAD:src/python/corral_worker.py > /tmp/old.py`;
+interleave the runs of both when comparing.
+
+The CPU figure is noisy on a small or shared machine. At --depth 1 the worker sleeps once per
+request, and on a VM whose CPUs go idle in between, waking up from idle costs more than the
+request (a trivial Python echo process measured ~20 us/round trip idle, ~3 us with the CPUs
+kept busy); the context switches per request are the machine-independent part.
 """
 import argparse
 import os
+import statistics
 import struct
 import subprocess
 import sys
@@ -46,9 +59,27 @@ def request_bytes(rid, path):
 
 
 def cpu_seconds(pid):
+    """(user, system) CPU seconds of the process, all its threads."""
     with open("/proc/%d/stat" % pid) as f:
         fields = f.read().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tick, int(fields[12]) / tick
+
+
+def context_switches(pid):
+    """Context switches so far, summed over the process's live threads (each block or wake-up
+    of a thread is one: a thread hand-off per request shows up here on any machine)."""
+    total = 0
+    for tid in os.listdir("/proc/%d/task" % pid):
+        try:
+            with open("/proc/%d/task/%s/status" % (pid, tid)) as f:
+                for line in f:
+                    name, _, value = line.partition(":")
+                    if name.endswith("ctxt_switches"):  # voluntary_ and nonvoluntary_
+                        total += int(value)
+        except OSError:
+            pass  # the thread has just exited
+    return total
 
 
 class Reader:
@@ -85,6 +116,29 @@ def run(proc, reader, count, depth, path):
                 done += 1
 
 
+def measure(opts):
+    """One fresh worker: (CPU us/request, of it user, switches/request, requests/s, exit)."""
+    proc = subprocess.Popen(
+        [opts.python, opts.worker, "--root",
+         os.path.join(ROOT, "test/fixtures/python"), "--app", "hello_app:application",
+         "--threads", str(opts.threads)], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    reader = Reader(proc.stdout.fileno())
+    while not reader.records():
+        pass
+    run(proc, reader, 2000, opts.depth, opts.path)  # warm-up
+    (user0, sys0), t0 = cpu_seconds(proc.pid), time.perf_counter()
+    switches0 = context_switches(proc.pid)
+    run(proc, reader, opts.requests, opts.depth, opts.path)
+    (user1, sys1), t1 = cpu_seconds(proc.pid), time.perf_counter()
+    switches1 = context_switches(proc.pid)
+    proc.stdin.close()
+    code = proc.wait()
+    n = opts.requests
+    user = user1 - user0
+    return ((user + sys1 - sys0) / n * 1e6, user / n * 1e6, (switches1 - switches0) / n,
+            n / (t1 - t0), code)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--requests", type=int, default=20000)
@@ -92,24 +146,21 @@ def main():
     ap.add_argument("--path", default="/")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--python", default=sys.executable)
+    ap.add_argument("--worker", default=os.path.join(ROOT, "src/python/corral_worker.py"))
+    ap.add_argument("--repeat", type=int, default=1)
     opts = ap.parse_args()
-    proc = subprocess.Popen(
-        [opts.python, os.path.join(ROOT, "src/python/corral_worker.py"), "--root",
-         os.path.join(ROOT, "test/fixtures/python"), "--app", "hello_app:application",
-         "--threads", str(opts.threads)], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-    reader = Reader(proc.stdout.fileno())
-    while not reader.records():
-        pass
-    run(proc, reader, 2000, opts.depth, opts.path)  # warm-up
-    cpu0, t0 = cpu_seconds(proc.pid), time.perf_counter()
-    run(proc, reader, opts.requests, opts.depth, opts.path)
-    cpu1, t1 = cpu_seconds(proc.pid), time.perf_counter()
-    proc.stdin.close()
-    code = proc.wait()
-    n = opts.requests
-    print("python %s, %d requests, depth %d, threads %d: worker CPU %.1f us/request, "
-          "%.0f requests/s, exit %d" % (opts.python, n, opts.depth, opts.threads,
-                                        (cpu1 - cpu0) / n * 1e6, n / (t1 - t0), code))
+    results = []
+    for _ in range(opts.repeat):
+        cpu, user, switches, rate, code = measure(opts)
+        results.append((cpu, rate))
+        print("python %s, %d requests, depth %d, threads %d: worker CPU %.1f us/request "
+              "(user %.1f), %.2f context switches/request, %.0f requests/s, exit %d"
+              % (opts.python, opts.requests, opts.depth, opts.threads, cpu, user, switches,
+                 rate, code), flush=True)
+    if opts.repeat > 1:
+        cpus, rates = [r[0] for r in results], [r[1] for r in results]
+        print("%d runs: worker CPU median %.1f us/request (best %.1f), median %.0f requests/s"
+              % (opts.repeat, statistics.median(cpus), min(cpus), statistics.median(rates)))
 
 
 if __name__ == "__main__":

@@ -7,6 +7,8 @@
 
 stdio mode (default): FastCGI records on this process's stdin/stdout plus corral's extension
 records (READY/FATAL, credit windows, PING/PONG, stop on stdin EOF); see src/fcgi/PROTOCOL.md.
+With --threads 1 (where the pipe's hang-up can be watched: not on Windows) the reader thread runs
+each request itself ("inline"), with no thread hand-off; see InlinePipeChannel.
 Standalone mode (--listen host:port or a socket path): a plain FastCGI server, e.g. behind nginx.
 
 --app defaults to $WSGI_APP, then $WSGI_HANDLER (wfastcgi), then wsgi:application, and takes
@@ -16,6 +18,7 @@ Stdlib only, Python 3.9+. Exit codes: 0 requested stop, 3 bad usage or boot fail
 4 the app could not be imported.
 """
 import argparse
+import collections
 import html
 import importlib
 import importlib.machinery
@@ -25,6 +28,7 @@ import os
 import platform
 import queue
 import re
+import select
 import signal
 import socket
 import struct
@@ -478,6 +482,8 @@ class Request:
         for part in parts:
             total += len(part)
         if total:
+            if not end:
+                self.chan.catch_up()  # inline: an ABORT may be waiting unread
             if self.aborted:
                 raise ClientGone()
             if self.chan.windowed:
@@ -649,6 +655,8 @@ class Exchange:
         for chunk in result:
             if chunk:
                 self.write(chunk)
+            else:
+                req.chan.catch_up()  # e.g. a keep-alive step of a stream that checks for ABORT
             if req.aborted:
                 raise ClientGone()
         return self.finish(b"")
@@ -738,15 +746,18 @@ class Server:
                              daemon=True).start()
 
     def _serve_queue(self):
-        get = self.queue.get
+        get, serve_request = self.queue.get, self.serve_request
         while True:
-            req = get()
-            try:
-                if not req.aborted:
-                    Exchange(self, req).run()
-            except BaseException as exc:  # a bug of ours: keep the thread, end the request
-                log("internal error serving request id %d\n%s" % (req.id, format_exc(exc)))
-            req.finish_quietly()
+            serve_request(get())
+
+    def serve_request(self, req):
+        """Run the app for req (unless aborted) and make sure the request ends."""
+        try:
+            if not req.aborted:
+                Exchange(self, req).run()
+        except BaseException as exc:  # a bug of ours: keep the thread, end the request
+            log("internal error serving request id %d\n%s" % (req.id, format_exc(exc)))
+        req.finish_quietly()
 
     def environ(self, req, data):
         """The PEP 3333 environ of a request from its raw PARAMS bytes."""
@@ -821,12 +832,18 @@ class Channel:
         raise ClientGone()
 
     def wait(self):
-        """cond.wait(), counted (call with cond held)."""
+        """Block until a record may have changed what the caller waits for: body bytes, credit,
+        an abort (call with lock held, and re-check after). Here: cond.wait(), counted; the
+        reader thread wakes it. InlinePipeChannel reads the records itself instead."""
         self.waiters += 1
         try:
             self.cond.wait()
         finally:
             self.waiters -= 1
+
+    def catch_up(self):
+        """Dispatch records that have arrived and not been read yet, without blocking. Nothing
+        to do here: the reader thread dispatches them at once. (InlinePipeChannel.)"""
 
     def wake(self):
         """Wake every waiter, if any (call with cond held)."""
@@ -966,32 +983,50 @@ class PipeChannel(Channel):
         Channel.__init__(self, server)
         self.rfd = rfd
         self.wfd = wfd
+        # readinto a reused buffer: os.read(256 KiB) would mmap and munmap on every call
+        self._buf = bytearray(READ_SIZE)
+        self._view = memoryview(self._buf)
+        self._readinto = io.FileIO(rfd, "rb", closefd=False).readinto
+        self._rest = b""  # the start of a record that has not fully arrived
+        self.at_eof = False
 
     def _write_all(self, data):
         write_all(self.wfd, data)
 
     def serve(self):
-        """Read records until EOF (ProtocolError if the stream is malformed)."""
-        # readinto a reused buffer: os.read(256 KiB) would mmap and munmap on every call
-        buf = bytearray(READ_SIZE)
-        view = memoryview(buf)
-        readinto, feed = io.FileIO(self.rfd, "rb", closefd=False).readinto, self.feed
-        rest = b""
-        while True:
-            try:
-                size = readinto(buf)
-            except OSError as exc:
-                log("reading stdin failed (%s): stopping" % exc)
-                size = 0
-            if not size:
-                break
-            chunk = view[:size].tobytes()
-            data = rest + chunk if rest else chunk
-            used = feed(data)
-            rest = data[used:] if used < len(data) else b""
-        if rest:
-            log("stdin ended inside a record (%d bytes left over)" % len(rest))
-        self.input_closed()
+        """Threaded mode: this thread only reads records, until EOF; app threads run requests."""
+        pump = self.pump
+        while pump():
+            pass
+
+    def pump(self):
+        """Read what the service sent so far (blocking until something is there) and dispatch
+        every whole record in it; False at stdin EOF, after aborting what cannot complete.
+        A malformed stream ends the process (exit 3)."""
+        if self.at_eof:
+            return False
+        try:
+            size = self._readinto(self._buf)
+        except OSError as exc:
+            log("reading stdin failed (%s): stopping" % exc)
+            size = 0
+        if not size:
+            self.at_eof = True
+            if self._rest:
+                log("stdin ended inside a record (%d bytes left over)" % len(self._rest))
+            self.input_closed()
+            return False
+        chunk = self._view[:size].tobytes()
+        rest = self._rest
+        data = rest + chunk if rest else chunk
+        try:
+            used = self.feed(data)
+        except ProtocolError as exc:  # also inside an inline request: the app must not catch it
+            log("malformed record stream from the service: %s" % exc)
+            flush_std()
+            os._exit(EXIT_BOOT)
+        self._rest = data[used:] if used < len(data) else b""
+        return True
 
     def other(self, rtype, req, content):
         if rtype == CORRAL_WINDOW:
@@ -1013,6 +1048,76 @@ class PipeChannel(Channel):
         for req in list(self.requests.values()):
             self.abort(req)
         threading.Thread(target=exit_when_idle, args=(self.server, 0), daemon=True).start()
+
+
+class InlinePipeChannel(PipeChannel):
+    """stdio mode with --threads 1: the reader thread runs each request itself (no hand-off).
+
+    The reader parses records; when a request becomes runnable (its params are complete) it
+    calls the app right there. While the app runs, whatever needs more from the service (a
+    wsgi.input read waiting for body bytes, a write() waiting for STDOUT credit) goes through
+    wait(), which here does not sleep until another thread signals: it pumps the record stream
+    itself (STDIN, WINDOW, ABORT, PING, EOF; a request pipelined behind this one is queued and
+    runs after it) until the caller's condition may have changed. A PING that arrives while
+    the app computes or sleeps is answered at the next wait or after the request.
+    """
+
+    def __init__(self, server, rfd, wfd):
+        PipeChannel.__init__(self, server, rfd, wfd)
+        self.runnable = collections.deque()
+        self.plock = threading.Lock()  # one pumping thread at a time (the app may have threads)
+        self.pumps = 0  # reads dispatched so far: a waiter that got plock late re-checks first
+        self.served = threading.Event()  # serve() has returned (see exit_on_hangup)
+        self._poller = select.poll()
+        self._poller.register(rfd, select.POLLIN)
+
+    def serve(self):
+        runnable, serve_request = self.runnable, self.server.serve_request
+        try:
+            while True:
+                while runnable:
+                    serve_request(runnable.popleft())
+                with self.plock:
+                    more = self._pump_locked()
+                if not more:
+                    return
+        finally:
+            self.served.set()
+
+    def _pump_locked(self):
+        """pump(), counted (call with plock held)."""
+        more = self.pump()
+        self.pumps += 1
+        return more
+
+    def flush_runnable(self):
+        pass  # serve() runs them, in order, once the running request (if any) has ended
+
+    def wait(self):
+        """Read and dispatch records until the caller's condition may have changed (called
+        with lock held, like Condition.wait; the caller re-checks). After stdin EOF nothing
+        can change any more: ClientGone ends the request."""
+        if self.at_eof:
+            raise ClientGone()
+        seen = self.pumps
+        self.lock.release()  # dispatching records takes it
+        try:
+            with self.plock:
+                if self.pumps == seen:  # else another thread read and dispatched: re-check first
+                    self._pump_locked()
+        finally:
+            self.lock.acquire()
+
+    def catch_up(self):
+        """Dispatch records that have already arrived (an ABORT, a PING), without blocking: a
+        response streamed within its credit never waits, so it would not read them otherwise."""
+        if self.at_eof or not self._poller.poll(0):
+            return
+        if self.plock.acquire(False):  # else another thread is reading: it dispatches them
+            try:
+                self._pump_locked()
+            finally:
+                self.plock.release()
 
 
 class SocketChannel(Channel):
@@ -1098,6 +1203,26 @@ def exit_when_idle(server, code):
         log("%d request(s) still running after %.1fs: exiting" % (server.active, server.grace))
     flush_std()
     os._exit(code)
+
+
+def exit_on_hangup(fd, server, served):
+    """Inline mode: the reader thread, busy in the app, reads stdin EOF only once the app waits
+    for input or credit, or returns. This thread watches the pipe for the hang-up (without
+    reading it) and gives the request in flight --eof-grace seconds, as the threaded reader
+    does: a worker whose service was killed does not outlive it by a long request."""
+    rdhup = getattr(select, "POLLRDHUP", 0)  # Linux: the service half-closed a socketpair
+    hangup = select.POLLHUP | select.POLLERR | select.POLLNVAL | rdhup
+    poller = select.poll()
+    poller.register(fd, rdhup)  # no input events: data waiting to be read does not wake us
+    while not any(events & hangup for _, events in poller.poll()):
+        time.sleep(0.05)  # a platform that reports more than was asked: do not spin
+    deadline = time.monotonic() + server.grace
+    while not served.wait(0.05):  # once served, the main thread exits normally
+        if server.active and time.monotonic() >= deadline:
+            log("stdin closed with %d request(s) still running after %.1fs: exiting"
+                % (server.active, server.grace))
+            flush_std()
+            os._exit(EXIT_OK)
 
 
 def flush_std():
@@ -1299,17 +1424,21 @@ def boot(argv):
 
 def serve_stdio(server, opts, rfd, wfd):
     """READY, then serve the service's pipes until stdin EOF."""
-    chan = PipeChannel(server, rfd, wfd)
-    server.start_threads()
+    # Inline needs a watch on stdin's hang-up while the app runs (exit_on_hangup): poll().
+    inline = server.threads == 1 and hasattr(select, "poll")
+    if inline:
+        chan = InlinePipeChannel(server, rfd, wfd)
+        threading.Thread(target=exit_on_hangup, args=(rfd, server, chan.served),
+                         name="corral-hangup", daemon=True).start()
+    else:
+        chan = PipeChannel(server, rfd, wfd)
+        server.start_threads()
     ready = {"pid": os.getpid(), "python": platform.python_version(), "app": opts.app,
-             "threads": opts.threads, "window": opts.window, "protocol": PROTOCOL_VERSION}
+             "threads": opts.threads, "window": opts.window, "protocol": PROTOCOL_VERSION,
+             "inline": inline}
     try:
         write_record(wfd, CORRAL_READY, json.dumps(ready).encode("utf-8"))
         chan.serve()
-    except ProtocolError as exc:
-        log("malformed record stream from the service: %s" % exc)
-        flush_std()
-        os._exit(EXIT_BOOT)
     except OSError as exc:
         log("protocol stdout is gone (%s): exiting" % exc)
         return exit_soon(server, EXIT_OK)

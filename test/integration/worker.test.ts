@@ -123,7 +123,7 @@ class Worker extends Peer {
   }
 }
 
-function startWorker(args: string[] = [], env: Record<string, string> = {}, app = 'hello_app:application'): Worker {
+function spawnWorker(args: string[] = [], env: Record<string, string> = {}, app = 'hello_app:application'): Worker {
   const proc = spawn(PYTHON, [WORKER, '--root', FIXTURES, '--app', app, ...args], {
     env: { ...process.env, ...env }, stdio: ['pipe', 'pipe', 'pipe'],
   });
@@ -133,12 +133,26 @@ function startWorker(args: string[] = [], env: Record<string, string> = {}, app 
   return worker;
 }
 
-describe('worker over stdio', () => {
-  it('reports READY with the protocol fields', async () => {
-    const w = startWorker(['--threads', '3', '--window', '65536']);
-    const ready = await w.ready();
-    expect(ready).toMatchObject({ pid: w.proc.pid, app: 'hello_app:application', threads: 3, window: 65536, protocol: 1 });
-    expect(ready.python).toMatch(/^3\.\d+\.\d+/);
+// --threads 1 (the worker's default) runs each request inline on the reader thread, where the
+// pipe's hang-up can be watched (not on Windows); more threads hand requests to app threads.
+const INLINE = process.platform !== 'win32';
+const MODES = [
+  { mode: 'default (--threads 1: inline)', args: [] as string[], threads: 1, inline: INLINE },
+  { mode: '--threads 1 (inline)', args: ['--threads', '1'], threads: 1, inline: INLINE },
+  { mode: '--threads 4 (app threads)', args: ['--threads', '4'], threads: 4, inline: false },
+];
+
+/** Where a record is in w.records (-1: not there). */
+const indexOf = (w: Peer, type: number, id: number): number => w.records.findIndex((r) => r.type === type && r.id === id);
+
+describe.each(MODES)('worker over stdio, $mode', ({ args: modeArgs, threads, inline }) => {
+  // The mode's arguments first: a test's own arguments win (argparse keeps the last).
+  const startWorker = (args: string[] = [], env: Record<string, string> = {}, app?: string): Worker =>
+    spawnWorker([...modeArgs, ...args], env, app);
+
+  it('reports its threads and whether it runs requests inline in READY', async () => {
+    const w = startWorker();
+    expect(await w.ready()).toMatchObject({ threads, inline });
   });
 
   it('answers a GET', async () => {
@@ -161,24 +175,9 @@ describe('worker over stdio', () => {
     delete p.PATH_INFO;
     w.send(request(1, p));
     const env = JSON.parse((await w.response(1)).body.toString()) as Record<string, unknown>;
-    expect(env).toMatchObject({ 'wsgi.url_scheme': 'https', PATH_INFO: '/env', SCRIPT_NAME: '/app', 'wsgi.multithread': false });
+    expect(env).toMatchObject({ 'wsgi.url_scheme': 'https', PATH_INFO: '/env', SCRIPT_NAME: '/app', 'wsgi.multithread': threads > 1 });
     expect(env).not.toHaveProperty('CONTENT_LENGTH'); // sent empty: removed
     expect(env.CONTENT_TYPE).toBe('');
-  });
-
-  it('runs two interleaved requests at once with --threads 2', async () => {
-    const w = startWorker(['--threads', '2']);
-    expect((await w.ready()).threads).toBe(2);
-    const [a, b] = [7, 3];
-    const pa = pairs(params('/barrier'));
-    const pb = pairs(params('/barrier'));
-    w.send(Buffer.concat([
-      begin(a), begin(b), record(T.PARAMS, b, pb), record(T.PARAMS, a, pa.subarray(0, 10)),
-      record(T.PARAMS, a, pa.subarray(10)), record(T.PARAMS, a), record(T.PARAMS, b),
-      record(T.STDIN, b), record(T.STDIN, a),
-    ]));
-    const [ra, rb] = await Promise.all([w.response(a), w.response(b)]);
-    expect([ra.status, ra.body.toString(), rb.status, rb.body.toString()]).toEqual([200, 'passed', 200, 'passed']);
   });
 
   it('takes a 5 MiB upload within the STDIN window and returns credit', async () => {
@@ -224,16 +223,6 @@ describe('worker over stdio', () => {
     expect(r.body.length).toBe(total);
   });
 
-  it('answers PING while every app thread is busy', async () => {
-    const w = startWorker(['--threads', '1']);
-    await w.ready();
-    w.send(Buffer.concat([request(1, params('/sleep?s=1')), record(T.PING, 0, Buffer.from('are you there'))]));
-    const pong = await w.find(T.PONG, 0);
-    expect(pong.content.toString()).toBe('are you there');
-    expect(w.records.some((r) => r.type === T.END)).toBe(false);
-    expect((await w.response(1)).status).toBe(200);
-  });
-
   it('ends an aborted request and frees its id', async () => {
     const w = startWorker();
     await w.ready();
@@ -245,6 +234,21 @@ describe('worker over stdio', () => {
     expect(aborted.stdout.length).toBe(0); // its answer went nowhere
     const again = await w.get(1, '/');
     expect(again.body.toString()).toBe('Hello, world');
+  });
+
+  it('stops a response streamed within its credit at ABORT', async () => {
+    const total = 200 * 1024 * 1024;
+    const w = startWorker();
+    w.autoCredit = false;
+    await w.ready();
+    // Credit for all of it up front: the worker never waits for credit while it streams.
+    w.send(Buffer.concat([request(1, params(`/stream?n=${total}`)), windowRecord(1, total + 4096)]));
+    await w.find(T.STDOUT, 1);
+    w.send(record(T.ABORT, 1));
+    await w.exchange(1);
+    expect(w.stdoutBytes(1)).toBeLessThan(total / 4);
+    w.records.length = 0; // let go of the bytes
+    expect((await w.get(2, '/')).body.toString()).toBe('Hello, world');
   });
 
   it('sends headers but no body for HEAD', async () => {
@@ -290,7 +294,13 @@ describe('worker over stdio', () => {
     const failed = await w.get(2, '/closing?fail');
     expect(failed.body.toString()).toBe('part one,');
     expect(failed.end.content.readUInt32BE(0)).toBe(1);
-    expect((await w.get(3, '/closed')).body.toString()).toBe('2');
+    // close() runs just after END_REQUEST: with app threads the next request may overtake it.
+    let closed = (await w.get(3, '/closed')).body.toString();
+    for (let tries = 0; threads > 1 && closed !== '2' && tries < 20; tries++) {
+      await new Promise((resolve) => setTimeout(resolve, 10));
+      closed = (await w.get(3, '/closed')).body.toString();
+    }
+    expect(closed).toBe('2');
   });
 
   it('keeps both Set-Cookie headers', async () => {
@@ -362,6 +372,31 @@ describe('worker over stdio', () => {
     expect(await w.exited).toBe(0);
   });
 
+  it('aborts a request whose body is incomplete at stdin EOF, then exits 0', async () => {
+    const w = startWorker();
+    await w.ready();
+    // The app waits for 90 more body bytes; EOF means they never come: its reads end.
+    w.send(request(1, params('/sha256', { REQUEST_METHOD: 'POST', CONTENT_LENGTH: '100' }), null));
+    w.send(record(T.STDIN, 1, Buffer.alloc(10, 1)));
+    await w.find(T.WINDOW, 1); // credit for the 10 bytes: the app has read them and waits
+    w.proc.stdin!.end();
+    expect((await w.exchange(1)).stdout.length).toBe(0); // aborted: its answer goes nowhere
+    expect(await w.exited).toBe(0);
+  });
+
+  it('exits --eof-grace seconds after stdin EOF when a request is still running', async () => {
+    const w = startWorker(['--eof-grace', '0.5']);
+    await w.ready();
+    w.send(request(1, params('/sleep?s=30')));
+    await new Promise((resolve) => setTimeout(resolve, 200)); // the app is asleep
+    const t0 = performance.now();
+    w.proc.stdin!.end();
+    expect(await w.exited).toBe(0);
+    expect(performance.now() - t0).toBeLessThan(3_000);
+    expect(w.stderr).toMatch(/1 request\(s\) still running after 0\.5s/);
+    expect(w.records.some((r) => r.type === T.END)).toBe(false);
+  });
+
   it('exits 3 on a malformed record stream', async () => {
     const w = startWorker();
     await w.ready();
@@ -399,6 +434,112 @@ describe('worker over stdio', () => {
     expect(await bad.exited).toBe(3);
     expect(bad.stderr).toContain('--no-such-flag');
     expect(JSON.parse((await bad.find(T.FATAL, 0)).content.toString())).toMatchObject({ kind: 'boot' });
+  });
+});
+
+describe('worker over stdio: threads', () => {
+  it('reports READY with the protocol fields', async () => {
+    const w = spawnWorker(['--threads', '3', '--window', '65536']);
+    const ready = await w.ready();
+    expect(ready).toMatchObject({ pid: w.proc.pid, app: 'hello_app:application', threads: 3, window: 65536, protocol: 1, inline: false });
+    expect(ready.python).toMatch(/^3\.\d+\.\d+/);
+  });
+
+  it('runs two interleaved requests at once with --threads 2', async () => {
+    const w = spawnWorker(['--threads', '2']);
+    expect((await w.ready()).threads).toBe(2);
+    const [a, b] = [7, 3];
+    const pa = pairs(params('/barrier'));
+    const pb = pairs(params('/barrier'));
+    w.send(Buffer.concat([
+      begin(a), begin(b), record(T.PARAMS, b, pb), record(T.PARAMS, a, pa.subarray(0, 10)),
+      record(T.PARAMS, a, pa.subarray(10)), record(T.PARAMS, a), record(T.PARAMS, b),
+      record(T.STDIN, b), record(T.STDIN, a),
+    ]));
+    const [ra, rb] = await Promise.all([w.response(a), w.response(b)]);
+    expect([ra.status, ra.body.toString(), rb.status, rb.body.toString()]).toEqual([200, 'passed', 200, 'passed']);
+  });
+
+  it('answers PING while every app thread is busy', async () => {
+    const w = spawnWorker(['--threads', '2']);
+    await w.ready();
+    w.send(Buffer.concat([request(1, params('/sleep?s=1')), request(2, params('/sleep?s=1'))]));
+    await new Promise((resolve) => setTimeout(resolve, 200)); // both threads are asleep
+    w.send(record(T.PING, 0, Buffer.from('are you there')));
+    const pong = await w.find(T.PONG, 0);
+    expect(pong.content.toString()).toBe('are you there');
+    expect(w.records.some((r) => r.type === T.END)).toBe(false);
+    expect((await w.response(1)).status).toBe(200);
+    expect((await w.response(2)).status).toBe(200);
+  });
+});
+
+// With --threads 1 the reader thread runs the app; while the app waits for body bytes or STDOUT
+// credit it reads and dispatches records itself. A PING is answered during such a wait, or
+// after the request when the app just computes or sleeps (the service pings only idle workers).
+describe.runIf(INLINE)('worker over stdio: inline requests (--threads 1)', () => {
+  const startInline = (args: string[] = []): Worker => spawnWorker(['--threads', '1', ...args]);
+  const post = (length: number): Record<string, string> => ({ REQUEST_METHOD: 'POST', CONTENT_LENGTH: String(length) });
+
+  it('answers a PING that arrives while the app sleeps once the request has ended', async () => {
+    const w = startInline();
+    expect((await w.ready()).inline).toBe(true);
+    w.send(request(1, params('/sleep?s=0.6')));
+    await new Promise((resolve) => setTimeout(resolve, 200)); // the app is asleep
+    w.send(record(T.PING, 0, Buffer.from('are you there')));
+    const pong = await w.find(T.PONG, 0);
+    expect(pong.content.toString()).toBe('are you there');
+    expect((await w.response(1)).body.toString()).toBe('slept 0.6');
+    expect(indexOf(w, T.END, 1)).toBeLessThan(indexOf(w, T.PONG, 0));
+  });
+
+  it('answers PING while the app waits for its body', async () => {
+    const w = startInline();
+    await w.ready();
+    const body = randomBytes(20);
+    w.send(request(1, params('/sha256', post(body.length)), null));
+    w.send(record(T.STDIN, 1, body.subarray(0, 10)));
+    w.send(record(T.PING, 0, Buffer.from('while reading')));
+    expect((await w.find(T.PONG, 0)).content.toString()).toBe('while reading');
+    expect(w.records.some((r) => r.type === T.END)).toBe(false);
+    w.send(Buffer.concat([record(T.STDIN, 1, body.subarray(10)), record(T.STDIN, 1)]));
+    expect((await w.response(1)).body.toString()).toBe(`${createHash('sha256').update(body).digest('hex')} 20`);
+  });
+
+  it('queues requests pipelined behind a running one and answers them in order', async () => {
+    const w = startInline();
+    await w.ready();
+    const a = randomBytes(100_000);
+    const c = randomBytes(30_000);
+    // A waits for the rest of its body while B and C (with its whole body) arrive.
+    w.send(request(1, params('/echo', post(a.length)), null));
+    w.send(record(T.STDIN, 1, a.subarray(0, 50_000)));
+    w.send(Buffer.concat([
+      request(2, params('/')), request(3, params('/sha256', post(c.length)), c),
+      record(T.PING, 0, Buffer.from('meanwhile')),
+    ]));
+    await w.find(T.PONG, 0);
+    expect(w.records.some((r) => r.type === T.END)).toBe(false);
+    w.send(Buffer.concat([record(T.STDIN, 1, a.subarray(50_000)), record(T.STDIN, 1)]));
+    const [ra, rb, rc] = await Promise.all([w.response(1), w.response(2), w.response(3)]);
+    expect(ra.body.equals(a)).toBe(true);
+    expect(rb.body.toString()).toBe('Hello, world');
+    expect(rc.body.toString()).toBe(`${createHash('sha256').update(c).digest('hex')} ${c.length}`);
+    const ends = [1, 2, 3].map((id) => indexOf(w, T.END, id));
+    expect(ends).toEqual([...ends].sort((x, y) => x - y)); // one at a time, in arrival order
+  });
+
+  it('ends a request that waits for STDOUT credit at stdin EOF, without waiting --eof-grace', async () => {
+    const window = 65536;
+    const w = startInline(['--window', String(window), '--eof-grace', '30']);
+    w.autoCredit = false;
+    await w.ready();
+    w.send(request(1, params('/stream?n=300000')));
+    await w.until(() => (w.stdoutBytes(1) >= window ? true : undefined), 'a window of STDOUT');
+    w.proc.stdin!.end(); // no credit can come any more
+    const { stdout } = await w.exchange(1);
+    expect(stdout.length).toBe(window);
+    expect(await w.exited).toBe(0);
   });
 });
 
