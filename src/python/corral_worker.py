@@ -42,9 +42,16 @@ EXIT_OK, EXIT_BOOT, EXIT_IMPORT = 0, 3, 4
 PROTOCOL_VERSION = 1
 DEFAULT_APP = "wsgi:application"
 DEFAULT_WINDOW = 262144
+# Params corral relay adds with a site's settings (the service reads them; see src/relay/inject.ts).
+SETTING_PARAM_PREFIX = "CORRAL_SETTING_"
 READ_SIZE = 262144
 MAX_CONTENT = 65535
 JOIN_LIMIT = 1 << 20  # list bodies up to this size are sent in one write
+# Writes above this size go out with writev from the parts as they are, not joined into one
+# bytes object: a fresh 1 MiB buffer per response costs more than the write (on glibc the main
+# thread's heap grows for it and is trimmed after, faulting in new pages every time).
+WRITEV_FROM = 65536
+IOV_BATCH = 512  # parts per writev call, below every platform's IOV_MAX
 
 # FastCGI 1.0 record types, roles and statuses, and corral's extension types (PROTOCOL.md).
 BEGIN_REQUEST, ABORT_REQUEST, END_REQUEST, PARAMS, STDIN, STDOUT = 1, 2, 3, 4, 5, 6
@@ -489,7 +496,7 @@ class Request:
             if self.chan.windowed:
                 granted = self._reserve(total)
                 if granted < total:
-                    self._send_by_credit(b"".join(parts), granted, end)
+                    self._send_by_credit(parts, total, granted, end)
                     return
         out = []
         for part in parts:
@@ -497,18 +504,29 @@ class Request:
                 frame_stdout(out, self.id, part)
         self._write(out, end)
 
-    def _send_by_credit(self, data, granted, end):
-        view = memoryview(data)
-        pos, total = 0, len(data)
+    def _send_by_credit(self, parts, total, granted, end):
+        """Send parts (total bytes) as credit comes, granted bytes of it already reserved;
+        slices of the parts, never a joined copy."""
+        left = [memoryview(p) for p in parts if p]
+        i = 0
         while True:
             out = []
-            frame_stdout(out, self.id, view[pos:pos + granted])
-            pos += granted
-            if pos >= total:
+            total -= granted
+            while granted:
+                part = left[i]
+                if len(part) <= granted:
+                    frame_stdout(out, self.id, part)
+                    granted -= len(part)
+                    i += 1
+                else:
+                    frame_stdout(out, self.id, part[:granted])
+                    left[i] = part[granted:]
+                    granted = 0
+            if not total:
                 self._write(out, end)
                 return
             self._write(out, False)
-            granted = self._reserve(total - pos)
+            granted = self._reserve(total)
 
     def _reserve(self, want):
         """Block (this thread only) until there is credit; take up to want bytes of it."""
@@ -525,7 +543,7 @@ class Request:
     def _write(self, out, end, app_status=APP_OK):
         chan = self.chan
         if not end:
-            chan.write(b"".join(out))
+            chan.write_parts(out)
             return
         with chan.lock:  # an abort from the reader thread may race with the app thread
             if self.ended:
@@ -535,7 +553,7 @@ class Request:
                                    app_status, REQUEST_COMPLETE))
         chan.requests.pop(self.id, None)  # before END_REQUEST: the service may reuse the id at once
         try:
-            chan.write(b"".join(out))
+            chan.write_parts(out)
         finally:
             chan.finished(self)
 
@@ -763,6 +781,9 @@ class Server:
         """The PEP 3333 environ of a request from its raw PARAMS bytes."""
         env = self.defaults.copy()
         decode_params(data, env)
+        if "APPL_PHYSICAL_PATH" in env:  # from IIS: corral relay's settings are not the app's business
+            for key in [k for k in env if k.startswith(SETTING_PARAM_PREFIX)]:
+                del env[key]
         env.update(self.wsgi_base)
         env["wsgi.input"] = req.input
         https = env.get("HTTPS")
@@ -819,17 +840,27 @@ class Channel:
 
     def write(self, data):
         """Write all of data, serialized with other threads; ClientGone if the peer is gone."""
+        self.write_parts((data,))
+
+    def write_parts(self, parts):
+        """Write the parts (bytes or memoryviews) in order, as write() does."""
         with self.wlock:
             if self.broken:
                 raise ClientGone()
             try:
-                self._write_all(data)
+                if len(parts) == 1:
+                    self._write_all(parts[0])
+                else:
+                    self._write_parts(parts)
                 return
             except OSError as exc:
                 self.broken = True
                 error = exc
         self.on_broken(error)
         raise ClientGone()
+
+    def _write_parts(self, parts):
+        self._write_all(b"".join(parts))
 
     def wait(self):
         """Block until a record may have changed what the caller waits for: body bytes, credit,
@@ -992,6 +1023,12 @@ class PipeChannel(Channel):
 
     def _write_all(self, data):
         write_all(self.wfd, data)
+
+    def _write_parts(self, parts):
+        if HAVE_WRITEV and sum(map(len, parts)) >= WRITEV_FROM:
+            writev_all(self.wfd, parts)
+        else:
+            write_all(self.wfd, b"".join(parts))
 
     def serve(self):
         """Threaded mode: this thread only reads records, until EOF; app threads run requests."""
@@ -1346,6 +1383,25 @@ def write_all(fd, data):
         view = memoryview(data)
         while done < len(data):
             done += os.write(fd, view[done:])
+
+
+HAVE_WRITEV = hasattr(os, "writev")  # not on Windows
+
+
+def writev_all(fd, parts):
+    """Write every part, in order, with writev (partial writes resumed where they stopped)."""
+    parts = list(parts)
+    i, n = 0, len(parts)
+    while i < n:
+        batch = parts[i:i + IOV_BATCH]
+        done = os.writev(fd, batch)
+        for part in batch:
+            size = len(part)
+            if done < size:
+                parts[i] = memoryview(part)[done:]
+                break
+            done -= size
+            i += 1
 
 
 def write_record(fd, rtype, payload):
