@@ -3,7 +3,7 @@
  * socket on fd 0 (FastCGI's FCGI_LISTENSOCK_FILENO, as spawn-fcgi and mod_fcgid hand it), and an
  * already-connected stream on stdin (IIS hands its named pipe that way).
  */
-import { existsSync, lstatSync, unlinkSync } from 'node:fs';
+import { lstatSync, unlinkSync } from 'node:fs';
 import net from 'node:net';
 import type { Duplex } from 'node:stream';
 import { formatAddress, type ListenAddress } from '../config/address.js';
@@ -38,7 +38,7 @@ export async function openFront(address: ListenAddress, onConnection: OnConnecti
 
 async function listen(server: net.Server, address: ListenAddress): Promise<void> {
   const opts = listenOptions(address);
-  if (address.kind === 'unix') removeStaleSocket(address.path);
+  if (address.kind === 'unix') await removeStaleSocket(address.path);
   await new Promise<void>((resolve, reject) => {
     const onError = (err: NodeJS.ErrnoException): void => {
       reject(new Error(`cannot listen on ${formatAddress(address)}: ${err.code ?? err.message}`));
@@ -69,11 +69,27 @@ function listenOptions(address: ListenAddress): net.ListenOptions {
   }
 }
 
-/** A unix socket file left by a killed service blocks listen; remove it only if nothing answers there. */
-function removeStaleSocket(path: string): void {
-  if (!existsSync(path)) return;
+/**
+ * A unix socket file left by a killed service blocks listen; remove it only if nothing answers
+ * there. A live service keeps its socket: listen then fails with EADDRINUSE, rather than a second
+ * service quietly taking the path while the first goes on listening on a file no one can reach.
+ */
+async function removeStaleSocket(path: string): Promise<void> {
   try {
     if (!lstatSync(path).isSocket()) return;
+  } catch {
+    return; // no file (or no access): listen reports the real problem
+  }
+  const answered = await new Promise<boolean>((resolve) => {
+    const probe = net.connect({ path });
+    probe.once('connect', () => {
+      probe.destroy();
+      resolve(true);
+    });
+    probe.once('error', (err: NodeJS.ErrnoException) => resolve(err.code !== 'ECONNREFUSED' && err.code !== 'ENOENT'));
+  });
+  if (answered) return;
+  try {
     unlinkSync(path);
   } catch {
     /* listen reports the real problem */

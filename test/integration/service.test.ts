@@ -136,12 +136,29 @@ describe('other listeners', () => {
     const path = join(dir, 'corral.sock');
     const c = startCorral(['serve', FIXTURES, '--wsgi-app', 'hello_app:application', '--listen', path]);
     await c.waitForMsg('FastCGI front listening');
-    const client = await FcgiClient.connect({ path });
-    try {
-      expect((await client.request(1, cgiParams('GET', '/'))).status).toBe(200);
-    } finally {
-      client.close();
-    }
+    const get = async (): Promise<number> => {
+      const client = await FcgiClient.connect({ path });
+      try {
+        return (await client.request(1, cgiParams('GET', '/'))).status;
+      } finally {
+        client.close();
+      }
+    };
+    expect(await get()).toBe(200);
+
+    // A second service on the same path must not take over a live socket: it fails, the first serves on.
+    const second = startCorral(['serve', FIXTURES, '--wsgi-app', 'hello_app:application', '--listen', path]);
+    const { code } = await second.exited;
+    expect(code).not.toBe(0);
+    expect(`${second.stderr}${JSON.stringify(second.logs)}`).toContain('EADDRINUSE');
+    expect(await get()).toBe(200);
+
+    // A socket file left by a killed service is stale: the next service removes it and listens.
+    c.child.kill('SIGKILL');
+    await c.exited;
+    const third = startCorral(['serve', FIXTURES, '--wsgi-app', 'hello_app:application', '--listen', path]);
+    await third.waitForMsg('FastCGI front listening');
+    expect(await get()).toBe(200);
   });
 
   it('serves the HTTP front', async () => {
