@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 /** `corral`: the command line. Subcommands live in their own files. */
 import { readFileSync } from 'node:fs';
-import { runServe } from './serve.js';
+import { flushLogs } from '../log/flush.js';
 
 const VERSION = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 
@@ -12,6 +12,11 @@ Usage:
                [--workers N] [--threads N] [--python CMD] [--config FILE]
   corral dev [APP_DIR] [--http ADDR] [options of serve]
                HTTP on 127.0.0.1:8000, reload on *.py changes, tracebacks in the browser
+  corral relay             the FastCGI program IIS starts; forwards to the service (see --help)
+  corral status [--control ADDR] [--json]   apps, workers, queue and last errors of a running service
+  corral reload [APP] [--control ADDR]      rolling reload of every app (or APP); answers once it serves
+  corral stop [--control ADDR] [--no-wait]  graceful stop; waits until the service is gone
+  corral service install|uninstall|start|stop   the Windows service (corral service --help)
   corral serve --help      every option, its environment variable and default
   corral --version
 `;
@@ -19,10 +24,19 @@ Usage:
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
   switch (command) {
+    // Commands load their modules on demand: IIS starts `relay` often, and it needs none of the service's.
     case 'serve':
-      return runServe(rest, VERSION, 'serve');
+      return (await import('./serve.js')).runServe(rest, VERSION, 'serve');
     case 'dev':
-      return runServe(rest, VERSION, 'dev');
+      return (await import('./serve.js')).runServe(rest, VERSION, 'dev');
+    case 'relay':
+      return (await import('./relay.js')).runRelay(rest, VERSION);
+    case 'status':
+    case 'reload':
+    case 'stop':
+      return (await import('./control-client.js')).runControlCommand(command, rest);
+    case 'service':
+      return (await import('./service-cmd.js')).runServiceCommand(rest);
     case '--version':
     case '-v':
       process.stdout.write(`${VERSION}\n`);
@@ -42,6 +56,7 @@ async function main(argv: string[]): Promise<number> {
 main(process.argv.slice(2)).then(
   (code) => {
     // Exit now: the service has stopped, and a stray handle (an idle client, stdin) must not keep us alive.
+    flushLogs();
     process.exit(code);
   },
   (err: unknown) => {

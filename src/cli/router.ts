@@ -15,10 +15,9 @@ import { formatProblem } from '../config/problems.js';
 import type { Router } from '../front/fcgi-connection.js';
 import type { Upstream } from '../pool/pool.js';
 import type { Logger } from '../log/logger.js';
+import { SETTING_PARAM_PREFIX } from '../relay/inject.js';
 import type { App } from './app.js';
 
-/** Prefix of the params a relay adds for each app setting from IIS's environment. */
-export const SETTING_PARAM_PREFIX = 'CORRAL_SETTING_';
 
 /** Routes requests to apps, creating the ones requests name within the allowed roots. */
 export class AppRouter implements Router {

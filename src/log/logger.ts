@@ -1,6 +1,7 @@
 /** pino logger creation: JSON lines on stdout (or a file descriptor), child loggers per pool and worker. */
 import { pino, type Logger, type DestinationStream } from 'pino';
 import pretty from 'pino-pretty';
+import { onFlushLogs } from './flush.js';
 
 export type { Logger } from 'pino';
 
@@ -13,18 +14,7 @@ export interface LoggerOptions {
   file?: string | null;
 }
 
-let flushers: Array<() => void> = [];
-
-/** Writes out buffered log lines; call before process.exit. */
-export function flushLogs(): void {
-  for (const f of flushers) {
-    try {
-      f();
-    } catch {
-      /* the destination is gone (closed stdout): nothing left to save */
-    }
-  }
-}
+export { flushLogs } from './flush.js';
 
 /**
  * The service's root logger. On stdout, lines are written as soon as the fd takes them but
@@ -41,7 +31,7 @@ export function createLogger(opts: LoggerOptions): Logger {
     }) as DestinationStream;
   } else {
     const boom = pino.destination({ fd: opts.destination ?? 1, sync: false, minLength: 0 });
-    flushers.push(() => boom.flushSync());
+    onFlushLogs(() => boom.flushSync());
     dest = boom;
   }
   return pino(

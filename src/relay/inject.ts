@@ -1,0 +1,58 @@
+/**
+ * The app settings a relay carries to the service. IIS passes a site's settings to its FastCGI
+ * program as environment variables (`<fastCgi><application><environmentVariables>`); the relay
+ * adds each one it knows to every request as a `CORRAL_SETTING_<NAME>` param, so one service can
+ * run several sites, each with its own settings. The service decides which it honours.
+ */
+import { RecordType } from '../fcgi/constants.js';
+import { encodeParams } from '../fcgi/params.js';
+import { frameStream } from '../fcgi/records.js';
+
+/** Prefix of the params that carry a site's settings (the service strips it to get the setting's name). */
+export const SETTING_PARAM_PREFIX = 'CORRAL_SETTING_';
+
+/** Environment variables forwarded as settings: wfastcgi's and Helicon Zoo's names, and corral's per-app ones. */
+export const FORWARDED_SETTINGS = [
+  'WSGI_APP', 'WSGI_HANDLER', 'PYTHONPATH', 'WATCH_FILE_CHANGES_MASK', 'WSGI_RESTART_FILE_REGEX',
+  'DEPLOY_FILE', 'DEPLOY_LOG', 'ERROR_LOG_DIR', 'WSGI_LOG', 'CORRAL_PYTHON', 'CORRAL_WORKERS', 'CORRAL_THREADS',
+] as const;
+
+/** The settings present in `env`, in table order. Empty values are kept: `WSGI_RESTART_FILE_REGEX=""` means "off". */
+export function settingsFromEnv(env: NodeJS.ProcessEnv): Array<[string, string]> {
+  const out: Array<[string, string]> = [];
+  for (const name of FORWARDED_SETTINGS) {
+    const value = env[name];
+    if (value !== undefined) out.push([name, value]);
+  }
+  return out;
+}
+
+/**
+ * The PARAMS record(s) to send before a request's empty PARAMS record. Encoded once at start-up;
+ * the bytes for each request id are built on first use and kept (ids are 1..255 under IIS), so
+ * per request the relay only writes a ready buffer.
+ */
+export class SettingsInjector {
+  readonly #body: Buffer;
+  readonly #byId = new Map<number, Buffer>();
+
+  constructor(settings: ReadonlyArray<readonly [string, string]>) {
+    this.#body = encodeParams(settings.map(([name, value]) => [`${SETTING_PARAM_PREFIX}${name}`, value] as const));
+  }
+
+  /** Whether there is anything to inject. */
+  get empty(): boolean {
+    return this.#body.length === 0;
+  }
+
+  /** The records for request `id` (empty when there are no settings). Never mutate the result: it is shared. */
+  recordsFor(id: number): Buffer {
+    let b = this.#byId.get(id);
+    if (b === undefined) {
+      b = Buffer.concat(frameStream(RecordType.PARAMS, id, this.#body));
+      // Clients other than IIS may use ids up to 65535; do not keep those forever.
+      if (this.#byId.size < 256) this.#byId.set(id, b);
+    }
+    return b;
+  }
+}

@@ -1,0 +1,417 @@
+/**
+ * An IIS FastCGI module (iisfcgi.dll) emulator, after ../shared/research/iis-fastcgi.md:
+ * - each instance is a process started with an already-connected duplex stream as stdin (a
+ *   connected unix socket pair here, a named pipe under IIS) and stdout/stderr invalid ('ignore');
+ *   its environment is w3wp's plus the app's <environmentVariables>, APP_POOL_ID and _FCGI_X_PIPE_;
+ * - one request at a time per instance, BEGIN with FCGI_KEEP_CONN, ids 1..255 wrapping to 1;
+ * - IIS's parameter set (APPL_MD_PATH, APPL_PHYSICAL_PATH with a trailing separator, URL,
+ *   SCRIPT_NAME, PATH_INFO equal to the whole path, SERVER_SOFTWARE=Microsoft-IIS/10.0, HTTPS=off,
+ *   CONTENT_LENGTH "0" on GET, HTTP_* headers, empty-valued variables sent);
+ * - up to maxInstances instances with a request queue; an instance is recycled after
+ *   instanceMaxRequests requests, and stopped by closing its stdin then killing it after a grace;
+ * - any FCGI_STDERR byte is a failure (default stderrMode ReturnStdErrIn500 answers 500 with it).
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { FCGI_KEEP_CONN, MAX_CONTENT, RecordType, Role } from '../../src/fcgi/constants.js';
+import { encodeParams } from '../../src/fcgi/params.js';
+import { RecordParser } from '../../src/fcgi/parser.js';
+import { decodeEndRequest, encodeBeginRequest, encodeRecord, frameStream } from '../../src/fcgi/records.js';
+
+export interface IisOptions {
+  /** The FastCGI program and its arguments (IIS: fullPath + arguments). */
+  relayCmd: readonly string[];
+  /** The application's <environmentVariables>. */
+  env?: Record<string, string>;
+  maxInstances?: number;
+  instanceMaxRequests?: number;
+  /** The IIS application's directory (sent with a trailing separator, as IIS does). */
+  appPhysicalPath: string;
+  /** '' for the site root, or a virtual application such as '/myapp'. */
+  appVirtualPath?: string;
+  appPoolId?: string;
+  siteId?: number;
+  /** After closing an instance's stdin, how long before it is killed (IIS: signalBeforeTerminateSeconds, 0 by default). */
+  graceMs?: number;
+  /** IIS's requestTimeout. */
+  requestTimeoutMs?: number;
+}
+
+export interface IisRequest {
+  method?: string;
+  /** Path and query, e.g. '/myapp/hello?x=1'. */
+  url: string;
+  headers?: Record<string, string>;
+  body?: Buffer | string;
+}
+
+export interface IisResponse {
+  status: number;
+  headers: Array<[string, string]>;
+  body: Buffer;
+  /** Pid of the instance that served it. */
+  relayPid: number;
+  /** True when IIS itself made this answer (STDERR, instance died, timeout). */
+  failed: boolean;
+}
+
+export interface IisCounters {
+  relaysStarted: number;
+  /** Instances that exited without being asked (crash, kill). */
+  unexpectedExits: number;
+  stderrBytes: number;
+  /** Instances still running when the grace after closing their stdin ran out (then killed). */
+  killedAfterGrace: number;
+  requests: number;
+  failures: string[];
+  /** Per instance: ms from spawn to the end of its first response. */
+  firstResponseMs: number[];
+}
+
+/** A started relay with the IIS end of its stdin. */
+export interface SpawnedRelay {
+  readonly child: ChildProcess;
+  readonly pid: number;
+  /** IIS's end of the connection. */
+  readonly socket: net.Socket;
+  readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  readonly spawnedAt: number;
+}
+
+/** Makes connected socket pairs through a unix socket server in a temp dir (one pair at a time). */
+export class SocketPairs {
+  readonly dir = mkdtempSync(path.join(tmpdir(), 'corral-iis-'));
+  #server: net.Server | null = null;
+  #chain: Promise<unknown> = Promise.resolve();
+
+  /** [ours, theirs]: `theirs` becomes the child's stdin. */
+  pair(): Promise<[net.Socket, net.Socket]> {
+    const next = this.#chain.then(() => this.#pairNow());
+    this.#chain = next.catch(() => undefined);
+    return next;
+  }
+
+  async #pairNow(): Promise<[net.Socket, net.Socket]> {
+    if (!this.#server) {
+      const server = net.createServer();
+      await new Promise<void>((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(path.join(this.dir, 'pair.sock'), () => resolve());
+      });
+      this.#server = server;
+    }
+    const server = this.#server;
+    const accepted = new Promise<net.Socket>((resolve) => server.once('connection', resolve));
+    const ours = net.connect(path.join(this.dir, 'pair.sock'));
+    await new Promise<void>((resolve, reject) => {
+      ours.once('connect', () => resolve());
+      ours.once('error', reject);
+    });
+    return [ours, await accepted];
+  }
+
+  close(): void {
+    this.#server?.close();
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+}
+
+/** Starts the FastCGI program as IIS does: stdin = a connected stream, stdout/stderr invalid. */
+export async function spawnRelay(pairs: SocketPairs, cmd: readonly string[], env: NodeJS.ProcessEnv, cwd: string): Promise<SpawnedRelay> {
+  const [ours, theirs] = await pairs.pair();
+  const [file, ...args] = cmd;
+  const spawnedAt = performance.now();
+  const child = spawn(file!, args, { stdio: [theirs, 'ignore', 'ignore'], env, cwd });
+  // Our copy of the child's end must go, or the child's exit would not close the connection.
+  // destroy(), never end(): a shutdown() would half-close the socket the child shares.
+  theirs.destroy();
+  ours.on('error', () => undefined);
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
+  if (child.pid === undefined) throw new Error(`cannot start ${cmd.join(' ')}`);
+  return { child, pid: child.pid, socket: ours, exited, spawnedAt };
+}
+
+/** IIS's server variables for a request to an app at `appVirtualPath` (trailing-separator physical path, full-path PATH_INFO). */
+export function iisParams(o: { appPhysicalPath: string; appVirtualPath: string; siteId: number }, req: IisRequest, bodyLength: number): Array<[string, string]> {
+  const q = req.url.indexOf('?');
+  const urlPath = q >= 0 ? req.url.slice(0, q) : req.url;
+  const query = q >= 0 ? req.url.slice(q + 1) : '';
+  const physical = o.appPhysicalPath.endsWith(path.sep) ? o.appPhysicalPath : o.appPhysicalPath + path.sep;
+  const rest = urlPath.toLowerCase().startsWith(o.appVirtualPath.toLowerCase()) ? urlPath.slice(o.appVirtualPath.length) : urlPath;
+  const headers: Record<string, string> = { Host: 'localhost', ...req.headers };
+  const contentType = Object.entries(headers).find(([k]) => k.toLowerCase() === 'content-type')?.[1] ?? '';
+  const params: Array<[string, string]> = [
+    ['APPL_MD_PATH', `/LM/W3SVC/${o.siteId}/ROOT${o.appVirtualPath}`],
+    ['APPL_PHYSICAL_PATH', physical],
+    ['AUTH_TYPE', ''],
+    ['AUTH_USER', ''],
+    ['CONTENT_LENGTH', String(bodyLength)],
+    ['CONTENT_TYPE', contentType],
+    ['GATEWAY_INTERFACE', 'CGI/1.1'],
+    ['HTTPS', 'off'],
+    ['INSTANCE_ID', String(o.siteId)],
+    ['INSTANCE_META_PATH', `/LM/W3SVC/${o.siteId}`],
+    ['LOCAL_ADDR', '127.0.0.1'],
+    ['LOGON_USER', ''],
+    // IIS's quirk: PATH_INFO is the whole path, SCRIPT_NAME included.
+    ['PATH_INFO', urlPath],
+    ['PATH_TRANSLATED', path.join(physical, ...rest.split('/').filter((s) => s !== ''))],
+    ['QUERY_STRING', query],
+    ['REMOTE_ADDR', '127.0.0.1'],
+    ['REMOTE_HOST', '127.0.0.1'],
+    ['REMOTE_PORT', '50123'],
+    ['REMOTE_USER', ''],
+    ['REQUEST_METHOD', req.method ?? 'GET'],
+    ['SCRIPT_NAME', urlPath],
+    ['SERVER_NAME', 'localhost'],
+    ['SERVER_PORT', '80'],
+    ['SERVER_PORT_SECURE', '0'],
+    ['SERVER_PROTOCOL', 'HTTP/1.1'],
+    ['SERVER_SOFTWARE', 'Microsoft-IIS/10.0'],
+    ['URL', urlPath],
+  ];
+  for (const [k, v] of Object.entries(headers)) params.push([`HTTP_${k.toUpperCase().replace(/-/g, '_')}`, v]);
+  return params;
+}
+
+/** A CGI response: `Status:` and headers, blank line (CRLF or LF), body. */
+export function parseCgiResponse(raw: Buffer): { status: number; headers: Array<[string, string]>; body: Buffer } {
+  let end = raw.indexOf('\r\n\r\n');
+  let sep = 4;
+  const lf = raw.indexOf('\n\n');
+  if (lf >= 0 && (end < 0 || lf < end)) {
+    end = lf;
+    sep = 2;
+  }
+  if (end < 0) return { status: 502, headers: [], body: raw };
+  let status = 200;
+  const headers: Array<[string, string]> = [];
+  for (const line of raw.toString('latin1', 0, end).split(/\r?\n/)) {
+    const i = line.indexOf(':');
+    if (i <= 0) continue;
+    const name = line.slice(0, i).trim();
+    const value = line.slice(i + 1).trim();
+    if (name.toLowerCase() === 'status') status = Number(value.split(' ')[0]);
+    else headers.push([name, value]);
+  }
+  return { status, headers, body: raw.subarray(end + sep) };
+}
+
+interface Job {
+  req: IisRequest;
+  resolve: (r: IisResponse) => void;
+  reject: (e: Error) => void;
+}
+
+type InstanceState = 'idle' | 'busy' | 'closing' | 'gone';
+
+/** One FastCGI process and its connection, serving one request at a time. */
+class Instance {
+  state: InstanceState = 'idle';
+  served = 0;
+  #nextId = 1;
+  readonly #parser = new RecordParser();
+  #current: { id: number; job: Job; out: Buffer[]; stderr: Buffer[]; timer: NodeJS.Timeout } | null = null;
+
+  constructor(
+    readonly relay: SpawnedRelay,
+    readonly iis: IisEmulator,
+  ) {
+    relay.socket.on('data', (chunk: Buffer) => {
+      const err = this.#parser.push(chunk, (r) => this.#onRecord(r.type, r.requestId, Buffer.from(r.content)));
+      if (err) this.#fail(`bad FastCGI from the relay: ${err.message}`);
+    });
+    relay.socket.on('close', () => this.#gone('connection closed'));
+    void relay.exited.then(({ code, signal }) => this.#gone(`process exited (code ${code}, signal ${signal})`));
+  }
+
+  send(job: Job): void {
+    this.state = 'busy';
+    const id = this.#nextId;
+    this.#nextId = id === 255 ? 1 : id + 1;
+    const body = job.req.body === undefined ? Buffer.alloc(0) : Buffer.from(job.req.body);
+    const params = encodeParams(iisParams(this.iis.appOptions, job.req, body.length));
+    const parts: Buffer[] = [encodeBeginRequest(id, Role.RESPONDER, FCGI_KEEP_CONN), ...frameStream(RecordType.PARAMS, id, params), encodeRecord(RecordType.PARAMS, id)];
+    for (let off = 0; off < body.length; off += MAX_CONTENT) parts.push(encodeRecord(RecordType.STDIN, id, body.subarray(off, off + MAX_CONTENT)));
+    parts.push(encodeRecord(RecordType.STDIN, id));
+    const timer = setTimeout(() => this.#fail(`request timed out after ${this.iis.requestTimeoutMs} ms`), this.iis.requestTimeoutMs);
+    this.#current = { id, job, out: [], stderr: [], timer };
+    this.relay.socket.write(Buffer.concat(parts));
+  }
+
+  #onRecord(type: number, id: number, content: Buffer): void {
+    const cur = this.#current;
+    if (type === RecordType.STDERR) {
+      this.iis.counters.stderrBytes += content.length;
+      this.iis.counters.failures.push(`FCGI_STDERR from relay ${this.relay.pid}: ${JSON.stringify(content.toString('latin1').slice(0, 200))}`);
+      cur?.stderr.push(content);
+      return;
+    }
+    if (!cur || id !== cur.id) {
+      if (type !== RecordType.GET_VALUES_RESULT) this.iis.counters.failures.push(`record type ${type} for request ${id}, current ${cur?.id ?? 'none'}`);
+      return;
+    }
+    if (type === RecordType.STDOUT) cur.out.push(content);
+    else if (type === RecordType.END_REQUEST) {
+      clearTimeout(cur.timer);
+      this.#current = null;
+      const end = decodeEndRequest(content);
+      if (this.served++ === 0) this.iis.counters.firstResponseMs.push(performance.now() - this.relay.spawnedAt);
+      this.iis.counters.requests++;
+      if (cur.stderr.length > 0) {
+        // stderrMode ReturnStdErrIn500: IIS's own 500 page with the STDERR text.
+        cur.job.resolve({ status: 500, headers: [], body: Buffer.concat(cur.stderr), relayPid: this.relay.pid, failed: true });
+      } else {
+        if (end?.protocolStatus !== 0) this.iis.counters.failures.push(`END_REQUEST protocolStatus ${end?.protocolStatus}`);
+        cur.job.resolve({ ...parseCgiResponse(Buffer.concat(cur.out)), relayPid: this.relay.pid, failed: false });
+      }
+      this.state = this.state === 'busy' ? 'idle' : this.state;
+      this.iis.released(this);
+    }
+  }
+
+  #fail(reason: string): void {
+    const cur = this.#current;
+    if (cur) {
+      clearTimeout(cur.timer);
+      this.#current = null;
+      this.iis.counters.failures.push(`relay ${this.relay.pid}: ${reason}`);
+      cur.job.resolve({ status: 500, headers: [], body: Buffer.from(`The FastCGI process exited unexpectedly (${reason})`), relayPid: this.relay.pid, failed: true });
+    }
+    this.close();
+  }
+
+  #gone(reason: string): void {
+    if (this.state === 'gone') return;
+    const asked = this.state === 'closing';
+    this.state = 'gone';
+    if (!asked) this.iis.counters.unexpectedExits++;
+    if (this.#current) this.#fail(reason);
+    this.relay.socket.destroy();
+    this.iis.released(this);
+  }
+
+  /** IIS's stop: close the pipe, then TerminateProcess after the grace period. */
+  close(): Promise<void> {
+    if (this.state !== 'gone') this.state = 'closing';
+    this.relay.socket.destroy();
+    const child = this.relay.child;
+    if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
+    const timer = setTimeout(() => {
+      this.iis.counters.killedAfterGrace++;
+      child.kill('SIGKILL');
+    }, this.iis.graceMs);
+    return this.relay.exited.then(() => clearTimeout(timer));
+  }
+}
+
+/** The emulated IIS FastCGI module for one application. */
+export class IisEmulator {
+  readonly counters: IisCounters = { relaysStarted: 0, unexpectedExits: 0, stderrBytes: 0, killedAfterGrace: 0, requests: 0, failures: [], firstResponseMs: [] };
+  readonly appOptions: { appPhysicalPath: string; appVirtualPath: string; siteId: number };
+  readonly graceMs: number;
+  readonly requestTimeoutMs: number;
+  readonly #opts: IisOptions;
+  readonly #pairs = new SocketPairs();
+  readonly #instances = new Set<Instance>();
+  readonly #closing = new Set<Promise<void>>();
+  readonly #queue: Job[] = [];
+  readonly #env: NodeJS.ProcessEnv;
+  #starting = 0;
+  #stopped = false;
+  #stopping: Promise<void> | null = null;
+
+  constructor(opts: IisOptions) {
+    this.#opts = opts;
+    this.appOptions = { appPhysicalPath: opts.appPhysicalPath, appVirtualPath: opts.appVirtualPath ?? '', siteId: opts.siteId ?? 1 };
+    this.graceMs = opts.graceMs ?? 2_000;
+    this.requestTimeoutMs = opts.requestTimeoutMs ?? 30_000;
+    this.#env = {
+      ...process.env,
+      APP_POOL_ID: opts.appPoolId ?? 'DefaultAppPool',
+      ...opts.env,
+    };
+  }
+
+  /** Pids of the running instances. */
+  get relayPids(): number[] {
+    return [...this.#instances].filter((i) => i.state !== 'gone').map((i) => i.relay.pid);
+  }
+
+  /** Sends a request as IIS would, through an instance. */
+  request(req: IisRequest): Promise<IisResponse> {
+    if (this.#stopped) return Promise.reject(new Error('IIS emulator stopped'));
+    return new Promise((resolve, reject) => {
+      this.#queue.push({ req, resolve, reject });
+      this.#dispatch();
+    });
+  }
+
+  /** An instance finished a request, or went away. */
+  released(inst: Instance): void {
+    if (inst.state === 'gone') this.#instances.delete(inst);
+    else if (inst.state === 'idle' && inst.served >= (this.#opts.instanceMaxRequests ?? 200)) this.#recycle(inst);
+    this.#dispatch();
+  }
+
+  /** Kills every instance (TerminateProcess, no closing first) and waits for the exits. */
+  async killRelays(): Promise<void> {
+    const all = [...this.#instances];
+    for (const i of all) i.relay.child.kill('SIGKILL');
+    await Promise.all(all.map((i) => i.relay.exited));
+  }
+
+  /** Closes every instance (close, then kill after the grace) and rejects queued requests. Idempotent. */
+  stop(): Promise<void> {
+    this.#stopping ??= (async () => {
+      this.#stopped = true;
+      for (const job of this.#queue.splice(0)) job.reject(new Error('IIS emulator stopped'));
+      await Promise.all([...[...this.#instances].map((i) => i.close()), ...this.#closing]);
+      this.#pairs.close();
+    })();
+    return this.#stopping;
+  }
+
+  #recycle(inst: Instance): void {
+    this.#instances.delete(inst);
+    const closed = inst.close();
+    this.#closing.add(closed);
+    void closed.then(() => this.#closing.delete(closed));
+  }
+
+  #dispatch(): void {
+    let idle: Instance | undefined;
+    while (this.#queue.length > 0 && (idle = [...this.#instances].find((i) => i.state === 'idle'))) idle.send(this.#queue.shift()!);
+    // IIS starts more instances while requests wait, up to maxInstances.
+    while (!this.#stopped && this.#queue.length > this.#starting && this.#instances.size + this.#starting < (this.#opts.maxInstances ?? 4)) this.#startInstance();
+  }
+
+  #startInstance(): void {
+    this.#starting++;
+    const env = { ...this.#env, _FCGI_X_PIPE_: `\\\\.\\pipe\\IISFCGI-${randomUUID()}` };
+    spawnRelay(this.#pairs, this.#opts.relayCmd, env, this.#pairs.dir).then(
+      (relay) => {
+        this.#starting--;
+        this.counters.relaysStarted++;
+        const inst = new Instance(relay, this);
+        this.#instances.add(inst);
+        if (this.#stopped) void inst.close();
+        this.#dispatch();
+      },
+      (err: Error) => {
+        this.#starting--;
+        this.counters.failures.push(`cannot start an instance: ${err.message}`);
+        for (const job of this.#queue.splice(0)) job.reject(err);
+      },
+    );
+  }
+}
+
+/** Starts an emulated IIS application. */
+export async function startIis(opts: IisOptions): Promise<IisEmulator> {
+  return new IisEmulator(opts);
+}
