@@ -1440,6 +1440,33 @@ def fatal_fd_for_usage(argv):
         return None
 
 
+# glibc hands large blocks back to the OS as soon as they are freed (a 1 MiB response body, the
+# chunks of a 1 MiB upload), so every such request faults in fresh zeroed pages again. A thread
+# other than the main one allocates from its own arena, which does not do this; the main thread,
+# which runs requests with --threads 1 (inline), does: measured 4.4 ms instead of 1.1 ms for a
+# 1 MiB POST. So the worker keeps blocks up to MMAP_THRESHOLD on its heap and returns free heap
+# beyond TRIM_THRESHOLD only: a few MiB kept per worker. MALLOC_*_ set in the environment (glibc's
+# own tunables) win: then nothing is changed.
+MALLOC_MMAP_THRESHOLD = 4 << 20
+MALLOC_TRIM_THRESHOLD = 16 << 20
+
+
+def tune_malloc():
+    """Applies the thresholds above on glibc; True if it did."""
+    if not sys.platform.startswith("linux") or any(k.startswith("MALLOC_") for k in os.environ):
+        return False
+    try:
+        import ctypes
+        libc = ctypes.CDLL(None)
+        libc.gnu_get_libc_version  # glibc only: musl's mallopt does nothing
+        mallopt = libc.mallopt
+    except (ImportError, OSError, AttributeError):
+        return False
+    m_trim_threshold, m_mmap_threshold = -1, -3
+    return bool(mallopt(m_mmap_threshold, MALLOC_MMAP_THRESHOLD)) and \
+        bool(mallopt(m_trim_threshold, MALLOC_TRIM_THRESHOLD))
+
+
 def boot(argv):
     """Parse, set up fds and paths, import the app: (opts, app, app_dirs, rfd, wfd) or exit code."""
     try:
@@ -1448,6 +1475,7 @@ def boot(argv):
         sys.stderr.write(exc.usage)
         report_failure("boot", exc, fatal_fd_for_usage(argv), summary="bad usage: %s" % exc)
         return EXIT_BOOT
+    opts.malloc_tuned = tune_malloc()
     rfd = wfd = None
     try:
         if opts.listen is None:
@@ -1491,7 +1519,7 @@ def serve_stdio(server, opts, rfd, wfd):
         server.start_threads()
     ready = {"pid": os.getpid(), "python": platform.python_version(), "app": opts.app,
              "threads": opts.threads, "window": opts.window, "protocol": PROTOCOL_VERSION,
-             "inline": inline}
+             "inline": inline, "malloc_tuned": opts.malloc_tuned}
     try:
         write_record(wfd, CORRAL_READY, json.dumps(ready).encode("utf-8"))
         chan.serve()

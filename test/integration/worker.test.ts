@@ -150,6 +150,12 @@ describe.each(MODES)('worker over stdio, $mode', ({ args: modeArgs, threads, inl
   const startWorker = (args: string[] = [], env: Record<string, string> = {}, app?: string): Worker =>
     spawnWorker([...modeArgs, ...args], env, app);
 
+  it('keeps large freed blocks on glibc (malloc_tuned in READY), unless MALLOC_* tunables are set', async () => {
+    const glibc = process.platform === 'linux' && (process.report.getReport() as { header: { glibcVersionRuntime?: string } }).header.glibcVersionRuntime !== undefined;
+    expect((await startWorker().ready()).malloc_tuned).toBe(glibc);
+    expect((await startWorker([], { MALLOC_ARENA_MAX: '2' }).ready()).malloc_tuned).toBe(false);
+  });
+
   it('reports its threads and whether it runs requests inline in READY', async () => {
     const w = startWorker();
     expect(await w.ready()).toMatchObject({ threads, inline });
