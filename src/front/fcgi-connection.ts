@@ -18,7 +18,7 @@ import {
 import { RecordParser, type FcgiRecord } from '../fcgi/parser.js';
 import { decodeParams, encodeParams, paramsToMap, scanParams } from '../fcgi/params.js';
 import { cgiStatus, exchangeFacts, type RequestObserver, type RequestRecord } from './access-log.js';
-import { decodeBeginRequest, encodeEndRequest, encodeRecord, encodeUnknownType, frameStream } from '../fcgi/records.js';
+import { decodeBeginRequest, encodeEndRequest, encodeRecord, encodeUnknownType, frameStream, header } from '../fcgi/records.js';
 import { CorralError } from '../errors.js';
 import type { Logger } from '../log/logger.js';
 import type { Exchange, ExchangeSink } from '../pool/exchange.js';
@@ -39,6 +39,9 @@ export interface ConnectionOptions {
 
 /** Params the access log needs. */
 const ACCESS_PARAMS = ['REQUEST_METHOD', 'REQUEST_URI', 'SCRIPT_NAME', 'PATH_INFO'];
+/** How much of a response's start is searched for its CGI `Status:` line. */
+const HEAD_PROBE = 2048;
+const EMPTY = Buffer.alloc(0);
 
 /** Picks the pool for a request. */
 export interface Router {
@@ -61,6 +64,8 @@ class FrontRequest implements ExchangeSink {
   readonly startedAt = performance.now();
   seen: Record<string, string> | null = null;
   status = 0;
+  /** The CGI head seen so far while it has not ended (for the status); null once it has. */
+  #head: Buffer | null = EMPTY;
   bytes = 0;
   error: string | null = null;
 
@@ -70,11 +75,11 @@ class FrontRequest implements ExchangeSink {
     this.keepConn = keepConn;
   }
 
-  stdout(frame: Buffer, content: Buffer): void {
-    frame[2] = this.id >>> 8;
-    frame[3] = this.id & 0xff;
-    this.conn.write(frame);
-    if (this.status === 0 && content.length > 0) this.status = cgiStatus(content);
+  stdout(content: Buffer): void {
+    // A fresh header and the content as it came from the worker (a view: no copy of the body).
+    this.conn.write(header(RecordType.STDOUT, this.id, content.length));
+    if (content.length > 0) this.conn.write(content);
+    if (this.#head !== null && content.length > 0) this.#probeStatus(content);
     this.bytes += content.length;
     const ex = this.exchange;
     if (ex && content.length > 0) this.conn.afterFlush(() => ex.credit(content.length));
@@ -82,6 +87,14 @@ class FrontRequest implements ExchangeSink {
 
   end(appStatus: number): void {
     this.conn.endRequest(this, appStatus);
+  }
+
+  /** The status for the access log, from the CGI head, which may come in more than one piece. */
+  #probeStatus(content: Buffer): void {
+    const head = this.#head!.length === 0 ? content : Buffer.concat([this.#head!, content.subarray(0, HEAD_PROBE)]);
+    this.status = cgiStatus(head);
+    const ended = head.indexOf('\n\n') >= 0 || head.indexOf('\r\n\r\n') >= 0;
+    this.#head = ended || head.length >= HEAD_PROBE ? null : Buffer.from(head);
   }
 
   fail(error: CorralError): void {

@@ -93,7 +93,7 @@ class HttpExchange implements ExchangeSink {
     this.#log = log;
   }
 
-  stdout(_frame: Buffer, content: Buffer): void {
+  stdout(content: Buffer): void {
     if (!this.#started) {
       const r = this.#head.push(content);
       if (r === null) return this.#credit(content.length);

@@ -12,7 +12,7 @@ import type { CorralError } from '../errors.js';
 /** What a front (FastCGI connection, HTTP front) gives the pool to receive one response. */
 export interface ExchangeSink {
   /** One STDOUT record of the app's CGI response. `frame` is the whole record; its request id may be rewritten in place. */
-  stdout(frame: Buffer, content: Buffer): void;
+  stdout(content: Buffer): void;
   /** The response is complete. */
   end(appStatus: number): void;
   /** The pool could not serve the request, before or during the response. */
@@ -162,7 +162,7 @@ export class Exchange {
   }
 
   /** STDOUT from the worker. */
-  onStdout(frame: Buffer, content: Buffer): void {
+  onStdout(content: Buffer): void {
     if (this.#state !== 'assigned') return;
     if (this.#aborted) {
       // Nobody reads it: give the credit straight back so the app runs to its end.
@@ -170,7 +170,7 @@ export class Exchange {
       return;
     }
     if (content.length > 0) this.#responseStarted = true;
-    this.sink.stdout(frame, content);
+    this.sink.stdout(content);
   }
 
   /** CORRAL_WINDOW from the worker: it consumed `bytes` of the body. */

@@ -33,7 +33,8 @@ export class Worker implements WorkerHandle {
   readonly log: Logger;
   #child: ChildProcess;
   #outbox: Outbox;
-  #parser = new RecordParser();
+  // Large STDOUT records span two reads: take them in parts rather than copy them whole.
+  #parser = new RecordParser({ splitStreams: true });
   #events: WorkerEvents;
   #state: WorkerState = 'starting';
   #exchanges = new Map<number, Exchange>();
@@ -165,7 +166,7 @@ export class Worker implements WorkerHandle {
   readonly #onRecord = (r: FcgiRecord): void => {
     switch (r.type) {
       case RecordType.STDOUT:
-        this.#exchanges.get(r.requestId)?.onStdout(r.frame, r.content);
+        this.#exchanges.get(r.requestId)?.onStdout(r.content);
         return;
       case RecordType.END_REQUEST: {
         const ex = this.#exchanges.get(r.requestId);

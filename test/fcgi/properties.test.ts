@@ -104,6 +104,64 @@ describe('records: encode -> arbitrary chunking -> parse', () => {
   });
 });
 
+describe('splitStreams: stream records that span chunks come in parts', () => {
+  const STREAMS = new Set<number>([RecordType.STDIN, RecordType.STDOUT, RecordType.STDERR, RecordType.DATA]);
+  /** Adjacent records of one stream (same stream type and id) joined; padding dropped for streams. */
+  const joined = (recs: Rec[]): Array<{ type: number; requestId: number; content: string; padding: number }> => {
+    const out: Rec[] = [];
+    for (const r of recs) {
+      const last = out.at(-1);
+      if (last && STREAMS.has(r.type) && last.type === r.type && last.requestId === r.requestId && r.content.length > 0 && last.content.length > 0) {
+        last.content = Buffer.concat([last.content, r.content]);
+      } else out.push({ ...r, padding: STREAMS.has(r.type) ? 0 : r.padding });
+    }
+    return show(out);
+  };
+  const streamTypeArb = fc.oneof(fc.constantFrom(RecordType.STDIN, RecordType.STDOUT, RecordType.STDERR, RecordType.DATA), fc.integer({ min: 0, max: 255 }));
+
+  test('the same streams, in the same order, and the other records whole; every part is a valid record', () => {
+    fc.assert(
+      fc.property(
+        fc.array(fc.record({ type: streamTypeArb, requestId: fc.integer({ min: 0, max: 3 }), content: contentArb, padding: fc.oneof(fc.constant(0), fc.integer({ min: 0, max: 255 })) }), { maxLength: 12 }),
+        chunkingArb,
+        (recs, chunking) => {
+          const stream = Buffer.concat(recs.map((r) => encodeWithPadding(r)));
+          const parser = new RecordParser({ splitStreams: true });
+          const got: Rec[] = [];
+          for (const chunk of split(stream, chunking)) {
+            const err = parser.push(chunk, (rec) => {
+              const rebuilt = parseChunks([rec.frame]).records; // the frame of a part is a record of its own
+              expect(rebuilt).toHaveLength(1);
+              expect(rebuilt[0]!.content.equals(rec.content)).toBe(true);
+              if (STREAMS.has(rec.type)) expect(rec.content.length > 0 || rec.frame.length === HEADER_LEN + (rec.frame[6] ?? 0)).toBe(true);
+              got.push({ type: rec.type, requestId: rec.requestId, content: Buffer.from(rec.content), padding: rec.frame.length - HEADER_LEN - rec.content.length });
+            });
+            expect(err).toBeNull();
+          }
+          expect(joined(got)).toEqual(joined(recs));
+          // Records that were not streams, or were empty, came whole.
+          const whole = (rs: Rec[]): Rec[] => rs.filter((r) => !STREAMS.has(r.type) || r.content.length === 0);
+          expect(show(whole(got))).toEqual(show(whole(recs)));
+          expect(parser.buffered).toBe(0);
+        },
+      ),
+      fcOptions(300),
+    );
+  });
+
+  test('a 65535-byte STDOUT record read in 64 KiB chunks is handed out as views, never assembled', () => {
+    const content = fill(65535, 7);
+    const wire = Buffer.concat([encodeRecord(RecordType.STDOUT, 1, content), encodeRecord(RecordType.STDOUT, 1, content)]);
+    const chunks = split(wire, { kind: 'size', size: 65536 });
+    const parts: Buffer[] = [];
+    const parser = new RecordParser({ splitStreams: true });
+    for (const c of chunks) parser.push(c, (r) => parts.push(r.content));
+    expect(Buffer.concat(parts).equals(Buffer.concat([content, content]))).toBe(true);
+    // Each part is a view into one of the chunks (same memory), not a copy.
+    for (const part of parts) expect(chunks.some((c) => c.buffer === part.buffer && part.byteOffset >= c.byteOffset && part.byteOffset + part.length <= c.byteOffset + c.length)).toBe(true);
+  });
+});
+
 describe('params: encode -> decode', () => {
   /** Names/values with lengths around the 1-byte/4-byte switch (127/128) and beyond one record (> 65535). */
   const paramBytes: fc.Arbitrary<Buffer> = fc.oneof(

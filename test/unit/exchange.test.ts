@@ -37,7 +37,7 @@ class Sink implements ExchangeSink {
   failed: CorralError | null = null;
   paused = 0;
   resumed = 0;
-  stdout(_f: Buffer, c: Buffer): void {
+  stdout(c: Buffer): void {
     this.out.push(Buffer.from(c));
   }
   end(s: number): void {
@@ -140,7 +140,7 @@ describe('Exchange', () => {
     ex.assign(w, 4, 1000, 4000);
     ex.abort();
     expect(w.aborted).toEqual([4]);
-    ex.onStdout(Buffer.alloc(0), Buffer.alloc(300));
+    ex.onStdout(Buffer.alloc(300));
     expect(sink.out).toHaveLength(0);
     expect(w.windows).toEqual([[4, 300]]);
     ex.finish(0);

@@ -4,12 +4,13 @@
  */
 import net from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
+import type { RequestObserver, RequestRecord } from '../../src/front/access-log.js';
 import { FcgiConnection } from '../../src/front/fcgi-connection.js';
 import { Exchange, type ExchangeSink } from '../../src/pool/exchange.js';
 import type { Upstream } from '../../src/pool/pool.js';
 import { ProtocolStatus, RecordType, Role } from '../../src/fcgi/constants.js';
 import { encodeParams, decodeParams } from '../../src/fcgi/params.js';
-import { encodeRecord, frameStream } from '../../src/fcgi/records.js';
+import { encodeRecord } from '../../src/fcgi/records.js';
 import { silentLogger } from '../../src/log/logger.js';
 import { CorralError } from '../../src/errors.js';
 import { FcgiClient, cgiParams } from '../helpers/fcgi-client.js';
@@ -37,8 +38,10 @@ class EchoUpstream implements Upstream {
             ex.fail(new CorralError('CORRAL_WORKER_LOST', 'worker 1 exited'));
             return;
           }
-          const text = `Status: 200 OK\r\nContent-Type: text/plain\r\n\r\n${path} ${body}`;
-          for (const f of frameStream(RecordType.STDOUT, 0, Buffer.from(text))) ex.onStdout(Buffer.concat([f]), f);
+          const text = `Status: ${path === '/missing' ? '404 Not Found' : '200 OK'}\r\nContent-Type: text/plain\r\n\r\n${path} ${body}`;
+          // In 7-byte pieces, as a worker's STDOUT may arrive (a record split across reads).
+          const out = Buffer.from(text);
+          for (let off = 0; off < out.length; off += 7) ex.onStdout(out.subarray(off, off + 7));
           ex.finish(0);
         }
       },
@@ -53,9 +56,9 @@ class EchoUpstream implements Upstream {
 let server: net.Server | null = null;
 const clients: FcgiClient[] = [];
 
-async function serve(up: Upstream): Promise<{ host: string; port: number }> {
+async function serve(up: Upstream, observe: RequestObserver | null = null): Promise<{ host: string; port: number }> {
   server = net.createServer({ allowHalfOpen: true }, (s) => {
-    new FcgiConnection(s, { needsParams: false, route: () => up }, { maxParamsBytes: 4096, maxConns: 10, maxReqs: 20, devErrors: false }, silentLogger());
+    new FcgiConnection(s, { needsParams: false, route: () => up }, { maxParamsBytes: 4096, maxConns: 10, maxReqs: 20, devErrors: false, observe }, silentLogger());
   });
   await new Promise<void>((r) => server!.listen(0, '127.0.0.1', () => r()));
   const a = server.address() as net.AddressInfo;
@@ -83,6 +86,14 @@ describe('FcgiConnection', () => {
       expect(r.protocolStatus).toBe(ProtocolStatus.REQUEST_COMPLETE);
     }
     expect(c.isClosed).toBe(false);
+  });
+
+  it('logs the status of a CGI head that came in pieces', async () => {
+    const seen: RequestRecord[] = [];
+    const c = await client(await serve(new EchoUpstream(), (r) => seen.push(r)));
+    expect((await c.request(1, cgiParams('GET', '/missing'))).body.toString()).toBe('/missing 0');
+    expect((await c.request(1, cgiParams('GET', '/found'))).body.toString()).toBe('/found 0');
+    expect(seen.map((r) => [r.path, r.status])).toEqual([['/missing', 404], ['/found', 200]]);
   });
 
   it('closes the connection after a request without FCGI_KEEP_CONN', async () => {
