@@ -11,7 +11,8 @@
  * (node process, from /proc/PID/stat) and peak RSS. Results go to bench/out/ (JSON + markdown).
  *
  * Settings (environment): BENCH_DURATION=3 (s per measured run), BENCH_REPS=3, BENCH_WARMUP=1 (s),
- * BENCH_CONNECTIONS=16, BENCH_PYTHON=/usr/bin/python3, BENCH_NO_INSTALL=1 (never apt-get).
+ * BENCH_CONNECTIONS=16, BENCH_PYTHON=/usr/bin/python3, BENCH_NO_INSTALL=1 (never apt-get),
+ * BENCH_CORRAL_ARGS="--access-log false" (more options for corral serve, split on spaces).
  * Everything it starts runs in its own process group and is stopped on exit, error or Ctrl-C.
  */
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
@@ -39,6 +40,7 @@ const REPS = num('BENCH_REPS', 3);
 const WARMUP = num('BENCH_WARMUP', 1);
 const CONNS = num('BENCH_CONNECTIONS', 16);
 const PYTHON = process.env.BENCH_PYTHON ?? '/usr/bin/python3';
+const CORRAL_ARGS = (process.env.BENCH_CORRAL_ARGS ?? '').split(/\s+/).filter((a) => a !== '');
 const NGINX_BIN = existsSync('/usr/sbin/nginx') ? '/usr/sbin/nginx' : 'nginx';
 const CLK_TCK = Number(spawnSync('getconf', ['CLK_TCK']).stdout?.toString().trim()) || 100;
 const MiB = 1024 * 1024;
@@ -199,7 +201,7 @@ function startCorral() {
     const entry = startChild(
       'corral',
       process.execPath,
-      [CLI, 'serve', APPS, '--wsgi-app', 'wsgi_apps:application', '--listen', '127.0.0.1:0', '--workers', '2', '--threads', '1', '--python', PYTHON, '--log-level', 'info'],
+      [CLI, 'serve', APPS, '--wsgi-app', 'wsgi_apps:application', '--listen', '127.0.0.1:0', '--workers', '2', '--threads', '1', '--python', PYTHON, '--log-level', 'info', ...CORRAL_ARGS],
       {
         onData: (text) => {
           buf += text;
@@ -507,7 +509,7 @@ function markdown(summary, meta) {
   lines.push('');
   lines.push(`corral's node process: peak RSS ${fmt(meta.corralPeakRssKb / 1024, 1)} MB sampled during the runs, VmHWM ${fmt(meta.corralHwmKb / 1024, 1)} MB over its life; nginx error-log lines at [error] or worse: ${meta.nginxErrors}.`);
   lines.push('');
-  lines.push('Stacks: `corral` = nginx -> corral (2 workers x 1 thread) -> Python; `standalone` = nginx -> the same Python worker alone (`corral_worker.py --listen`, 2 threads); `static` = nginx answering itself. All behind one nginx (1 worker, `fastcgi_keep_conn on`, upstream keepalive 32). Workloads: ' + WORKLOADS.map((w) => `\`${w.name}\` = ${w.what}`).join('; ') + '.');
+  lines.push('Stacks: `corral` = nginx -> corral (2 workers x 1 thread, access log on' + (CORRAL_ARGS.length ? `, \`${CORRAL_ARGS.join(' ')}\`` : '') + ') -> Python; `standalone` = nginx -> the same Python worker alone (`corral_worker.py --listen`, 2 threads); `static` = nginx answering itself. All behind one nginx (1 worker, `fastcgi_keep_conn on`, upstream keepalive 32). Workloads: ' + WORKLOADS.map((w) => `\`${w.name}\` = ${w.what}`).join('; ') + '.');
   return lines.join('\n');
 }
 
