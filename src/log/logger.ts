@@ -2,6 +2,7 @@
 import { pino, type Logger, type DestinationStream } from 'pino';
 import pretty from 'pino-pretty';
 import { onFlushLogs } from './flush.js';
+import { turnWriter } from './turn-writer.js';
 
 export type { Logger } from 'pino';
 
@@ -17,9 +18,9 @@ export interface LoggerOptions {
 export { flushLogs } from './flush.js';
 
 /**
- * The service's root logger. On stdout, lines are written as soon as the fd takes them but
- * coalesced while a write is pending (one syscall for many access lines under load);
- * `flushLogs()` writes out the rest at exit.
+ * The service's root logger. On stdout, the lines of one event-loop turn go out in one
+ * synchronous write at the end of the turn (turn-writer.ts); `flushLogs()` writes out the rest
+ * at exit. With `file`, pino-roll writes from its own thread.
  */
 export function createLogger(opts: LoggerOptions): Logger {
   let dest: DestinationStream;
@@ -30,9 +31,9 @@ export function createLogger(opts: LoggerOptions): Logger {
       options: { file: opts.file, frequency: 'daily', size: '10m', mkdir: true, limit: { count: 7 } },
     }) as DestinationStream;
   } else {
-    const boom = pino.destination({ fd: opts.destination ?? 1, sync: false, minLength: 0 });
-    onFlushLogs(() => boom.flushSync());
-    dest = boom;
+    const writer = turnWriter(opts.destination ?? 1);
+    onFlushLogs(() => writer.flushSync());
+    dest = writer;
   }
   return pino(
     {

@@ -1,0 +1,59 @@
+/** The stdout log writer: one write per event-loop turn, order kept through EAGAIN and partial writes. */
+import { describe, expect, it } from 'vitest';
+import { turnWriter } from '../../src/log/turn-writer.js';
+
+const turn = (): Promise<void> => new Promise((r) => setImmediate(r));
+const errno = (code: string): NodeJS.ErrnoException => Object.assign(new Error(code), { code });
+
+describe('turnWriter', () => {
+  it('writes the lines of one turn with one write, at the end of the turn', async () => {
+    const writes: string[] = [];
+    const w = turnWriter(1, (_fd, b) => (writes.push(b.toString()), b.length));
+    w.write('a\n');
+    w.write('b\n');
+    expect(writes).toEqual([]);
+    await turn();
+    expect(writes).toEqual(['a\nb\n']);
+    w.write('c\n');
+    await turn();
+    expect(writes).toEqual(['a\nb\n', 'c\n']);
+  });
+
+  it('resumes partial writes and keeps lines refused with EAGAIN, in order, until the fd takes them', async () => {
+    const out: string[] = [];
+    let mode: 'partial' | 'full' | 'ok' = 'partial';
+    const w = turnWriter(1, (_fd, b) => {
+      if (mode === 'full') throw errno('EAGAIN');
+      const n = mode === 'partial' ? Math.min(3, b.length) : b.length;
+      out.push(b.subarray(0, n).toString());
+      if (mode === 'partial' && out.join('').length >= 6) mode = 'full';
+      return n;
+    });
+    w.write('line one\n');
+    w.write('line two\n');
+    await turn();
+    expect(out.join('')).toBe('line o');
+    w.write('line three\n');
+    await turn();
+    expect(out.join('')).toBe('line o'); // held while the fd is full
+    mode = 'ok';
+    await new Promise((r) => setTimeout(r, 30)); // the retry timer
+    expect(out.join('')).toBe('line one\nline two\nline three\n');
+  });
+
+  it('drops lines when the reader is gone (EPIPE) and goes on', async () => {
+    let gone = true;
+    const out: string[] = [];
+    const w = turnWriter(1, (_fd, b) => {
+      if (gone) throw errno('EPIPE');
+      out.push(b.toString());
+      return b.length;
+    });
+    w.write('lost\n');
+    await turn();
+    gone = false;
+    w.write('kept\n');
+    w.flushSync();
+    expect(out).toEqual(['kept\n']);
+  });
+});
