@@ -92,6 +92,11 @@ function startChild(name, cmd, args, opts = {}) {
   };
   child.stdout.on('data', keep);
   child.stderr.on('data', keep);
+  /** From now on read stdout and drop it, as a log collector would, without decoding or keeping it here (that CPU would count against the stack measured). */
+  entry.discardStdout = () => {
+    child.stdout.off('data', keep);
+    child.stdout.resume();
+  };
   children.push(entry);
   return entry;
 }
@@ -222,6 +227,7 @@ function startCorral() {
             }
             if (port && ready >= 2) {
               clearTimeout(timer);
+              entry.discardStdout();
               resolve({ entry, port, workerPids });
             }
           }
