@@ -96,7 +96,7 @@ export class ServiceLink {
       const cmd = serveCommand(location.text, root, this.#o.env);
       const started = spawnService(cmd);
       held.keep(started.pid);
-      log.info({ pid: started.pid, listen: location.text, root, args: cmd.args }, 'auto-started the corral service');
+      log.info({ servicePid: started.pid, listen: location.text, root, args: cmd.args }, 'auto-started the corral service');
       return started;
     } catch (err) {
       held.release();

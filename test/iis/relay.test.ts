@@ -371,7 +371,11 @@ describe('corral relay auto-starting the service', () => {
     expect(services).toHaveLength(1);
     const lock = JSON.parse(readFileSync(`${sock}.lock`, 'utf8')) as { service: number };
     expect(lock.service).toBe(services[0]);
-    expect(logLines(log).filter((l) => l.msg === 'auto-started the corral service')).toHaveLength(1);
+    const starts = logLines(log).filter((l) => l.msg === 'auto-started the corral service');
+    expect(starts).toHaveLength(1);
+    // The relay's own pid and the service's are separate fields (one JSON key each).
+    expect(starts[0]!.servicePid).toBe(services[0]);
+    expect(starts[0]!.pid).not.toBe(services[0]);
     // With no stdio, the service logs to CORRAL_LOG_FILE (by default a file in the temp folder).
     const listening = (lines: Array<Record<string, unknown>>): boolean => lines.some((l) => l.msg === 'corral starting' && l.pid === services[0]) && lines.some((l) => l.msg === 'FastCGI front listening');
     expect(listening(await serviceLogLines(sock, listening))).toBe(true);
