@@ -145,7 +145,8 @@ export class FcgiConnection {
   readonly #route: Router;
   readonly #opts: ConnectionOptions;
   readonly #log: Logger;
-  readonly #parser = new RecordParser();
+  // Body records that span two reads come in parts rather than copied whole (see RecordParser).
+  readonly #parser = new RecordParser({ splitStreams: true });
   readonly #outbox: Outbox;
   readonly #requests = new Map<number, FrontRequest>();
   #pauses = 0;
@@ -222,7 +223,7 @@ export class FcgiConnection {
   readonly #onRecord = (r: FcgiRecord): void => {
     const type = r.type;
     if (type === RecordType.STDIN) {
-      this.#requests.get(r.requestId)?.exchange?.stdin(r.frame);
+      this.#requests.get(r.requestId)?.exchange?.stdin(r.content);
       return;
     }
     if (type === RecordType.PARAMS) {

@@ -10,10 +10,12 @@ import { Exchange, type ExchangeSink } from '../../src/pool/exchange.js';
 import type { Upstream } from '../../src/pool/pool.js';
 import { ProtocolStatus, RecordType, Role } from '../../src/fcgi/constants.js';
 import { encodeParams, decodeParams } from '../../src/fcgi/params.js';
+import { RecordParser } from '../../src/fcgi/parser.js';
 import { encodeRecord } from '../../src/fcgi/records.js';
 import { silentLogger } from '../../src/log/logger.js';
 import { CorralError } from '../../src/errors.js';
 import { FcgiClient, cgiParams } from '../helpers/fcgi-client.js';
+import { encodeWithPadding } from '../fcgi/util.js';
 
 /** Answers every request with its PATH_INFO and body length once the body ended. */
 class EchoUpstream implements Upstream {
@@ -24,29 +26,30 @@ class EchoUpstream implements Upstream {
     this.exchanges.push(ex);
     let params = Buffer.alloc(0);
     let body = 0;
+    // What the exchange sends is a byte stream (headers and contents may come as separate buffers).
+    const parser = new RecordParser();
     const port = {
       pid: 1,
-      send: (frame: Buffer) => {
-        const type = frame[1];
-        const content = frame.subarray(8, 8 + frame.readUInt16BE(4));
-        if (type === RecordType.PARAMS) params = Buffer.concat([params, content]);
-        if (type === RecordType.STDIN && content.length > 0) body += content.length;
-        if (type === RecordType.STDIN && content.length === 0 && !this.hold) {
-          const d = decodeParams(params);
-          const path = d.ok ? (d.pairs.find(([n]) => n.toString() === 'PATH_INFO')?.[1].toString() ?? '') : '';
-          if (path === '/fail') {
-            ex.fail(new CorralError('CORRAL_WORKER_LOST', 'worker 1 exited'));
-            return;
-          }
-          const text = `Status: ${path === '/missing' ? '404 Not Found' : '200 OK'}\r\nContent-Type: text/plain\r\n\r\n${path} ${body}`;
-          // In 7-byte pieces, as a worker's STDOUT may arrive (a record split across reads).
-          const out = Buffer.from(text);
-          for (let off = 0; off < out.length; off += 7) ex.onStdout(out.subarray(off, off + 7));
-          ex.finish(0);
-        }
-      },
+      send: (bytes: Buffer) => parser.push(Buffer.from(bytes), (r) => onRecord(r.type, r.content)),
       grantWindow: () => undefined,
       abort: () => ex.finish(0),
+    };
+    const onRecord = (type: number, content: Buffer): void => {
+      if (type === RecordType.PARAMS) params = Buffer.concat([params, content]);
+      if (type === RecordType.STDIN && content.length > 0) body += content.length;
+      if (type === RecordType.STDIN && content.length === 0 && !this.hold) {
+        const d = decodeParams(params);
+        const path = d.ok ? (d.pairs.find(([n]) => n.toString() === 'PATH_INFO')?.[1].toString() ?? '') : '';
+        if (path === '/fail') {
+          ex.fail(new CorralError('CORRAL_WORKER_LOST', 'worker 1 exited'));
+          return;
+        }
+        const text = `Status: ${path === '/missing' ? '404 Not Found' : '200 OK'}\r\nContent-Type: text/plain\r\n\r\n${path} ${body}`;
+        // In 7-byte pieces, as a worker's STDOUT may arrive (a record split across reads).
+        const out = Buffer.from(text);
+        for (let off = 0; off < out.length; off += 7) ex.onStdout(out.subarray(off, off + 7));
+        ex.finish(0);
+      }
     };
     queueMicrotask(() => ex.assign(port, 1, 1 << 20, 1 << 20));
     return ex;
@@ -94,6 +97,18 @@ describe('FcgiConnection', () => {
     expect((await c.request(1, cgiParams('GET', '/missing'))).body.toString()).toBe('/missing 0');
     expect((await c.request(1, cgiParams('GET', '/found'))).body.toString()).toBe('/found 0');
     expect(seen.map((r) => [r.path, r.status])).toEqual([['/missing', 404], ['/found', 200]]);
+  });
+
+  it('takes a body whose records (with padding) arrive cut into small odd pieces', async () => {
+    const c = await client(await serve(new EchoUpstream()));
+    const done = c.begin(1, cgiParams('POST', '/cut'));
+    const records = [60000, 1, 65535, 65535, 8930].map((n, i) => encodeWithPadding({ type: RecordType.STDIN, requestId: 1, content: Buffer.alloc(n, i + 1), padding: (i * 3) % 8 }));
+    const wire = Buffer.concat([...records, encodeRecord(RecordType.STDIN, 1)]);
+    for (let off = 0; off < wire.length; off += 7777) {
+      c.write(wire.subarray(off, off + 7777));
+      await new Promise((r) => setImmediate(r)); // separate reads on the server, most of the time
+    }
+    expect((await done).body.toString()).toBe('/cut 200001');
   });
 
   it('closes the connection after a request without FCGI_KEEP_CONN', async () => {
