@@ -145,8 +145,7 @@ export class FcgiConnection {
   readonly #route: Router;
   readonly #opts: ConnectionOptions;
   readonly #log: Logger;
-  // Body records that span two reads come in parts rather than copied whole (see RecordParser).
-  readonly #parser = new RecordParser({ splitStreams: true });
+  readonly #parser = new RecordParser();
   readonly #outbox: Outbox;
   readonly #requests = new Map<number, FrontRequest>();
   #pauses = 0;
@@ -223,7 +222,7 @@ export class FcgiConnection {
   readonly #onRecord = (r: FcgiRecord): void => {
     const type = r.type;
     if (type === RecordType.STDIN) {
-      this.#requests.get(r.requestId)?.exchange?.stdin(r.content);
+      this.#requests.get(r.requestId)?.exchange?.stdin(r.frame);
       return;
     }
     if (type === RecordType.PARAMS) {

@@ -198,9 +198,11 @@ export async function openHttpFront(address: ListenAddress, route: Router, opts:
     }
     ex.params(encodeRecord(RecordType.PARAMS, 0));
     req.on('data', (chunk: Buffer) => {
-      for (let off = 0; off < chunk.length; off += MAX_CONTENT) ex.stdin(chunk.subarray(off, Math.min(chunk.length, off + MAX_CONTENT)));
+      for (let off = 0; off < chunk.length; off += MAX_CONTENT) {
+        ex.stdin(encodeRecord(RecordType.STDIN, 0, chunk.subarray(off, Math.min(chunk.length, off + MAX_CONTENT))));
+      }
     });
-    req.on('end', () => ex.stdin(Buffer.alloc(0)));
+    req.on('end', () => ex.stdin(encodeRecord(RecordType.STDIN, 0)));
     res.on('close', () => {
       if (!res.writableFinished) ex.abort();
     });

@@ -5,7 +5,7 @@
  * request body bytes go out only within the worker's credit, and credit for response bytes goes
  * back only once the front has handed them on.
  */
-import { RecordType } from '../fcgi/constants.js';
+import { HEADER_LEN, RecordType } from '../fcgi/constants.js';
 import { header } from '../fcgi/records.js';
 import type { CorralError } from '../errors.js';
 
@@ -55,10 +55,8 @@ export class Exchange {
   #state: ExchangeState = 'queued';
   #worker: WorkerPort | null = null;
   #workerId = 0;
-  /** PARAMS records not yet sent (while queued). */
+  /** Records not yet sent: everything while queued, then stdin beyond the credit. */
   #held: Buffer[] = [];
-  /** Body bytes not yet sent, as content (an empty one ends the body): while queued, then beyond the credit. */
-  #heldBody: Buffer[] = [];
   #heldStdin = 0;
   #stdinCredit = 0;
   #paused = false;
@@ -101,19 +99,16 @@ export class Exchange {
     else this.#forward(frame);
   }
 
-  /**
-   * Body bytes from the client (empty: the body has ended), in any pieces: they go to the worker
-   * as STDIN records of their own, the content as it came (a view, never copied).
-   */
-  stdin(content: Buffer): void {
+  /** A STDIN record (the empty one ends the body). */
+  stdin(frame: Buffer): void {
     if (this.#state === 'done' || this.#aborted) return;
-    const length = content.length;
-    if (this.#state === 'assigned' && this.#heldBody.length === 0 && length <= this.#stdinCredit) {
+    const length = frame.length - HEADER_LEN - frame[6]!;
+    if (this.#state === 'assigned' && this.#heldStdin === 0 && length <= this.#stdinCredit) {
       this.#stdinCredit -= length;
-      this.#forwardStdin(content);
+      this.#forward(frame);
       return;
     }
-    this.#heldBody.push(content);
+    this.#held.push(frame);
     this.#heldStdin += length;
     if (this.#state === 'assigned') this.#sendHeldStdin();
     this.#checkPause();
@@ -148,9 +143,20 @@ export class Exchange {
     this.#workerId = requestId;
     this.#stdinCredit = stdinWindow;
     this.#windowQuantum = Math.max(1, responseWindow >>> 2);
-    // PARAMS come before any STDIN in FastCGI: send them all, then the body as credit allows.
-    for (const frame of this.#held) this.#forward(frame);
+    const held = this.#held;
     this.#held = [];
+    this.#heldStdin = 0;
+    let i = 0;
+    for (; i < held.length; i++) {
+      const frame = held[i]!;
+      if (frame[1] !== RecordType.STDIN) this.#forward(frame);
+      else break;
+    }
+    for (; i < held.length; i++) {
+      const frame = held[i]!;
+      this.#held.push(frame);
+      this.#heldStdin += frame.length - HEADER_LEN - frame[6]!;
+    }
     this.#sendHeldStdin();
     this.#checkPause();
   }
@@ -201,28 +207,26 @@ export class Exchange {
     this.#worker!.send(frame);
   }
 
-  /** One STDIN record to the worker: a fresh header, then the content. */
-  #forwardStdin(content: Buffer): void {
-    this.#worker!.send(header(RecordType.STDIN, this.#workerId, content.length));
-    if (content.length > 0) this.#worker!.send(content);
-  }
-
   #sendHeldStdin(): void {
-    const body = this.#heldBody;
-    while (body.length > 0) {
-      const content = body[0]!;
-      if (content.length <= this.#stdinCredit) {
-        body.shift();
-        this.#heldStdin -= content.length;
-        this.#stdinCredit -= content.length;
-        this.#forwardStdin(content);
+    while (this.#held.length > 0) {
+      const frame = this.#held[0]!;
+      const length = frame.length - HEADER_LEN - frame[6]!;
+      if (length === 0 || length <= this.#stdinCredit) {
+        this.#held.shift();
+        this.#heldStdin -= length;
+        this.#stdinCredit -= length;
+        this.#forward(frame);
         continue;
       }
       if (this.#stdinCredit === 0) return;
-      // Send what the credit allows; the rest waits for more.
+      // Split: send what the credit allows, keep the rest as a new record.
       const part = this.#stdinCredit;
-      this.#forwardStdin(content.subarray(0, part));
-      body[0] = content.subarray(part);
+      const content = frame.subarray(HEADER_LEN, HEADER_LEN + length);
+      this.#worker!.send(header(RecordType.STDIN, this.#workerId, part));
+      this.#worker!.send(content.subarray(0, part));
+      const rest = content.subarray(part);
+      const restHeader = header(RecordType.STDIN, 0, rest.length);
+      this.#held[0] = Buffer.concat([restHeader, rest]);
       this.#heldStdin -= part;
       this.#stdinCredit = 0;
       return;
@@ -244,7 +248,6 @@ export class Exchange {
 
   #dropHeld(): void {
     this.#held = [];
-    this.#heldBody = [];
     this.#heldStdin = 0;
   }
 }

@@ -54,8 +54,7 @@ class Sink implements ExchangeSink {
   }
 }
 
-/** Body content as the front hands it over (the content of a STDIN record, or a part of one). */
-const stdin = (n: number): Buffer => Buffer.alloc(n, 1);
+const stdin = (n: number) => encodeRecord(RecordType.STDIN, 7, Buffer.alloc(n, 1));
 
 describe('Exchange', () => {
   it('holds records while queued and forwards them with the worker id once assigned', () => {
@@ -64,7 +63,7 @@ describe('Exchange', () => {
     ex.params(encodeRecord(RecordType.PARAMS, 7, Buffer.from([1, 1, 65, 66])));
     ex.params(encodeRecord(RecordType.PARAMS, 7));
     ex.stdin(stdin(10));
-    ex.stdin(Buffer.alloc(0));
+    ex.stdin(encodeRecord(RecordType.STDIN, 7));
     const w = new FakeWorker();
     expect(w.sent).toHaveLength(0);
     ex.assign(w, 3, 1000, 4000);
@@ -85,7 +84,7 @@ describe('Exchange', () => {
     ex.assign(w, 1, 1000, 4000);
     ex.stdin(stdin(600));
     ex.stdin(stdin(600));
-    ex.stdin(Buffer.alloc(0));
+    ex.stdin(encodeRecord(RecordType.STDIN, 7));
     expect(w.stdinBytes()).toBe(1000);
     expect(w.records().filter((r) => r.type === RecordType.STDIN && r.content.length === 0)).toHaveLength(0);
     ex.onWindow(150);
