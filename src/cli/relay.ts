@@ -7,11 +7,11 @@
 import net from 'node:net';
 import os from 'node:os';
 import { isatty } from 'node:tty';
-import type { Logger } from '../log/logger.js';
+import { silentLogger, type Logger } from '../log/logger.js';
 import { autostartEnabled, locateService, type ServiceLocation } from '../relay/discover.js';
 import { settingsFromEnv, SettingsInjector } from '../relay/inject.js';
 import { ServiceLink } from '../relay/link.js';
-import { createRelayLogger, relayLogPath, silentRelayLogger } from '../relay/log.js';
+import { createRelayLogger, relayLogPath } from '../relay/log.js';
 import { Relay, type Connector } from '../relay/relay.js';
 
 const HELP = `corral relay: the FastCGI program IIS starts (one per IIS instance)
@@ -44,7 +44,7 @@ export async function runRelay(argv: string[], version: string): Promise<number>
   try {
     log = createRelayLogger(logFile, env.CORRAL_LOG_LEVEL?.trim() || 'info');
   } catch {
-    log = silentRelayLogger(); // No writable log file: run without one rather than fail every request.
+    log = silentLogger(); // No writable log file: run without one rather than fail every request.
   }
   routeProcessOutput(log);
 

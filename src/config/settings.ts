@@ -5,6 +5,7 @@
  */
 import type { ListenAddress } from './address.js';
 import { controlAddress } from './control-address.js';
+import { splitPathList } from './path-list.js';
 import { address, appRelativePath, boolean, command, directory, fileMask, integer, list, nullable, oneOf, pathName, regex, wsgiAppSpec, type Kind } from './kinds.js';
 
 /** How a setting appears on the command line. */
@@ -35,9 +36,6 @@ export interface SettingSpec<K extends string, T> {
 
 const setting = <const K extends string, T>(spec: SettingSpec<K, T>): SettingSpec<K, T> => spec;
 
-const splitPathList = (text: string, platform: NodeJS.Platform): string[] =>
-  // `;` everywhere because web.config values use it; `:` only off Windows, where it would split C:\.
-  text.split(platform === 'win32' ? /;/ : /[:;]/);
 const splitCommas = (text: string): string[] => text.split(',');
 
 export const SETTINGS = [

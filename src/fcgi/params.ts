@@ -3,6 +3,9 @@
  * as latin-1 native strings, so strings given here are encoded as latin-1, never UTF-8.
  */
 
+import { NULL_REQUEST_ID, RecordType } from './constants.js';
+import { encodeRecord } from './records.js';
+
 /** A name or value: a string (encoded latin-1) or raw bytes. */
 export type ParamBytes = string | Uint8Array;
 
@@ -110,4 +113,21 @@ export function scanParams(body: Buffer, wanted: readonly string[], into: Record
     }
     off = end;
   }
+}
+
+/**
+ * The FCGI_GET_VALUES_RESULT record answering a GET_VALUES content: the asked names that `known`
+ * has, with its values (names it does not know are left out, as the spec says), or why the
+ * content is not a valid name-value list.
+ */
+export function getValuesResult(content: Buffer, known: Readonly<Record<string, string>>): { ok: true; record: Buffer } | { ok: false; message: string } {
+  const asked = decodeParams(content);
+  if (!asked.ok) return { ok: false, message: asked.message };
+  const answer: Array<[string, string]> = [];
+  for (const [name] of asked.pairs) {
+    const key = name.toString('latin1');
+    const value = known[key];
+    if (value !== undefined) answer.push([key, value]);
+  }
+  return { ok: true, record: encodeRecord(RecordType.GET_VALUES_RESULT, NULL_REQUEST_ID, encodeParams(answer)) };
 }

@@ -56,9 +56,12 @@ export function accessLogger(log: Logger): RequestObserver {
   };
 }
 
+/** How much of a response's start cgiStatus searches for the `Status:` line. */
+export const CGI_STATUS_PROBE = 2048;
+
 /** The status in the head of a CGI response (`Status: 404 ...`, else 200, or 302 with a Location). */
 export function cgiStatus(head: Buffer): number {
-  const text = head.toString('latin1', 0, Math.min(head.length, 2048));
+  const text = head.toString('latin1', 0, Math.min(head.length, CGI_STATUS_PROBE));
   const m = /(?:^|\n)Status:[ \t]*(\d{3})/i.exec(text);
   if (m) return Number(m[1]);
   return /(?:^|\n)Location:/i.test(text) ? 302 : 200;

@@ -14,6 +14,14 @@ export interface CgiHead {
 const MAX_HEAD = 64 * 1024;
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 
+/** Where a CGI head ends: its first blank line (CRLF CRLF or LF LF, whichever comes first) and that separator's length; null if there is none yet. */
+export function headEnd(buf: Buffer): { end: number; sep: number } | null {
+  const crlf = buf.indexOf('\r\n\r\n');
+  const lf = buf.indexOf('\n\n');
+  if (lf >= 0 && (crlf < 0 || lf < crlf)) return { end: lf, sep: 2 };
+  return crlf >= 0 ? { end: crlf, sep: 4 } : null;
+}
+
 /** Accumulates STDOUT bytes until the head is complete. */
 export class CgiHeadParser {
   #buf: Buffer | null = null;
@@ -24,22 +32,16 @@ export class CgiHeadParser {
    */
   push(chunk: Buffer): { head: CgiHead; rest: Buffer } | { error: string } | null {
     const buf = this.#buf ? Buffer.concat([this.#buf, chunk]) : chunk;
-    let end = buf.indexOf('\r\n\r\n');
-    let sep = 4;
-    const lf = buf.indexOf('\n\n');
-    if (lf >= 0 && (end < 0 || lf < end)) {
-      end = lf;
-      sep = 2;
-    }
-    if (end < 0) {
+    const at = headEnd(buf);
+    if (at === null) {
       if (buf.length > MAX_HEAD) return { error: `response head longer than ${MAX_HEAD} bytes` };
       this.#buf = Buffer.from(buf);
       return null;
     }
     this.#buf = null;
-    const head = parseHead(buf.toString('latin1', 0, end));
+    const head = parseHead(buf.toString('latin1', 0, at.end));
     if ('error' in head) return head;
-    return { head, rest: buf.subarray(end + sep) };
+    return { head, rest: buf.subarray(at.end + at.sep) };
   }
 }
 

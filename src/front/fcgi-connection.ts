@@ -16,8 +16,9 @@ import {
   Role,
 } from '../fcgi/constants.js';
 import { RecordParser, type FcgiRecord } from '../fcgi/parser.js';
-import { decodeParams, encodeParams, paramsToMap, scanParams } from '../fcgi/params.js';
-import { cgiStatus, exchangeFacts, type RequestObserver, type RequestRecord } from './access-log.js';
+import { getValuesResult, paramsToMap, scanParams } from '../fcgi/params.js';
+import { CGI_STATUS_PROBE, cgiStatus, exchangeFacts, type RequestObserver, type RequestRecord } from './access-log.js';
+import { headEnd } from './cgi-response.js';
 import { decodeBeginRequest, encodeEndRequest, encodeRecord, encodeUnknownType, frameStream, header } from '../fcgi/records.js';
 import { CorralError } from '../errors.js';
 import type { Logger } from '../log/logger.js';
@@ -39,8 +40,6 @@ export interface ConnectionOptions {
 
 /** Params the access log needs. */
 const ACCESS_PARAMS = ['REQUEST_METHOD', 'REQUEST_URI', 'SCRIPT_NAME', 'PATH_INFO'];
-/** How much of a response's start is searched for its CGI `Status:` line. */
-const HEAD_PROBE = 2048;
 const EMPTY = Buffer.alloc(0);
 
 /** Picks the pool for a request. */
@@ -91,10 +90,11 @@ class FrontRequest implements ExchangeSink {
 
   /** The status for the access log, from the CGI head, which may come in more than one piece. */
   #probeStatus(content: Buffer): void {
-    const head = this.#head!.length === 0 ? content : Buffer.concat([this.#head!, content.subarray(0, HEAD_PROBE)]);
+    const head = this.#head!.length === 0 ? content : Buffer.concat([this.#head!, content.subarray(0, CGI_STATUS_PROBE)]);
     this.status = cgiStatus(head);
-    const ended = head.indexOf('\n\n') >= 0 || head.indexOf('\r\n\r\n') >= 0;
-    this.#head = ended || head.length >= HEAD_PROBE ? null : Buffer.from(head);
+    // Only the probed start counts: a large first piece is not searched to its end.
+    const ended = headEnd(head.subarray(0, CGI_STATUS_PROBE)) !== null;
+    this.#head = ended || head.length >= CGI_STATUS_PROBE ? null : Buffer.from(head);
   }
 
   fail(error: CorralError): void {
@@ -318,24 +318,16 @@ export class FcgiConnection {
   }
 
   #onGetValues(content: Buffer): void {
-    const decoded = decodeParams(content);
-    if (!decoded.ok) {
-      this.#protocolError(`malformed GET_VALUES: ${decoded.message}`);
-      return;
-    }
-    const known: Record<string, string> = {
+    const answer = getValuesResult(content, {
       [ManagementVar.MAX_CONNS]: String(this.#opts.maxConns),
       [ManagementVar.MAX_REQS]: String(this.#opts.maxReqs),
       [ManagementVar.MPXS_CONNS]: '1',
-    };
-    const answer: Array<[string, string]> = [];
-    for (const [name] of decoded.pairs) {
-      const key = name.toString('latin1');
-      const value = known[key];
-      if (value !== undefined) answer.push([key, value]);
+    });
+    if (!answer.ok) {
+      this.#protocolError(`malformed GET_VALUES: ${answer.message}`);
+      return;
     }
-    const body = encodeParams(answer);
-    this.write(encodeRecord(RecordType.GET_VALUES_RESULT, NULL_REQUEST_ID, body));
+    this.write(answer.record);
   }
 
   #protocolError(message: string, code: 'CORRAL_FCGI_PROTOCOL' | 'CORRAL_PARAMS_TOO_LARGE' = 'CORRAL_FCGI_PROTOCOL'): void {

@@ -1,6 +1,7 @@
 /** pino logger creation: JSON lines on stdout (or a file descriptor), child loggers per pool and worker. */
+import { createRequire } from 'node:module';
 import { pino, type Logger, type DestinationStream } from 'pino';
-import pretty from 'pino-pretty';
+import type PinoPretty from 'pino-pretty';
 import { onFlushLogs } from './flush.js';
 import { turnWriter } from './turn-writer.js';
 
@@ -13,6 +14,8 @@ export interface LoggerOptions {
   destination?: DestinationStream | number;
   /** Write to this file instead, rotated daily and at 10 MiB, 7 files kept (pino-roll). */
   file?: string | null;
+  /** Fields on every line; default `{svc: 'corral'}`. */
+  base?: Record<string, unknown>;
 }
 
 export { flushLogs } from './flush.js';
@@ -38,7 +41,7 @@ export function createLogger(opts: LoggerOptions): Logger {
   return pino(
     {
       level: opts.level,
-      base: { svc: 'corral' },
+      base: opts.base ?? { svc: 'corral' },
       timestamp: pino.stdTimeFunctions.isoTime,
       formatters: { level: (label) => ({ level: label }) },
     },
@@ -53,6 +56,8 @@ export function silentLogger(): Logger {
 
 /** Human-readable colored lines for `corral dev` (pino-pretty, written synchronously). */
 export function createPrettyLogger(level: string): Logger {
+  // Loaded here, not at the top: `corral relay`, which IIS starts often, logs through this module too.
+  const pretty = createRequire(import.meta.url)('pino-pretty') as typeof PinoPretty;
   const stream = pretty({ colorize: process.stdout.isTTY === true, sync: true, translateTime: 'SYS:HH:MM:ss.l', ignore: 'svc,hostname' });
   return pino({ level, base: { svc: 'corral' } }, stream);
 }

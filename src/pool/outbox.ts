@@ -8,6 +8,17 @@ import type { Writable } from 'node:stream';
 /** Below this total, chunks are copied into one buffer; above it they go out as a writev. */
 const CONCAT_LIMIT = 16 * 1024;
 
+/** Writes `chunks` (`bytes` in all, at least one chunk) with one write call: copied together when small, one writev when large. */
+export function writeChunks(stream: Writable, chunks: Buffer[], bytes: number): void {
+  if (chunks.length === 1) stream.write(chunks[0]);
+  else if (bytes <= CONCAT_LIMIT) stream.write(Buffer.concat(chunks, bytes));
+  else {
+    stream.cork();
+    for (const c of chunks) stream.write(c);
+    stream.uncork();
+  }
+}
+
 /** Batches writes to `stream`; `afterFlush` callbacks run once the data left the stream's buffer. */
 export class Outbox {
   readonly #stream: Writable;
@@ -51,13 +62,7 @@ export class Outbox {
       this.#chunks = [];
       const bytes = this.#bytes;
       this.#bytes = 0;
-      if (chunks.length === 1) stream.write(chunks[0]);
-      else if (bytes <= CONCAT_LIMIT) stream.write(Buffer.concat(chunks, bytes));
-      else {
-        stream.cork();
-        for (const c of chunks) stream.write(c);
-        stream.uncork();
-      }
+      writeChunks(stream, chunks, bytes);
     } else if (chunks.length > 0) {
       this.#chunks = [];
       this.#bytes = 0;

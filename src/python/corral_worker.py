@@ -1029,7 +1029,7 @@ class PipeChannel(Channel):
         if HAVE_WRITEV and sum(map(len, parts)) >= WRITEV_FROM:
             writev_all(self.wfd, parts)
         else:
-            write_all(self.wfd, b"".join(parts))
+            Channel._write_parts(self, parts)
 
     def serve(self):
         """Threaded mode: this thread only reads records, until EOF; app threads run requests."""

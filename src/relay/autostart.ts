@@ -9,6 +9,7 @@ import { spawn } from 'node:child_process';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { splitPathList } from '../config/path-list.js';
 import { sanitizeName } from './discover.js';
 import { FORWARDED_SETTINGS } from './inject.js';
 
@@ -54,7 +55,7 @@ export function serveCommand(listen: string, root: string, env: NodeJS.ProcessEn
   const p = platform === 'win32' ? path.win32 : path.posix;
   const clean: NodeJS.ProcessEnv = {};
   for (const [k, v] of Object.entries(env)) if (!NOT_INHERITED.has(k.toUpperCase())) clean[k] = v;
-  const extra = (env.CORRAL_ALLOWED_ROOTS ?? '').split(platform === 'win32' ? /;/ : /[:;]/).map((r) => r.trim()).filter((r) => r !== '');
+  const extra = splitPathList(env.CORRAL_ALLOWED_ROOTS ?? '', platform).map((r) => r.trim()).filter((r) => r !== '');
   const roots = [root, ...extra.filter((r) => p.resolve(r) !== p.resolve(root))];
   const args = [places.cli ?? CLI_SCRIPT, 'serve', '--listen', listen, '--allowed-roots', roots.join(';')];
   if (!env.CORRAL_LOG_FILE?.trim()) {

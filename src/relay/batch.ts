@@ -4,9 +4,7 @@
  * are merged back, so a chunk that needs no rewriting goes out as the very buffer that came in.
  */
 import type { Writable } from 'node:stream';
-
-/** Below this total, several parts are copied into one buffer; above it they go out as one writev. */
-const CONCAT_LIMIT = 16 * 1024;
+import { writeChunks } from '../pool/outbox.js';
 
 /** Collects buffers for `stream`; `flush` writes them in one call. */
 export class WriteBatch {
@@ -37,11 +35,7 @@ export class WriteBatch {
     this.#parts = [];
     this.#bytes = 0;
     if (stream.destroyed || !stream.writable) return true;
-    if (parts.length === 1) return stream.write(parts[0]);
-    if (bytes <= CONCAT_LIMIT) return stream.write(Buffer.concat(parts, bytes));
-    stream.cork();
-    for (const p of parts) stream.write(p);
-    stream.uncork();
+    writeChunks(stream, parts, bytes);
     return !stream.writableNeedDrain;
   }
 }

@@ -4,7 +4,7 @@
  */
 import path from 'node:path';
 import { pino } from 'pino';
-import type { Logger } from '../log/logger.js';
+import { createLogger, type Logger } from '../log/logger.js';
 import { sanitizeName } from './discover.js';
 
 /** CORRAL_RELAY_LOG, else `<tmp>/corral-relay-<APP_POOL_ID or pid>.log` (every relay of an app pool appends to one file). */
@@ -17,19 +17,6 @@ export function relayLogPath(env: NodeJS.ProcessEnv, platform: NodeJS.Platform, 
 
 /** A logger appending to `file` (created with its directory). Lines are written synchronously: the relay may be killed at any time. */
 export function createRelayLogger(file: string, level: string): Logger {
-  const dest = pino.destination({ dest: file, sync: true, mkdir: true, append: true });
-  return pino(
-    {
-      level,
-      base: { svc: 'corral-relay', pid: process.pid },
-      timestamp: pino.stdTimeFunctions.isoTime,
-      formatters: { level: (label) => ({ level: label }) },
-    },
-    dest,
-  );
-}
-
-/** A logger that drops everything, when no log file can be opened. */
-export function silentRelayLogger(): Logger {
-  return pino({ level: 'silent' });
+  const destination = pino.destination({ dest: file, sync: true, mkdir: true, append: true });
+  return createLogger({ level, destination, base: { svc: 'corral-relay', pid: process.pid } });
 }

@@ -3,8 +3,8 @@
  * it takes one connection and one request at a time, unmultiplexed, like wfastcgi) and the 502 a
  * request gets when the service cannot be reached. Pure functions over Buffers.
  */
-import { ManagementVar, NULL_REQUEST_ID, ProtocolStatus, RecordType } from '../fcgi/constants.js';
-import { decodeParams, encodeParams } from '../fcgi/params.js';
+import { ManagementVar, ProtocolStatus, RecordType } from '../fcgi/constants.js';
+import { getValuesResult } from '../fcgi/params.js';
 import { encodeEndRequest, encodeRecord, frameStream } from '../fcgi/records.js';
 import { CorralError } from '../errors.js';
 import { errorResponse } from '../front/error-page.js';
@@ -16,16 +16,9 @@ const VALUES: Readonly<Record<string, string>> = {
 };
 
 /** The GET_VALUES_RESULT record for a GET_VALUES content, or null if the content is malformed. */
-export function getValuesResult(content: Buffer): Buffer | null {
-  const asked = decodeParams(content);
-  if (!asked.ok) return null;
-  const answer: Array<[string, string]> = [];
-  for (const [name] of asked.pairs) {
-    const key = name.toString('latin1');
-    const value = VALUES[key];
-    if (value !== undefined) answer.push([key, value]);
-  }
-  return encodeRecord(RecordType.GET_VALUES_RESULT, NULL_REQUEST_ID, encodeParams(answer));
+export function getValuesAnswer(content: Buffer): Buffer | null {
+  const answer = getValuesResult(content, VALUES);
+  return answer.ok ? answer.record : null;
 }
 
 /**

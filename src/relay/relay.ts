@@ -15,7 +15,7 @@ import { decodeBeginRequest, encodeUnknownType } from '../fcgi/records.js';
 import type { Logger } from '../log/logger.js';
 import { WriteBatch } from './batch.js';
 import type { SettingsInjector } from './inject.js';
-import { gatewayFailure, getValuesResult } from './management.js';
+import { gatewayFailure, getValuesAnswer } from './management.js';
 import { Replay } from './replay.js';
 
 /** Something that yields a connection to the service (ServiceLink). */
@@ -150,7 +150,7 @@ export class Relay {
         return;
       case RecordType.GET_VALUES:
         if (id === NULL_REQUEST_ID) {
-          const answer = getValuesResult(r.content);
+          const answer = getValuesAnswer(r.content);
           if (answer) this.#toIis.push(answer);
           else this.#warnOnce('get-values', 'IIS sent a malformed FCGI_GET_VALUES; ignored');
           return;

@@ -19,20 +19,30 @@ export interface FcgiResponse {
   protocolStatus: number;
 }
 
-/** Splits a CGI response into status, headers and body. */
-export function parseCgi(raw: Buffer): Pick<FcgiResponse, 'status' | 'headers' | 'body'> {
-  const end = raw.indexOf('\r\n\r\n');
-  if (end < 0) return { status: 0, headers: [], body: raw };
+/**
+ * Splits a CGI response into status, headers and body. The head ends at the first blank line,
+ * CRLF or LF (IIS and nginx take both); without one, the status is `noHeadStatus` (IIS answers 502).
+ */
+export function parseCgi(raw: Buffer, noHeadStatus = 0): Pick<FcgiResponse, 'status' | 'headers' | 'body'> {
+  let end = raw.indexOf('\r\n\r\n');
+  let sep = 4;
+  const lf = raw.indexOf('\n\n');
+  if (lf >= 0 && (end < 0 || lf < end)) {
+    end = lf;
+    sep = 2;
+  }
+  if (end < 0) return { status: noHeadStatus, headers: [], body: raw };
   const headers: Array<[string, string]> = [];
   let status = 200;
-  for (const line of raw.toString('latin1', 0, end).split('\r\n')) {
+  for (const line of raw.toString('latin1', 0, end).split(/\r?\n/)) {
     const i = line.indexOf(':');
+    if (i <= 0) continue;
     const name = line.slice(0, i).trim();
     const value = line.slice(i + 1).trim();
     if (name.toLowerCase() === 'status') status = Number(value.split(' ')[0]);
     else headers.push([name, value]);
   }
-  return { status, headers, body: raw.subarray(end + 4) };
+  return { status, headers, body: raw.subarray(end + sep) };
 }
 
 /** Standard params for a path, like nginx's fastcgi_params plus PATH_INFO. */

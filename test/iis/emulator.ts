@@ -21,6 +21,7 @@ import { FCGI_KEEP_CONN, MAX_CONTENT, RecordType, Role } from '../../src/fcgi/co
 import { encodeParams } from '../../src/fcgi/params.js';
 import { RecordParser } from '../../src/fcgi/parser.js';
 import { decodeEndRequest, encodeBeginRequest, encodeRecord, frameStream } from '../../src/fcgi/records.js';
+import { parseCgi } from '../helpers/fcgi-client.js';
 
 export interface IisOptions {
   /** The FastCGI program and its arguments (IIS: fullPath + arguments). */
@@ -178,29 +179,6 @@ export function iisParams(o: { appPhysicalPath: string; appVirtualPath: string; 
   return params;
 }
 
-/** A CGI response: `Status:` and headers, blank line (CRLF or LF), body. */
-export function parseCgiResponse(raw: Buffer): { status: number; headers: Array<[string, string]>; body: Buffer } {
-  let end = raw.indexOf('\r\n\r\n');
-  let sep = 4;
-  const lf = raw.indexOf('\n\n');
-  if (lf >= 0 && (end < 0 || lf < end)) {
-    end = lf;
-    sep = 2;
-  }
-  if (end < 0) return { status: 502, headers: [], body: raw };
-  let status = 200;
-  const headers: Array<[string, string]> = [];
-  for (const line of raw.toString('latin1', 0, end).split(/\r?\n/)) {
-    const i = line.indexOf(':');
-    if (i <= 0) continue;
-    const name = line.slice(0, i).trim();
-    const value = line.slice(i + 1).trim();
-    if (name.toLowerCase() === 'status') status = Number(value.split(' ')[0]);
-    else headers.push([name, value]);
-  }
-  return { status, headers, body: raw.subarray(end + sep) };
-}
-
 interface Job {
   req: IisRequest;
   resolve: (r: IisResponse) => void;
@@ -267,7 +245,7 @@ class Instance {
         cur.job.resolve({ status: 500, headers: [], body: Buffer.concat(cur.stderr), relayPid: this.relay.pid, failed: true });
       } else {
         if (end?.protocolStatus !== 0) this.iis.counters.failures.push(`END_REQUEST protocolStatus ${end?.protocolStatus}`);
-        cur.job.resolve({ ...parseCgiResponse(Buffer.concat(cur.out)), relayPid: this.relay.pid, failed: false });
+        cur.job.resolve({ ...parseCgi(Buffer.concat(cur.out), 502), relayPid: this.relay.pid, failed: false });
       }
       this.state = this.state === 'busy' ? 'idle' : this.state;
       this.iis.released(this);

@@ -17,7 +17,7 @@ import { WriteBatch } from '../../src/relay/batch.js';
 import { autostartEnabled, locateService, sanitizeName } from '../../src/relay/discover.js';
 import { SettingsInjector, settingsFromEnv } from '../../src/relay/inject.js';
 import { lockIsStale, readLock, removeIfUnchanged, tryLock } from '../../src/relay/lock.js';
-import { gatewayFailure, getValuesResult } from '../../src/relay/management.js';
+import { gatewayFailure, getValuesAnswer } from '../../src/relay/management.js';
 import { relayLogPath } from '../../src/relay/log.js';
 import { REPLAY_LIMIT, Replay } from '../../src/relay/replay.js';
 
@@ -162,12 +162,12 @@ describe('settings injection', () => {
 
 describe('answers the relay makes itself', () => {
   it('GET_VALUES: 1 connection, 1 request, no multiplexing; unknown names left out', () => {
-    const answer = getValuesResult(encodeParams([['FCGI_MPXS_CONNS', ''], ['X', ''], ['FCGI_MAX_REQS', '']]))!;
+    const answer = getValuesAnswer(encodeParams([['FCGI_MPXS_CONNS', ''], ['X', ''], ['FCGI_MAX_REQS', '']]))!;
     const [r] = records(answer);
     expect(r!.type).toBe(RecordType.GET_VALUES_RESULT);
     const d = decodeParams(r!.content);
     expect(d.ok && d.pairs.map(([k, v]) => `${k}=${v}`)).toEqual(['FCGI_MPXS_CONNS=0', 'FCGI_MAX_REQS=1']);
-    expect(getValuesResult(Buffer.from([5, 0]))).toBeNull();
+    expect(getValuesAnswer(Buffer.from([5, 0]))).toBeNull();
   });
 
   it('a lost request: a whole 502 response if nothing was sent yet, else a cut-short END_REQUEST; never STDERR', () => {
