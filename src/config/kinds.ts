@@ -170,6 +170,19 @@ export function pathName(): Kind<string> {
   });
 }
 
+/** An environment variable name, or a prefix of names ending in `*` (`*` alone: every name). */
+export function envName(): Kind<string> {
+  return textual({
+    label: 'name',
+    expected: 'an environment variable name, optionally ending in *',
+    schema: { type: 'string', pattern: '^([A-Za-z_][A-Za-z0-9_]*\\*?|\\*)$' },
+    fromText: (text, _ctx) => {
+      const t = text.trim();
+      return /^([A-Za-z_][A-Za-z0-9_]*\*?|\*)$/.test(t) ? ok(t) : fail(text, 'is not a variable name');
+    },
+  });
+}
+
 /** A listen address (see address.ts); `stdin` only where a connected stream makes sense. */
 export function address(options: { allowStdin: boolean }): Kind<ListenAddress> {
   return textual({

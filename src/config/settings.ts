@@ -6,7 +6,7 @@
 import type { ListenAddress } from './address.js';
 import { controlAddress } from './control-address.js';
 import { splitPathList } from './path-list.js';
-import { address, appRelativePath, boolean, command, directory, fileMask, integer, list, nullable, oneOf, pathName, regex, wsgiAppSpec, type Kind } from './kinds.js';
+import { address, appRelativePath, boolean, command, directory, envName, fileMask, integer, list, nullable, oneOf, pathName, regex, wsgiAppSpec, type Kind } from './kinds.js';
 
 /** How a setting appears on the command line. */
 export type Placement = 'positional' | 'option' | 'repeatable';
@@ -80,6 +80,21 @@ export const SETTINGS = [
     key: 'allowedRoots', env: ['CORRAL_ALLOWED_ROOTS'], flag: '--allowed-roots', cli: 'option', arg: 'DIRS',
     kind: list(directory(), 'separated by ; or the OS path separator', splitPathList), default: [], defaultDoc: 'none',
     doc: 'Directories under which requests may name their own app (IIS sends `APPL_PHYSICAL_PATH`; `corral relay` adds the site\'s settings): each such app gets its own pool. A request naming a root outside these gets 403 and runs no Python code. Empty by default: only the configured app runs, whatever a request says.',
+  }),
+  setting({
+    key: 'maxApps', env: ['CORRAL_MAX_APPS'], flag: '--max-apps', cli: 'option', arg: 'N',
+    kind: integer(1, 10_000), default: 32,
+    doc: 'Most apps that requests may start under `allowedRoots` (the configured apps do not count); a request for another gets 503 until an idle app is reaped. Each app is a pool of Python processes, so a client must not be able to make unlimited ones.',
+  }),
+  setting({
+    key: 'maxTotalWorkers', env: ['CORRAL_MAX_TOTAL_WORKERS'], flag: '--max-total-workers', cli: 'option', arg: 'N',
+    kind: integer(1, 100_000), default: 64,
+    doc: 'Most Python worker processes of all apps together; an app that would go past it waits in its queue (scaling up) or gets 503 (a new app). 64 is far beyond what 2-8 cores serve well.',
+  }),
+  setting({
+    key: 'appIdleTimeout', env: ['CORRAL_APP_IDLE_TIMEOUT'], flag: '--app-idle-timeout', cli: 'option', arg: 'SECONDS',
+    kind: integer(0, 604_800), default: 1800,
+    doc: 'An app started by requests (under `allowedRoots`) that served nothing for this long is stopped and forgotten, freeing its workers (`0`: never). The configured apps are never reaped. 30 min, as IIS\'s app pool `idleTimeout` is 20.',
   }),
   setting({
     key: 'workers', env: ['CORRAL_WORKERS'], flag: '--workers', cli: 'option', arg: 'N',
@@ -157,6 +172,16 @@ export const SETTINGS = [
     doc: 'wfastcgi\'s form of the same: a regular expression matched from the start of the changed file\'s path (wfastcgi\'s own default was `.*((\\.py)|(\\.config))$`). Either this or the mask matching reloads.',
   }),
   setting({
+    key: 'trustOriginalUrl', env: ['CORRAL_TRUST_X_ORIGINAL_URL'], flag: '--trust-x-original-url', cli: 'option', arg: 'BOOL',
+    kind: boolean(), default: false,
+    doc: 'Take the request path from IIS URL Rewrite\'s `X-Original-URL` header (as wfastcgi\'s users expect behind a rewrite rule). Off by default: any client can send that header, and honouring it lets a request bypass IIS `<location>` rules.',
+  }),
+  setting({
+    key: 'passEnv', env: ['CORRAL_PASS_ENV'], flag: '--pass-env', cli: 'option', arg: 'NAMES',
+    kind: list(envName(), 'comma-separated names; a trailing * matches a prefix', splitCommas), default: [], defaultDoc: 'none beyond the base list',
+    doc: 'Environment variables of the service passed on to the workers, besides a base list (system paths, locale, temp dirs, `PYTHON*`, `VIRTUAL_ENV`, proxy and TLS settings; see docs/security.md). Nothing else is inherited, so the service\'s own secrets never reach app code; `*` alone passes everything, as before.',
+  }),
+  setting({
     key: 'errorLogDir', env: ['ERROR_LOG_DIR'], flag: '--error-log-dir', cli: 'option', arg: 'DIR',
     kind: nullable(pathName()), default: null, defaultDoc: 'none (worker stderr goes to the log)',
     doc: 'Helicon Zoo\'s ERROR_LOG_DIR: each app\'s worker stderr (tracebacks, `wsgi.errors`, `print()`) is written to `DIR/<app>-<date>.log`, rotated at 10 MiB keeping 5 files. `NULL` (Helicon\'s off) or unset: those lines go to corral\'s log as `worker stderr`.',
@@ -195,6 +220,46 @@ export const SETTINGS = [
     key: 'maxParamsBytes', env: ['CORRAL_MAX_PARAMS_BYTES'], flag: '--max-params-bytes', cli: 'option', arg: 'BYTES',
     kind: integer(1024, 1024 ** 3), default: 1024 ** 2,
     doc: 'Largest FastCGI params block of one request, in bytes; a request sending more has its connection closed. 1 MiB bounds memory per request while staying far above what web servers send (a few KiB).',
+  }),
+  setting({
+    key: 'maxConnections', env: ['CORRAL_MAX_CONNECTIONS'], flag: '--max-connections', cli: 'option', arg: 'N',
+    kind: integer(1, 1_000_000), default: 1024,
+    doc: 'Open FastCGI connections per listener; one more is closed at once (and logged once per peer until it clears). Also what GET_VALUES answers as `FCGI_MAX_CONNS`. 1024 is far above what nginx or IIS keep open to one backend and far below a process\'s file descriptor limit.',
+  }),
+  setting({
+    key: 'maxConnectionRequests', env: ['CORRAL_MAX_CONNECTION_REQUESTS'], flag: '--max-connection-requests', cli: 'option', arg: 'N',
+    kind: integer(1, 65_535), default: 64,
+    doc: 'Requests open at once on one FastCGI connection (`FCGI_MAX_REQS` in GET_VALUES); a further BEGIN_REQUEST is answered `FCGI_OVERLOADED`. nginx, Apache and IIS send one at a time; 64 leaves room for multiplexing clients without letting one connection take the queue.',
+  }),
+  setting({
+    key: 'paramsTimeout', env: ['CORRAL_PARAMS_TIMEOUT'], flag: '--params-timeout', cli: 'option', arg: 'SECONDS',
+    kind: integer(1, 3_600), default: 30,
+    doc: 'A request whose params (its headers) are not complete this long after its BEGIN_REQUEST is dropped and its connection closed: the slowloris guard. Web servers send params in one go; 30 s is half of nginx\'s `client_header_timeout`.',
+  }),
+  setting({
+    key: 'bodyTimeout', env: ['CORRAL_BODY_TIMEOUT'], flag: '--body-timeout', cli: 'option', arg: 'SECONDS',
+    kind: integer(1, 86_400), default: 60,
+    doc: 'A request body that sends nothing for this long (while the app waits for it) is aborted: the app\'s read raises and the connection is closed. 60 s is nginx\'s `client_body_timeout`.',
+  }),
+  setting({
+    key: 'connectionIdleTimeout', env: ['CORRAL_CONNECTION_IDLE_TIMEOUT'], flag: '--connection-idle-timeout', cli: 'option', arg: 'SECONDS',
+    kind: integer(1, 86_400), default: 120,
+    doc: 'A FastCGI connection with no open request is closed after this long. Longer than nginx\'s upstream `keepalive_timeout` (60 s), so nginx closes kept connections first and never sends on one corral just closed.',
+  }),
+  setting({
+    key: 'maxConnectionBuffer', env: ['CORRAL_MAX_CONNECTION_BUFFER'], flag: '--max-connection-buffer', cli: 'option', arg: 'BYTES',
+    kind: integer(65_536, 1024 ** 3), default: 16 * 1024 ** 2, defaultDoc: '`16777216` (16 MiB)',
+    doc: 'Bytes one FastCGI connection may have held in the service (params not yet routed, body not yet taken by a worker); past it the connection is closed. Bodies are paused at 256 KiB a request, so only a misbehaving client gets near 16 MiB.',
+  }),
+  setting({
+    key: 'maxBufferedBytes', env: ['CORRAL_MAX_BUFFERED_BYTES'], flag: '--max-buffered-bytes', cli: 'option', arg: 'BYTES',
+    kind: integer(1024 ** 2, 64 * 1024 ** 3), default: 256 * 1024 ** 2, defaultDoc: '`268435456` (256 MiB)',
+    doc: 'Bytes all connections together may have held in the service; past it new requests get 503 and the connection that crossed it is closed, so many clients cannot add up to an out-of-memory service.',
+  }),
+  setting({
+    key: 'maxBodySize', env: ['CORRAL_MAX_BODY_SIZE'], flag: '--max-body-size', cli: 'option', arg: 'BYTES',
+    kind: integer(0, 2 ** 53 - 1), default: 30_000_000,
+    doc: 'Largest request body in bytes: a larger `CONTENT_LENGTH` gets 413 before the app runs, and a body that grows past it is cut off and the request aborted (`0`: no limit). 30,000,000 is IIS\'s `maxAllowedContentLength`; bodies stream, so this is about policy, not memory.',
   }),
   setting({
     key: 'config', env: ['CORRAL_CONFIG'], flag: '--config', cli: 'option', arg: 'FILE',
