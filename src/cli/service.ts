@@ -11,6 +11,8 @@ import type { Logger } from '../log/logger.js';
 import type { Pool } from '../pool/pool.js';
 import { FcgiConnection, type ConnectionOptions, type Router } from '../front/fcgi-connection.js';
 import { openFront, type Front } from '../front/listeners.js';
+import { HeldBudget } from '../front/held-budget.js';
+import { LimitLog } from '../front/limit-log.js';
 import { openHttpFront, type HttpFrontOptions } from '../front/http-front.js';
 import { App } from './app.js';
 import { AppRouter } from './router.js';
@@ -110,7 +112,20 @@ export class Service {
       metrics ? (r) => metrics.requestDone(r.app ?? 'none', r.status, r.durationMs / 1000) : null,
       this.#opts.observe ?? null,
     );
-    const connOpts: ConnectionOptions = { maxParamsBytes: s.maxParamsBytes, maxConns: 10_000, maxReqs: 10_000, devErrors: dev, observe };
+    const connOpts: ConnectionOptions = {
+      maxParamsBytes: s.maxParamsBytes,
+      maxConns: s.maxConnections,
+      maxReqs: s.maxConnectionRequests,
+      devErrors: dev,
+      observe,
+      paramsTimeoutMs: s.paramsTimeout * 1000,
+      bodyTimeoutMs: s.bodyTimeout * 1000,
+      idleTimeoutMs: s.connectionIdleTimeout * 1000,
+      maxConnectionBuffer: s.maxConnectionBuffer,
+      maxBodySize: s.maxBodySize,
+      budget: new HeldBudget(s.maxBufferedBytes),
+      limitLog: new LimitLog(this.#log),
+    };
     const httpOpts = { devErrors: dev, serverSoftware: `corral/${this.#opts.version ?? '0'}`, observe };
     // Apps with addresses of their own get fronts that serve only them.
     const ownFronts = this.#fromAppsList ? this.#configured.filter((a) => a.settings.listen.length > 0 || a.settings.http) : [];
@@ -142,13 +157,16 @@ export class Service {
   }
 
   async #openFastCgi(address: ListenAddress, router: Router, opts: ConnectionOptions, app?: string): Promise<void> {
+    // IIS's stdin pipe lives as long as IIS wants it: never closed for being idle.
+    const connOpts = address.kind === 'stdin' ? { ...opts, idleTimeoutMs: 0 } : opts;
     const front = await openFront(
       address,
-      (socket: Duplex) => this.#accept(socket, router, opts),
+      (socket: Duplex) => this.#accept(socket, router, connOpts),
       () => {
         this.#log.info('stdin closed by the web server; stopping');
         void this.stop();
       },
+      { maxConnections: this.#settings.maxConnections, limitLog: opts.limitLog ?? null },
     );
     this.#fronts.push(front);
     this.#log.info({ listen: front.bound, kind: address.kind, ...(app ? { app } : {}) }, 'FastCGI front listening');

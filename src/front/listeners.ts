@@ -7,6 +7,7 @@ import { lstatSync, unlinkSync } from 'node:fs';
 import net from 'node:net';
 import type { Duplex } from 'node:stream';
 import { formatAddress, type ListenAddress } from '../config/address.js';
+import type { LimitLog } from './limit-log.js';
 
 /** An open front: a server, or the single stdin connection. */
 export interface Front {
@@ -20,11 +21,27 @@ export interface Front {
 /** Called for each accepted connection. */
 export type OnConnection = (socket: Duplex, via: ListenAddress) => void;
 
+/** Limits of a listener. */
+export interface FrontLimits {
+  /** Open connections at once; one more is closed as soon as it is accepted (Node's server.maxConnections). */
+  readonly maxConnections?: number;
+  /** Where hitting the limit is logged, once per peer. */
+  readonly limitLog?: LimitLog | null;
+}
+
 /** Listens on one address. Rejects with a message naming the address on failure. */
-export async function openFront(address: ListenAddress, onConnection: OnConnection, onStdinEnd: () => void): Promise<Front> {
+export async function openFront(address: ListenAddress, onConnection: OnConnection, onStdinEnd: () => void, limits: FrontLimits = {}): Promise<Front> {
   if (address.kind === 'stdin') return openStdin(address, onConnection, onStdinEnd);
   // allowHalfOpen: a FastCGI client may shut down its sending side and still wait for the answer.
   const server = net.createServer({ allowHalfOpen: true, noDelay: true }, (socket) => onConnection(socket, address));
+  if (limits.maxConnections !== undefined) {
+    const max = limits.maxConnections;
+    server.maxConnections = max;
+    server.on('drop', (data) => {
+      const peer = data?.remoteAddress || 'local';
+      limits.limitLog?.warn(peer, 'CORRAL_TOO_MANY_CONNECTIONS', { listen: formatAddress(address), maxConnections: max }, `connection refused: ${max} connections already open on this listener (maxConnections)`);
+    });
+  }
   await listen(server, address);
   return {
     address,
