@@ -92,6 +92,16 @@ export const ERRORS = {
     title: 'Bad Gateway',
     doc: '`corral relay` (the program IIS starts) could not reach the corral service within about 10 s (not running and not auto-started, or it exited), or lost its connection in the middle of the request. The relay log says why.',
   },
+  CORRAL_TOO_MANY_APPS: {
+    status: 503,
+    title: 'Service Unavailable',
+    doc: 'The request names a new app under `allowedRoots` but `maxApps` apps started by requests are running. It can start once an idle one is reaped (`appIdleTimeout`). No Python code runs for it. Sent with Retry-After.',
+  },
+  CORRAL_WORKER_LIMIT: {
+    status: 503,
+    title: 'Service Unavailable',
+    doc: 'The request names a new app, but the service-wide `maxTotalWorkers` budget has too few workers left for its minimum (at least one). No Python code runs for it. Sent with Retry-After.',
+  },
 } as const satisfies Record<string, ErrorSpec>;
 
 export type ErrorCode = keyof typeof ERRORS;

@@ -44,6 +44,7 @@ DEFAULT_APP = "wsgi:application"
 DEFAULT_WINDOW = 262144
 # Params corral relay adds with a site's settings (the service reads them; see src/relay/inject.ts).
 SETTING_PARAM_PREFIX = "CORRAL_SETTING_"
+RELAY_TOKEN_PARAM = "CORRAL_RELAY_TOKEN"
 READ_SIZE = 262144
 MAX_CONTENT = 65535
 JOIN_LIMIT = 1 << 20  # list bodies up to this size are sent in one write
@@ -785,6 +786,7 @@ class Server:
         if "APPL_PHYSICAL_PATH" in env:  # from IIS: corral relay's settings are not the app's business
             for key in [k for k in env if k.startswith(SETTING_PARAM_PREFIX)]:
                 del env[key]
+        env.pop(RELAY_TOKEN_PARAM, None)  # the relay's pairing secret (src/relay/secret.ts): never the app's
         env.update(self.wsgi_base)
         env["wsgi.input"] = req.input
         https = env.get("HTTPS")
