@@ -151,6 +151,7 @@ export class Service {
         this.#log.info('stdin closed by the web server; stopping');
         void this.stop();
       },
+      { pipeAllUsers: this.#settings.pipeAllUsers },
     );
     this.#fronts.push(front);
     this.#log.info({ listen: front.bound, kind: address.kind, ...(app ? { app } : {}) }, 'FastCGI front listening');
