@@ -1313,11 +1313,16 @@ def parse_args(argv):
 
 
 def split_pythonpath(value):
-    """Entries separated by os.pathsep or ';' (wfastcgi), with %VAR% and $VAR expanded."""
+    """Entries separated by os.pathsep or ';' (wfastcgi), taken as written.
+
+    No %VAR% or $VAR expansion here: the service passes paths it has already expanded (from the
+    relay's environment or APPL_PHYSICAL_PATH) and checked against allowedRoots; expanding them
+    again against this process's environment (the service's) would leak its values into sys.path
+    and step around that check.
+    """
     entries = []
     for entry in re.split("[;%s]" % re.escape(os.pathsep), value or ""):
-        entry = re.sub(r"%([^%]+)%", lambda m: os.environ.get(m.group(1), m.group(0)), entry)
-        entry = os.path.expandvars(entry).strip()
+        entry = entry.strip()
         if entry:
             entries.append(os.path.abspath(entry))
     return entries
