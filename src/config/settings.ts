@@ -79,7 +79,7 @@ export const SETTINGS = [
   setting({
     key: 'allowedRoots', env: ['CORRAL_ALLOWED_ROOTS'], flag: '--allowed-roots', cli: 'option', arg: 'DIRS',
     kind: list(directory(), 'separated by ; or the OS path separator', splitPathList), default: [], defaultDoc: 'none',
-    doc: 'Directories under which requests may name their own app (IIS sends `APPL_PHYSICAL_PATH`; `corral relay` adds the site\'s settings): each such app gets its own pool. A request naming a root outside these gets 403 and runs no Python code. Empty by default: only the configured app runs, whatever a request says.',
+    doc: 'Directories under which requests may name their own app (IIS sends `APPL_PHYSICAL_PATH`; `corral relay` adds the site\'s settings): each such app gets its own pool. Only a request carrying the relay secret (`relaySecretFile`) may name one; a root outside these, compared as real paths (symlinks and junctions resolved), gets 403 and runs no Python code. Empty by default: only the configured app runs, whatever a request says.',
   }),
   setting({
     key: 'relaySecretFile', env: ['CORRAL_RELAY_SECRET_FILE'], flag: '--relay-secret-file', cli: 'option', arg: 'FILE',
