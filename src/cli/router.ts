@@ -169,6 +169,9 @@ export class AppRouter implements Router {
       }
       if (now - s.lastUsed < idleMs) continue;
       this.#apps.delete(key);
+      // Room again: warn anew the next time a limit is hit.
+      this.#noted.delete('max-apps');
+      this.#noted.delete('worker-budget');
       s.app.log.info({ idleSeconds: Math.round((now - s.lastUsed) / 1000) }, 'idle app stopped and forgotten (appIdleTimeout)');
       void s.app.stop();
     }

@@ -84,7 +84,7 @@ export const SETTINGS = [
   setting({
     key: 'relaySecretFile', env: ['CORRAL_RELAY_SECRET_FILE'], flag: '--relay-secret-file', cli: 'option', arg: 'FILE',
     kind: nullable(pathName()), default: null, defaultDoc: 'none',
-    doc: 'A file holding the secret `corral relay` sends with each request (at least 32 characters; readable only by the service\'s user, mode 600 on POSIX). Only requests carrying it may name an app under `allowedRoots` or bring per-app settings; from any other client those params are ignored and logged. An auto-started service gets the file its relay made; for an installed service make one (e.g. `openssl rand -hex 32`) and give the relays the same path in `CORRAL_RELAY_SECRET_FILE`. See docs/iis.md.',
+    doc: 'A file holding the secret `corral relay` sends with each request (at least 32 characters; readable only by the service\'s user and its relays: mode 600 or 640 on POSIX, never world-readable). Only requests carrying it may name an app under `allowedRoots` or bring per-app settings; from any other client those params are ignored and logged. An auto-started service gets the file its relay made; for an installed service make one (e.g. `openssl rand -hex 32`) and give the relays the same path in `CORRAL_RELAY_SECRET_FILE`. See docs/iis.md.',
   }),
   setting({
     key: 'pipeAllUsers', env: ['CORRAL_PIPE_ALL_USERS'], flag: '--pipe-all-users', cli: 'option', arg: 'BOOL',

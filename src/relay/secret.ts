@@ -24,9 +24,11 @@ const MIN_SECRET_LENGTH = 32;
 export type SecretRead = { readonly ok: true; readonly secret: string } | { readonly ok: false; readonly missing: boolean; readonly reason: string };
 
 /**
- * Reads a secret file. On POSIX a file another user owns or can read is refused: in a shared
- * temp folder someone else may have created it first to learn (or choose) the secret. On Windows
- * Node sees no owner or ACL; the file's privacy comes from the folder (see docs/iis.md).
+ * Reads a secret file. On POSIX a file that every user may read, or that someone other than this
+ * user (or root) owns, is refused: in a shared temp folder someone else may have created it first
+ * to learn (or choose) the secret. Group read is the operator's choice (a service account and its
+ * relays sharing a group). On Windows Node sees no owner or ACL; the file's privacy comes from the
+ * folder (see docs/iis.md).
  */
 export function readSecretFile(path: string, platform: NodeJS.Platform = process.platform, uid: number | undefined = process.getuid?.()): SecretRead {
   let text: string;
@@ -34,8 +36,8 @@ export function readSecretFile(path: string, platform: NodeJS.Platform = process
     const st = lstatSync(path);
     if (!st.isFile()) return { ok: false, missing: false, reason: 'not a regular file' };
     if (platform !== 'win32') {
-      if (uid !== undefined && st.uid !== uid) return { ok: false, missing: false, reason: `owned by uid ${st.uid}, not by this user (uid ${uid})` };
-      if ((st.mode & 0o077) !== 0) return { ok: false, missing: false, reason: `other users may read it (mode ${(st.mode & 0o777).toString(8)}; it must be 600)` };
+      if (uid !== undefined && st.uid !== uid && st.uid !== 0) return { ok: false, missing: false, reason: `owned by uid ${st.uid}, not by this user (uid ${uid}) or root` };
+      if ((st.mode & 0o007) !== 0) return { ok: false, missing: false, reason: `every user may read or change it (mode ${(st.mode & 0o777).toString(8)}; make it 600 or 640)` };
     }
     text = readFileSync(path, 'utf8');
   } catch (err) {

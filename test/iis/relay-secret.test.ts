@@ -5,7 +5,7 @@
  * settings record, %VAR% expansion on the relay's side, the service command line, and the named
  * pipe options and pre-existing pipe refusal (Windows branches, with the connection injected).
  */
-import { chmodSync, mkdtempSync, readFileSync, realpathSync, rmSync, statSync, symlinkSync, writeFileSync, mkdirSync } from 'node:fs';
+import { chmodSync, chownSync, mkdtempSync, readFileSync, realpathSync, rmSync, statSync, symlinkSync, writeFileSync, mkdirSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -44,19 +44,27 @@ describe('the secret file', () => {
     expect(readFileSync(file, 'utf8').trim()).toBe([...secrets][0]);
   });
 
-  it('refuses a file other users may read or that another user owns (POSIX), and one too short', () => {
+  it('refuses a file every user may read or that another user owns (POSIX), and one too short', () => {
     const dir = tempDir();
     const open = join(dir, 'open.secret');
     writeFileSync(open, 'x'.repeat(64), { mode: 0o644 });
     chmodSync(open, 0o644);
     const r = readSecretFile(open, 'linux');
-    expect(r.ok === false && r.reason).toMatch(/other users may read it/);
+    expect(r.ok === false && r.reason).toMatch(/every user may read or change it/);
+    // A group the operator chose (service account and relays) is fine.
+    const group = join(dir, 'group.secret');
+    writeFileSync(group, 'x'.repeat(64), { mode: 0o640 });
+    chmodSync(group, 0o640);
+    expect(readSecretFile(group, 'linux').ok).toBe(true);
     // It is not replaced either: someone may have planted it.
     expect(ensureSecretFile(open, 'linux').ok).toBe(false);
     const foreign = join(dir, 'foreign.secret');
     writeFileSync(foreign, 'x'.repeat(64), { mode: 0o600 });
-    const uid = statSync(foreign).uid;
-    expect(readSecretFile(foreign, 'linux', uid + 1)).toMatchObject({ ok: false, reason: expect.stringMatching(/owned by uid/) });
+    // Owned by someone else (root's files are trusted like one's own, so as root give it away first).
+    if (statSync(foreign).uid === 0) chownSync(foreign, 4242, 4242);
+    const owner = statSync(foreign).uid;
+    expect(readSecretFile(foreign, 'linux', owner + 1)).toMatchObject({ ok: false, reason: expect.stringMatching(/owned by uid/) });
+    expect(readSecretFile(foreign, 'linux', owner).ok).toBe(true);
     const short = join(dir, 'short.secret');
     writeFileSync(short, 'abc', { mode: 0o600 });
     expect(readSecretFile(short, 'linux').ok).toBe(false);
