@@ -117,6 +117,16 @@ export const ERRORS = {
     title: 'Service Unavailable',
     doc: 'A FastCGI listener already has `maxConnections` connections open: a new one is closed as soon as it is accepted. Logged once per peer a minute.',
   },
+  CORRAL_TOO_MANY_APPS: {
+    status: 503,
+    title: 'Service Unavailable',
+    doc: 'The request names a new app under `allowedRoots` but `maxApps` apps started by requests are running. It can start once an idle one is reaped (`appIdleTimeout`). No Python code runs for it. Sent with Retry-After.',
+  },
+  CORRAL_WORKER_LIMIT: {
+    status: 503,
+    title: 'Service Unavailable',
+    doc: 'The request names a new app, but the service-wide `maxTotalWorkers` budget has too few workers left for its minimum (at least one). No Python code runs for it. Sent with Retry-After.',
+  },
 } as const satisfies Record<string, ErrorSpec>;
 
 export type ErrorCode = keyof typeof ERRORS;

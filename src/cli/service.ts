@@ -16,6 +16,7 @@ import { LimitLog } from '../front/limit-log.js';
 import { openHttpFront, type HttpFrontOptions } from '../front/http-front.js';
 import { App } from './app.js';
 import { AppRouter } from './router.js';
+import { WorkerBudget } from '../pool/budget.js';
 import { PromMetrics } from '../control/metrics.js';
 import { startControlServer, type ControlServer } from '../control/server.js';
 import { accessLogger, observers, type RequestObserver } from '../front/access-log.js';
@@ -72,11 +73,12 @@ export class Service {
     this.#log = log;
     this.#opts = opts;
     this.stopped = new Promise((resolve) => (this.#resolveStopped = resolve));
-    const appOpts = { dev: opts.dev ?? false, reloadDebounceMs: opts.reloadDebounceMs ?? 200, ...(settings.control ? { metrics: this.metrics } : {}) };
+    const budget = new WorkerBudget(settings.maxTotalWorkers);
+    const appOpts = { dev: opts.dev ?? false, reloadDebounceMs: opts.reloadDebounceMs ?? 200, budget, ...(settings.control ? { metrics: this.metrics } : {}) };
     const own = apps.length > 0 ? apps : opts.defaultApp === false ? [] : [settings];
     this.#configured = own.map((s) => new App(s, log, appOpts));
     this.#fromAppsList = apps.length > 0;
-    this.router = new AppRouter(settings, this.#configured, (s) => new App(s, log, appOpts), log);
+    this.router = new AppRouter(settings, this.#configured, (s) => new App(s, log, appOpts), log, { budget });
   }
 
   /** The first configured app's pool. Throws when the service runs only apps that requests name. */
@@ -166,7 +168,7 @@ export class Service {
         this.#log.info('stdin closed by the web server; stopping');
         void this.stop();
       },
-      { maxConnections: this.#settings.maxConnections, limitLog: opts.limitLog ?? null },
+      { maxConnections: this.#settings.maxConnections, limitLog: opts.limitLog ?? null, pipeAllUsers: this.#settings.pipeAllUsers },
     );
     this.#fronts.push(front);
     this.#log.info({ listen: front.bound, kind: address.kind, ...(app ? { app } : {}) }, 'FastCGI front listening');
@@ -191,6 +193,7 @@ export class Service {
     this.#stopping ??= (async () => {
       this.#log.info({ fronts: this.#fronts.map((f) => formatAddress(f.address)) }, 'service stopping');
       await Promise.all(this.#fronts.map((f) => f.close()));
+      this.router.close();
       for (const c of this.#connections) c.closeWhenIdle();
       await Promise.all(this.apps.map((a) => a.stop()));
       // Requests are done; a client that keeps an idle connection open must not keep us alive.
