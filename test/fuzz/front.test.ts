@@ -147,6 +147,23 @@ describe('needs front hardening', () => {
     expect(d.pool.views.every((v) => decodes(v.params))).toBe(true);
   });
 
+  test('after a protocol error, the rest of the same chunk starts no request', async () => {
+    // A duplicate BEGIN closes the connection, but records after it in the same read were still
+    // handled: here they start request 2, whose params go to a worker of a connection already gone
+    // (and with interleaved ids, params of two requests were joined into one malformed body).
+    for (const needsParams of [false, true]) {
+      const d = connect(needsParams);
+      const ok = encodeParams([['REQUEST_METHOD', 'GET'], ['PATH_INFO', '/late']]);
+      const chunk = Buffer.concat([
+        beginRecord(1), beginRecord(1),
+        beginRecord(2), encodeRecord(RecordType.PARAMS, 2, ok), encodeRecord(RecordType.PARAMS, 2), encodeRecord(RecordType.STDIN, 2),
+      ]);
+      await feed(d, [chunk], false);
+      expect(d.socket.destroyed).toBe(true);
+      expect(d.pool.views.length).toBe(0);
+    }
+  });
+
   test('a PARAMS body cut inside a pair is refused before it reaches a worker (one app)', async () => {
     const d = connect(false);
     const good = encodeParams([['REQUEST_METHOD', 'GET'], ['PATH_INFO', '/x']]);
