@@ -479,6 +479,13 @@ export class Pool implements Upstream {
       this.#onBootFailure(w, reason, now);
       return;
     }
+    // Killed from outside (an operator, a supervisor, the OOM killer): not the app crashing, so it
+    // is replaced at once and does not count towards taking the pool offline. (Windows'
+    // TerminateProcess shows no signal and counts as a crash.)
+    if (signal === 'SIGKILL' || signal === 'SIGTERM') {
+      this.#nextSpawnAt = now;
+      return;
+    }
     // An unexpected exit of a serving worker: back off, and take the pool offline on a crash storm.
     if (uptimeMs > STABLE_MS) this.#crashes = 0;
     const delay = this.#crashes === 0 ? 0 : Math.min(BACKOFF_MAX_MS, BACKOFF_MIN_MS * 2 ** (this.#crashes - 1));

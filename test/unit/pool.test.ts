@@ -753,6 +753,20 @@ describe('rapid-fail protection', () => {
     expect(h.pool.state).toBe('running');
   });
 
+  it('replaces workers killed from outside (SIGKILL, SIGTERM) at once and never takes the pool offline for them', async () => {
+    const h = await running({ rapidFailsPerMinute: 2 });
+    for (let i = 0; i < 10; i++) {
+      const spawns = h.spawned.length;
+      h.live()[0]!.exit(null, i % 2 === 0 ? 'SIGKILL' : 'SIGTERM');
+      await flush();
+      await h.clock.advance(1);
+      expect(h.spawned.length).toBe(spawns + 1); // no backoff
+      h.inState('starting')[0]!.ready();
+      await flush();
+      expect(h.pool.state).toBe('running');
+    }
+  });
+
   it('does not count crashes more than a minute apart, nor workers it killed itself', async () => {
     const h = await running({ rapidFailsPerMinute: 1, requestTimeoutMs: 1_000 });
     for (let i = 0; i < 3; i++) {
