@@ -4,8 +4,7 @@
  * worker alive while valid requests keep being answered; (b) hundreds of stalled connections do
  * not delay a normal request and are closed by the idle / params timeouts; (c) workers SIGKILLed
  * under load fail only the requests that were on them; (d) one app crashing or stuck does not
- * disturb another app of the same service. What needs the front's hardening (params validated
- * before a worker sees them, connection timeouts) is in 'needs front hardening'.
+ * disturb another app of the same service.
  */
 import net from 'node:net';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -112,10 +111,8 @@ async function storm(addr: Addr, inputs: Buffer[], seconds: number, halfClose: b
 }
 
 /**
- * Inputs the front handles today without a worker waiting on them: bad versions, stray records
- * (no PARAMS or STDIN), whole requests, and requests that the client ABORTs after any of their
- * records. (A request cut off without an ABORT, or half-closed, holds a worker slot until the
- * front aborts incomplete requests: that is in 'needs front hardening'.)
+ * Inputs that end cleanly: bad versions, stray records (no PARAMS or STDIN), whole requests, and
+ * requests that the client ABORTs after any of their records.
  */
 function inputsSafeToday(n: number): Buffer[] {
   const badStart = fc.uint8Array({ minLength: 1, maxLength: 2000 }).map((a) => {
@@ -153,10 +150,9 @@ describe('hostile input', () => {
 });
 
 describe('workers killed under load', () => {
-  // At most 10 kills: the 11th unexpected exit within a minute takes the pool offline by design
-  // (rapidFailsPerMinute, 10 as in IIS), which would fail every request. The crash backoff
-  // (100 ms doubling) also leaves no live worker to kill at some ticks.
-  it('SIGKILLing a worker every 0.5 s for 10 s (at most 10 kills) under 6 clients fails at most the requests on the killed workers', async () => {
+  // A worker killed from outside is replaced at once and does not count towards rapidFailsPerMinute
+  // (that guards against the app crashing itself), so 20 kills in 10 s leave the pool serving.
+  it('SIGKILLing a worker every 0.5 s for 10 s under 6 clients fails at most the requests on the killed workers', async () => {
     const threads = 2;
     const { c, addr } = await serveHello([], 3, threads);
     const until = performance.now() + 10_000;
@@ -175,7 +171,7 @@ describe('workers killed under load', () => {
       }
     });
     const killer = (async () => {
-      while (performance.now() < until && kills < 10) {
+      while (performance.now() < until) {
         await sleep(500);
         const pids = c.liveWorkerPids();
         if (pids.length === 0) continue;
@@ -188,7 +184,7 @@ describe('workers killed under load', () => {
       }
     })();
     await Promise.all([...clients, killer]);
-    expect(kills).toBeGreaterThan(5);
+    expect(kills).toBeGreaterThan(12);
     expect(answered).toBeGreaterThan(0);
     expect(failed.length).toBeLessThanOrEqual(kills * threads);
     expect(c.child.exitCode).toBeNull();
@@ -284,7 +280,7 @@ describe('isolation between apps', () => {
   }, 90_000);
 });
 
-describe('needs front hardening', () => {
+describe('hostile input and stalled clients', () => {
   it('15 s of malformed and random input (mutated streams, bad PARAMS bodies) leaves the service and every worker alive', async () => {
     const { c, addr } = await serveHello();
     const before = c.liveWorkerPids().sort();

@@ -2,9 +2,9 @@
  * Fuzz properties of the FastCGI front (src/front/fcgi-connection.ts), driven in-process over a
  * fake socket and a fake pool (front-harness.ts): for random, mutated and hostile input in any
  * chunking, nothing is thrown out of the connection, what it writes back is FastCGI, and once the
- * client is done the connection is either served or closed. The properties that need the front's
- * validation (params checked before they reach a worker, incomplete requests aborted when the
- * client goes away, over-long params refused for that request only) are in 'needs front hardening'.
+ * client is done the connection is either served or closed; params are checked before they reach
+ * a worker, incomplete requests are aborted when the client goes away, over-long params are
+ * refused for that request only.
  */
 import fc from 'fast-check';
 import { describe, expect, test } from 'vitest';
@@ -90,7 +90,7 @@ describe('front connection on hostile input', () => {
   });
 });
 
-describe('needs front hardening', () => {
+describe('validation before forwarding', () => {
   test('the pool never receives a PARAMS body that does not decode, nor a body before the params ended', async () => {
     await fc.assert(
       fc.asyncProperty(
