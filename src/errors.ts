@@ -92,6 +92,11 @@ export const ERRORS = {
     title: 'Bad Gateway',
     doc: '`corral relay` (the program IIS starts) could not reach the corral service within about 10 s (not running and not auto-started, or it exited), or lost its connection in the middle of the request. The relay log says why.',
   },
+  CORRAL_BODY_TOO_LARGE: {
+    status: 413,
+    title: 'Content Too Large',
+    doc: 'The request body is larger than `maxBodySize`: a larger `Content-Length` is refused before the app runs; a body that grows past it (chunked) is cut off and the request aborted. The connection is closed after the answer.',
+  },
 } as const satisfies Record<string, ErrorSpec>;
 
 export type ErrorCode = keyof typeof ERRORS;

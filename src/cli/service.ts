@@ -111,7 +111,16 @@ export class Service {
       this.#opts.observe ?? null,
     );
     const connOpts: ConnectionOptions = { maxParamsBytes: s.maxParamsBytes, maxConns: 10_000, maxReqs: 10_000, devErrors: dev, observe };
-    const httpOpts = { devErrors: dev, serverSoftware: `corral/${this.#opts.version ?? '0'}`, observe };
+    const httpOpts: HttpFrontOptions = {
+      devErrors: dev,
+      serverSoftware: `corral/${this.#opts.version ?? '0'}`,
+      observe,
+      maxBodySize: s.maxBodySize,
+      maxConnections: s.maxConnections,
+      paramsTimeout: s.paramsTimeout,
+      bodyTimeout: s.bodyTimeout,
+      connectionIdleTimeout: s.connectionIdleTimeout,
+    };
     // Apps with addresses of their own get fronts that serve only them.
     const ownFronts = this.#fromAppsList ? this.#configured.filter((a) => a.settings.listen.length > 0 || a.settings.http) : [];
     const shared = ownFronts.length > 0 && s.listen.length === 0 && !s.http ? [] : listenAddresses(s);
