@@ -136,7 +136,7 @@ export class Service {
         }
       }
       if (s.control) {
-        this.#control = await startControlServer({ address: s.control, target: this, log: this.#log, version: this.#opts.version ?? '0', metrics: this.metrics });
+        this.#control = await startControlServer({ address: s.control, target: this, log: this.#log, version: this.#opts.version ?? '0', metrics: this.metrics, readAccess: s.controlReadAccess });
         this.controlBound = this.#control.bound;
       }
     } catch (err) {

@@ -77,6 +77,11 @@ export const SETTINGS = [
     doc: 'Address of the control listener: the `/status` page, `/status.json`, `/metrics` (Prometheus), `/healthz` (503 while stopping) and the `POST /reload` and `POST /stop` that `corral reload` and `corral stop` send with a token only the service\'s user can read. Loopback TCP (`127.0.0.1:9001`), a unix socket or a named pipe only, since it shows paths and tracebacks. Off by default; the commands look at `127.0.0.1:9001` unless told otherwise.',
   }),
   setting({
+    key: 'controlReadAccess', env: ['CORRAL_CONTROL_READ_ACCESS'], flag: '--control-read-access', cli: 'option', arg: 'MODE',
+    kind: oneOf(['local', 'token']), default: 'local',
+    doc: 'Who may read the control listener\'s `/status`, `/status.json` and `/metrics`. `local`: any client that reaches it (loopback or the pipe) reads figures and states, but app directories, error messages and tracebacks only with the control token (`corral status` sends it). `token`: every read but `/healthz` needs the token. Local by default, as the listener only binds loopback; use `token` on machines shared with other users.',
+  }),
+  setting({
     key: 'allowedRoots', env: ['CORRAL_ALLOWED_ROOTS'], flag: '--allowed-roots', cli: 'option', arg: 'DIRS',
     kind: list(directory(), 'separated by ; or the OS path separator', splitPathList), default: [], defaultDoc: 'none',
     doc: 'Directories under which requests may name their own app (IIS sends `APPL_PHYSICAL_PATH`; `corral relay` adds the site\'s settings): each such app gets its own pool. A request naming a root outside these gets 403 and runs no Python code. Empty by default: only the configured app runs, whatever a request says.',

@@ -3,7 +3,7 @@
  * pipe. It runs in the service's event loop and reads only the pools' in-memory figures, so it
  * answers while every worker thread is busy (PHP-FPM's status page, served by the saturated pool
  * itself, famously does not). On start it writes the token that `POST /reload` and `POST /stop`
- * need (see token.ts).
+ * need, and that reads need to see app directories, error messages and tracebacks (see token.ts).
  */
 import http from 'node:http';
 import net from 'node:net';
@@ -12,7 +12,7 @@ import { formatAddress, type ListenAddress } from '../config/address.js';
 import { controlAddressProblem, isLoopbackHost } from '../config/control-address.js';
 import type { Logger } from '../log/logger.js';
 import { PromMetrics } from './metrics.js';
-import { handle, sendJson, type RouteContext } from './routes.js';
+import { handle, sendJson, type ReadAccess, type RouteContext } from './routes.js';
 import type { ControlTarget } from './target.js';
 import { newToken, removeTokenFile, tokenPath, writeTokenFile } from './token.js';
 
@@ -28,6 +28,8 @@ export interface ControlServerOptions {
   env?: NodeJS.ProcessEnv;
   /** When the service started (default now). */
   startedAt?: Date;
+  /** controlReadAccess (default `local`): reads without the token are redacted, or refused with `token`. */
+  readAccess?: ReadAccess;
 }
 
 /** A running control listener. */
@@ -70,7 +72,7 @@ export async function startControlServer(opts: ControlServerOptions): Promise<Co
     server.close();
     throw err;
   }
-  ctx = { target: opts.target, metrics, facts: { version: opts.version, startedAt: opts.startedAt ?? new Date() }, token, tokenFile, log };
+  ctx = { target: opts.target, metrics, facts: { version: opts.version, startedAt: opts.startedAt ?? new Date() }, token, tokenFile, log, readAccess: opts.readAccess ?? 'local' };
   log.info({ control: bound, tokenFile, url: address.kind === 'tcp' ? `http://${bound}/status` : undefined }, 'control listener ready');
   let closing: Promise<void> | null = null;
   return {

@@ -73,7 +73,7 @@ export function renderStatusPage(doc: StatusDocument, refreshSeconds = 0): strin
 <span class="meta">version ${esc(s.version)} · pid ${esc(s.pid)} · up ${esc(formatUptime(s.uptimeSeconds))} · node ${esc(s.node)} on ${esc(s.platform)}</span>
 <span class="meta">as of <time datetime="${esc(doc.generatedAt)}">${esc(doc.generatedAt.replace('T', ' ').replace(/\.\d+Z$/, ' UTC'))}</time> · ${toggle} · <a href="status.json">status.json</a> · <a href="metrics">metrics</a></span></header>
 <main>
-${apps}
+${doc.redacted ? '<p class="none redacted">App directories, error messages and tracebacks are hidden: this request carried no control token. <code>corral status</code> sends it and shows them.</p>\n' : ''}${apps}
 </main></body></html>
 `;
 }
@@ -92,7 +92,7 @@ function renderApp(a: AppStatus): string {
   ].join('');
   return `<section class="app" data-app="${esc(a.name)}">
 <h2>${esc(a.name)} <span class="badge ${TONE[a.state] ?? 'idle'}" data-state="${esc(a.state)}">${esc(a.state)}</span></h2>
-<p class="root" title="app directory">${esc(a.root)}</p>
+${a.root === null ? '' : `<p class="root" title="app directory">${esc(a.root)}</p>`}
 <dl class="figures">${figures}</dl>
 ${renderWorkers(a)}
 ${renderError('Pool failed', a.failure, false)}${renderError('Last reload failed', a.lastReloadError, true)}
