@@ -4,7 +4,7 @@
  * escaped: app paths, reasons and Python tracebacks are not ours to trust.
  */
 import { formatCpu, formatMB, formatUptime } from './format.js';
-import type { AppStatus, ErrorInfo, StatusDocument, WorkerInfo } from './snapshot.js';
+import { HIDDEN_MESSAGE, type AppStatus, type ErrorInfo, type StatusDocument, type WorkerInfo } from './snapshot.js';
 
 /** Escapes text for HTML content and quoted attribute values. */
 export function esc(value: unknown): string {
@@ -115,7 +115,7 @@ function renderWorker(w: WorkerInfo, a: AppStatus): string {
 
 function renderError(title: string, e: ErrorInfo | null, past: boolean): string {
   if (!e) return '';
-  const detail = e.detail ? `<pre>${esc(e.detail)}</pre>` : '<p class="none">No traceback or output was captured.</p>';
+  const detail = e.detail ? `<pre>${esc(e.detail)}</pre>` : e.message === HIDDEN_MESSAGE ? '' : '<p class="none">No traceback or output was captured.</p>';
   // The pool's own failure is why it answers 503 now: open. A past reload failure stays folded.
   return `<details class="error${past ? ' past' : ''}"${past ? '' : ' open'}><summary>${esc(title)}: ${esc(e.message)} <code>${esc(e.code)}</code></summary>${detail}</details>\n`;
 }

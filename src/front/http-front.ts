@@ -4,7 +4,7 @@
  * server (`--http`, and `corral dev`). Bodies stream both ways under the pool's flow control.
  */
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import { RecordType } from '../fcgi/constants.js';
 import { encodeParams } from '../fcgi/params.js';
 import { encodeRecord } from '../fcgi/records.js';
@@ -102,14 +102,21 @@ export async function openHttpFront(address: ListenAddress, route: Router, opts:
     (req, res) => serveRequest(req, res, route, opts, log),
   );
   if (opts.maxConnections !== undefined) server.maxConnections = opts.maxConnections;
-  let refusedLogged = false;
+  // Node closes connections past maxConnections itself ('drop'); say so once until the count is below it again.
+  let atLimit = false;
   server.on('drop', (data?: { remoteAddress?: string }) => {
-    // Node closes connections past maxConnections itself; say so once until the count goes down.
-    if (refusedLogged) return;
-    refusedLogged = true;
+    if (atLimit) return;
+    atLimit = true;
     log.warn({ maxConnections: opts.maxConnections, peer: data?.remoteAddress }, 'HTTP front at maxConnections: new connections are closed');
-    server.getConnections((_err, n) => {
-      if (n < (opts.maxConnections ?? Infinity)) refusedLogged = false;
+  });
+  server.on('connection', (socket: Socket) => {
+    socket.once('close', () => {
+      if (!atLimit) return;
+      server.getConnections((_err, n) => {
+        if (!atLimit || n >= (opts.maxConnections ?? Infinity)) return;
+        atLimit = false;
+        log.info({ maxConnections: opts.maxConnections, open: n }, 'HTTP front below maxConnections again');
+      });
     });
   });
   const opts2 = address.kind === 'tcp' ? { host: address.host, port: address.port } : address.kind === 'unix' || address.kind === 'pipe' ? { path: address.path } : null;

@@ -136,8 +136,10 @@ describe('HTTP front: server limits from the settings', () => {
     } finally {
       for (const s of held) s.destroy();
     }
-    // Once the held connections are gone, requests are served again.
+    // Once the held connections are gone, requests are served again, and that is said once.
+    await c.waitForMsg('HTTP front below maxConnections again');
     await expect.poll(async () => (await request(port, 'GET', '/').catch(() => ({ status: 0 }))).status, { timeout: 20_000 }).toBe(200);
+    expect(c.logs.filter((l) => l.msg === 'HTTP front at maxConnections: new connections are closed')).toHaveLength(1);
   });
 
   it('closes a connection whose headers do not arrive within paramsTimeout (slowloris)', async () => {
