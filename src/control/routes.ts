@@ -55,19 +55,21 @@ export async function handle(ctx: RouteContext, req: IncomingMessage, res: Serve
       return;
     case 'GET /status':
     case 'HEAD /status': {
-      const doc = readFor(ctx, req, res);
-      if (doc) sendHtml(res, renderStatusPage(doc, refreshOf(url)));
+      const doc = readFor(ctx, req, res, url);
+      // A browser cannot send the header: a token given as ?token= stays in the page's own links.
+      const viaQuery = doc && !doc.redacted && req.headers.authorization === undefined ? url.searchParams.get('token') : null;
+      if (doc) sendHtml(res, renderStatusPage(doc, refreshOf(url), viaQuery));
       return;
     }
     case 'GET /status.json':
     case 'HEAD /status.json': {
-      const doc = readFor(ctx, req, res);
+      const doc = readFor(ctx, req, res, url);
       if (doc) sendJson(res, 200, doc);
       return;
     }
     case 'GET /metrics':
     case 'HEAD /metrics': {
-      const doc = readFor(ctx, req, res);
+      const doc = readFor(ctx, req, res, url);
       if (doc) send(res, 200, ctx.metrics.contentType, await ctx.metrics.text(doc));
       return;
     }
@@ -104,14 +106,16 @@ const ALLOW: Record<string, string> = {
 };
 
 /**
- * The status document this reader may see: whole with the token; without it, redacted (`local`)
- * or refused with 401 (`token`, and a wrong token in either mode), then null.
+ * The status document this reader may see: whole with the token (the Authorization header, or
+ * `?token=` for a browser, as Jupyter does); without it, redacted (`local`) or refused with 401
+ * (`token`, and a wrong token in either mode), then null.
  */
-function readFor(ctx: RouteContext, req: IncomingMessage, res: ServerResponse): StatusDocument | null {
+function readFor(ctx: RouteContext, req: IncomingMessage, res: ServerResponse, url: URL): StatusDocument | null {
   const doc = snapshot(ctx.target, ctx.facts);
-  const header = req.headers.authorization;
+  const fromQuery = url.searchParams.get('token');
+  const header = req.headers.authorization ?? (fromQuery !== null ? `Bearer ${fromQuery}` : undefined);
   if (header === undefined && ctx.readAccess === 'local') return redact(doc);
-  return authorized(ctx, req, res) ? doc : null;
+  return authorized(ctx, req, res, header) ? doc : null;
 }
 
 function refreshOf(url: URL): number {
@@ -130,8 +134,8 @@ function healthz(ctx: RouteContext, res: ServerResponse, full: boolean): void {
   send(res, 200, 'text/plain; charset=utf-8', 'ok\n');
 }
 
-function authorized(ctx: RouteContext, req: IncomingMessage, res: ServerResponse): boolean {
-  const why = checkBearer(req.headers.authorization, ctx.token);
+function authorized(ctx: RouteContext, req: IncomingMessage, res: ServerResponse, header = req.headers.authorization): boolean {
+  const why = checkBearer(header, ctx.token);
   if (why === null) return true;
   ctx.log.warn({ path: req.url, why }, 'control: refused a call without the right token');
   res.setHeader('www-authenticate', 'Bearer realm="corral"');

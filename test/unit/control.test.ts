@@ -361,6 +361,13 @@ describe('control server', () => {
     expect(full.apps.map((a) => a.root)).toEqual(['/srv/shop', '/srv/blog']);
     expect(full.apps[1]!.failure?.detail).toContain('Traceback');
     expect((await httpRequest(url('/status'), { headers: auth })).body.toString()).toContain('Traceback');
+    // A browser gives it as ?token=, and the page keeps it in its links.
+    const viaQuery = (await httpRequest(url(`/status?token=${token()}`))).body.toString();
+    expect(viaQuery).toContain('/srv/shop');
+    expect(viaQuery).toContain(`href="?refresh=5&#38;token=${token()}"`);
+    expect(viaQuery).toContain(`href="status.json?token=${token()}"`);
+    expect(JSON.parse((await httpRequest(url(`/status.json?token=${token()}`))).body.toString()).redacted).toBe(false);
+    expect((await httpRequest(url(`/status.json?token=${'0'.repeat(64)}`))).status).toBe(401);
     // A wrong token is refused, not quietly redacted.
     expect((await httpRequest(url('/status.json'), { headers: { authorization: `Bearer ${'0'.repeat(64)}` } })).status).toBe(401);
   });
