@@ -102,6 +102,11 @@ export async function openHttpFront(address: ListenAddress, route: Router, opts:
     (req, res) => serveRequest(req, res, route, opts, log),
   );
   if (opts.maxConnections !== undefined) server.maxConnections = opts.maxConnections;
+  // Expect: 100-continue: a body over maxBodySize is refused before the client sends it.
+  server.on('checkContinue', (req: http.IncomingMessage, res: http.ServerResponse) => {
+    if (!overLimit(req, opts.maxBodySize ?? 0)) res.writeContinue();
+    serveRequest(req, res, route, opts, log);
+  });
   // Node closes connections past maxConnections itself ('drop'); say so once until the count is below it again.
   let atLimit = false;
   server.on('drop', (data?: { remoteAddress?: string }) => {
@@ -137,6 +142,12 @@ export async function openHttpFront(address: ListenAddress, route: Router, opts:
   };
 }
 
+/** Whether the request's Content-Length is over `limit` (0: no limit). */
+function overLimit(req: http.IncomingMessage, limit: number): boolean {
+  const declared = req.headers['content-length'];
+  return limit > 0 && declared !== undefined && Number(declared) > limit;
+}
+
 function bodyTooLarge(limit: number): CorralError {
   return new CorralError('CORRAL_BODY_TOO_LARGE', `the request body is larger than maxBodySize (${limit} bytes)`);
 }
@@ -148,9 +159,8 @@ function serveRequest(req: http.IncomingMessage, res: http.ServerResponse, route
   const observe = opts.observe;
   if (observe) res.once('close', () => observe(sink.record(startedAt)));
   const limit = opts.maxBodySize ?? 0;
-  const declared = req.headers['content-length'];
-  if (limit > 0 && declared !== undefined && Number(declared) > limit) {
-    log.warn({ path: req.url, peer: req.socket.remoteAddress, contentLength: declared, maxBodySize: limit }, 'request body larger than maxBodySize: 413, the app does not run');
+  if (overLimit(req, limit)) {
+    log.warn({ path: req.url, peer: req.socket.remoteAddress, contentLength: req.headers['content-length'], maxBodySize: limit }, 'request body larger than maxBodySize: 413, the app does not run');
     // The body is not read: the connection closes after the answer.
     sink.giveUp(bodyTooLarge(limit), { connection: 'close' });
     return;

@@ -92,6 +92,19 @@ describe('HTTP front: maxBodySize', () => {
     expect(ok.body).toMatch(/ 1000$/);
   });
 
+  it('refuses an Expect: 100-continue body over the limit without asking for it', async () => {
+    const { port } = await start(['--max-body-size', '1000']);
+    const s = net.connect(port, '127.0.0.1');
+    await new Promise((r) => s.once('connect', r));
+    let answer = '';
+    const got = new Promise<void>((resolve) => s.on('data', (d: Buffer) => ((answer += d.toString()), answer.includes('\r\n\r\n') && resolve())));
+    s.write('POST /sha256 HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\nExpect: 100-continue\r\n\r\n');
+    await got;
+    s.destroy();
+    expect(answer).toMatch(/^HTTP\/1\.1 413 /);
+    expect(answer).not.toContain('100 Continue');
+  });
+
   it('cuts off a chunked body that grows past the limit, once logged', async () => {
     const { c, port } = await start(['--max-body-size', '100000']);
     const parts = Array.from({ length: 20 }, () => Buffer.alloc(10_000, 2));
