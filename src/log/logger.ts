@@ -1,4 +1,5 @@
 /** pino logger creation: JSON lines on stdout (or a file descriptor), child loggers per pool and worker. */
+import { writeSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { pino, type Logger, type DestinationStream } from 'pino';
 import type PinoPretty from 'pino-pretty';
@@ -30,7 +31,11 @@ export function createLogger(opts: LoggerOptions): Logger {
   if (typeof opts.destination === 'object') dest = opts.destination;
   else if (opts.file) dest = fileDestination(opts.file);
   else {
-    const writer = turnWriter(opts.destination ?? 1);
+    const fd = opts.destination ?? 1;
+    const writer = turnWriter(fd, undefined, (err) => {
+      // Said on stderr, once per spell of failures: stdout on a full disk would crash nothing, but lose the log unseen.
+      if (fd !== 2) writeSync(2, `${JSON.stringify({ level: 'error', time: new Date().toISOString(), svc: 'corral', pid: process.pid, fd, err: err.message, code: err.code ?? null, msg: 'cannot write the log; log lines are lost until it can' })}\n`);
+    });
     onFlushLogs(() => writer.flushSync());
     dest = writer;
   }

@@ -4,14 +4,14 @@
  * crash, and it says once that the log cannot be written (on stderr when its own log file fails).
  * A full disk is a 64 KiB tmpfs filled up (needs root to mount) or /dev/full.
  */
-import { execFileSync } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { execFileSync, spawn } from 'node:child_process';
+import { closeSync, existsSync, mkdtempSync, openSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { FIXTURES, startCorral, stopAll } from '../helpers/corral.js';
+import { CLI, FIXTURES, ROOT, startCorral, stopAll } from '../helpers/corral.js';
 
 const mounts: string[] = [];
 
@@ -113,5 +113,29 @@ describe('disk full for log files', () => {
     expect(c.logs.filter((l) => l.msg === warn.msg)).toHaveLength(1);
     expect(await get(port, '/')).toBe(200);
     expect(c.child.exitCode).toBeNull();
+  });
+
+  it.skipIf(!hasDevFull)('the log on stdout, and stdout a full disk (/dev/full): requests are served, said once on stderr', async () => {
+    const port = await freePort();
+    const full = openSync('/dev/full', 'w');
+    const child = spawn(process.execPath, [CLI, 'serve', FIXTURES, '--wsgi-app', 'hello_app:application', '--workers', '1', '--http', `127.0.0.1:${port}`], {
+      cwd: ROOT,
+      stdio: ['ignore', full, 'pipe'],
+    });
+    closeSync(full);
+    let stderr = '';
+    child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+    try {
+      await expect.poll(() => get(port, '/'), { timeout: 30_000, interval: 200 }).toBe(200);
+      for (let i = 0; i < 20; i++) expect(await get(port, '/')).toBe(200);
+      await expect.poll(() => stderr.includes('cannot write the log'), { timeout: 20_000 }).toBe(true);
+      expect(stderr.split('cannot write the log').length - 1).toBe(1);
+      expect(stderr).toContain('ENOSPC');
+      expect(child.exitCode).toBeNull();
+    } finally {
+      const exited = new Promise((r) => child.once('exit', r));
+      child.kill('SIGTERM');
+      await exited;
+    }
   });
 });
