@@ -16,6 +16,9 @@ import { handle, sendJson, type ReadAccess, type RouteContext } from './routes.j
 import type { ControlTarget } from './target.js';
 import { newToken, removeTokenFile, tokenPath, writeTokenFile } from './token.js';
 
+/** Connections the control listener keeps open at once; more are closed at once. */
+export const MAX_CONNECTIONS = 64;
+
 /** How to start the control listener. */
 export interface ControlServerOptions {
   address: ListenAddress;
@@ -52,7 +55,9 @@ export async function startControlServer(opts: ControlServerOptions): Promise<Co
   const metrics = opts.metrics ?? new PromMetrics();
   const pending = new Set<http.ServerResponse>();
   let ctx: RouteContext | null = null;
-  const server = http.createServer((req, res) => {
+  // A local client must not hold the service's file descriptors or the listener: few connections
+  // (operators, a scraper), headers in 10 s, a request (a body of at most 4 KiB) in 30 s.
+  const server = http.createServer({ headersTimeout: 10_000, requestTimeout: 30_000, connectionsCheckingInterval: 2_000 }, (req, res) => {
     if (!ctx) return void res.writeHead(503).end();
     const c = ctx;
     pending.add(res);
@@ -61,6 +66,14 @@ export async function startControlServer(opts: ControlServerOptions): Promise<Co
   });
   // Keep-alive connections from browsers would otherwise hold close() up for 5 s.
   server.keepAliveTimeout = 2_000;
+  server.maxConnections = MAX_CONNECTIONS;
+  let atLimit = false;
+  server.on('drop', () => {
+    if (atLimit) return;
+    atLimit = true;
+    log.warn({ maxConnections: MAX_CONNECTIONS }, 'control: at its connection limit; new connections are closed');
+    setTimeout(() => (atLimit = false), 60_000).unref();
+  });
   await listen(server, opts.address);
   const address = boundAddress(server, opts.address);
   const bound = formatAddress(address);

@@ -4,6 +4,7 @@
  * reload, the address rules, and the CLI's exit codes and messages.
  */
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -15,7 +16,7 @@ import type { PoolState, WorkerStatus } from '../../src/pool/pool.js';
 import { PromMetrics, restartReason } from '../../src/control/metrics.js';
 import { selectApps, snapshot, STATUS_SCHEMA, type StatusDocument } from '../../src/control/snapshot.js';
 import { esc, renderStatusPage } from '../../src/control/status-page.js';
-import { startControlServer, type ControlServer } from '../../src/control/server.js';
+import { MAX_CONNECTIONS, startControlServer, type ControlServer } from '../../src/control/server.js';
 import type { ControlApp, ControlPool, ControlTarget } from '../../src/control/target.js';
 import { checkBearer, readTokenFile, tokenPath, writeTokenFile } from '../../src/control/token.js';
 import { runControlCommand, type ControlIo } from '../../src/cli/control-client.js';
@@ -463,6 +464,24 @@ describe('control server', () => {
     expect(JSON.parse(r.body.toString()).message).toMatch(/stopped before this call finished/);
     expect(existsSync(file)).toBe(false);
     release();
+  });
+
+  it('closes connections past its limit, and answers again once they are gone', async () => {
+    const [host, port] = [server!.bound.replace(/:\d+$/, ''), Number(server!.bound.replace(/^.*:/, ''))];
+    const held: net.Socket[] = [];
+    try {
+      for (let i = 0; i < MAX_CONNECTIONS; i++) {
+        const s = net.connect(port, host);
+        held.push(s);
+        await new Promise((r) => s.once('connect', r));
+      }
+      const extra = net.connect(port, host);
+      held.push(extra);
+      await new Promise<void>((resolve) => extra.once('close', () => resolve()));
+    } finally {
+      for (const s of held) s.destroy();
+    }
+    await expect.poll(async () => (await httpRequest(url('/healthz')).catch(() => ({ status: 0 }))).status, { timeout: 10_000 }).toBe(200);
   });
 
   it('refuses requests addressed to a non-loopback Host (DNS rebinding)', async () => {
