@@ -60,7 +60,7 @@ export const ERRORS = {
   CORRAL_PARAMS_TOO_LARGE: {
     status: 431,
     title: 'Request Header Fields Too Large',
-    doc: 'The FastCGI params of one request exceed `maxParamsBytes`; the front connection is closed.',
+    doc: 'The FastCGI params of one request exceed `maxParamsBytes`; that request is answered 431 and the rest of its params ignored, other requests on the connection go on.',
   },
   CORRAL_FCGI_PROTOCOL: {
     status: 400,
@@ -95,7 +95,37 @@ export const ERRORS = {
   CORRAL_BODY_TOO_LARGE: {
     status: 413,
     title: 'Content Too Large',
-    doc: 'The request body is larger than `maxBodySize`: a larger `Content-Length` is refused before the app runs; a body that grows past it (chunked) is cut off and the request aborted. The connection is closed after the answer.',
+    doc: 'The request body is larger than `maxBodySize`: its `CONTENT_LENGTH` says so (answered before the app runs) or the body grew past it (the request is aborted). On the HTTP front the connection is closed after the answer.',
+  },
+  CORRAL_OVERLOADED: {
+    status: 503,
+    title: 'Service Unavailable',
+    doc: 'The service holds `maxBufferedBytes` of request data from all connections together (params not yet routed, bodies not yet taken by a worker); new requests are refused until that drains.',
+  },
+  CORRAL_PARAMS_TIMEOUT: {
+    status: 408,
+    title: 'Request Timeout',
+    doc: 'A FastCGI client did not finish a request\'s params within `paramsTimeout` of its BEGIN_REQUEST (or left a record half-sent that long): its connection is closed (the slowloris guard). Logged, not answered.',
+  },
+  CORRAL_BODY_TIMEOUT: {
+    status: 408,
+    title: 'Request Timeout',
+    doc: 'A FastCGI client sent nothing for `bodyTimeout` while a request body was incomplete: the request is aborted (the app\'s read raises) and the connection closed.',
+  },
+  CORRAL_TOO_MANY_CONNECTIONS: {
+    status: 503,
+    title: 'Service Unavailable',
+    doc: 'A FastCGI listener already has `maxConnections` connections open: a new one is closed as soon as it is accepted. Logged once per peer a minute.',
+  },
+  CORRAL_TOO_MANY_APPS: {
+    status: 503,
+    title: 'Service Unavailable',
+    doc: 'The request names a new app under `allowedRoots` but `maxApps` apps started by requests are running. It can start once an idle one is reaped (`appIdleTimeout`). No Python code runs for it. Sent with Retry-After.',
+  },
+  CORRAL_WORKER_LIMIT: {
+    status: 503,
+    title: 'Service Unavailable',
+    doc: 'The request names a new app, but the service-wide `maxTotalWorkers` budget has too few workers left for its minimum (at least one). No Python code runs for it. Sent with Retry-After.',
   },
 } as const satisfies Record<string, ErrorSpec>;
 

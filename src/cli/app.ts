@@ -12,6 +12,7 @@ import type { Settings } from '../config/settings.js';
 import { workerBounds } from '../config/settings.js';
 import type { Logger } from '../log/logger.js';
 import { Pool, type PoolOptions } from '../pool/pool.js';
+import type { WorkerBudget } from '../pool/budget.js';
 import { Worker, type WorkerSpawnSpec } from '../pool/worker.js';
 import { realClock } from '../pool/clock.js';
 import { sampleUsage } from '../monitor/sampler.js';
@@ -36,6 +37,8 @@ export interface AppOptions {
   reloadDebounceMs: number;
   /** Counts worker exits for /metrics. */
   metrics?: Metrics;
+  /** The service-wide worker budget (maxTotalWorkers) every pool spawns within. */
+  budget?: WorkerBudget;
 }
 
 /** The environment workers start with. */
@@ -132,6 +135,7 @@ export class App {
         sample: sampleUsage,
         stderr: (w, line) => this.#onStderr(w, line),
         ...(opts.metrics ? { workerExit: (reason: string) => opts.metrics?.workerExit(settings.wsgiApp, reason) } : {}),
+        ...(opts.budget ? { budget: opts.budget } : {}),
         ...(settings.deployFile ? { beforeGeneration: (gen: number) => runDeploy(deploySpec(settings, spec), gen, this.log) } : {}),
       },
       log,

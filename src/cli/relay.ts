@@ -8,7 +8,8 @@ import net from 'node:net';
 import os from 'node:os';
 import { isatty } from 'node:tty';
 import { silentLogger, type Logger } from '../log/logger.js';
-import { autostartEnabled, locateService, type ServiceLocation } from '../relay/discover.js';
+import { autostartEnabled, locateService, secretPathFor, type ServiceLocation } from '../relay/discover.js';
+import { ensureSecretFile, readSecretFile, type SecretRead } from '../relay/secret.js';
 import { settingsFromEnv, SettingsInjector } from '../relay/inject.js';
 import { ServiceLink } from '../relay/link.js';
 import { createRelayLogger, relayLogPath } from '../relay/log.js';
@@ -22,6 +23,8 @@ starts when nothing answers. Not meant to be run by hand. Configured by environm
                      <tmp>/corral-<APP_POOL_ID>.sock elsewhere)
   CORRAL_AUTOSTART   0 to never start the service (default: on)
   CORRAL_RELAY_LOG   log file (default: <tmp>/corral-relay-<APP_POOL_ID>.log)
+  CORRAL_RELAY_SECRET_FILE  the secret shared with the service (default: <tmp>/corral-<APP_POOL_ID>.secret,
+                     created when auto-start is on; an installed service names the same file in relaySecretFile)
   WSGI_APP, WSGI_HANDLER, PYTHONPATH, WATCH_FILE_CHANGES_MASK, ...: the site's settings,
                      forwarded to the service with every request
 `;
@@ -50,9 +53,18 @@ export async function runRelay(argv: string[], version: string): Promise<number>
 
   let location: ServiceLocation | null = null;
   let connector: Connector;
+  let secret: SecretRead = { ok: false, missing: true, reason: 'not read' };
+  let secretFile = '';
   try {
-    location = locateService(env, process.platform, tmp);
-    connector = new ServiceLink({ location, autostart: autostartEnabled(env), env, log });
+    const autostart = autostartEnabled(env);
+    secretFile = secretPathFor(env, process.platform, tmp);
+    // A relay that may start the service makes the secret; one that may not only reads it.
+    secret = autostart ? ensureSecretFile(secretFile) : readSecretFile(secretFile);
+    if (!secret.ok && !(secret.missing && !autostart))
+      log.error({ file: secretFile, err: secret.reason }, 'cannot use the relay secret file: the service will ignore this site\'s app selection and settings');
+    else if (!secret.ok) log.warn({ file: secretFile }, 'no relay secret file: the service will ignore this site\'s app selection and settings (set CORRAL_RELAY_SECRET_FILE to the service\'s relaySecretFile)');
+    location = locateService(env, process.platform, tmp, secret.ok ? secret.secret : null);
+    connector = new ServiceLink({ location, autostart, env, log, secretFile: secret.ok ? secretFile : null });
   } catch (err) {
     const message = err instanceof Error ? err.message : String(err);
     log.fatal({ err: message }, 'bad relay configuration; every request will get 502');
@@ -67,11 +79,11 @@ export async function runRelay(argv: string[], version: string): Promise<number>
     return 1;
   }
   const settings = settingsFromEnv(env);
-  const relay = new Relay({ iis, link: connector, injector: new SettingsInjector(settings), log });
+  const relay = new Relay({ iis, link: connector, injector: new SettingsInjector(settings, secret.ok ? secret.secret : null), log });
   log.info(
     {
       version, node: process.version, service: location?.text, autostart: autostartEnabled(env), appPool: env.APP_POOL_ID,
-      settings: Object.fromEntries(settings), startupMs: Math.round(performance.now()),
+      settings: Object.fromEntries(settings), secretFile: secret.ok ? secretFile : null, startupMs: Math.round(performance.now()),
     },
     'relay started',
   );

@@ -11,9 +11,12 @@ import type { Logger } from '../log/logger.js';
 import type { Pool } from '../pool/pool.js';
 import { FcgiConnection, type ConnectionOptions, type Router } from '../front/fcgi-connection.js';
 import { openFront, type Front } from '../front/listeners.js';
+import { HeldBudget } from '../front/held-budget.js';
+import { LimitLog } from '../front/limit-log.js';
 import { openHttpFront, type HttpFrontOptions } from '../front/http-front.js';
 import { App } from './app.js';
 import { AppRouter } from './router.js';
+import { WorkerBudget } from '../pool/budget.js';
 import { PromMetrics } from '../control/metrics.js';
 import { startControlServer, type ControlServer } from '../control/server.js';
 import { accessLogger, observers, type RequestObserver } from '../front/access-log.js';
@@ -70,11 +73,12 @@ export class Service {
     this.#log = log;
     this.#opts = opts;
     this.stopped = new Promise((resolve) => (this.#resolveStopped = resolve));
-    const appOpts = { dev: opts.dev ?? false, reloadDebounceMs: opts.reloadDebounceMs ?? 200, ...(settings.control ? { metrics: this.metrics } : {}) };
+    const budget = new WorkerBudget(settings.maxTotalWorkers);
+    const appOpts = { dev: opts.dev ?? false, reloadDebounceMs: opts.reloadDebounceMs ?? 200, budget, ...(settings.control ? { metrics: this.metrics } : {}) };
     const own = apps.length > 0 ? apps : opts.defaultApp === false ? [] : [settings];
     this.#configured = own.map((s) => new App(s, log, appOpts));
     this.#fromAppsList = apps.length > 0;
-    this.router = new AppRouter(settings, this.#configured, (s) => new App(s, log, appOpts), log);
+    this.router = new AppRouter(settings, this.#configured, (s) => new App(s, log, appOpts), log, { budget });
   }
 
   /** The first configured app's pool. Throws when the service runs only apps that requests name. */
@@ -110,7 +114,20 @@ export class Service {
       metrics ? (r) => metrics.requestDone(r.app ?? 'none', r.status, r.durationMs / 1000) : null,
       this.#opts.observe ?? null,
     );
-    const connOpts: ConnectionOptions = { maxParamsBytes: s.maxParamsBytes, maxConns: 10_000, maxReqs: 10_000, devErrors: dev, observe };
+    const connOpts: ConnectionOptions = {
+      maxParamsBytes: s.maxParamsBytes,
+      maxConns: s.maxConnections,
+      maxReqs: s.maxConnectionRequests,
+      devErrors: dev,
+      observe,
+      paramsTimeoutMs: s.paramsTimeout * 1000,
+      bodyTimeoutMs: s.bodyTimeout * 1000,
+      idleTimeoutMs: s.connectionIdleTimeout * 1000,
+      maxConnectionBuffer: s.maxConnectionBuffer,
+      maxBodySize: s.maxBodySize,
+      budget: new HeldBudget(s.maxBufferedBytes),
+      limitLog: new LimitLog(this.#log),
+    };
     const httpOpts: HttpFrontOptions = {
       devErrors: dev,
       serverSoftware: `corral/${this.#opts.version ?? '0'}`,
@@ -151,13 +168,16 @@ export class Service {
   }
 
   async #openFastCgi(address: ListenAddress, router: Router, opts: ConnectionOptions, app?: string): Promise<void> {
+    // IIS's stdin pipe lives as long as IIS wants it: never closed for being idle.
+    const connOpts = address.kind === 'stdin' ? { ...opts, idleTimeoutMs: 0 } : opts;
     const front = await openFront(
       address,
-      (socket: Duplex) => this.#accept(socket, router, opts),
+      (socket: Duplex) => this.#accept(socket, router, connOpts),
       () => {
         this.#log.info('stdin closed by the web server; stopping');
         void this.stop();
       },
+      { maxConnections: this.#settings.maxConnections, limitLog: opts.limitLog ?? null, pipeAllUsers: this.#settings.pipeAllUsers },
     );
     this.#fronts.push(front);
     this.#log.info({ listen: front.bound, kind: address.kind, ...(app ? { app } : {}) }, 'FastCGI front listening');
@@ -182,6 +202,7 @@ export class Service {
     this.#stopping ??= (async () => {
       this.#log.info({ fronts: this.#fronts.map((f) => formatAddress(f.address)) }, 'service stopping');
       await Promise.all(this.#fronts.map((f) => f.close()));
+      this.router.close();
       for (const c of this.#connections) c.closeWhenIdle();
       await Promise.all(this.apps.map((a) => a.stop()));
       // Requests are done; a client that keeps an idle connection open must not keep us alive.

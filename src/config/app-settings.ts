@@ -30,13 +30,18 @@ export interface AppSettingsResult {
 /**
  * Applies `layers` (lowest first; each maps setting names as in the environment to text values)
  * to `base` for the app at `root`. Relative paths resolve against the app root.
+ *
+ * `vars` are the only names `%VAR%` may expand to (APPL_PHYSICAL_PATH and the like): never the
+ * service's own environment, which holds its secrets, since these values come from requests and
+ * web.config files. The relay expands a site's values against its own (the IIS worker's)
+ * environment before it sends them (see expandVars in src/relay/inject.ts).
  */
 export function appSettings(
   base: Readonly<Settings>,
   root: string,
   layers: ReadonlyArray<{ origin: string; values: ReadonlyMap<string, string> }>,
   platform: NodeJS.Platform = process.platform,
-  env: NodeJS.ProcessEnv = process.env,
+  vars: Readonly<Record<string, string>> = {},
 ): AppSettingsResult {
   const out: Record<string, unknown> = { ...base, root };
   const problems: Problem[] = [];
@@ -49,7 +54,7 @@ export function appSettings(
         continue;
       }
       if (text.trim() === '') continue;
-      const parsed = row.kind.fromText(expandVars(text, platform, env), { baseDir: root, platform });
+      const parsed = row.kind.fromText(expandVars(text, platform, vars), { baseDir: root, platform });
       if (parsed.ok) out[row.key] = parsed.value;
       else
         for (const issue of parsed.issues)
@@ -59,8 +64,12 @@ export function appSettings(
   return { settings: Object.freeze(out) as unknown as Settings, problems, ignored };
 }
 
-/** wfastcgi expands `%VAR%` in PYTHONPATH; Helicon expands `%APPL_PHYSICAL_PATH%` and the like. */
-export function expandVars(text: string, platform: NodeJS.Platform, env: NodeJS.ProcessEnv = process.env): string {
+/**
+ * wfastcgi expands `%VAR%` in PYTHONPATH; Helicon expands `%APPL_PHYSICAL_PATH%` and the like.
+ * Unknown names stay as written. `env` must be what the value's author may read: the relay's own
+ * environment in the relay, only the documented per-app names in the service.
+ */
+export function expandVars(text: string, platform: NodeJS.Platform, env: Readonly<Record<string, string | undefined>>): string {
   return text.replace(/%([A-Za-z_][A-Za-z0-9_]*)%/g, (m, name: string) => {
     const key = platform === 'win32' ? Object.keys(env).find((k) => k.toUpperCase() === name.toUpperCase()) : name;
     const value = key === undefined ? undefined : env[key];

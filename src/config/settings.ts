@@ -84,7 +84,17 @@ export const SETTINGS = [
   setting({
     key: 'allowedRoots', env: ['CORRAL_ALLOWED_ROOTS'], flag: '--allowed-roots', cli: 'option', arg: 'DIRS',
     kind: list(directory(), 'separated by ; or the OS path separator', splitPathList), default: [], defaultDoc: 'none',
-    doc: 'Directories under which requests may name their own app (IIS sends `APPL_PHYSICAL_PATH`; `corral relay` adds the site\'s settings): each such app gets its own pool. A request naming a root outside these gets 403 and runs no Python code. Empty by default: only the configured app runs, whatever a request says.',
+    doc: 'Directories under which requests may name their own app (IIS sends `APPL_PHYSICAL_PATH`; `corral relay` adds the site\'s settings): each such app gets its own pool. Only a request carrying the relay secret (`relaySecretFile`) may name one; a root outside these, compared as real paths (symlinks and junctions resolved), gets 403 and runs no Python code. Empty by default: only the configured app runs, whatever a request says.',
+  }),
+  setting({
+    key: 'relaySecretFile', env: ['CORRAL_RELAY_SECRET_FILE'], flag: '--relay-secret-file', cli: 'option', arg: 'FILE',
+    kind: nullable(pathName()), default: null, defaultDoc: 'none',
+    doc: 'A file holding the secret `corral relay` sends with each request (at least 32 characters; readable only by the service\'s user and its relays: mode 600 or 640 on POSIX, never world-readable). Only requests carrying it may name an app under `allowedRoots` or bring per-app settings; from any other client those params are ignored and logged. An auto-started service gets the file its relay made; for an installed service make one (e.g. `openssl rand -hex 32`) and give the relays the same path in `CORRAL_RELAY_SECRET_FILE`. See docs/iis.md.',
+  }),
+  setting({
+    key: 'pipeAllUsers', env: ['CORRAL_PIPE_ALL_USERS'], flag: '--pipe-all-users', cli: 'option', arg: 'BOOL',
+    kind: boolean(), default: false,
+    doc: 'Windows: let every local account connect to the service\'s named pipes (and create instances of them). Off: Windows\' default pipe DACL applies (full control for LocalSystem, Administrators and the service\'s own account, read for Everyone), which fits a service auto-started by its relays as the app pool identity. Turn it on only for a service running as another account than its relays, with `relaySecretFile` set, and prefer giving that account its own pipe per app pool.',
   }),
   setting({
     key: 'maxApps', env: ['CORRAL_MAX_APPS'], flag: '--max-apps', cli: 'option', arg: 'N',

@@ -80,6 +80,23 @@ export function decodeParams(body: Buffer): DecodedParams {
   return { ok: true, pairs };
 }
 
+/**
+ * Why a params body is not a valid name-value list (truncated pair or length), or null if it is.
+ * Checks framing only, without decoding: what the front runs on every request before forwarding.
+ */
+export function checkParams(body: Buffer): string | null {
+  let off = 0;
+  while (off < body.length) {
+    const nl = readLength(body, off);
+    const vl = nl && readLength(body, nl[1]);
+    if (!nl || !vl) return `params truncated in a length at byte ${off}`;
+    const end = vl[1] + nl[0] + vl[0];
+    if (end > body.length) return `params truncated: the pair at byte ${off} needs ${end - body.length} more bytes`;
+    off = end;
+  }
+  return null;
+}
+
 /** Decoded params as a latin-1 string map (later duplicates win), or null if malformed. */
 export function paramsToMap(body: Buffer): Map<string, string> | null {
   const d = decodeParams(body);

@@ -16,7 +16,9 @@ import {
   Role,
 } from '../fcgi/constants.js';
 import { RecordParser, type FcgiRecord } from '../fcgi/parser.js';
-import { getValuesResult, paramsToMap, scanParams } from '../fcgi/params.js';
+import { checkParams, getValuesResult, paramsToMap, scanParams } from '../fcgi/params.js';
+import type { HeldBudget } from './held-budget.js';
+import { peerOf, type LimitLog } from './limit-log.js';
 import { CGI_STATUS_PROBE, cgiStatus, exchangeFacts, type RequestObserver, type RequestRecord } from './access-log.js';
 import { headEnd } from './cgi-response.js';
 import { decodeBeginRequest, encodeEndRequest, encodeRecord, encodeUnknownType, frameStream, header } from '../fcgi/records.js';
@@ -27,15 +29,30 @@ import type { Upstream } from '../pool/pool.js';
 import { Outbox } from '../pool/outbox.js';
 import { errorResponse } from './error-page.js';
 
-/** Limits and answers for GET_VALUES. */
+/** Limits, timeouts and answers for GET_VALUES. Timeouts in ms; 0 turns one off. */
 export interface ConnectionOptions {
   maxParamsBytes: number;
-  /** FCGI_MAX_CONNS and FCGI_MAX_REQS as answered to GET_VALUES. */
+  /** FCGI_MAX_CONNS as answered to GET_VALUES (the listener enforces it). */
   maxConns: number;
+  /** FCGI_MAX_REQS: requests open at once on this connection; more are answered FCGI_OVERLOADED. */
   maxReqs: number;
   devErrors: boolean;
   /** Told about each finished request (access log, metrics). */
   observe?: RequestObserver | null;
+  /** From BEGIN_REQUEST to the end of its params (slowloris guard). */
+  paramsTimeoutMs?: number;
+  /** Longest silence of the client while a request body is incomplete and the service waits for it. */
+  bodyTimeoutMs?: number;
+  /** A connection with no open request is closed after this (0 for IIS's stdin pipe, which lives as long as IIS wants). */
+  idleTimeoutMs?: number;
+  /** Bytes this connection may have held in the service (params not yet routed, bodies not yet sent on). */
+  maxConnectionBuffer?: number;
+  /** Largest request body (0: no limit). */
+  maxBodySize?: number;
+  /** The service-wide bound on held bytes, shared by every connection. */
+  budget?: HeldBudget | null;
+  /** Where limit hits are logged, once per peer and condition. */
+  limitLog?: LimitLog | null;
 }
 
 /** Params the access log needs. */
@@ -50,17 +67,29 @@ export interface Router {
   route(params: ReadonlyMap<string, string> | null): Upstream | CorralError;
 }
 
+/** The content of a record frame (header and padding cut off). */
+function contentOf(frame: Buffer): Buffer {
+  return frame.subarray(HEADER_LEN, HEADER_LEN + ((frame[4]! << 8) | frame[5]!));
+}
+
 class FrontRequest implements ExchangeSink {
   readonly id: number;
   readonly keepConn: boolean;
+  /** When its BEGIN_REQUEST came (performance.now()). */
+  readonly beganAt: number;
   exchange: Exchange | null = null;
+  /** PARAMS records held until the empty one ends them; null once the request is routed. */
+  params: Buffer[] | null = [];
   paramsBytes = 0;
   paramsDone = false;
-  /** PARAMS records held until routing can decode them all. */
-  heldParams: Buffer[] | null = null;
+  stdinDone = false;
+  bodyBytes = 0;
+  /** Still counted among the connection's requests whose input is incomplete. */
+  incomplete = true;
+  /** END_REQUEST was sent: whatever the pool still says about it is dropped. */
+  done = false;
   conn: FcgiConnection;
   // For the access log (filled only when someone observes requests).
-  readonly startedAt = performance.now();
   seen: Record<string, string> | null = null;
   status = 0;
   /** The CGI head seen so far while it has not ended (for the status); null once it has. */
@@ -68,13 +97,15 @@ class FrontRequest implements ExchangeSink {
   bytes = 0;
   error: string | null = null;
 
-  constructor(conn: FcgiConnection, id: number, keepConn: boolean) {
+  constructor(conn: FcgiConnection, id: number, keepConn: boolean, now: number) {
     this.conn = conn;
     this.id = id;
     this.keepConn = keepConn;
+    this.beganAt = now;
   }
 
   stdout(content: Buffer): void {
+    if (this.done) return;
     // A fresh header and the content as it came from the worker (a view: no copy of the body).
     this.conn.write(header(RecordType.STDOUT, this.id, content.length));
     if (content.length > 0) this.conn.write(content);
@@ -85,7 +116,7 @@ class FrontRequest implements ExchangeSink {
   }
 
   end(appStatus: number): void {
-    this.conn.endRequest(this, appStatus);
+    if (!this.done) this.conn.endRequest(this, appStatus);
   }
 
   /** The status for the access log, from the CGI head, which may come in more than one piece. */
@@ -98,6 +129,7 @@ class FrontRequest implements ExchangeSink {
   }
 
   fail(error: CorralError): void {
+    if (this.done) return;
     this.error = error.code;
     if (!this.exchange?.responseStarted) {
       const page = errorResponse(error, this.conn.devErrors);
@@ -124,7 +156,7 @@ class FrontRequest implements ExchangeSink {
       path: seen.REQUEST_URI ?? ((seen.SCRIPT_NAME ?? '') + (seen.PATH_INFO ?? '') || '-'),
       status: this.status,
       bytes: this.bytes,
-      durationMs: now - this.startedAt,
+      durationMs: now - this.beganAt,
       ...exchangeFacts(this.exchange, now),
       error: this.error,
     };
@@ -137,9 +169,18 @@ class FrontRequest implements ExchangeSink {
   resumeInput(): void {
     this.conn.resume();
   }
+
+  held(delta: number): void {
+    this.conn.hold(delta);
+  }
 }
 
-/** Serves one front connection until it closes. */
+/**
+ * Serves one front connection until it closes. Everything the client sends is checked here,
+ * before any of it reaches a worker: record order per request (BEGIN, PARAMS to the empty one,
+ * STDIN to the empty one), params framing, sizes, ids, and how long each phase may take. A
+ * client's framing error closes its connection; a request over a limit gets its own answer.
+ */
 export class FcgiConnection {
   readonly #socket: Duplex;
   readonly #route: Router;
@@ -148,9 +189,31 @@ export class FcgiConnection {
   readonly #parser = new RecordParser();
   readonly #outbox: Outbox;
   readonly #requests = new Map<number, FrontRequest>();
+  readonly #peer: string;
+  readonly #paramsTimeout: number;
+  readonly #bodyTimeout: number;
+  readonly #idleTimeout: number;
+  /** The shorter of the params and body timeouts that are on: how soon a new deadline can fall. */
+  readonly #phaseTimeout: number;
+  readonly #maxBuffer: number;
+  readonly #maxBody: number;
   #pauses = 0;
   #closing = false;
   #closed = false;
+  /** Requests whose params or body are not complete yet. */
+  #incomplete = 0;
+  /** Bytes of this connection's requests held in the service. */
+  #held = 0;
+  /** Why the connection must be dropped once the record being handled is done (set by `hold`). */
+  #overflow: { code: 'CORRAL_OVERLOADED' | 'CORRAL_FCGI_PROTOCOL'; message: string } | null = null;
+  #inRecord = false;
+  #lastInput: number;
+  #lastActivity: number;
+  #timer: NodeJS.Timeout | null = null;
+  #timerAt = Infinity;
+  #warnedReqs = false;
+  /** Everything held was given back when the connection ended; later reports are ignored. */
+  #released = false;
 
   constructor(socket: Duplex, route: Router, opts: ConnectionOptions, log: Logger) {
     this.#socket = socket;
@@ -158,12 +221,21 @@ export class FcgiConnection {
     this.#opts = opts;
     this.#log = log;
     this.#outbox = new Outbox(socket);
+    this.#peer = peerOf(socket);
+    this.#paramsTimeout = opts.paramsTimeoutMs ?? 0;
+    this.#bodyTimeout = opts.bodyTimeoutMs ?? 0;
+    this.#idleTimeout = opts.idleTimeoutMs ?? 0;
+    this.#phaseTimeout = Math.min(this.#paramsTimeout || Infinity, this.#bodyTimeout || Infinity);
+    this.#maxBuffer = opts.maxConnectionBuffer ?? Infinity;
+    this.#maxBody = opts.maxBodySize ?? 0;
+    this.#lastInput = this.#lastActivity = performance.now();
     socket.on('data', (chunk: Buffer) => this.#onData(chunk));
     socket.on('end', () => this.#onEnd());
     socket.on('close', () => this.#onClose());
     socket.on('error', (err: NodeJS.ErrnoException) => {
-      if (err.code !== 'ECONNRESET' && err.code !== 'EPIPE') this.#log.warn({ err: err.message }, 'front connection error');
+      if (err.code !== 'ECONNRESET' && err.code !== 'EPIPE') this.#log.warn({ err: err.message, peer: this.#peer }, 'front connection error');
     });
+    this.#arm(this.#lastActivity);
   }
 
   get devErrors(): boolean {
@@ -172,6 +244,10 @@ export class FcgiConnection {
   /** Requests open on this connection. */
   get active(): number {
     return this.#requests.size;
+  }
+  /** Bytes of this connection's requests held in the service. */
+  get heldBytes(): number {
+    return this.#held;
   }
 
   write(b: Buffer): void {
@@ -187,17 +263,41 @@ export class FcgiConnection {
   }
 
   resume(): void {
-    if (this.#pauses > 0 && --this.#pauses === 0) this.#socket.resume();
+    if (this.#pauses > 0 && --this.#pauses === 0) {
+      // Time spent paused was the service's wait, not the client's silence.
+      this.#lastInput = performance.now();
+      this.#socket.resume();
+    }
+  }
+
+  /** Held bytes of a request changed; over a bound, the connection is dropped after the current record. */
+  hold(delta: number): void {
+    if (this.#released || (this.#closed && delta > 0)) return;
+    this.#held += delta;
+    const budget = this.#opts.budget;
+    const within = budget ? budget.add(delta) : true;
+    if (delta <= 0 || this.#overflow) return;
+    if (this.#held > this.#maxBuffer)
+      this.#overflow = { code: 'CORRAL_FCGI_PROTOCOL', message: `the connection holds ${this.#held} bytes of unsent request data, more than maxConnectionBuffer (${this.#maxBuffer})` };
+    else if (!within)
+      this.#overflow = { code: 'CORRAL_OVERLOADED', message: `all connections together hold ${budget!.held} bytes of unsent request data, more than maxBufferedBytes (${budget!.limit}); closing the connection that crossed it` };
+    else return;
+    if (!this.#inRecord) queueMicrotask(() => this.#checkOverflow());
   }
 
   /** Ends a request with END_REQUEST; closes the connection if the client did not ask to keep it. */
   endRequest(req: FrontRequest, appStatus: number): void {
     if (this.#requests.get(req.id) !== req) return;
     this.#requests.delete(req.id);
+    this.#settle(req);
     this.#opts.observe?.(req.record());
     this.write(encodeEndRequest(req.id, appStatus, ProtocolStatus.REQUEST_COMPLETE));
     if (!req.keepConn) this.#closeAfterFlush();
     else if (this.#closing && this.#requests.size === 0) this.#closeAfterFlush();
+    else if (this.#requests.size === 0) {
+      this.#lastActivity = performance.now();
+      if (this.#timer === null) this.#arm(this.#lastActivity);
+    }
   }
 
   /** Stops the connection after its open requests finish (service shutdown). */
@@ -215,94 +315,176 @@ export class FcgiConnection {
   }
 
   #onData(chunk: Buffer): void {
+    if (this.#closed) return;
+    const now = performance.now();
+    this.#lastInput = this.#lastActivity = now;
     const err = this.#parser.push(chunk, this.#onRecord);
-    if (err) this.#protocolError(err.message);
+    if (err) this.#drop('CORRAL_FCGI_PROTOCOL', err.message);
+    // Input left incomplete may need a sooner deadline than the armed one (a timer that fires
+    // early only looks again, so this re-arms at most once per phase timeout).
+    else if ((this.#incomplete > 0 || this.#parser.buffered > 0) && this.#timerAt > now + this.#phaseTimeout) this.#arm(now);
   }
 
   readonly #onRecord = (r: FcgiRecord): void => {
+    if (this.#closed) return;
+    this.#inRecord = true;
+    try {
+      this.#dispatchRecord(r);
+    } finally {
+      this.#inRecord = false;
+    }
+    if (this.#overflow) this.#checkOverflow();
+  };
+
+  #dispatchRecord(r: FcgiRecord): void {
     const type = r.type;
-    if (type === RecordType.STDIN) {
-      this.#requests.get(r.requestId)?.exchange?.stdin(r.frame);
-      return;
-    }
-    if (type === RecordType.PARAMS) {
-      this.#onParams(r);
-      return;
-    }
-    if (type === RecordType.BEGIN_REQUEST) {
-      this.#onBegin(r);
-      return;
-    }
+    if (type === RecordType.STDIN) return this.#onStdin(r);
+    if (type === RecordType.PARAMS) return this.#onParams(r);
+    if (type === RecordType.BEGIN_REQUEST) return this.#onBegin(r);
     if (type === RecordType.ABORT_REQUEST) {
       const req = this.#requests.get(r.requestId);
       if (req?.exchange) req.exchange.abort();
       else if (req) this.endRequest(req, 0);
       return;
     }
-    if (type === RecordType.GET_VALUES && r.requestId === NULL_REQUEST_ID) {
-      this.#onGetValues(r.content);
-      return;
-    }
+    if (type === RecordType.GET_VALUES && r.requestId === NULL_REQUEST_ID) return this.#onGetValues(r.content);
     if (type === RecordType.DATA) return; // FILTER role only; we never accept that role.
     if (type > FCGI_MAXTYPE || r.requestId === NULL_REQUEST_ID) {
       this.write(encodeUnknownType(type));
       return;
     }
-    this.#protocolError(`record type ${type} is not one a web server sends (request ${r.requestId})`);
-  };
+    this.#drop('CORRAL_FCGI_PROTOCOL', `record type ${type} is not one a web server sends (request ${r.requestId})`);
+  }
 
   #onBegin(r: FcgiRecord): void {
     const begin = decodeBeginRequest(r.content);
     if (!begin || r.requestId === NULL_REQUEST_ID) {
-      this.#protocolError(`malformed BEGIN_REQUEST (request ${r.requestId}, ${r.content.length} content bytes)`);
+      this.#drop('CORRAL_FCGI_PROTOCOL', `malformed BEGIN_REQUEST (request ${r.requestId}, ${r.content.length} content bytes)`);
       return;
     }
     if (this.#requests.has(r.requestId)) {
-      this.#protocolError(`BEGIN_REQUEST for request ${r.requestId}, which is still open`);
+      this.#drop('CORRAL_FCGI_PROTOCOL', `BEGIN_REQUEST for request ${r.requestId}, which is still open`);
       return;
     }
     const keepConn = (begin.flags & FCGI_KEEP_CONN) !== 0;
     if (begin.role !== Role.RESPONDER) {
-      this.write(encodeEndRequest(r.requestId, 0, ProtocolStatus.UNKNOWN_ROLE));
-      if (!keepConn) this.#closeAfterFlush();
+      this.#refuseBegin(r.requestId, keepConn, ProtocolStatus.UNKNOWN_ROLE);
       return;
     }
     if (this.#closing) {
-      this.write(encodeEndRequest(r.requestId, 0, ProtocolStatus.OVERLOADED));
+      this.#refuseBegin(r.requestId, keepConn, ProtocolStatus.OVERLOADED);
       return;
     }
-    this.#requests.set(r.requestId, new FrontRequest(this, r.requestId, keepConn));
+    if (this.#requests.size >= this.#opts.maxReqs) {
+      if (!this.#warnedReqs) {
+        this.#warnedReqs = true;
+        this.#limit('CORRAL_OVERLOADED', { open: this.#requests.size }, `a FastCGI client opened more than maxConnectionRequests (${this.#opts.maxReqs}) requests on one connection; answering FCGI_OVERLOADED`);
+      }
+      this.#refuseBegin(r.requestId, keepConn, ProtocolStatus.OVERLOADED);
+      return;
+    }
+    this.#requests.set(r.requestId, new FrontRequest(this, r.requestId, keepConn, performance.now()));
+    this.#incomplete++;
+  }
+
+  /** Answers a BEGIN_REQUEST that opens no request; records that follow for its id are ignored. */
+  #refuseBegin(id: number, keepConn: boolean, status: number): void {
+    this.write(encodeEndRequest(id, 0, status));
+    if (!keepConn && this.#requests.size === 0) this.#closeAfterFlush();
   }
 
   #onParams(r: FcgiRecord): void {
+    // Records of a request that is not open (never begun, refused, already answered) are ignored, as the spec says.
     const req = this.#requests.get(r.requestId);
-    if (!req || req.paramsDone) return;
-    req.paramsBytes += r.content.length;
-    if (req.paramsBytes > this.#opts.maxParamsBytes) {
-      this.#protocolError(`params of request ${r.requestId} exceed maxParamsBytes (${this.#opts.maxParamsBytes})`, 'CORRAL_PARAMS_TOO_LARGE');
+    if (!req) return;
+    if (req.paramsDone) {
+      this.#drop('CORRAL_FCGI_PROTOCOL', `PARAMS after the end of the params of request ${r.requestId}`);
       return;
     }
-    const last = r.content.length === 0;
-    if (last) req.paramsDone = true;
-    else if (this.#opts.observe) req.noteParams(r.content);
-    if (!this.#route.needsParams) {
-      // One app: the exchange starts with the first PARAMS record, so that it can queue early.
-      if (!req.exchange && !this.#begin(req, null)) return;
-      req.exchange!.params(r.frame);
+    const length = r.content.length;
+    if (length === 0) {
+      this.#endParams(req, r.frame);
       return;
     }
-    (req.heldParams ??= []).push(r.frame);
-    if (!last) return;
-    const held = req.heldParams;
-    req.heldParams = null;
-    const body = Buffer.concat(held.map((f) => f.subarray(HEADER_LEN, HEADER_LEN + ((f[4]! << 8) | f[5]!))));
-    const params = paramsToMap(body);
-    if (!params) {
-      this.#protocolError(`malformed params in request ${r.requestId}`);
+    if (req.paramsBytes + length > this.#opts.maxParamsBytes) {
+      this.#limit('CORRAL_PARAMS_TOO_LARGE', { request: req.id }, `params of a request exceed maxParamsBytes (${this.#opts.maxParamsBytes}); answering 431`);
+      req.fail(new CorralError('CORRAL_PARAMS_TOO_LARGE', `the request's params exceed maxParamsBytes (${this.#opts.maxParamsBytes} bytes)`));
       return;
     }
+    req.paramsBytes += length;
+    req.params!.push(r.frame);
+    this.hold(r.frame.length);
+    if (this.#opts.observe) req.noteParams(r.content);
+  }
+
+  /** The params are complete: check them, route the request, hand it to the pool. */
+  #endParams(req: FrontRequest, last: Buffer): void {
+    req.paramsDone = true;
+    const frames = req.params!;
+    req.params = null;
+    this.#releaseParams(frames);
+    const body = frames.length === 1 ? contentOf(frames[0]!) : Buffer.concat(frames.map(contentOf));
+    const bad = checkParams(body);
+    if (bad !== null) {
+      this.#drop('CORRAL_FCGI_PROTOCOL', `malformed params in request ${req.id}: ${bad}`);
+      return;
+    }
+    if (this.#maxBody > 0) {
+      const found: Record<string, string> = {};
+      scanParams(body, ['CONTENT_LENGTH'], found);
+      const declared = found.CONTENT_LENGTH?.trim();
+      if (declared !== undefined && /^\d+$/.test(declared) && Number(declared) > this.#maxBody) {
+        this.#limit('CORRAL_BODY_TOO_LARGE', { request: req.id, contentLength: Number(declared) }, `request body larger than maxBodySize (${this.#maxBody}); answering 413`);
+        req.fail(new CorralError('CORRAL_BODY_TOO_LARGE', `CONTENT_LENGTH ${declared} exceeds maxBodySize (${this.#maxBody} bytes)`));
+        return;
+      }
+    }
+    const budget = this.#opts.budget;
+    if (budget?.exceeded) {
+      this.#limit('CORRAL_OVERLOADED', { held: budget.held }, `the service holds more than maxBufferedBytes (${budget.limit}) of request data; answering 503`);
+      req.fail(new CorralError('CORRAL_OVERLOADED', `the service holds more than maxBufferedBytes (${budget.limit}) of request data`, { retryAfter: 1 }));
+      return;
+    }
+    let params: Map<string, string> | null = null;
+    if (this.#route.needsParams) params = paramsToMap(body);
     if (!this.#begin(req, params)) return;
-    for (const f of held) req.exchange!.params(f);
+    const ex = req.exchange!;
+    for (const f of frames) ex.params(f);
+    ex.params(last);
+  }
+
+  #releaseParams(frames: readonly Buffer[]): void {
+    let bytes = 0;
+    for (const f of frames) bytes += f.length;
+    if (bytes > 0) this.hold(-bytes);
+  }
+
+  #onStdin(r: FcgiRecord): void {
+    const req = this.#requests.get(r.requestId);
+    if (!req) return;
+    if (!req.paramsDone) {
+      this.#drop('CORRAL_FCGI_PROTOCOL', `STDIN before the end of the params of request ${r.requestId}`);
+      return;
+    }
+    if (req.stdinDone) {
+      this.#drop('CORRAL_FCGI_PROTOCOL', `STDIN after the end of the body of request ${r.requestId}`);
+      return;
+    }
+    const length = r.content.length;
+    if (length === 0) {
+      req.stdinDone = true;
+      this.#complete(req);
+    } else {
+      req.bodyBytes += length;
+      if (this.#maxBody > 0 && req.bodyBytes > this.#maxBody) {
+        this.#limit('CORRAL_BODY_TOO_LARGE', { request: req.id }, `request body grew past maxBodySize (${this.#maxBody}); aborting it`);
+        const ex = req.exchange;
+        req.fail(new CorralError('CORRAL_BODY_TOO_LARGE', `the request body exceeds maxBodySize (${this.#maxBody} bytes)`));
+        ex?.abort();
+        return;
+      }
+    }
+    req.exchange?.stdin(r.frame);
   }
 
   /** Starts the exchange in the routed pool; answers the request itself when there is none. */
@@ -324,18 +506,53 @@ export class FcgiConnection {
       [ManagementVar.MPXS_CONNS]: '1',
     });
     if (!answer.ok) {
-      this.#protocolError(`malformed GET_VALUES: ${answer.message}`);
+      this.#drop('CORRAL_FCGI_PROTOCOL', `malformed GET_VALUES: ${answer.message}`);
       return;
     }
     this.write(answer.record);
   }
 
-  #protocolError(message: string, code: 'CORRAL_FCGI_PROTOCOL' | 'CORRAL_PARAMS_TOO_LARGE' = 'CORRAL_FCGI_PROTOCOL'): void {
+  /** A request's input is complete (or it ended): it no longer counts for the phase timeouts. */
+  #complete(req: FrontRequest): void {
+    if (!req.incomplete) return;
+    req.incomplete = false;
+    this.#incomplete--;
+  }
+
+  /** A request left the connection: release what it held. */
+  #settle(req: FrontRequest): void {
+    req.done = true;
+    this.#complete(req);
+    if (req.params) {
+      this.#releaseParams(req.params);
+      req.params = null;
+    }
+  }
+
+  #checkOverflow(): void {
+    const o = this.#overflow;
+    if (!o || this.#closed) return;
+    this.#drop(o.code, o.message);
+  }
+
+  #limit(code: string, fields: Record<string, unknown>, msg: string): void {
+    const remote = this.#remote();
+    if (this.#opts.limitLog) this.#opts.limitLog.warn(this.#peer, code, { ...fields, remote }, msg);
+    else this.#log.warn({ code, peer: this.#peer, remote, ...fields }, msg);
+  }
+
+  #remote(): string | undefined {
     const s = this.#socket as Duplex & { remoteAddress?: string; remotePort?: number };
-    this.#log.warn({ code, err: message, remote: s.remoteAddress ? `${s.remoteAddress}:${s.remotePort}` : undefined }, 'closing front connection: bad FastCGI input');
-    this.#abortAll();
+    return s.remoteAddress ? `${s.remoteAddress}:${s.remotePort}` : undefined;
+  }
+
+  /** Closes this connection at once because of what its client did; every other connection goes on. */
+  #drop(code: 'CORRAL_FCGI_PROTOCOL' | 'CORRAL_OVERLOADED' | 'CORRAL_PARAMS_TIMEOUT' | 'CORRAL_BODY_TIMEOUT', message: string): void {
+    if (this.#closed) return;
+    this.#limit(code, { err: message }, code === 'CORRAL_FCGI_PROTOCOL' ? 'closing front connection: bad FastCGI input' : 'closing front connection');
     this.#closed = true;
     this.#outbox.discard();
+    this.#abortAll();
     this.#socket.destroy();
   }
 
@@ -347,10 +564,15 @@ export class FcgiConnection {
   }
 
   #onEnd(): void {
-    // The client will send nothing more. Finish what is open (half-close), then close.
+    // The client will send nothing more. Requests still waiting for params or body can never
+    // complete: abort them (queued ones leave the queue). Complete ones are answered (half-close).
     this.#closing = true;
+    for (const req of [...this.#requests.values()]) {
+      if (!req.incomplete) continue;
+      if (req.exchange) req.exchange.abort();
+      else this.endRequest(req, 1);
+    }
     if (this.#requests.size === 0) this.#closeAfterFlush();
-    else for (const req of this.#requests.values()) if (!req.exchange) this.endRequest(req, 1);
   }
 
   #onClose(): void {
@@ -360,9 +582,81 @@ export class FcgiConnection {
   }
 
   #abortAll(): void {
+    this.#clearTimer();
     const open = [...this.#requests.values()];
     this.#requests.clear();
-    for (const req of open) req.exchange?.abort();
+    for (const req of open) {
+      this.#settle(req);
+      req.exchange?.abort();
+    }
+    // Whatever is still counted (held by exchanges that ignore aborts) is released here, once.
+    if (this.#held !== 0) this.#opts.budget?.add(-this.#held);
+    this.#held = 0;
+    this.#released = true;
+  }
+
+  // ---- timeouts: one timer per connection, armed for the nearest deadline
+
+  /** Arms the timer for the nearest of: idle close, a request's params deadline, the body silence limit. */
+  #arm(now: number): void {
+    let at = Infinity;
+    if (this.#requests.size === 0) {
+      if (this.#idleTimeout > 0) at = this.#lastActivity + this.#idleTimeout;
+      // Bytes of a record that never completes, with no request open, are a stalled connection too.
+      if (this.#parser.buffered > 0 && this.#paramsTimeout > 0) at = Math.min(at, this.#lastInput + this.#paramsTimeout);
+    } else {
+      for (const req of this.#requests.values()) {
+        if (!req.incomplete) continue;
+        if (!req.paramsDone) {
+          if (this.#paramsTimeout > 0) at = Math.min(at, req.beganAt + this.#paramsTimeout);
+        } else if (this.#bodyTimeout > 0 && this.#pauses === 0) at = Math.min(at, this.#lastInput + this.#bodyTimeout);
+      }
+    }
+    this.#clearTimer();
+    if (at === Infinity || this.#closed) return;
+    this.#timerAt = at;
+    this.#timer = setTimeout(this.#onTimer, Math.max(0, Math.ceil(at - now)) + 1);
+    this.#timer.unref();
+  }
+
+  readonly #onTimer = (): void => {
+    this.#timer = null;
+    this.#timerAt = Infinity;
+    if (this.#closed) return;
+    const now = performance.now();
+    if (this.#requests.size === 0) {
+      if (this.#parser.buffered > 0 && this.#paramsTimeout > 0 && now - this.#lastInput >= this.#paramsTimeout) {
+        this.#drop('CORRAL_PARAMS_TIMEOUT', `a record started ${Math.round((now - this.#lastInput) / 1000)} s ago was never completed (paramsTimeout)`);
+        return;
+      }
+      if (this.#idleTimeout > 0 && now - this.#lastActivity >= this.#idleTimeout) {
+        // Normal for kept connections: not a warning.
+        this.#log.debug({ peer: this.#peer, remote: this.#remote() }, 'closing idle front connection (connectionIdleTimeout)');
+        this.#closed = true;
+        this.#outbox.discard();
+        this.#socket.destroy();
+        return;
+      }
+    } else {
+      for (const req of this.#requests.values()) {
+        if (!req.incomplete) continue;
+        if (!req.paramsDone) {
+          if (this.#paramsTimeout > 0 && now - req.beganAt >= this.#paramsTimeout) {
+            this.#drop('CORRAL_PARAMS_TIMEOUT', `params of request ${req.id} not complete ${Math.round(this.#paramsTimeout / 1000)} s after its BEGIN_REQUEST (paramsTimeout)`);
+            return;
+          }
+        } else if (this.#bodyTimeout > 0 && this.#pauses === 0 && now - this.#lastInput >= this.#bodyTimeout) {
+          this.#drop('CORRAL_BODY_TIMEOUT', `no body data for request ${req.id} in ${Math.round(this.#bodyTimeout / 1000)} s (bodyTimeout)`);
+          return;
+        }
+      }
+    }
+    this.#arm(now);
+  };
+
+  #clearTimer(): void {
+    if (this.#timer !== null) clearTimeout(this.#timer);
+    this.#timer = null;
+    this.#timerAt = Infinity;
   }
 }
-

@@ -7,6 +7,8 @@ import { lstatSync, unlinkSync } from 'node:fs';
 import net from 'node:net';
 import type { Duplex } from 'node:stream';
 import { formatAddress, type ListenAddress } from '../config/address.js';
+import type { LimitLog } from './limit-log.js';
+import { pipeListenOptions, refuseExistingPipe } from './pipe-access.js';
 
 /** An open front: a server, or the single stdin connection. */
 export interface Front {
@@ -20,12 +22,30 @@ export interface Front {
 /** Called for each accepted connection. */
 export type OnConnection = (socket: Duplex, via: ListenAddress) => void;
 
+/** How a front listens, beyond the address: its limits and, on Windows, who may open its pipe. */
+export interface FrontOptions {
+  /** Open connections at once; one more is closed as soon as it is accepted (Node's server.maxConnections). */
+  readonly maxConnections?: number;
+  /** Where hitting the limit is logged, once per peer. */
+  readonly limitLog?: LimitLog | null;
+  /** Windows: open named pipes to every local account (see pipe-access.ts). */
+  readonly pipeAllUsers?: boolean;
+}
+
 /** Listens on one address. Rejects with a message naming the address on failure. */
-export async function openFront(address: ListenAddress, onConnection: OnConnection, onStdinEnd: () => void): Promise<Front> {
+export async function openFront(address: ListenAddress, onConnection: OnConnection, onStdinEnd: () => void, options: FrontOptions = {}): Promise<Front> {
   if (address.kind === 'stdin') return openStdin(address, onConnection, onStdinEnd);
   // allowHalfOpen: a FastCGI client may shut down its sending side and still wait for the answer.
   const server = net.createServer({ allowHalfOpen: true, noDelay: true }, (socket) => onConnection(socket, address));
-  await listen(server, address);
+  if (options.maxConnections !== undefined) {
+    const max = options.maxConnections;
+    server.maxConnections = max;
+    server.on('drop', (data) => {
+      const peer = data?.remoteAddress || 'local';
+      options.limitLog?.warn(peer, 'CORRAL_TOO_MANY_CONNECTIONS', { listen: formatAddress(address), maxConnections: max }, `connection refused: ${max} connections already open on this listener (maxConnections)`);
+    });
+  }
+  await listen(server, address, options);
   return {
     address,
     bound: describeBound(server, address),
@@ -36,9 +56,10 @@ export async function openFront(address: ListenAddress, onConnection: OnConnecti
   };
 }
 
-async function listen(server: net.Server, address: ListenAddress): Promise<void> {
-  const opts = listenOptions(address);
+async function listen(server: net.Server, address: ListenAddress, options: FrontOptions): Promise<void> {
+  const opts = listenOptions(address, options);
   if (address.kind === 'unix') await removeStaleSocket(address.path);
+  if (address.kind === 'pipe') await refuseExistingPipe(address.path);
   await new Promise<void>((resolve, reject) => {
     const onError = (err: NodeJS.ErrnoException): void => {
       reject(new Error(`cannot listen on ${formatAddress(address)}: ${err.code ?? err.message}`));
@@ -52,15 +73,14 @@ async function listen(server: net.Server, address: ListenAddress): Promise<void>
   });
 }
 
-function listenOptions(address: ListenAddress): net.ListenOptions {
+function listenOptions(address: ListenAddress, options: FrontOptions): net.ListenOptions {
   switch (address.kind) {
     case 'tcp':
       return { host: address.host, port: address.port };
     case 'unix':
       return { path: address.path };
     case 'pipe':
-      // The IIS app pool identity must be able to connect to a pipe the service created.
-      return { path: address.path, readableAll: true, writableAll: true };
+      return pipeListenOptions(address.path, options.pipeAllUsers ?? false);
     case 'listen-fd':
       if (process.platform === 'win32') throw new Error('fd:N listening sockets are not supported by Node on Windows; use a named pipe');
       return { fd: address.fd } as net.ListenOptions;

@@ -20,6 +20,8 @@ export interface ExchangeSink {
   /** Stop / restart reading this request's body from the client (held input is at its bound). */
   pauseInput(): void;
   resumeInput(): void;
+  /** Bytes of this request's records held by the exchange grew (or shrank, if negative): the front's memory budget. */
+  held?(delta: number): void;
 }
 
 /** The worker side of an exchange, as the exchange needs it. */
@@ -58,6 +60,8 @@ export class Exchange {
   /** Records not yet sent: everything while queued, then stdin beyond the credit. */
   #held: Buffer[] = [];
   #heldStdin = 0;
+  /** Bytes of every record in #held (headers included), reported to the sink. */
+  #heldBytes = 0;
   #stdinCredit = 0;
   #paused = false;
   #aborted = false;
@@ -95,8 +99,10 @@ export class Exchange {
   /** A PARAMS record (the empty one ends the params). */
   params(frame: Buffer): void {
     if (this.#state === 'done') return;
-    if (this.#state === 'queued') this.#held.push(frame);
-    else this.#forward(frame);
+    if (this.#state === 'queued') {
+      this.#held.push(frame);
+      this.#note(frame.length);
+    } else this.#forward(frame);
   }
 
   /** A STDIN record (the empty one ends the body). */
@@ -110,6 +116,7 @@ export class Exchange {
     }
     this.#held.push(frame);
     this.#heldStdin += length;
+    this.#note(frame.length);
     if (this.#state === 'assigned') this.#sendHeldStdin();
     this.#checkPause();
   }
@@ -149,8 +156,10 @@ export class Exchange {
     let i = 0;
     for (; i < held.length; i++) {
       const frame = held[i]!;
-      if (frame[1] !== RecordType.STDIN) this.#forward(frame);
-      else break;
+      if (frame[1] !== RecordType.STDIN) {
+        this.#note(-frame.length);
+        this.#forward(frame);
+      } else break;
     }
     for (; i < held.length; i++) {
       const frame = held[i]!;
@@ -214,6 +223,7 @@ export class Exchange {
       if (length === 0 || length <= this.#stdinCredit) {
         this.#held.shift();
         this.#heldStdin -= length;
+        this.#note(-frame.length);
         this.#stdinCredit -= length;
         this.#forward(frame);
         continue;
@@ -227,6 +237,7 @@ export class Exchange {
       const rest = content.subarray(part);
       const restHeader = header(RecordType.STDIN, 0, rest.length);
       this.#held[0] = Buffer.concat([restHeader, rest]);
+      this.#note(this.#held[0].length - frame.length);
       this.#heldStdin -= part;
       this.#stdinCredit = 0;
       return;
@@ -246,7 +257,13 @@ export class Exchange {
     this.sink.resumeInput();
   }
 
+  #note(delta: number): void {
+    this.#heldBytes += delta;
+    this.sink.held?.(delta);
+  }
+
   #dropHeld(): void {
+    if (this.#heldBytes !== 0) this.#note(-this.#heldBytes);
     this.#held = [];
     this.#heldStdin = 0;
   }

@@ -75,6 +75,8 @@ export interface PoolDeps {
    * migrations and the like). An error blocks that generation like a boot failure.
    */
   beforeGeneration?(generation: number): Promise<CorralError | null>;
+  /** The service-wide worker budget (maxTotalWorkers): a unit per live worker process. */
+  budget?: { take(): boolean; give(): void };
 }
 
 export type PoolState = 'starting' | 'running' | 'reloading' | 'failed' | 'stopping' | 'stopped';
@@ -451,6 +453,7 @@ export class Pool implements Upstream {
     const slot = this.#slots.get(w);
     if (!slot) return;
     this.#slots.delete(w);
+    this.#deps.budget?.give();
     this.#clearWarning(`memory ${w.pid}`);
     const lost = w.forgetExchanges();
     const uptimeMs = now - slot.spawnedAt;
@@ -634,8 +637,7 @@ export class Pool implements Upstream {
     if (this.#state === 'failed') {
       if (now >= this.#retryAt && !this.#hasStarting(this.#servingGen) && this.#deployedFor(this.#servingGen)) {
         this.log.info({ attempt: this.#failedRetries }, 'retrying failed pool');
-        this.#spawn(this.#servingGen, now);
-        this.#retryAt = Infinity; // the next failure schedules the next retry
+        if (this.#spawn(this.#servingGen, now)) this.#retryAt = Infinity; // the next failure schedules the next retry
       }
       return;
     }
@@ -746,7 +748,14 @@ export class Pool implements Upstream {
     for (const s of this.#slots.values()) if (s.w.generation === gen && s.killReason === null) this.#kill(s, why);
   }
 
-  #spawn(gen: number, now: number): void {
+  /** Starts a worker; false when the service-wide budget has none left (tried again next tick). */
+  #spawn(gen: number, now: number): boolean {
+    const budget = this.#deps.budget;
+    if (budget && !budget.take()) {
+      this.#warnOnce('worker budget', { workers: this.#slots.size }, 'maxTotalWorkers reached: this app waits for another app\'s worker to exit');
+      return false;
+    }
+    this.#clearWarning('worker budget');
     const events: WorkerEvents = {
       ready: (w) => this.#enqueue({ kind: 'ready', w }),
       idle: (w) => this.#onIdle(w),
@@ -773,6 +782,7 @@ export class Pool implements Upstream {
       usage: null,
     });
     w.log.info('worker spawned');
+    return true;
   }
 
   #drain(s: Slot, now: number): void {

@@ -44,6 +44,7 @@ DEFAULT_APP = "wsgi:application"
 DEFAULT_WINDOW = 262144
 # Params corral relay adds with a site's settings (the service reads them; see src/relay/inject.ts).
 SETTING_PARAM_PREFIX = "CORRAL_SETTING_"
+RELAY_TOKEN_PARAM = "CORRAL_RELAY_TOKEN"
 READ_SIZE = 262144
 MAX_CONTENT = 65535
 JOIN_LIMIT = 1 << 20  # list bodies up to this size are sent in one write
@@ -785,6 +786,7 @@ class Server:
         if "APPL_PHYSICAL_PATH" in env:  # from IIS: corral relay's settings are not the app's business
             for key in [k for k in env if k.startswith(SETTING_PARAM_PREFIX)]:
                 del env[key]
+        env.pop(RELAY_TOKEN_PARAM, None)  # the relay's pairing secret (src/relay/secret.ts): never the app's
         env.update(self.wsgi_base)
         env["wsgi.input"] = req.input
         https = env.get("HTTPS")
@@ -1311,11 +1313,16 @@ def parse_args(argv):
 
 
 def split_pythonpath(value):
-    """Entries separated by os.pathsep or ';' (wfastcgi), with %VAR% and $VAR expanded."""
+    """Entries separated by os.pathsep or ';' (wfastcgi), taken as written.
+
+    No %VAR% or $VAR expansion here: the service passes paths it has already expanded (from the
+    relay's environment or APPL_PHYSICAL_PATH) and checked against allowedRoots; expanding them
+    again against this process's environment (the service's) would leak its values into sys.path
+    and step around that check.
+    """
     entries = []
     for entry in re.split("[;%s]" % re.escape(os.pathsep), value or ""):
-        entry = re.sub(r"%([^%]+)%", lambda m: os.environ.get(m.group(1), m.group(0)), entry)
-        entry = os.path.expandvars(entry).strip()
+        entry = entry.strip()
         if entry:
             entries.append(os.path.abspath(entry))
     return entries

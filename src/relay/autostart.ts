@@ -21,7 +21,7 @@ const PACKAGE_DIR = fileURLToPath(new URL('../..', import.meta.url));
 /** Variables that must not reach the service: IIS's private ones, the relay's own, and per-site settings. */
 const NOT_INHERITED = new Set<string>([
   '_FCGI_X_PIPE_', '_FCGI_SHUTDOWN_EVENT_', '_FCGI_MUTEX_',
-  'CORRAL_SERVICE', 'CORRAL_AUTOSTART', 'CORRAL_RELAY_LOG', 'CORRAL_APP_DIR', 'CORRAL_ALLOWED_ROOTS',
+  'CORRAL_SERVICE', 'CORRAL_AUTOSTART', 'CORRAL_RELAY_LOG', 'CORRAL_APP_DIR', 'CORRAL_ALLOWED_ROOTS', 'CORRAL_RELAY_SECRET_FILE',
   // Per-site settings arrive with each request; as the service's own environment they would become
   // every site's defaults (and PYTHONPATH would reach every worker). The interpreter stays: the
   // service's Python is the app pool's.
@@ -42,6 +42,8 @@ export interface ServeCommandPlaces {
   readonly cli?: string;
   readonly tmpDir?: string;
   readonly platform?: NodeJS.Platform;
+  /** The relay secret file the service checks requests against (`--relay-secret-file`). */
+  readonly secretFile?: string | null;
 }
 
 /**
@@ -58,6 +60,7 @@ export function serveCommand(listen: string, root: string, env: NodeJS.ProcessEn
   const extra = splitPathList(env.CORRAL_ALLOWED_ROOTS ?? '', platform).map((r) => r.trim()).filter((r) => r !== '');
   const roots = [root, ...extra.filter((r) => p.resolve(r) !== p.resolve(root))];
   const args = [places.cli ?? CLI_SCRIPT, 'serve', '--listen', listen, '--allowed-roots', roots.join(';')];
+  if (places.secretFile) args.push('--relay-secret-file', places.secretFile);
   if (!env.CORRAL_LOG_FILE?.trim()) {
     const pool = sanitizeName(env.APP_POOL_ID ?? 'default');
     args.push('--log-file', p.join(places.tmpDir ?? os.tmpdir(), `corral-service-${pool}.log`));

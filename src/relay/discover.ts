@@ -7,6 +7,7 @@
  */
 import path from 'node:path';
 import { formatAddress, parseAddress, type ListenAddress } from '../config/address.js';
+import { secretTag } from './secret.js';
 
 /** Where the service is, and where relays coordinate starting it. */
 export interface ServiceLocation {
@@ -23,8 +24,12 @@ export function sanitizeName(name: string): string {
   return s === '' || /^\.+$/.test(s) ? 'default' : s;
 }
 
-/** The service's address: CORRAL_SERVICE, else the app pool's default. Throws AddressError for a bad CORRAL_SERVICE. */
-export function locateService(env: NodeJS.ProcessEnv, platform: NodeJS.Platform, tmpDir: string): ServiceLocation {
+/**
+ * The service's address: CORRAL_SERVICE, else the app pool's default. Throws AddressError for a bad
+ * CORRAL_SERVICE. With the relay secret the default name carries a tag derived from it, so another
+ * account cannot predict it and create the pipe (or socket) first to receive the relays' traffic.
+ */
+export function locateService(env: NodeJS.ProcessEnv, platform: NodeJS.Platform, tmpDir: string, secret: string | null = null): ServiceLocation {
   const p = platform === 'win32' ? path.win32 : path.posix;
   const pool = sanitizeName(env.APP_POOL_ID ?? 'default');
   const explicit = env.CORRAL_SERVICE?.trim();
@@ -34,9 +39,25 @@ export function locateService(env: NodeJS.ProcessEnv, platform: NodeJS.Platform,
     if (address.kind === 'stdin' || address.kind === 'listen-fd') {
       throw new Error(`CORRAL_SERVICE=${JSON.stringify(explicit)}: the relay connects to the service, so it needs a pipe, socket path or host:port`);
     }
-  } else if (platform === 'win32') address = { kind: 'pipe', path: `\\\\.\\pipe\\corral-${pool}` };
-  else address = { kind: 'unix', path: p.join(tmpDir, `corral-${pool}.sock`) };
+  } else {
+    const name = secret === null ? `corral-${pool}` : `corral-${pool}-${secretTag(secret)}`;
+    if (platform === 'win32') address = { kind: 'pipe', path: `\\\\.\\pipe\\${name}` };
+    else address = { kind: 'unix', path: p.join(tmpDir, `${name}.sock`) };
+  }
   return { address, text: formatAddress(address), lockPath: lockPathFor(address, p, tmpDir) };
+}
+
+/**
+ * Where the relay secret lives: CORRAL_RELAY_SECRET_FILE, else next to where the auto-start lock of
+ * CORRAL_SERVICE would be, else `<tmp>/corral-<APP_POOL_ID>.secret` (the app pool identity's own
+ * %TEMP% on Windows; mode 600 on POSIX).
+ */
+export function secretPathFor(env: NodeJS.ProcessEnv, platform: NodeJS.Platform, tmpDir: string): string {
+  const p = platform === 'win32' ? path.win32 : path.posix;
+  const given = env.CORRAL_RELAY_SECRET_FILE?.trim();
+  if (given) return p.resolve(given);
+  if (env.CORRAL_SERVICE?.trim()) return locateService(env, platform, tmpDir).lockPath.replace(/\.lock$/, '.secret');
+  return p.join(tmpDir, `corral-${sanitizeName(env.APP_POOL_ID ?? 'default')}.secret`);
 }
 
 /** Next to a unix socket; in the temp directory for a pipe or TCP address (neither has a directory). */

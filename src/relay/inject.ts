@@ -4,9 +4,11 @@
  * adds each one it knows to every request as a `CORRAL_SETTING_<NAME>` param, so one service can
  * run several sites, each with its own settings. The service decides which it honours.
  */
+import { expandVars } from '../config/app-settings.js';
 import { RecordType } from '../fcgi/constants.js';
 import { encodeParams } from '../fcgi/params.js';
 import { frameStream } from '../fcgi/records.js';
+import { RELAY_TOKEN_PARAM } from './secret.js';
 
 /** Prefix of the params that carry a site's settings (the service strips it to get the setting's name). */
 export const SETTING_PARAM_PREFIX = 'CORRAL_SETTING_';
@@ -17,12 +19,18 @@ export const FORWARDED_SETTINGS = [
   'DEPLOY_FILE', 'DEPLOY_LOG', 'ERROR_LOG_DIR', 'WSGI_LOG', 'CORRAL_PYTHON', 'CORRAL_WORKERS', 'CORRAL_THREADS',
 ] as const;
 
-/** The settings present in `env`, in table order. Empty values are kept: `WSGI_RESTART_FILE_REGEX=""` means "off". */
-export function settingsFromEnv(env: NodeJS.ProcessEnv): Array<[string, string]> {
+/**
+ * The settings present in `env`, in table order, with `%VAR%` expanded against `env` itself (the
+ * IIS worker's environment, as wfastcgi expanded them in its own process): the service never
+ * expands a value a request carries against its environment. Names `env` lacks
+ * (`%APPL_PHYSICAL_PATH%`, a per-request server variable) stay for the service to expand.
+ * Empty values are kept: `WSGI_RESTART_FILE_REGEX=""` means "off".
+ */
+export function settingsFromEnv(env: NodeJS.ProcessEnv, platform: NodeJS.Platform = process.platform): Array<[string, string]> {
   const out: Array<[string, string]> = [];
   for (const name of FORWARDED_SETTINGS) {
     const value = env[name];
-    if (value !== undefined) out.push([name, value]);
+    if (value !== undefined) out.push([name, expandVars(value, platform, env)]);
   }
   return out;
 }
@@ -36,8 +44,11 @@ export class SettingsInjector {
   readonly #body: Buffer;
   readonly #byId = new Map<number, Buffer>();
 
-  constructor(settings: ReadonlyArray<readonly [string, string]>) {
-    this.#body = encodeParams(settings.map(([name, value]) => [`${SETTING_PARAM_PREFIX}${name}`, value] as const));
+  /** `token`: the relay secret, sent first so the service honours the rest (null: none, the service ignores them). */
+  constructor(settings: ReadonlyArray<readonly [string, string]>, token: string | null = null) {
+    const pairs: Array<readonly [string, string]> = settings.map(([name, value]) => [`${SETTING_PARAM_PREFIX}${name}`, value] as const);
+    if (token !== null) pairs.unshift([RELAY_TOKEN_PARAM, token]);
+    this.#body = encodeParams(pairs);
   }
 
   /** Whether there is anything to inject. */

@@ -21,6 +21,8 @@ export interface LinkOptions {
   readonly staleMs?: number;
   /** Longest wait for one connection attempt. */
   readonly connectTimeoutMs?: number;
+  /** The relay secret file, handed to an auto-started service; null when there is none. */
+  readonly secretFile?: string | null;
 }
 
 /** Connects to the service, starting it when needed. One attempt at a time. */
@@ -30,7 +32,7 @@ export class ServiceLink {
   #warnedNoRoot = false;
 
   constructor(opts: LinkOptions) {
-    this.#o = { deadlineMs: 10_000, staleMs: 3_000, connectTimeoutMs: 2_000, ...opts };
+    this.#o = { deadlineMs: 10_000, staleMs: 3_000, connectTimeoutMs: 2_000, secretFile: null, ...opts };
   }
 
   /** A connected socket. `root` is the requesting app's directory, needed to auto-start the service. */
@@ -93,7 +95,7 @@ export class ServiceLink {
       /* nothing there: start it */
     }
     try {
-      const cmd = serveCommand(location.text, root, this.#o.env);
+      const cmd = serveCommand(location.text, root, this.#o.env, { secretFile: this.#o.secretFile });
       const started = spawnService(cmd);
       held.keep(started.pid);
       log.info({ servicePid: started.pid, listen: location.text, root, args: cmd.args }, 'auto-started the corral service');

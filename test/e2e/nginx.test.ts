@@ -52,7 +52,8 @@ describe('fixtures app: nginx -> corral -> Python workers', () => {
   let streaming: NginxProcess;
 
   beforeAll(async () => {
-    ({ corral, fcgi } = await startApp([FIXTURES, '--wsgi-app', 'hello_app:application', '--threads', '2'], 2));
+    // 256 MiB bodies are over the default maxBodySize (IIS's 30,000,000 bytes).
+    ({ corral, fcgi } = await startApp([FIXTURES, '--wsgi-app', 'hello_app:application', '--threads', '2', '--max-body-size', '0'], 2));
     [nginx, streaming] = await Promise.all([
       startNginx({ upstream: fcgi }),
       startNginx({ upstream: fcgi, requestBuffering: false, buffering: false }),

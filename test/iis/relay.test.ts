@@ -4,7 +4,7 @@
  * 502 when the service goes away), shutdown on stdin EOF, IIS-style load with recycling against a
  * real service and Python pool, and auto-start of exactly one service by concurrent relays.
  */
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -14,6 +14,7 @@ import { decodeParams, encodeParams } from '../../src/fcgi/params.js';
 import { RecordParser, type FcgiRecord } from '../../src/fcgi/parser.js';
 import { encodeBeginRequest, encodeRecord } from '../../src/fcgi/records.js';
 import { CLI, FIXTURES, ROOT, startCorral, stopAll, type CorralProcess } from '../helpers/corral.js';
+import { FcgiClient, cgiParams } from '../helpers/fcgi-client.js';
 import { SocketPairs, spawnRelay, startIis, type IisEmulator, type IisOptions, type IisResponse, type SpawnedRelay } from './emulator.js';
 import { FakeService } from './fake-service.js';
 import { childrenOf, running, serveProcesses, terminate } from './procs.js';
@@ -423,6 +424,33 @@ describe('corral relay auto-starting the service', () => {
     expect(hello.status).toBe(200);
     expect(text(hello)).toBe('Hello, world');
     expect(serveProcesses(sock)).toHaveLength(1);
+  });
+
+  it('pairs with the service it starts through a private secret file; a plain FastCGI client on the same socket chooses nothing', async () => {
+    const { sock, log } = place();
+    autoStarted.push(sock);
+    const e = await iis({ appPhysicalPath: FIXTURES, maxInstances: 1, env: { ...appEnv(sock, log), WSGI_APP: 'hello_app:application' } });
+    const page = await e.request({ url: '/env' });
+    expect(page.status).toBe(200);
+    // The token reached the service (the settings were honoured), never the app.
+    const environ = JSON.parse(text(page)) as Record<string, string>;
+    expect(Object.keys(environ).filter((k) => k.startsWith('CORRAL_'))).toEqual([]);
+    const secretFile = `${sock}.secret`;
+    expect(statSync(secretFile).mode & 0o777).toBe(0o600);
+    const starts = logLines(log).filter((l) => l.msg === 'auto-started the corral service');
+    expect(starts[0]!.args).toEqual(expect.arrayContaining(['--relay-secret-file', secretFile]));
+    // Anyone else who can reach the socket: same params, no secret. The service has no app of its own.
+    const [service] = serveProcesses(sock);
+    const workersBefore = childrenOf(service!).length;
+    const c = await FcgiClient.connect({ path: sock });
+    try {
+      const r = await c.request(1, cgiParams('GET', '/', { APPL_PHYSICAL_PATH: FIXTURES, CORRAL_SETTING_WSGI_APP: 'worker_ok:application', CORRAL_RELAY_TOKEN: 'guess'.repeat(10) }));
+      expect(r.status).toBe(403);
+      expect(r.body.toString()).toContain('CORRAL_ROOT_NOT_ALLOWED');
+    } finally {
+      c.close();
+    }
+    expect(childrenOf(service!).length).toBe(workersBefore);
   });
 
   it('refuses an app outside the allowed roots without running any Python', async () => {

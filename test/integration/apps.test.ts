@@ -35,10 +35,19 @@ function makeApp(parent: string, name: string, callable = 'application'): string
   return dir;
 }
 
+/** The relay secret as the relay sends it, and the service flag naming its file (mode 600). */
+const SECRET = 'f'.repeat(64);
+function secretArgs(): string[] {
+  const file = join(tempDir(), 'relay.secret');
+  writeFileSync(file, `${SECRET}\n`, { mode: 0o600 });
+  return ['--relay-secret-file', file];
+}
+
+/** A request as `corral relay` sends it: IIS's params plus the relay secret. */
 async function iisGet(addr: { host: string; port: number }, physical: string, uri: string, extra: Record<string, string> = {}) {
   const c = await FcgiClient.connect(addr);
   try {
-    return await c.request(1, cgiParams('GET', uri, { APPL_PHYSICAL_PATH: physical, SERVER_SOFTWARE: 'Microsoft-IIS/10.0', ...extra }));
+    return await c.request(1, cgiParams('GET', uri, { APPL_PHYSICAL_PATH: physical, SERVER_SOFTWARE: 'Microsoft-IIS/10.0', CORRAL_RELAY_TOKEN: SECRET, ...extra }));
   } finally {
     c.close();
   }
@@ -69,7 +78,7 @@ describe('apps named by requests (IIS through the relay)', () => {
     const a = makeApp(sites, 'site-a');
     const b = makeApp(sites, 'site-b', 'app');
     writeFileSync(join(b, 'web.config'), '<?xml version="1.0"?>\n<configuration><appSettings>\n  <add key="WSGI_HANDLER" value="wsgi.app" />\n</appSettings></configuration>\n');
-    const c = startCorral(['serve', '--listen', '127.0.0.1:0', '--allowed-roots', sites, '--workers', '1']);
+    const c = startCorral(['serve', '--listen', '127.0.0.1:0', '--allowed-roots', sites, '--workers', '1', ...secretArgs()]);
     const addr = await c.fcgiAddress();
     const ra = await iisGet(addr, `${a}/`, '/myapp/hello', { APPL_MD_PATH: '/LM/W3SVC/1/ROOT/myapp', URL: '/myapp/hello', PATH_INFO: '/myapp/hello' });
     expect(ra.status).toBe(200);
@@ -91,7 +100,7 @@ describe('apps named by requests (IIS through the relay)', () => {
     const allowed = tempDir();
     makeApp(allowed, 'ok');
     const outside = makeApp(tempDir(), 'evil');
-    const c = startCorral(['serve', '--listen', '127.0.0.1:0', '--allowed-roots', allowed]);
+    const c = startCorral(['serve', '--listen', '127.0.0.1:0', '--allowed-roots', allowed, ...secretArgs()]);
     const addr = await c.fcgiAddress();
     const r = await iisGet(addr, outside, '/');
     expect(r.status).toBe(403);

@@ -6,55 +6,14 @@ import net from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { RequestObserver, RequestRecord } from '../../src/front/access-log.js';
 import { FcgiConnection } from '../../src/front/fcgi-connection.js';
-import { Exchange, type ExchangeSink } from '../../src/pool/exchange.js';
 import type { Upstream } from '../../src/pool/pool.js';
 import { ProtocolStatus, RecordType, Role } from '../../src/fcgi/constants.js';
 import { encodeParams, decodeParams } from '../../src/fcgi/params.js';
-import { RecordParser } from '../../src/fcgi/parser.js';
 import { encodeRecord } from '../../src/fcgi/records.js';
 import { silentLogger } from '../../src/log/logger.js';
-import { CorralError } from '../../src/errors.js';
+import { EchoUpstream } from '../helpers/fake-upstream.js';
 import { FcgiClient, cgiParams } from '../helpers/fcgi-client.js';
 import { encodeWithPadding } from '../fcgi/util.js';
-
-/** Answers every request with its PATH_INFO and body length once the body ended. */
-class EchoUpstream implements Upstream {
-  exchanges: Exchange[] = [];
-  hold = false;
-  begin(sink: ExchangeSink): Exchange {
-    const ex = new Exchange(sink, 0);
-    this.exchanges.push(ex);
-    let params = Buffer.alloc(0);
-    let body = 0;
-    // What the exchange sends is a byte stream (headers and contents may come as separate buffers).
-    const parser = new RecordParser();
-    const port = {
-      pid: 1,
-      send: (bytes: Buffer) => parser.push(Buffer.from(bytes), (r) => onRecord(r.type, r.content)),
-      grantWindow: () => undefined,
-      abort: () => ex.finish(0),
-    };
-    const onRecord = (type: number, content: Buffer): void => {
-      if (type === RecordType.PARAMS) params = Buffer.concat([params, content]);
-      if (type === RecordType.STDIN && content.length > 0) body += content.length;
-      if (type === RecordType.STDIN && content.length === 0 && !this.hold) {
-        const d = decodeParams(params);
-        const path = d.ok ? (d.pairs.find(([n]) => n.toString() === 'PATH_INFO')?.[1].toString() ?? '') : '';
-        if (path === '/fail') {
-          ex.fail(new CorralError('CORRAL_WORKER_LOST', 'worker 1 exited'));
-          return;
-        }
-        const text = `Status: ${path === '/missing' ? '404 Not Found' : '200 OK'}\r\nContent-Type: text/plain\r\n\r\n${path} ${body}`;
-        // In 7-byte pieces, as a worker's STDOUT may arrive (a record split across reads).
-        const out = Buffer.from(text);
-        for (let off = 0; off < out.length; off += 7) ex.onStdout(out.subarray(off, off + 7));
-        ex.finish(0);
-      }
-    };
-    queueMicrotask(() => ex.assign(port, 1, 1 << 20, 1 << 20));
-    return ex;
-  }
-}
 
 let server: net.Server | null = null;
 const clients: FcgiClient[] = [];
@@ -186,10 +145,12 @@ describe('FcgiConnection', () => {
     expect((await good.request(1, cgiParams('GET', '/still'))).body.toString()).toBe('/still 0');
   });
 
-  it('closes a connection whose params exceed maxParamsBytes', async () => {
+  it('answers 431 to a request whose params exceed maxParamsBytes, and serves the next one on the same connection', async () => {
     const c = await client(await serve(new EchoUpstream()));
-    void c.begin(1, { BIG: 'x'.repeat(5000) }).catch(() => undefined);
-    await c.closed;
+    const r = await c.request(1, { ...cgiParams('GET', '/big'), BIG: 'x'.repeat(5000) });
+    expect(r.status).toBe(431);
+    expect(r.body.toString()).toContain('CORRAL_PARAMS_TOO_LARGE');
+    expect((await c.request(1, cgiParams('GET', '/next'))).body.toString()).toBe('/next 0');
   });
 });
 

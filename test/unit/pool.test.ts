@@ -11,7 +11,8 @@ import type { Logger } from '../../src/log/logger.js';
 import type { Clock, Timer } from '../../src/pool/clock.js';
 import type { Exchange, ExchangeSink } from '../../src/pool/exchange.js';
 import type { FatalInfo, ReadyInfo, WorkerEvents, WorkerHandle, WorkerState } from '../../src/pool/handle.js';
-import { Pool, type PoolOptions, type Usage } from '../../src/pool/pool.js';
+import { Pool, type PoolDeps, type PoolOptions, type Usage } from '../../src/pool/pool.js';
+import { WorkerBudget } from '../../src/pool/budget.js';
 
 // ---- fakes
 
@@ -241,7 +242,7 @@ class Harness {
   onSpawn: ((w: FakeWorker) => void) | null = null;
   #nextPid = 1001;
 
-  constructor(opts: Partial<PoolOptions>, random: () => number = seeded(42)) {
+  constructor(opts: Partial<PoolOptions>, random: () => number = seeded(42), extra: Partial<PoolDeps> = {}) {
     const logs = this.logs;
     const log = pino({ level: 'trace', base: null }, { write: (line: string) => void logs.push(JSON.parse(line) as LogLine) });
     this.pool = new Pool(
@@ -265,6 +266,7 @@ class Harness {
           }
           return Promise.resolve(out);
         },
+        ...extra,
       },
       log,
     );
@@ -320,8 +322,8 @@ class Harness {
 
 const harnesses: Harness[] = [];
 
-async function setup(opts: Partial<PoolOptions> = {}, random?: () => number): Promise<Harness> {
-  const h = new Harness(opts, random);
+async function setup(opts: Partial<PoolOptions> = {}, random?: () => number, extra: Partial<PoolDeps> = {}): Promise<Harness> {
+  const h = new Harness(opts, random, extra);
   harnesses.push(h);
   return h.start();
 }
@@ -1272,5 +1274,26 @@ describe('state transitions', () => {
     await stopped;
     const changes = h.logsMatching(/^pool state$/).map((l) => `${String(l.from)}>${String(l.to)}`);
     expect(changes).toEqual(['starting>failed', 'failed>running', 'running>reloading', 'reloading>running', 'running>stopping', 'stopping>stopped']);
+  });
+});
+
+describe('service-wide worker budget (maxTotalWorkers)', () => {
+  it('spawns no worker beyond the shared budget, and spawns the missing one once another pool gives one back', async () => {
+    const budget = new WorkerBudget(3);
+    const a = await setup({ minWorkers: 2, maxWorkers: 2 }, undefined, { budget });
+    const b = await setup({ minWorkers: 2, maxWorkers: 2 }, undefined, { budget });
+    await b.clock.advance(1_000);
+    expect(a.spawned).toHaveLength(2);
+    expect(b.spawned).toHaveLength(1);
+    expect(budget.used).toBe(3);
+    expect(b.logsMatching(/maxTotalWorkers reached/)).toHaveLength(1);
+    // A worker of pool a exits for good (a stops): its unit goes back, b takes it on its next tick.
+    await a.dispose();
+    expect(budget.used).toBe(1);
+    await b.clock.advance(1_000);
+    expect(b.spawned).toHaveLength(2);
+    expect(budget.used).toBe(2);
+    await b.dispose();
+    expect(budget.used).toBe(0);
   });
 });

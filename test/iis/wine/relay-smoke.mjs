@@ -2,8 +2,9 @@
  * Smoke test of `corral relay` on Windows code paths, run by node.exe under Wine (see
  * ../shared/wine/README.md): real named pipes as the relay's fd 0, the default pipe
  * \\.\pipe\corral-<APP_POOL_ID>, GET_VALUES, settings injection, STDERR dropped, exit on close,
- * and auto-start of exactly one service by concurrent relays with the lock in %TEMP% (the
- * service answers 503 there: node.exe cannot start Linux Python without unixrun.exe).
+ * and auto-start of exactly one service by concurrent relays with the lock and the relay secret
+ * in %TEMP% and a pipe name derived from the secret (the service answers 503 there: node.exe
+ * cannot start Linux Python without unixrun.exe); a pipe name already taken is refused.
  *
  *   npx tsc -p . && source ~/.cache/corral-wine/env.sh
  *   wine "$N" test/iis/wine/relay-smoke.mjs OUT.txt > wine.log 2>&1; cat OUT.txt
@@ -23,6 +24,8 @@ const dist = (p) => pathToFileURL(path.join(ROOT, 'dist', p)).href;
 const { RecordParser } = await import(dist('fcgi/parser.js'));
 const { encodeParams, paramsToMap } = await import(dist('fcgi/params.js'));
 const { encodeBeginRequest, encodeRecord, encodeEndRequest, frameStream } = await import(dist('fcgi/records.js'));
+const { secretTag } = await import(dist('relay/secret.js'));
+const { refuseExistingPipe } = await import(dist('front/pipe-access.js'));
 writeFileSync(OUT, '');
 const log = (...a) => appendFileSync(OUT, a.join(' ') + '\n');
 const withTimeout = (p, ms, what) => Promise.race([p, new Promise((_, j) => setTimeout(() => j(new Error('timeout: ' + what)), ms))]);
@@ -92,13 +95,19 @@ try {
   log('relay log lines', readFileSync(logFile, 'utf8').trim().split('\n').map((l) => JSON.parse(l).msg).join(' | '));
   svc.close();
 
-  // 2. Auto-start: 3 relays at once, no service on \\.\pipe\corral-WineAuto.
-  const lock = path.join(os.tmpdir(), 'corral-pipe-corral-WineAuto.lock');
+  // 2. Auto-start: 3 relays at once, no service yet; they make one secret and derive the pipe name from it.
+  const secretFile = path.join(os.tmpdir(), 'corral-WineAuto.secret');
   const autoLog = path.join(os.tmpdir(), 'corral-relay-WineAuto.log');
-  rmSync(lock, { force: true }); rmSync(autoLog, { force: true });
+  rmSync(secretFile, { force: true }); rmSync(autoLog, { force: true });
   const rls = await Promise.all([1, 2, 3].map(() => relay({ APP_POOL_ID: 'WineAuto', WSGI_APP: 'wsgi:application' })));
+  await withTimeout((async () => { while (!existsSync(secretFile)) await new Promise((r) => setTimeout(r, 50)); })(), 20000, 'secret file');
+  const tag = secretTag(readFileSync(secretFile, 'utf8').trim());
+  const lock = path.join(os.tmpdir(), `corral-pipe-corral-WineAuto-${tag}.lock`);
+  log('secret file', 'tag', tag);
   const answers = await Promise.all(rls.map((x) => withTimeout(request(x, 1, { URL: '/', REQUEST_METHOD: 'GET', APPL_PHYSICAL_PATH: path.join(ROOT, 'examples', 'hello') + path.sep }), 60000, 'auto request')));
-  log('auto answers', answers.map((a) => a.split('\r\n')[0]).join(' / '));
+  // 503 CORRAL_WORKER_BOOT_FAILED (no Python under Wine) means the service trusted the relays' app selection; 403 would mean it did not.
+  log('auto answers', answers.map((a) => `${a.split('\r\n')[0]} ${/X-Corral-Error: (\S+)/.exec(a)?.[1]}`).join(' / '));
+  log('service given the secret file', readFileSync(autoLog, 'utf8').split('\n').filter((l) => l.includes('auto-started the corral service')).some((l) => JSON.parse(l).args.includes(secretFile.replace(/^[A-Z]:/i, (d) => d))));
   const lockInfo = existsSync(lock) ? JSON.parse(readFileSync(lock, 'utf8')) : null;
   log('lock', JSON.stringify(lockInfo));
   log('auto-start lines', readFileSync(autoLog, 'utf8').trim().split('\n').map((l) => JSON.parse(l)).filter((l) => l.msg === 'auto-started the corral service').length);
@@ -106,6 +115,19 @@ try {
   log('relay exits', (await Promise.all(rls.map((x) => x.exited))).join(','));
   if (lockInfo?.service) { try { process.kill(lockInfo.service); log('killed service', lockInfo.service); } catch (e) { log('kill failed', e.message); } }
   rmSync(lock, { force: true });
+
+  // 3. A pipe name someone else holds: listen fails (FILE_FLAG_FIRST_PIPE_INSTANCE) and the probe refuses it.
+  const taken = '\\\\.\\pipe\\corral-WineSquat';
+  const squatter = net.createServer((s) => s.destroy());
+  await new Promise((r) => squatter.listen(taken, r));
+  const second = net.createServer();
+  log('second listen on a taken name', await new Promise((r) => { second.once('error', (e) => r(e.code)); second.listen(taken, () => r('listening (shared!)')); }));
+  log('probe', await refuseExistingPipe(taken).then(() => 'not refused', (e) => e.message));
+  log('probe of a free name', await refuseExistingPipe('\\\\.\\pipe\\corral-WineFree').then(() => 'free', (e) => e.message));
+  const serveOut = path.join(os.tmpdir(), 'corral-serve-squat.txt');
+  const serve = spawn(process.execPath, [CLI, 'serve', '--listen', taken, '--allowed-roots', ROOT], { stdio: ['ignore', 'ignore', 'ignore'], env: { ...process.env, CORRAL_LOG_FILE: serveOut } });
+  log('serve on a taken name exits', await withTimeout(new Promise((r) => serve.once('exit', (code) => r(code))), 30000, 'serve exit'));
+  squatter.close();
 } catch (e) {
   log('ERROR', e.stack);
 }
