@@ -55,7 +55,7 @@ export const ERRORS = {
   CORRAL_BAD_RESPONSE: {
     status: 502,
     title: 'Bad Gateway',
-    doc: 'The app sent a response the HTTP front cannot pass on (malformed CGI headers).',
+    doc: 'The app sent a response head the HTTP front cannot pass on: malformed CGI headers, a status outside 200..599 (a CGI response is the final one, so 1xx is refused too), a control byte in the reason phrase or a header value, a header name that is not a token, or two different `Content-Length`s. Only that request fails; the log names the app and shows the bytes. Hop-by-hop headers (`Transfer-Encoding`, `Connection`...) are dropped, not refused. Behind a FastCGI web server the head passes through untouched and the web server judges it.',
   },
   CORRAL_PARAMS_TOO_LARGE: {
     status: 431,
@@ -95,7 +95,7 @@ export const ERRORS = {
   CORRAL_BODY_TOO_LARGE: {
     status: 413,
     title: 'Content Too Large',
-    doc: 'The request body is larger than `maxBodySize`: its `CONTENT_LENGTH` says so (answered before the app runs) or the body grew past it (the request is aborted).',
+    doc: 'The request body is larger than `maxBodySize`: its `CONTENT_LENGTH` says so (answered before the app runs) or the body grew past it (the request is aborted). On the HTTP front the connection is closed after the answer.',
   },
   CORRAL_OVERLOADED: {
     status: 503,

@@ -100,7 +100,14 @@ function parseArgs(command: ControlCommand, argv: string[], env: NodeJS.ProcessE
 }
 
 async function status(p: Parsed, io: ControlIo): Promise<number> {
-  const r = await call(p.address, 'GET', '/status.json', null, 10_000);
+  // With the token the service shows app directories, error messages and tracebacks; without it
+  // (another user) a redacted status, or 401 under controlReadAccess "token".
+  const token = tryReadToken(p.address, io.env);
+  const r = await call(p.address, 'GET', '/status.json', token?.value ?? null, 10_000);
+  if (r.status === 401) {
+    if (token) checkToken(r, token.file);
+    throw new CommandError(EXIT.TOKEN, `the service reads status only with its token, and none could be read from ${tokenPath(p.address, io.env)} (run this as the service's user, or set CORRAL_CONTROL_TOKEN_FILE)`);
+  }
   if (r.status !== 200) throw serverError(r);
   if (p.json) io.out(r.body.endsWith('\n') ? r.body : `${r.body}\n`);
   else io.out(renderStatusTable(JSON.parse(r.body) as StatusDocument));
@@ -161,6 +168,14 @@ function readToken(address: ListenAddress, env: NodeJS.ProcessEnv): { value: str
     return { value: readTokenFile(file), file };
   } catch (err) {
     throw new CommandError(EXIT.TOKEN, `${(err as Error).message} (the service writes it at start; run this as the service's user, or set CORRAL_CONTROL_TOKEN_FILE to the service's token file)`);
+  }
+}
+
+function tryReadToken(address: ListenAddress, env: NodeJS.ProcessEnv): { value: string; file: string } | null {
+  try {
+    return readToken(address, env);
+  } catch {
+    return null;
   }
 }
 

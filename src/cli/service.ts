@@ -128,7 +128,16 @@ export class Service {
       budget: new HeldBudget(s.maxBufferedBytes),
       limitLog: new LimitLog(this.#log),
     };
-    const httpOpts = { devErrors: dev, serverSoftware: `corral/${this.#opts.version ?? '0'}`, observe };
+    const httpOpts: HttpFrontOptions = {
+      devErrors: dev,
+      serverSoftware: `corral/${this.#opts.version ?? '0'}`,
+      observe,
+      maxBodySize: s.maxBodySize,
+      maxConnections: s.maxConnections,
+      paramsTimeout: s.paramsTimeout,
+      bodyTimeout: s.bodyTimeout,
+      connectionIdleTimeout: s.connectionIdleTimeout,
+    };
     // Apps with addresses of their own get fronts that serve only them.
     const ownFronts = this.#fromAppsList ? this.#configured.filter((a) => a.settings.listen.length > 0 || a.settings.http) : [];
     const shared = ownFronts.length > 0 && s.listen.length === 0 && !s.http ? [] : listenAddresses(s);
@@ -144,7 +153,7 @@ export class Service {
         }
       }
       if (s.control) {
-        this.#control = await startControlServer({ address: s.control, target: this, log: this.#log, version: this.#opts.version ?? '0', metrics: this.metrics });
+        this.#control = await startControlServer({ address: s.control, target: this, log: this.#log, version: this.#opts.version ?? '0', metrics: this.metrics, readAccess: s.controlReadAccess });
         this.controlBound = this.#control.bound;
       }
     } catch (err) {

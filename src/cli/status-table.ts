@@ -29,7 +29,7 @@ function renderApp(a: AppStatus): string[] {
   const t = a.totals;
   const l = a.limits;
   const out = [
-    `app ${a.name}  ${a.root}`,
+    `app ${a.name}  ${a.root ?? '(directory hidden: no control token)'}`,
     `  state ${a.state}  generation ${a.servingGeneration}  queue ${a.queued}/${l.queueLength}  workers ${t.ready} ready of ${t.workers} (min ${l.minWorkers}, max ${l.maxWorkers})  busy threads ${t.inflight}/${t.threads}`,
   ];
   if (a.workers.length > 0) {

@@ -77,6 +77,11 @@ export const SETTINGS = [
     doc: 'Address of the control listener: the `/status` page, `/status.json`, `/metrics` (Prometheus), `/healthz` (503 while stopping) and the `POST /reload` and `POST /stop` that `corral reload` and `corral stop` send with a token only the service\'s user can read. Loopback TCP (`127.0.0.1:9001`), a unix socket or a named pipe only, since it shows paths and tracebacks. Off by default; the commands look at `127.0.0.1:9001` unless told otherwise.',
   }),
   setting({
+    key: 'controlReadAccess', env: ['CORRAL_CONTROL_READ_ACCESS'], flag: '--control-read-access', cli: 'option', arg: 'MODE',
+    kind: oneOf(['local', 'token']), default: 'local',
+    doc: 'Who may read the control listener\'s `/status`, `/status.json` and `/metrics`. `local`: any client that reaches it (loopback or the pipe) reads figures and states, but app directories, error messages and tracebacks only with the control token (`corral status` sends it). `token`: every read but `/healthz` needs the token. Local by default, as the listener only binds loopback; use `token` on machines shared with other users.',
+  }),
+  setting({
     key: 'allowedRoots', env: ['CORRAL_ALLOWED_ROOTS'], flag: '--allowed-roots', cli: 'option', arg: 'DIRS',
     kind: list(directory(), 'separated by ; or the OS path separator', splitPathList), default: [], defaultDoc: 'none',
     doc: 'Directories under which requests may name their own app (IIS sends `APPL_PHYSICAL_PATH`; `corral relay` adds the site\'s settings): each such app gets its own pool. Only a request carrying the relay secret (`relaySecretFile`) may name one; a root outside these, compared as real paths (symlinks and junctions resolved), gets 403 and runs no Python code. Empty by default: only the configured app runs, whatever a request says.',
@@ -234,7 +239,7 @@ export const SETTINGS = [
   setting({
     key: 'maxConnections', env: ['CORRAL_MAX_CONNECTIONS'], flag: '--max-connections', cli: 'option', arg: 'N',
     kind: integer(1, 1_000_000), default: 1024,
-    doc: 'Open FastCGI connections per listener; one more is closed at once (and logged once per peer until it clears). Also what GET_VALUES answers as `FCGI_MAX_CONNS`. 1024 is far above what nginx or IIS keep open to one backend and far below a process\'s file descriptor limit.',
+    doc: 'Open FastCGI connections per listener; one more is closed at once (and logged once per peer until it clears). Also what GET_VALUES answers as `FCGI_MAX_CONNS`, and the HTTP front\'s limit of open connections (Node closes one more at once). 1024 is far above what nginx or IIS keep open to one backend and far below a process\'s file descriptor limit.',
   }),
   setting({
     key: 'maxConnectionRequests', env: ['CORRAL_MAX_CONNECTION_REQUESTS'], flag: '--max-connection-requests', cli: 'option', arg: 'N',
@@ -244,17 +249,17 @@ export const SETTINGS = [
   setting({
     key: 'paramsTimeout', env: ['CORRAL_PARAMS_TIMEOUT'], flag: '--params-timeout', cli: 'option', arg: 'SECONDS',
     kind: integer(1, 3_600), default: 30,
-    doc: 'A request whose params (its headers) are not complete this long after its BEGIN_REQUEST is dropped and its connection closed: the slowloris guard. Web servers send params in one go; 30 s is half of nginx\'s `client_header_timeout`.',
+    doc: 'A request whose params (its headers) are not complete this long after its BEGIN_REQUEST is dropped and its connection closed: the slowloris guard. On the HTTP front, the time for a request\'s line and headers to arrive (Node\'s `headersTimeout`; a late one gets 408). Web servers send params in one go; 30 s is half of nginx\'s `client_header_timeout`.',
   }),
   setting({
     key: 'bodyTimeout', env: ['CORRAL_BODY_TIMEOUT'], flag: '--body-timeout', cli: 'option', arg: 'SECONDS',
     kind: integer(1, 86_400), default: 60,
-    doc: 'A request body that sends nothing for this long (while the app waits for it) is aborted: the app\'s read raises and the connection is closed. 60 s is nginx\'s `client_body_timeout`.',
+    doc: 'A request body that sends nothing for this long (while the app waits for it) is aborted: the app\'s read raises and the connection is closed (on the HTTP front too; reading paused because the worker has not taken the body yet does not count). 60 s is nginx\'s `client_body_timeout`.',
   }),
   setting({
     key: 'connectionIdleTimeout', env: ['CORRAL_CONNECTION_IDLE_TIMEOUT'], flag: '--connection-idle-timeout', cli: 'option', arg: 'SECONDS',
     kind: integer(1, 86_400), default: 120,
-    doc: 'A FastCGI connection with no open request is closed after this long. Longer than nginx\'s upstream `keepalive_timeout` (60 s), so nginx closes kept connections first and never sends on one corral just closed.',
+    doc: 'A FastCGI connection with no open request is closed after this long; on the HTTP front, a kept-alive connection between requests (Node\'s `keepAliveTimeout`). Longer than nginx\'s upstream `keepalive_timeout` (60 s), so nginx closes kept connections first and never sends on one corral just closed.',
   }),
   setting({
     key: 'maxConnectionBuffer', env: ['CORRAL_MAX_CONNECTION_BUFFER'], flag: '--max-connection-buffer', cli: 'option', arg: 'BYTES',
@@ -269,7 +274,7 @@ export const SETTINGS = [
   setting({
     key: 'maxBodySize', env: ['CORRAL_MAX_BODY_SIZE'], flag: '--max-body-size', cli: 'option', arg: 'BYTES',
     kind: integer(0, 2 ** 53 - 1), default: 30_000_000,
-    doc: 'Largest request body in bytes: a larger `CONTENT_LENGTH` gets 413 before the app runs, and a body that grows past it is cut off and the request aborted (`0`: no limit). 30,000,000 is IIS\'s `maxAllowedContentLength`; bodies stream, so this is about policy, not memory.',
+    doc: 'Largest request body in bytes: a larger `CONTENT_LENGTH` gets 413 before the app runs, and a body that grows past it is cut off and the request aborted (`0`: no limit); both fronts, answered 413 `CORRAL_BODY_TOO_LARGE` when no response byte was sent yet. 30,000,000 is IIS\'s `maxAllowedContentLength`; bodies stream, so this is about policy, not memory.',
   }),
   setting({
     key: 'config', env: ['CORRAL_CONFIG'], flag: '--config', cli: 'option', arg: 'FILE',

@@ -1,12 +1,13 @@
 /**
  * The control endpoints. Reads (`/status`, `/status.json`, `/metrics`, `/healthz`) come from one
  * synchronous snapshot of the pools and never wait on a worker; writes (`POST /reload`,
- * `POST /stop`) need the bearer token.
+ * `POST /stop`) need the bearer token. Reads without the token get a redacted document (no app
+ * directories, error messages or tracebacks), or 401 under `controlReadAccess: token`.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from '../log/logger.js';
 import type { PromMetrics } from './metrics.js';
-import { selectApps, snapshot, type ErrorInfo, type ServiceFacts, type StatusDocument } from './snapshot.js';
+import { redact, selectApps, snapshot, type ErrorInfo, type ServiceFacts, type StatusDocument } from './snapshot.js';
 import { renderStatusPage } from './status-page.js';
 import type { ControlApp, ControlTarget } from './target.js';
 import { checkBearer } from './token.js';
@@ -19,7 +20,12 @@ export interface RouteContext {
   readonly token: string;
   readonly tokenFile: string;
   readonly log: Logger;
+  /** `local`: reads without the token are redacted; `token`: they are refused (controlReadAccess). */
+  readonly readAccess: ReadAccess;
 }
+
+/** The values of the controlReadAccess setting. */
+export type ReadAccess = 'local' | 'token';
 
 /** One reloaded app in the answer to `POST /reload`. */
 export interface ReloadResult {
@@ -48,17 +54,29 @@ export async function handle(ctx: RouteContext, req: IncomingMessage, res: Serve
       res.writeHead(302, { location: 'status' }).end();
       return;
     case 'GET /status':
-    case 'HEAD /status':
-      return sendHtml(res, renderStatusPage(read(ctx), refreshOf(url)));
+    case 'HEAD /status': {
+      const doc = readFor(ctx, req, res, url);
+      // A browser cannot send the header: a token given as ?token= stays in the page's own links.
+      const viaQuery = doc && !doc.redacted && req.headers.authorization === undefined ? url.searchParams.get('token') : null;
+      if (doc) sendHtml(res, renderStatusPage(doc, refreshOf(url), viaQuery));
+      return;
+    }
     case 'GET /status.json':
-    case 'HEAD /status.json':
-      return sendJson(res, 200, read(ctx));
+    case 'HEAD /status.json': {
+      const doc = readFor(ctx, req, res, url);
+      if (doc) sendJson(res, 200, doc);
+      return;
+    }
     case 'GET /metrics':
-    case 'HEAD /metrics':
-      return send(res, 200, ctx.metrics.contentType, await ctx.metrics.text(read(ctx)));
+    case 'HEAD /metrics': {
+      const doc = readFor(ctx, req, res, url);
+      if (doc) send(res, 200, ctx.metrics.contentType, await ctx.metrics.text(doc));
+      return;
+    }
     case 'GET /healthz':
     case 'HEAD /healthz':
-      return healthz(ctx, res);
+      // Open in both modes (load balancers probe it), but failure messages only with the token.
+      return healthz(ctx, res, checkBearer(req.headers.authorization, ctx.token) === null);
     case 'POST /reload': {
       if (!authorized(ctx, req, res)) return;
       const app = await appParam(req, url);
@@ -87,8 +105,17 @@ const ALLOW: Record<string, string> = {
   '/stop': 'POST',
 };
 
-function read(ctx: RouteContext): StatusDocument {
-  return snapshot(ctx.target, ctx.facts);
+/**
+ * The status document this reader may see: whole with the token (the Authorization header, or
+ * `?token=` for a browser, as Jupyter does); without it, redacted (`local`) or refused with 401
+ * (`token`, and a wrong token in either mode), then null.
+ */
+function readFor(ctx: RouteContext, req: IncomingMessage, res: ServerResponse, url: URL): StatusDocument | null {
+  const doc = snapshot(ctx.target, ctx.facts);
+  const fromQuery = url.searchParams.get('token');
+  const header = req.headers.authorization ?? (fromQuery !== null ? `Bearer ${fromQuery}` : undefined);
+  if (header === undefined && ctx.readAccess === 'local') return redact(doc);
+  return authorized(ctx, req, res, header) ? doc : null;
 }
 
 function refreshOf(url: URL): number {
@@ -97,18 +124,18 @@ function refreshOf(url: URL): number {
 }
 
 /** 200 `ok`; 503 while draining, or when every app's pool is failed (load balancers should move traffic away). */
-function healthz(ctx: RouteContext, res: ServerResponse): void {
+function healthz(ctx: RouteContext, res: ServerResponse, full: boolean): void {
   const t = ctx.target;
   if (t.draining) return send(res, 503, 'text/plain; charset=utf-8', 'draining\n');
   const failed = t.apps.filter((a) => a.pool.state === 'failed');
   if (t.apps.length > 0 && failed.length === t.apps.length) {
-    return send(res, 503, 'text/plain; charset=utf-8', `failed: ${failed.map((a) => `${a.settings.wsgiApp}: ${a.pool.failure?.message ?? 'failed'}`).join('; ')}\n`);
+    return send(res, 503, 'text/plain; charset=utf-8', `failed: ${failed.map((a) => `${a.settings.wsgiApp}: ${(full ? a.pool.failure?.message : a.pool.failure?.code) ?? 'failed'}`).join('; ')}\n`);
   }
   send(res, 200, 'text/plain; charset=utf-8', 'ok\n');
 }
 
-function authorized(ctx: RouteContext, req: IncomingMessage, res: ServerResponse): boolean {
-  const why = checkBearer(req.headers.authorization, ctx.token);
+function authorized(ctx: RouteContext, req: IncomingMessage, res: ServerResponse, header = req.headers.authorization): boolean {
+  const why = checkBearer(header, ctx.token);
   if (why === null) return true;
   ctx.log.warn({ path: req.url, why }, 'control: refused a call without the right token');
   res.setHeader('www-authenticate', 'Bearer realm="corral"');

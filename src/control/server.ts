@@ -3,7 +3,7 @@
  * pipe. It runs in the service's event loop and reads only the pools' in-memory figures, so it
  * answers while every worker thread is busy (PHP-FPM's status page, served by the saturated pool
  * itself, famously does not). On start it writes the token that `POST /reload` and `POST /stop`
- * need (see token.ts).
+ * need, and that reads need to see app directories, error messages and tracebacks (see token.ts).
  */
 import http from 'node:http';
 import net from 'node:net';
@@ -12,9 +12,12 @@ import { formatAddress, type ListenAddress } from '../config/address.js';
 import { controlAddressProblem, isLoopbackHost } from '../config/control-address.js';
 import type { Logger } from '../log/logger.js';
 import { PromMetrics } from './metrics.js';
-import { handle, sendJson, type RouteContext } from './routes.js';
+import { handle, sendJson, type ReadAccess, type RouteContext } from './routes.js';
 import type { ControlTarget } from './target.js';
 import { newToken, removeTokenFile, tokenPath, writeTokenFile } from './token.js';
+
+/** Connections the control listener keeps open at once; more are closed at once. */
+export const MAX_CONNECTIONS = 64;
 
 /** How to start the control listener. */
 export interface ControlServerOptions {
@@ -28,6 +31,8 @@ export interface ControlServerOptions {
   env?: NodeJS.ProcessEnv;
   /** When the service started (default now). */
   startedAt?: Date;
+  /** controlReadAccess (default `local`): reads without the token are redacted, or refused with `token`. */
+  readAccess?: ReadAccess;
 }
 
 /** A running control listener. */
@@ -50,7 +55,9 @@ export async function startControlServer(opts: ControlServerOptions): Promise<Co
   const metrics = opts.metrics ?? new PromMetrics();
   const pending = new Set<http.ServerResponse>();
   let ctx: RouteContext | null = null;
-  const server = http.createServer((req, res) => {
+  // A local client must not hold the service's file descriptors or the listener: few connections
+  // (operators, a scraper), headers in 10 s, a request (a body of at most 4 KiB) in 30 s.
+  const server = http.createServer({ headersTimeout: 10_000, requestTimeout: 30_000, connectionsCheckingInterval: 2_000 }, (req, res) => {
     if (!ctx) return void res.writeHead(503).end();
     const c = ctx;
     pending.add(res);
@@ -59,6 +66,14 @@ export async function startControlServer(opts: ControlServerOptions): Promise<Co
   });
   // Keep-alive connections from browsers would otherwise hold close() up for 5 s.
   server.keepAliveTimeout = 2_000;
+  server.maxConnections = MAX_CONNECTIONS;
+  let atLimit = false;
+  server.on('drop', () => {
+    if (atLimit) return;
+    atLimit = true;
+    log.warn({ maxConnections: MAX_CONNECTIONS }, 'control: at its connection limit; new connections are closed');
+    setTimeout(() => (atLimit = false), 60_000).unref();
+  });
   await listen(server, opts.address);
   const address = boundAddress(server, opts.address);
   const bound = formatAddress(address);
@@ -70,7 +85,7 @@ export async function startControlServer(opts: ControlServerOptions): Promise<Co
     server.close();
     throw err;
   }
-  ctx = { target: opts.target, metrics, facts: { version: opts.version, startedAt: opts.startedAt ?? new Date() }, token, tokenFile, log };
+  ctx = { target: opts.target, metrics, facts: { version: opts.version, startedAt: opts.startedAt ?? new Date() }, token, tokenFile, log, readAccess: opts.readAccess ?? 'local' };
   log.info({ control: bound, tokenFile, url: address.kind === 'tcp' ? `http://${bound}/status` : undefined }, 'control listener ready');
   let closing: Promise<void> | null = null;
   return {

@@ -16,6 +16,8 @@ export interface StatusDocument {
   schema: typeof STATUS_SCHEMA;
   /** ISO time of this snapshot. */
   generatedAt: string;
+  /** True when the request carried no control token: `root` is null, errors carry their code only. */
+  redacted: boolean;
   service: ServiceStatus;
   apps: AppStatus[];
 }
@@ -36,8 +38,8 @@ export interface ServiceStatus {
 export interface AppStatus {
   /** The `app` label of the metrics and logs: the WSGI callable. */
   name: string;
-  /** The app directory (unique per app; `POST /reload?app=` accepts it too). */
-  root: string;
+  /** The app directory (unique per app; `POST /reload?app=` accepts it too); null in a redacted document. */
+  root: string | null;
   wsgiApp: string;
   state: PoolState;
   /** Generation that gets new requests; higher ones in `workers` are a reload booting. */
@@ -99,6 +101,7 @@ export function snapshot(target: ControlTarget, facts: ServiceFacts, now: Date =
   return {
     schema: STATUS_SCHEMA,
     generatedAt: now.toISOString(),
+    redacted: false,
     service: {
       version: facts.version,
       pid: process.pid,
@@ -148,6 +151,22 @@ export function appStatus(app: ControlApp): AppStatus {
     workers,
     failure: errorInfo(pool.failure),
     lastReloadError: errorInfo(pool.lastReloadError),
+  };
+}
+
+/** The sentence a redacted error carries instead of its message. */
+export const HIDDEN_MESSAGE = 'details hidden: send the control token (corral status does)';
+
+/**
+ * The document for a reader without the token: no app directories, no error messages (they quote
+ * paths) and no tracebacks; codes, states and figures stay.
+ */
+export function redact(doc: StatusDocument): StatusDocument {
+  const hide = (e: ErrorInfo | null): ErrorInfo | null => (e ? { code: e.code, message: HIDDEN_MESSAGE, detail: null } : null);
+  return {
+    ...doc,
+    redacted: true,
+    apps: doc.apps.map((a) => ({ ...a, root: null, failure: hide(a.failure), lastReloadError: hide(a.lastReloadError) })),
   };
 }
 

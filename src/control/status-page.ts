@@ -4,7 +4,7 @@
  * escaped: app paths, reasons and Python tracebacks are not ours to trust.
  */
 import { formatCpu, formatMB, formatUptime } from './format.js';
-import type { AppStatus, ErrorInfo, StatusDocument, WorkerInfo } from './snapshot.js';
+import { HIDDEN_MESSAGE, type AppStatus, type ErrorInfo, type StatusDocument, type WorkerInfo } from './snapshot.js';
 
 /** Escapes text for HTML content and quoted attribute values. */
 export function esc(value: unknown): string {
@@ -58,22 +58,24 @@ tr.old td{color:var(--idle)}
 .error pre{overflow:auto;max-height:28em;background:#fff;border:1px solid var(--line);padding:.6em;font-size:12.5px}
 `;
 
-/** The page for `doc`; `refreshSeconds` adds a meta refresh (0: none). */
-export function renderStatusPage(doc: StatusDocument, refreshSeconds = 0): string {
+/** The page for `doc`; `refreshSeconds` adds a meta refresh (0: none); `token` (given as ?token=) is kept in its links. */
+export function renderStatusPage(doc: StatusDocument, refreshSeconds = 0, token: string | null = null): string {
+  const keep = token === null ? '' : `token=${encodeURIComponent(token)}`;
+  const q = (...parts: string[]): string => esc(`?${[...parts, keep].filter((p) => p !== '').join('&')}`);
   const s = doc.service;
   const health = s.draining ? '<span class="badge idle">draining</span>' : '<span class="badge ok">serving</span>';
   const refresh = refreshSeconds > 0 ? `<meta http-equiv="refresh" content="${refreshSeconds}">` : '';
-  const toggle = refreshSeconds > 0 ? `<a href="?">stop auto-refresh</a>` : `<a href="?refresh=5">auto-refresh every 5 s</a>`;
+  const toggle = refreshSeconds > 0 ? `<a href="${q()}">stop auto-refresh</a>` : `<a href="${q('refresh=5')}">auto-refresh every 5 s</a>`;
   const apps = doc.apps.length > 0 ? doc.apps.map(renderApp).join('\n') : '<p class="none">No app is running (apps that requests name start on their first request).</p>';
   return `<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">${refresh}
+<html lang="en"><head><meta charset="utf-8"><meta name="referrer" content="no-referrer"><meta name="viewport" content="width=device-width,initial-scale=1">${refresh}
 <title>corral status${doc.apps.length === 1 ? ` · ${esc(doc.apps[0]!.name)}` : ''}</title><style>${CSS}</style></head>
 <body>
 <header><h1>corral status</h1>${health}
 <span class="meta">version ${esc(s.version)} · pid ${esc(s.pid)} · up ${esc(formatUptime(s.uptimeSeconds))} · node ${esc(s.node)} on ${esc(s.platform)}</span>
-<span class="meta">as of <time datetime="${esc(doc.generatedAt)}">${esc(doc.generatedAt.replace('T', ' ').replace(/\.\d+Z$/, ' UTC'))}</time> · ${toggle} · <a href="status.json">status.json</a> · <a href="metrics">metrics</a></span></header>
+<span class="meta">as of <time datetime="${esc(doc.generatedAt)}">${esc(doc.generatedAt.replace('T', ' ').replace(/\.\d+Z$/, ' UTC'))}</time> · ${toggle} · <a href="status.json${keep ? q() : ''}">status.json</a> · <a href="metrics${keep ? q() : ''}">metrics</a></span></header>
 <main>
-${apps}
+${doc.redacted ? '<p class="none redacted">App directories, error messages and tracebacks are hidden: this request carried no control token. <code>corral status</code> sends it and shows them.</p>\n' : ''}${apps}
 </main></body></html>
 `;
 }
@@ -92,7 +94,7 @@ function renderApp(a: AppStatus): string {
   ].join('');
   return `<section class="app" data-app="${esc(a.name)}">
 <h2>${esc(a.name)} <span class="badge ${TONE[a.state] ?? 'idle'}" data-state="${esc(a.state)}">${esc(a.state)}</span></h2>
-<p class="root" title="app directory">${esc(a.root)}</p>
+${a.root === null ? '' : `<p class="root" title="app directory">${esc(a.root)}</p>`}
 <dl class="figures">${figures}</dl>
 ${renderWorkers(a)}
 ${renderError('Pool failed', a.failure, false)}${renderError('Last reload failed', a.lastReloadError, true)}
@@ -115,7 +117,7 @@ function renderWorker(w: WorkerInfo, a: AppStatus): string {
 
 function renderError(title: string, e: ErrorInfo | null, past: boolean): string {
   if (!e) return '';
-  const detail = e.detail ? `<pre>${esc(e.detail)}</pre>` : '<p class="none">No traceback or output was captured.</p>';
+  const detail = e.detail ? `<pre>${esc(e.detail)}</pre>` : e.message === HIDDEN_MESSAGE ? '' : '<p class="none">No traceback or output was captured.</p>';
   // The pool's own failure is why it answers 503 now: open. A past reload failure stays folded.
   return `<details class="error${past ? ' past' : ''}"${past ? '' : ' open'}><summary>${esc(title)}: ${esc(e.message)} <code>${esc(e.code)}</code></summary>${detail}</details>\n`;
 }

@@ -1,6 +1,7 @@
 /**
  * The CGI response a front sends when the pool cannot serve a request: a plain text page naming
- * the error code (serve mode), or an HTML page with the Python traceback (dev mode only).
+ * the error code and nothing else (serve mode: messages quote paths and values, which stay in the
+ * log), or an HTML page with the message and the Python traceback (dev mode only).
  */
 import { ERRORS, type CorralError } from '../errors.js';
 
@@ -16,7 +17,27 @@ export function clientStatus(error: CorralError, dev: boolean): number {
   return dev && APP_BROKEN.has(error.code) ? 500 : error.status;
 }
 
-/** The page body and content type for an error. */
+const SENTENCES: Record<number, string> = {
+  400: 'The request was malformed.',
+  403: 'This request is not allowed.',
+  404: 'Nothing is served here.',
+  413: 'The request body is too large.',
+  431: 'The request headers are too large.',
+  500: 'The server could not handle this request.',
+  502: 'The application did not give a valid answer.',
+  503: 'The service is unavailable; try again later.',
+  504: 'The application took too long to answer.',
+};
+
+/** A sentence for clients that says nothing about the service: by status only. */
+export function clientSentence(status: number): string {
+  return `${SENTENCES[status] ?? 'The request could not be served.'} The details are in the service log.`;
+}
+
+/**
+ * The page body and content type for an error: in dev mode the message and traceback; in serve
+ * mode the status, the code and a generic sentence only (the caller logs the details).
+ */
 export function errorBody(error: CorralError, dev: boolean): { type: string; body: Buffer } {
   const spec = ERRORS[error.code];
   if (dev) {
@@ -28,7 +49,8 @@ export function errorBody(error: CorralError, dev: boolean): { type: string; bod
       `</body></html>\n`;
     return { type: 'text/html; charset=utf-8', body: Buffer.from(html, 'utf8') };
   }
-  return { type: 'text/plain; charset=utf-8', body: Buffer.from(`${error.status} ${spec.title}\n${error.code}: ${error.message}\n`, 'utf8') };
+  // Serve mode: messages name paths, settings and app internals; the client gets the code only.
+  return { type: 'text/plain; charset=utf-8', body: Buffer.from(`${error.status} ${spec.title}\n${error.code}: ${clientSentence(error.status)}\n`, 'utf8') };
 }
 
 /** A whole CGI response (Status line, headers, body) for an error. */

@@ -4,18 +4,16 @@
  * server (`--http`, and `corral dev`). Bodies stream both ways under the pool's flow control.
  */
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import { RecordType } from '../fcgi/constants.js';
 import { encodeParams } from '../fcgi/params.js';
 import { encodeRecord } from '../fcgi/records.js';
 import { MAX_CONTENT } from '../fcgi/constants.js';
 import { CorralError } from '../errors.js';
 import type { Logger } from '../log/logger.js';
-import type { ExchangeSink, Exchange } from '../pool/exchange.js';
 import type { Router } from './fcgi-connection.js';
-import { CgiHeadParser } from './cgi-response.js';
-import { clientStatus, errorBody } from './error-page.js';
-import { exchangeFacts, type RequestObserver, type RequestRecord } from './access-log.js';
+import type { RequestObserver } from './access-log.js';
+import { HttpExchange } from './http-exchange.js';
 import type { Front } from './listeners.js';
 import { formatAddress, type ListenAddress } from '../config/address.js';
 
@@ -25,6 +23,16 @@ export interface HttpFrontOptions {
   serverSoftware: string;
   /** Told about each finished request (access log, metrics). */
   observe?: RequestObserver | null;
+  /** Largest request body in bytes (0: no limit): a larger Content-Length gets 413 before the app runs, a longer body is cut off. */
+  maxBodySize?: number;
+  /** Open connections; more are closed at once (Node's server.maxConnections). */
+  maxConnections?: number;
+  /** Seconds for a request's headers to arrive (slowloris). */
+  paramsTimeout?: number;
+  /** Seconds a request body may send nothing while the front waits for it. */
+  bodyTimeout?: number;
+  /** Seconds a kept-alive connection may stay idle between requests. */
+  connectionIdleTimeout?: number;
 }
 
 /** Percent-decodes a URL path to raw bytes, read as latin-1 (WSGI's PATH_INFO is bytes-as-latin-1). */
@@ -77,134 +85,43 @@ export function paramsFor(req: http.IncomingMessage, local: AddressInfo, softwar
   return p;
 }
 
-class HttpExchange implements ExchangeSink {
-  readonly #req: http.IncomingMessage;
-  readonly #res: http.ServerResponse;
-  readonly #opts: HttpFrontOptions;
-  readonly #log: Logger;
-  readonly #head = new CgiHeadParser();
-  #started = false;
-  exchange: Exchange | null = null;
-
-  constructor(req: http.IncomingMessage, res: http.ServerResponse, opts: HttpFrontOptions, log: Logger) {
-    this.#req = req;
-    this.#res = res;
-    this.#opts = opts;
-    this.#log = log;
-  }
-
-  stdout(content: Buffer): void {
-    if (!this.#started) {
-      const r = this.#head.push(content);
-      if (r === null) return this.#credit(content.length);
-      if ('error' in r) {
-        this.#log.warn({ err: r.error, path: this.#req.url }, 'app sent a malformed CGI response');
-        this.exchange?.abort();
-        this.#sendError(new CorralError('CORRAL_BAD_RESPONSE', `the app's response is not valid CGI: ${r.error}`));
-        return;
-      }
-      this.#started = true;
-      const flat: string[] = [];
-      for (const [n, v] of r.head.headers) flat.push(n, v);
-      this.#res.writeHead(r.head.status, r.head.reason, flat);
-      this.#write(r.rest, content.length);
-      return;
-    }
-    this.#write(content, content.length);
-  }
-
-  end(): void {
-    if (!this.#started && !this.#res.headersSent) {
-      this.#sendError(new CorralError('CORRAL_BAD_RESPONSE', 'the app ended the response without sending headers'));
-      return;
-    }
-    this.#res.end();
-  }
-
-  fail(error: CorralError): void {
-    if (this.#res.headersSent) {
-      this.#res.destroy();
-      return;
-    }
-    this.#sendError(error);
-  }
-
-  pauseInput(): void {
-    this.#req.pause();
-  }
-
-  resumeInput(): void {
-    this.#req.resume();
-  }
-
-  /** The access record, once the response is over. */
-  record(startedAt: number): RequestRecord {
-    const now = performance.now();
-    return {
-      app: this.exchange?.app ?? null,
-      method: this.#req.method ?? '-',
-      path: this.#req.url ?? '-',
-      status: this.#res.statusCode,
-      bytes: this.bytes,
-      durationMs: now - startedAt,
-      ...exchangeFacts(this.exchange, now),
-      error: this.error,
-    };
-  }
-
-  bytes = 0;
-  error: string | null = null;
-
-  #write(body: Buffer, credit: number): void {
-    this.bytes += body.length;
-    if (body.length === 0 || this.#res.write(body)) this.#credit(credit);
-    else this.#res.once('drain', () => this.#credit(credit));
-  }
-
-  #credit(n: number): void {
-    this.exchange?.credit(n);
-  }
-
-  #sendError(error: CorralError): void {
-    this.error = error.code;
-    if (this.#res.headersSent) return;
-    const { type, body } = errorBody(error, this.#opts.devErrors);
-    const headers: Record<string, string | number> = { 'content-type': type, 'content-length': body.length, 'x-corral-error': error.code };
-    if (error.retryAfter !== undefined) headers['retry-after'] = error.retryAfter;
-    this.#res.writeHead(clientStatus(error, this.#opts.devErrors), headers);
-    this.#res.end(body);
-  }
-}
-
 /** Starts the HTTP front on `address` (TCP or unix socket). */
 export async function openHttpFront(address: ListenAddress, route: Router, opts: HttpFrontOptions, log: Logger): Promise<Front> {
-  const server = http.createServer({ noDelay: true, keepAliveTimeout: 65_000 }, (req, res) => {
-    const startedAt = performance.now();
-    const local = req.socket.address() as AddressInfo;
-    const sink = new HttpExchange(req, res, opts, log);
-    const observe = opts.observe;
-    if (observe) res.once('close', () => observe(sink.record(startedAt)));
-    const target = route.route(null);
-    if (target instanceof CorralError) {
-      sink.fail(target);
-      req.resume();
-      return;
-    }
-    const ex = target.begin(sink);
-    sink.exchange = ex;
-    const params = encodeParams(paramsFor(req, local, opts.serverSoftware));
-    for (let off = 0; off < params.length; off += MAX_CONTENT) {
-      ex.params(encodeRecord(RecordType.PARAMS, 0, params.subarray(off, Math.min(params.length, off + MAX_CONTENT))));
-    }
-    ex.params(encodeRecord(RecordType.PARAMS, 0));
-    req.on('data', (chunk: Buffer) => {
-      for (let off = 0; off < chunk.length; off += MAX_CONTENT) {
-        ex.stdin(encodeRecord(RecordType.STDIN, 0, chunk.subarray(off, Math.min(chunk.length, off + MAX_CONTENT))));
-      }
-    });
-    req.on('end', () => ex.stdin(encodeRecord(RecordType.STDIN, 0)));
-    res.on('close', () => {
-      if (!res.writableFinished) ex.abort();
+  const server = http.createServer(
+    {
+      noDelay: true,
+      keepAliveTimeout: (opts.connectionIdleTimeout ?? 65) * 1000,
+      // The slowloris guard: the request line and headers must arrive within paramsTimeout.
+      headersTimeout: (opts.paramsTimeout ?? 60) * 1000,
+      // Not a whole-request limit: a large upload on a slow link may take long; a body that
+      // stalls is caught by bodyTimeout instead (below), the app's time by requestTimeout.
+      requestTimeout: 0,
+      // How often Node checks headersTimeout (default 30 s, so a 30 s limit would act at up to 60 s).
+      connectionsCheckingInterval: Math.min(30_000, Math.max(1_000, ((opts.paramsTimeout ?? 60) * 1000) / 4)),
+    },
+    (req, res) => serveRequest(req, res, route, opts, log),
+  );
+  if (opts.maxConnections !== undefined) server.maxConnections = opts.maxConnections;
+  // Expect: 100-continue: a body over maxBodySize is refused before the client sends it.
+  server.on('checkContinue', (req: http.IncomingMessage, res: http.ServerResponse) => {
+    if (!overLimit(req, opts.maxBodySize ?? 0)) res.writeContinue();
+    serveRequest(req, res, route, opts, log);
+  });
+  // Node closes connections past maxConnections itself ('drop'); say so once until the count is below it again.
+  let atLimit = false;
+  server.on('drop', (data?: { remoteAddress?: string }) => {
+    if (atLimit) return;
+    atLimit = true;
+    log.warn({ maxConnections: opts.maxConnections, peer: data?.remoteAddress }, 'HTTP front at maxConnections: new connections are closed');
+  });
+  server.on('connection', (socket: Socket) => {
+    socket.once('close', () => {
+      if (!atLimit) return;
+      server.getConnections((_err, n) => {
+        if (!atLimit || n >= (opts.maxConnections ?? Infinity)) return;
+        atLimit = false;
+        log.info({ maxConnections: opts.maxConnections, open: n }, 'HTTP front below maxConnections again');
+      });
     });
   });
   const opts2 = address.kind === 'tcp' ? { host: address.host, port: address.port } : address.kind === 'unix' || address.kind === 'pipe' ? { path: address.path } : null;
@@ -221,6 +138,104 @@ export async function openHttpFront(address: ListenAddress, route: Router, opts:
     close: async () => {
       server.close();
       server.closeIdleConnections();
+    },
+  };
+}
+
+/** Whether the request's Content-Length is over `limit` (0: no limit). */
+function overLimit(req: http.IncomingMessage, limit: number): boolean {
+  const declared = req.headers['content-length'];
+  return limit > 0 && declared !== undefined && Number(declared) > limit;
+}
+
+function bodyTooLarge(limit: number): CorralError {
+  return new CorralError('CORRAL_BODY_TOO_LARGE', `the request body is larger than maxBodySize (${limit} bytes)`);
+}
+
+function serveRequest(req: http.IncomingMessage, res: http.ServerResponse, route: Router, opts: HttpFrontOptions, log: Logger): void {
+  const startedAt = performance.now();
+  const local = req.socket.address() as AddressInfo;
+  const sink = new HttpExchange(req, res, opts, log);
+  const observe = opts.observe;
+  if (observe) res.once('close', () => observe(sink.record(startedAt)));
+  const limit = opts.maxBodySize ?? 0;
+  if (overLimit(req, limit)) {
+    log.warn({ path: req.url, peer: req.socket.remoteAddress, contentLength: req.headers['content-length'], maxBodySize: limit }, 'request body larger than maxBodySize: 413, the app does not run');
+    // The body is not read: the connection closes after the answer.
+    sink.giveUp(bodyTooLarge(limit), { connection: 'close' });
+    return;
+  }
+  const target = route.route(null);
+  if (target instanceof CorralError) {
+    sink.fail(target);
+    req.resume();
+    return;
+  }
+  const ex = target.begin(sink);
+  sink.exchange = ex;
+  const params = encodeParams(paramsFor(req, local, opts.serverSoftware));
+  for (let off = 0; off < params.length; off += MAX_CONTENT) {
+    ex.params(encodeRecord(RecordType.PARAMS, 0, params.subarray(off, Math.min(params.length, off + MAX_CONTENT))));
+  }
+  ex.params(encodeRecord(RecordType.PARAMS, 0));
+  const idle = bodyIdleTimer(req, (opts.bodyTimeout ?? 0) * 1000, () => {
+    log.warn({ app: ex.app, path: req.url, peer: req.socket.remoteAddress, bodyTimeout: opts.bodyTimeout }, 'request body sent nothing for bodyTimeout: request aborted, connection closed');
+    ex.abort();
+    req.socket.destroy();
+  });
+  let received = 0;
+  req.on('data', (chunk: Buffer) => {
+    if (sink.answered) return;
+    received += chunk.length;
+    if (limit > 0 && received > limit) {
+      idle.stop();
+      log.warn({ app: ex.app, path: req.url, peer: req.socket.remoteAddress, received, maxBodySize: limit }, 'request body grew past maxBodySize: request aborted');
+      sink.giveUp(bodyTooLarge(limit), { connection: 'close' });
+      req.pause();
+      return;
+    }
+    for (let off = 0; off < chunk.length; off += MAX_CONTENT) {
+      ex.stdin(encodeRecord(RecordType.STDIN, 0, chunk.subarray(off, Math.min(chunk.length, off + MAX_CONTENT))));
+    }
+  });
+  req.on('end', () => {
+    idle.stop();
+    if (!sink.answered) ex.stdin(encodeRecord(RecordType.STDIN, 0));
+  });
+  res.on('close', () => {
+    idle.stop();
+    if (!res.writableFinished) ex.abort();
+  });
+}
+
+/**
+ * Calls `onIdle` when the body sends nothing for `ms` while the front reads it. Paused reading
+ * (the worker has not taken what came) does not count: the client is not the one waiting.
+ */
+function bodyIdleTimer(req: http.IncomingMessage, ms: number, onIdle: () => void): { stop(): void } {
+  if (ms <= 0 || req.complete) return { stop: () => undefined };
+  let stopped = false;
+  let timer: NodeJS.Timeout | null = null;
+  const poke = (): void => {
+    if (stopped) return;
+    if (timer) timer.refresh();
+    else timer = setTimeout(onIdle, ms).unref();
+  };
+  const onPause = (): void => {
+    if (timer) clearTimeout(timer);
+    timer = null;
+  };
+  poke();
+  req.on('data', poke);
+  req.on('resume', poke);
+  req.on('pause', onPause);
+  return {
+    stop: () => {
+      stopped = true;
+      onPause();
+      req.off('data', poke);
+      req.off('resume', poke);
+      req.off('pause', onPause);
     },
   };
 }

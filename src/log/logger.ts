@@ -1,9 +1,10 @@
 /** pino logger creation: JSON lines on stdout (or a file descriptor), child loggers per pool and worker. */
+import { writeSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { pino, type Logger, type DestinationStream } from 'pino';
 import type PinoPretty from 'pino-pretty';
 import { onFlushLogs } from './flush.js';
-import { turnWriter } from './turn-writer.js';
+import { turnWriter, type TurnWriter } from './turn-writer.js';
 
 export type { Logger } from 'pino';
 
@@ -28,13 +29,13 @@ export { flushLogs } from './flush.js';
 export function createLogger(opts: LoggerOptions): Logger {
   let dest: DestinationStream;
   if (typeof opts.destination === 'object') dest = opts.destination;
-  else if (opts.file) {
-    dest = pino.transport({
-      target: 'pino-roll',
-      options: { file: opts.file, frequency: 'daily', size: '10m', mkdir: true, limit: { count: 7 } },
-    }) as DestinationStream;
-  } else {
-    const writer = turnWriter(opts.destination ?? 1);
+  else if (opts.file) dest = fileDestination(opts.file);
+  else {
+    const fd = opts.destination ?? 1;
+    const writer = turnWriter(fd, undefined, (err) => {
+      // Said on stderr, once per spell of failures: stdout on a full disk would crash nothing, but lose the log unseen.
+      if (fd !== 2) writeSync(2, `${JSON.stringify({ level: 'error', time: new Date().toISOString(), svc: 'corral', pid: process.pid, fd, err: err.message, code: err.code ?? null, msg: 'cannot write the log; log lines are lost until it can' })}\n`);
+    });
     onFlushLogs(() => writer.flushSync());
     dest = writer;
   }
@@ -47,6 +48,33 @@ export function createLogger(opts: LoggerOptions): Logger {
     },
     dest,
   );
+}
+
+/**
+ * The log file through pino-roll (in its own thread). A write error there (disk full,
+ * permissions) ends that thread and is emitted on the stream, where unhandled it would end the
+ * service: instead it is said once on stderr and the lines go to stderr from then on.
+ */
+function fileDestination(file: string, stderrFd = 2): DestinationStream {
+  const roll = pino.transport({
+    target: 'pino-roll',
+    options: { file, frequency: 'daily', size: '10m', mkdir: true, limit: { count: 7 } },
+  }) as DestinationStream & NodeJS.EventEmitter;
+  let fallback: TurnWriter | null = null;
+  roll.on('error', (err: Error) => {
+    if (fallback) return;
+    fallback = turnWriter(stderrFd);
+    const f = fallback;
+    onFlushLogs(() => f.flushSync());
+    const code = (err as NodeJS.ErrnoException).code ?? null;
+    f.write(`${JSON.stringify({ level: 'error', time: new Date().toISOString(), svc: 'corral', pid: process.pid, file, err: err.message, code, msg: 'cannot write the log file; log lines go to stderr from now on' })}\n`);
+  });
+  return {
+    write(line: string) {
+      if (fallback) fallback.write(line);
+      else roll.write(line);
+    },
+  };
 }
 
 /** A logger that drops everything (tests, or stdout being a black hole under IIS). */

@@ -22,7 +22,12 @@ export interface TurnWriter {
 /** Lines held while the fd refuses them, beyond which new lines are dropped (and counted). */
 const MAX_HELD_BYTES = 16 * 1024 * 1024;
 
-export function turnWriter(fd: number, write: (fd: number, b: Buffer) => number = writeSync): TurnWriter {
+/**
+ * `onLost` is told the first time lines are lost because the fd refuses them for good (ENOSPC,
+ * EPIPE, EBADF...), and again only after a write went through since.
+ */
+export function turnWriter(fd: number, write: (fd: number, b: Buffer) => number = writeSync, onLost: (err: NodeJS.ErrnoException) => void = () => undefined): TurnWriter {
+  let lost = false;
   let lines: string[] = [];
   let held: Buffer | null = null; // bytes refused by a full fd, written before anything newer
   let heldBytes = 0;
@@ -39,9 +44,19 @@ export function turnWriter(fd: number, write: (fd: number, b: Buffer) => number 
       } catch (err) {
         const code = (err as NodeJS.ErrnoException).code;
         if (code === 'EAGAIN' || code === 'EWOULDBLOCK') return b.subarray(off);
-        return null; // EPIPE, EBADF...: the reader is gone; the lines have nowhere to go
+        // ENOSPC, EPIPE, EBADF...: the disk is full or the reader is gone; the lines have nowhere to go.
+        if (!lost) {
+          lost = true;
+          try {
+            onLost(err as NodeJS.ErrnoException);
+          } catch {
+            /* the fallback failed too: nothing more to do */
+          }
+        }
+        return null;
       }
     }
+    lost = false;
     return null;
   };
 

@@ -173,7 +173,9 @@ describe('answers the relay makes itself', () => {
   it('a lost request: a whole 502 response if nothing was sent yet, else a cut-short END_REQUEST; never STDERR', () => {
     const whole = records(gatewayFailure(3, false, 'service gone'));
     expect(whole.map((r) => r.type)).toEqual([RecordType.STDOUT, RecordType.STDOUT, RecordType.END_REQUEST]);
-    expect(whole[0]!.content.toString()).toMatch(/^Status: 502 Bad Gateway\r\n[\s\S]*CORRAL_SERVICE_UNREACHABLE: service gone/);
+    // The client gets the code only; the reason ('service gone') is for the relay log.
+    expect(whole[0]!.content.toString()).toMatch(/^Status: 502 Bad Gateway\r\n[\s\S]*CORRAL_SERVICE_UNREACHABLE: /);
+    expect(whole[0]!.content.toString()).not.toContain('service gone');
     expect(whole[1]!.content.length).toBe(0);
     expect(decodeEndRequest(whole[2]!.content)).toEqual({ appStatus: 0, protocolStatus: ProtocolStatus.REQUEST_COMPLETE });
     const cut = records(gatewayFailure(3, true, 'x'));

@@ -180,7 +180,9 @@ describe('timeouts', () => {
     const failed = await c.waitForMsg('pool failed: answering 503 and retrying slowly', 2_000);
     const r = await fcgiGet(addr, '/');
     expect(r.status).toBe(503);
-    expect(r.body.toString()).toContain('startupTimeout');
+    // serve: the client gets the code only; the log has the reason.
+    expect(r.body.toString()).toMatch(/CORRAL_[A-Z_]+: /);
+    expect(r.body.toString()).not.toContain('startupTimeout');
     expect(String(failed.err)).toContain('startupTimeout');
     // One attempt so far: the killed worker's exit is a boot failure, so no replacement races it.
     expect(spawnedPids(c)).toHaveLength(1);
@@ -277,14 +279,17 @@ describe('recycling', () => {
 });
 
 describe('boot failures', () => {
-  it('an app that fails to import: at most 4 spawns in 10 s, a 5xx naming the module, a live service', async () => {
+  it('an app that fails to import: at most 4 spawns in 10 s, a 5xx with its code (the log names the module), a live service', async () => {
     const t0 = performance.now();
     const { c, addr } = await serve('worker_import_fails:application', ['--workers', '2']);
     await c.waitForMsg('pool failed: answering 503 and retrying slowly', 5_000);
     const r = await fcgiGet(addr, '/');
     expect(r.status).toBeGreaterThanOrEqual(500);
     expect(r.status).toBeLessThan(600);
-    expect(r.body.toString()).toContain('corral_missing_dependency');
+    // serve: the client gets the code only; the log names the module.
+    expect(r.body.toString()).toContain('CORRAL_APP_IMPORT_FAILED');
+    expect(r.body.toString()).not.toContain('corral_missing_dependency');
+    expect(JSON.stringify(c.logs)).toContain('corral_missing_dependency');
     // The behaviour under test is a rate: look at what 10 s bring.
     await sleep(10_000 - (performance.now() - t0));
     expect(spawnedPids(c).length).toBeLessThanOrEqual(4);
@@ -292,7 +297,7 @@ describe('boot failures', () => {
     expect(c.child.exitCode).toBeNull();
     const again = await fcgiGet(addr, '/');
     expect(again.status).toBeGreaterThanOrEqual(500);
-    expect(again.body.toString()).toContain('corral_missing_dependency');
+    expect(again.body.toString()).toContain('CORRAL_APP_IMPORT_FAILED');
   });
 });
 

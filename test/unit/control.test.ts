@@ -4,6 +4,7 @@
  * reload, the address rules, and the CLI's exit codes and messages.
  */
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -15,7 +16,7 @@ import type { PoolState, WorkerStatus } from '../../src/pool/pool.js';
 import { PromMetrics, restartReason } from '../../src/control/metrics.js';
 import { selectApps, snapshot, STATUS_SCHEMA, type StatusDocument } from '../../src/control/snapshot.js';
 import { esc, renderStatusPage } from '../../src/control/status-page.js';
-import { startControlServer, type ControlServer } from '../../src/control/server.js';
+import { MAX_CONNECTIONS, startControlServer, type ControlServer } from '../../src/control/server.js';
 import type { ControlApp, ControlPool, ControlTarget } from '../../src/control/target.js';
 import { checkBearer, readTokenFile, tokenPath, writeTokenFile } from '../../src/control/token.js';
 import { runControlCommand, type ControlIo } from '../../src/cli/control-client.js';
@@ -326,7 +327,81 @@ describe('control server', () => {
     target.apps[0]!.state = 'failed';
     const failed = await httpRequest(url('/healthz'));
     expect(failed.status).toBe(503);
-    expect(failed.body.toString()).toMatch(/^failed: .*No module named/);
+    // Without the token, codes only (messages may quote paths); with it, the messages.
+    expect(failed.body.toString()).toMatch(/^failed: .*CORRAL_APP_IMPORT_FAILED/);
+    expect(failed.body.toString()).not.toContain('No module named');
+    const full = await httpRequest(url('/healthz'), { headers: { authorization: `Bearer ${token()}` } });
+    expect(full.body.toString()).toMatch(/^failed: .*No module named/);
+  });
+
+  it('local read access (default): reads without the token hide roots, error messages and tracebacks', async () => {
+    target.apps[0]!.lastReloadError = new CorralError('CORRAL_DEPLOY_FAILED', 'deploy script /srv/shop/deploy.py failed', { detail: 'Traceback in /srv/shop' });
+    const anon = await httpRequest(url('/status.json'));
+    expect(anon.status).toBe(200);
+    const text = anon.body.toString();
+    expect(text).not.toContain('/srv/');
+    expect(text).not.toContain('Traceback');
+    expect(text).not.toContain('No module named');
+    const doc = JSON.parse(text) as StatusDocument;
+    expect(doc.redacted).toBe(true);
+    expect(doc.apps.map((a) => a.root)).toEqual([null, null]);
+    expect(doc.apps[1]!.failure).toEqual({ code: 'CORRAL_APP_IMPORT_FAILED', message: expect.stringContaining('control token') as string, detail: null });
+    expect(doc.apps[0]!.lastReloadError?.code).toBe('CORRAL_DEPLOY_FAILED');
+    expect(doc.apps[0]!.workers.map((w) => w.pid)).toEqual([101, 102]);
+    const page = (await httpRequest(url('/status'))).body.toString();
+    expect(page).not.toContain('/srv/');
+    expect(page).not.toContain('Traceback');
+    expect(page).toContain('carried no control token');
+    const metrics = await httpRequest(url('/metrics'));
+    expect(metrics.status).toBe(200);
+    expect(metrics.body.toString()).not.toContain('/srv/');
+    // With the token: everything.
+    const auth = { authorization: `Bearer ${token()}` };
+    const full = JSON.parse((await httpRequest(url('/status.json'), { headers: auth })).body.toString()) as StatusDocument;
+    expect(full.redacted).toBe(false);
+    expect(full.apps.map((a) => a.root)).toEqual(['/srv/shop', '/srv/blog']);
+    expect(full.apps[1]!.failure?.detail).toContain('Traceback');
+    expect((await httpRequest(url('/status'), { headers: auth })).body.toString()).toContain('Traceback');
+    // A browser gives it as ?token=, and the page keeps it in its links.
+    const viaQuery = (await httpRequest(url(`/status?token=${token()}`))).body.toString();
+    expect(viaQuery).toContain('/srv/shop');
+    expect(viaQuery).toContain(`href="?refresh=5&#38;token=${token()}"`);
+    expect(viaQuery).toContain(`href="status.json?token=${token()}"`);
+    expect(JSON.parse((await httpRequest(url(`/status.json?token=${token()}`))).body.toString()).redacted).toBe(false);
+    expect((await httpRequest(url(`/status.json?token=${'0'.repeat(64)}`))).status).toBe(401);
+    // A wrong token is refused, not quietly redacted.
+    expect((await httpRequest(url('/status.json'), { headers: { authorization: `Bearer ${'0'.repeat(64)}` } })).status).toBe(401);
+  });
+
+  it('token read access: every read but /healthz needs the token; corral status sends it', async () => {
+    const env2 = { CORRAL_CONTROL_TOKEN_FILE: join(dir, 'strict.token') };
+    const strict = await startControlServer({ address: parseAddress('127.0.0.1:0'), target, log: silentLogger(), version: '9.9.9', env: env2, readAccess: 'token' });
+    try {
+      const u = (path: string): string => `http://${strict.bound}${path}`;
+      for (const path of ['/status', '/status.json', '/metrics']) {
+        const r = await httpRequest(u(path));
+        expect(r.status, path).toBe(401);
+        expect(r.headers['www-authenticate']).toContain('Bearer');
+      }
+      expect((await httpRequest(u('/healthz'))).status).toBe(200);
+      const auth = { authorization: `Bearer ${readFileSync(strict.tokenFile, 'utf8').trim()}` };
+      for (const path of ['/status', '/status.json', '/metrics']) expect((await httpRequest(u(path), { headers: auth })).status, path).toBe(200);
+      const io = captureIo(env2);
+      expect(await runControlCommand('status', ['--control', strict.bound], io)).toBe(0);
+      expect(io.stdout).toContain('app shop.wsgi:application  /srv/shop');
+      const noToken = captureIo({ CORRAL_CONTROL_TOKEN_FILE: join(dir, 'absent.token') });
+      expect(await runControlCommand('status', ['--control', strict.bound], noToken)).toBe(4);
+      expect(noToken.stderr).toContain('reads status only with its token');
+    } finally {
+      await strict.close();
+    }
+  });
+
+  it('corral status without a readable token shows the redacted status', async () => {
+    const io = captureIo({ CORRAL_CONTROL_TOKEN_FILE: join(dir, 'absent.token') });
+    expect(await runControlCommand('status', ['--control', server!.bound], io)).toBe(0);
+    expect(io.stdout).toContain('app shop.wsgi:application  (directory hidden: no control token)');
+    expect(io.stdout).not.toContain('/srv/');
   });
 
   it('refuses writes without the token, naming the token file', async () => {
@@ -389,6 +464,24 @@ describe('control server', () => {
     expect(JSON.parse(r.body.toString()).message).toMatch(/stopped before this call finished/);
     expect(existsSync(file)).toBe(false);
     release();
+  });
+
+  it('closes connections past its limit, and answers again once they are gone', async () => {
+    const [host, port] = [server!.bound.replace(/:\d+$/, ''), Number(server!.bound.replace(/^.*:/, ''))];
+    const held: net.Socket[] = [];
+    try {
+      for (let i = 0; i < MAX_CONNECTIONS; i++) {
+        const s = net.connect(port, host);
+        held.push(s);
+        await new Promise((r) => s.once('connect', r));
+      }
+      const extra = net.connect(port, host);
+      held.push(extra);
+      await new Promise<void>((resolve) => extra.once('close', () => resolve()));
+    } finally {
+      for (const s of held) s.destroy();
+    }
+    await expect.poll(async () => (await httpRequest(url('/healthz')).catch(() => ({ status: 0 }))).status, { timeout: 10_000 }).toBe(200);
   });
 
   it('refuses requests addressed to a non-loopback Host (DNS rebinding)', async () => {

@@ -56,4 +56,32 @@ describe('turnWriter', () => {
     w.flushSync();
     expect(out).toEqual(['kept\n']);
   });
+
+  it('tells once when lines are lost for good (disk full), and again only after a write went through', async () => {
+    let full = true;
+    const lost: string[] = [];
+    const out: string[] = [];
+    const w = turnWriter(
+      1,
+      (_fd, b) => {
+        if (full) throw errno('ENOSPC');
+        out.push(b.toString());
+        return b.length;
+      },
+      (err) => lost.push(err.code ?? ''),
+    );
+    for (let i = 0; i < 3; i++) {
+      w.write(`line ${i}\n`);
+      await turn();
+    }
+    expect(lost).toEqual(['ENOSPC']);
+    full = false;
+    w.write('back\n');
+    await turn();
+    expect(out).toEqual(['back\n']);
+    full = true;
+    w.write('again\n');
+    await turn();
+    expect(lost).toEqual(['ENOSPC', 'ENOSPC']);
+  });
 });

@@ -1,0 +1,172 @@
+/**
+ * One HTTP request's side of an exchange: the app's CGI answer turned into an HTTP response.
+ * Every call into `res` is guarded: whatever Node's http layer throws costs only this request
+ * (502 if no head went out yet, else the response is cut), is logged, and never reaches the
+ * worker's stdout handler, whose exception would end the whole service.
+ */
+import type http from 'node:http';
+import { STATUS_CODES } from 'node:http';
+import { CorralError } from '../errors.js';
+import type { Logger } from '../log/logger.js';
+import type { ExchangeSink, Exchange } from '../pool/exchange.js';
+import { CgiHeadParser } from './cgi-response.js';
+import { clientStatus, errorBody } from './error-page.js';
+import { exchangeFacts, type RequestRecord } from './access-log.js';
+
+/** What an HttpExchange needs of the front's options. */
+export interface HttpExchangeOptions {
+  devErrors: boolean;
+}
+
+/** The HTTP front's sink for one request. */
+export class HttpExchange implements ExchangeSink {
+  readonly #req: http.IncomingMessage;
+  readonly #res: http.ServerResponse;
+  readonly #opts: HttpExchangeOptions;
+  readonly #log: Logger;
+  readonly #head = new CgiHeadParser();
+  #started = false;
+  /** The front answered on its own (error page or cut response): later output of the app is dropped. */
+  #answered = false;
+  exchange: Exchange | null = null;
+  bytes = 0;
+  error: string | null = null;
+
+  constructor(req: http.IncomingMessage, res: http.ServerResponse, opts: HttpExchangeOptions, log: Logger) {
+    this.#req = req;
+    this.#res = res;
+    this.#opts = opts;
+    this.#log = log;
+  }
+
+  /** True once the front answered itself (the app's output, if any, is ignored). */
+  get answered(): boolean {
+    return this.#answered;
+  }
+
+  stdout(content: Buffer): void {
+    if (this.#answered) return this.#credit(content.length);
+    if (!this.#started) {
+      const r = this.#head.push(content);
+      if (r === null) return this.#credit(content.length);
+      if ('error' in r) {
+        this.#log.warn({ app: this.exchange?.app ?? null, path: this.#req.url, why: r.error, bytes: r.bytes }, 'app sent a response head the HTTP front cannot pass on');
+        this.#giveUp(new CorralError('CORRAL_BAD_RESPONSE', `the app's response is not valid CGI: ${r.error}`));
+        return;
+      }
+      this.#started = true;
+      const flat: string[] = [];
+      for (const [n, v] of r.head.headers) flat.push(n, v);
+      const reason = r.head.reason || STATUS_CODES[r.head.status] || '';
+      if (!this.#guard('writeHead', () => this.#res.writeHead(r.head.status, reason, flat))) return;
+      this.#write(r.rest, content.length);
+      return;
+    }
+    this.#write(content, content.length);
+  }
+
+  end(): void {
+    if (this.#answered) return;
+    if (!this.#started && !this.#res.headersSent) {
+      this.#sendError(new CorralError('CORRAL_BAD_RESPONSE', 'the app ended the response without sending headers'));
+      return;
+    }
+    this.#guard('end', () => this.#res.end());
+  }
+
+  fail(error: CorralError): void {
+    if (this.#answered) return;
+    if (this.#res.headersSent) {
+      this.#answered = true;
+      this.error = error.code;
+      this.#res.destroy();
+      return;
+    }
+    this.#sendError(error);
+  }
+
+  pauseInput(): void {
+    this.#req.pause();
+  }
+
+  resumeInput(): void {
+    this.#req.resume();
+  }
+
+  /**
+   * The front gives up on this request on its own (bad head, body too large): the client gets
+   * `error` (or a cut response if the head went out), and the worker is told to abort.
+   */
+  giveUp(error: CorralError, headers: Record<string, string> = {}): void {
+    if (this.#answered) return;
+    this.#giveUp(error, headers);
+  }
+
+  /** The access record, once the response is over. */
+  record(startedAt: number): RequestRecord {
+    const now = performance.now();
+    return {
+      app: this.exchange?.app ?? null,
+      method: this.#req.method ?? '-',
+      path: this.#req.url ?? '-',
+      status: this.#res.statusCode,
+      bytes: this.bytes,
+      durationMs: now - startedAt,
+      ...exchangeFacts(this.exchange, now),
+      error: this.error,
+    };
+  }
+
+  #giveUp(error: CorralError, headers: Record<string, string> = {}): void {
+    if (this.#res.headersSent) {
+      this.#answered = true;
+      this.error = error.code;
+      this.#res.destroy();
+    } else this.#sendError(error, headers);
+    // After answering: aborting a queued exchange ends it at once, and its end() must find us answered.
+    this.exchange?.abort();
+  }
+
+  #write(body: Buffer, credit: number): void {
+    this.bytes += body.length;
+    let flushed = true;
+    if (body.length > 0 && !this.#guard('write', () => (flushed = this.#res.write(body)))) return;
+    if (flushed) this.#credit(credit);
+    else this.#res.once('drain', () => this.#credit(credit));
+  }
+
+  #credit(n: number): void {
+    this.exchange?.credit(n);
+  }
+
+  /** Runs one call into `res`; if Node throws, only this request pays. Returns false when it threw. */
+  #guard(call: string, fn: () => void): boolean {
+    try {
+      fn();
+      return true;
+    } catch (err) {
+      const message = err instanceof Error ? err.message : String(err);
+      this.#log.warn({ app: this.exchange?.app ?? null, path: this.#req.url, call, err: message }, 'HTTP front could not pass the response on; only this request fails');
+      this.#giveUp(new CorralError('CORRAL_BAD_RESPONSE', `the HTTP layer refused the app's response (${call}): ${message}`));
+      return false;
+    }
+  }
+
+  #sendError(error: CorralError, extra: Record<string, string> = {}): void {
+    this.#answered = true;
+    this.error = error.code;
+    if (this.#res.headersSent) return;
+    // The client gets the code (and in dev the message); the log gets the message and any traceback.
+    this.#log.info({ app: this.exchange?.app ?? null, path: this.#req.url, code: error.code, err: error.message, ...(error.detail ? { detail: error.detail } : {}) }, 'request failed');
+    const { type, body } = errorBody(error, this.#opts.devErrors);
+    const headers: Record<string, string | number> = { ...extra, 'content-type': type, 'content-length': body.length, 'x-corral-error': error.code };
+    if (error.retryAfter !== undefined) headers['retry-after'] = error.retryAfter;
+    try {
+      this.#res.writeHead(clientStatus(error, this.#opts.devErrors), headers);
+      this.#res.end(body);
+    } catch (err) {
+      this.#log.error({ path: this.#req.url, err: err instanceof Error ? err.message : String(err) }, 'HTTP front could not send its own error page');
+      this.#res.destroy();
+    }
+  }
+}
