@@ -44,6 +44,8 @@ export class Worker implements WorkerHandle {
   #spawnError: Error | null = null;
   #stderrTail = '';
   #responseWindow: number;
+  /** The protocol stream broke (garbage or EOF): the worker is being killed, its output ignored. */
+  #broken = false;
   /** Requests completed by this worker. */
   requests = 0;
   exitCode: number | null = null;
@@ -67,6 +69,11 @@ export class Worker implements WorkerHandle {
       /* EPIPE when the worker died: its exit event tells the story */
     });
     this.#child.stdout!.on('data', (chunk: Buffer) => this.#onData(chunk));
+    // A worker that closes its protocol pipe but lives on would hold its requests until the
+    // request timeout: nothing more can come from it. (At a normal exit, 'exit' comes first or
+    // the pipe's end is harmless: kill() does nothing once exited.)
+    this.#child.stdout!.on('end', () => this.#onStdoutEnd());
+    this.#child.stdout!.on('error', (err) => this.#breakProtocol('protocol pipe from the worker failed', { err: err.message }));
     this.#child.stderr!.setEncoding('utf8');
     this.#child.stderr!.on('data', (text: string) => this.#onStderr(text));
     this.#child.on('error', (err) => {
@@ -156,11 +163,26 @@ export class Worker implements WorkerHandle {
   }
 
   #onData(chunk: Buffer): void {
+    if (this.#broken) return;
     const err = this.#parser.push(chunk, this.#onRecord);
-    if (err) {
-      this.log.error({ err: err.message }, 'worker broke the protocol; killing it');
-      this.kill();
-    }
+    if (err) this.#breakProtocol('worker broke the protocol; killing it', { err: err.message, bytes: chunk.toString('hex', 0, 32) });
+  }
+
+  #onStdoutEnd(): void {
+    if (this.#broken || this.#state === 'exited') return;
+    // Let an exit that is already on its way be reported as such, not as a closed pipe.
+    setImmediate(() => {
+      if (this.#state !== 'exited') this.#breakProtocol('worker closed its protocol pipe while running; killing it', {});
+    });
+  }
+
+  /** The worker's stream can no longer be trusted: log once, kill it; the exit fails its requests. */
+  #breakProtocol(msg: string, fields: Record<string, unknown>): void {
+    if (this.#broken || this.#state === 'exited') return;
+    this.#broken = true;
+    this.drain(); // no more dispatch to it while the kill is on its way
+    this.log.error({ ...fields, inflight: this.#exchanges.size }, msg);
+    this.kill();
   }
 
   readonly #onRecord = (r: FcgiRecord): void => {
