@@ -7,6 +7,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { NULL_REQUEST_ID, RecordType, Role } from '../fcgi/constants.js';
 import { RecordParser, type FcgiRecord } from '../fcgi/parser.js';
 import { encodeBeginRequest, encodeRecord, encodeWindow } from '../fcgi/records.js';
+import { CorralError } from '../errors.js';
 import type { Logger } from '../log/logger.js';
 import type { Exchange } from './exchange.js';
 import type { FatalInfo, ReadyInfo, WorkerEvents, WorkerHandle, WorkerState } from './handle.js';
@@ -25,6 +26,8 @@ export interface WorkerSpawnSpec {
 }
 
 const MAX_STDERR_LINE = 16 * 1024;
+/** How long a worker whose protocol pipe ended may take to report its exit before it is killed. */
+const PIPE_END_GRACE_MS = 2_000;
 
 /** A running (or exited) worker process. */
 export class Worker implements WorkerHandle {
@@ -46,6 +49,7 @@ export class Worker implements WorkerHandle {
   #responseWindow: number;
   /** The protocol stream broke (garbage or EOF): the worker is being killed, its output ignored. */
   #broken = false;
+  #pipeEndTimer: NodeJS.Timeout | null = null;
   /** Requests completed by this worker. */
   requests = 0;
   exitCode: number | null = null;
@@ -170,10 +174,13 @@ export class Worker implements WorkerHandle {
 
   #onStdoutEnd(): void {
     if (this.#broken || this.#state === 'exited') return;
-    // Let an exit that is already on its way be reported as such, not as a closed pipe.
-    setImmediate(() => {
+    // A process that exits closes the pipe too, and its exit event can come a little later:
+    // give it that time, so that a normal exit is reported as such, not as a closed pipe.
+    this.#pipeEndTimer = setTimeout(() => {
+      this.#pipeEndTimer = null;
       if (this.#state !== 'exited') this.#breakProtocol('worker closed its protocol pipe while running; killing it', {});
-    });
+    }, PIPE_END_GRACE_MS);
+    this.#pipeEndTimer.unref();
   }
 
   /** The worker's stream can no longer be trusted: log once, kill it; the exit fails its requests. */
@@ -187,21 +194,25 @@ export class Worker implements WorkerHandle {
 
   readonly #onRecord = (r: FcgiRecord): void => {
     switch (r.type) {
-      case RecordType.STDOUT:
-        this.#exchanges.get(r.requestId)?.onStdout(r.content);
+      case RecordType.STDOUT: {
+        const ex = this.#exchanges.get(r.requestId);
+        if (ex) this.#guard(r.requestId, ex, () => ex.onStdout(r.content));
         return;
+      }
       case RecordType.END_REQUEST: {
         const ex = this.#exchanges.get(r.requestId);
         if (!ex) return;
         this.#exchanges.delete(r.requestId);
         this.requests++;
-        ex.finish(r.content.length >= 4 ? r.content.readUInt32BE(0) : 0);
+        this.#guard(r.requestId, ex, () => ex.finish(r.content.length >= 4 ? r.content.readUInt32BE(0) : 0));
         this.#events.idle(this);
         return;
       }
-      case RecordType.CORRAL_WINDOW:
-        if (r.content.length === 4) this.#exchanges.get(r.requestId)?.onWindow(r.content.readUInt32BE(0));
+      case RecordType.CORRAL_WINDOW: {
+        const ex = this.#exchanges.get(r.requestId);
+        if (ex && r.content.length === 4) this.#guard(r.requestId, ex, () => ex.onWindow(r.content.readUInt32BE(0)));
         return;
+      }
       case RecordType.CORRAL_PONG:
         this.#events.pong(this);
         return;
@@ -215,6 +226,25 @@ export class Worker implements WorkerHandle {
         this.log.warn({ type: r.type, requestId: r.requestId }, 'unexpected record from worker');
     }
   };
+
+  /**
+   * Runs one step of a request. If handing the response on throws (a front that cannot pass
+   * it to its client), that request alone fails: the worker is told to abort it, and the other
+   * requests, the worker and the service go on (an exception here would end the process).
+   */
+  #guard(requestId: number, ex: Exchange, step: () => void): void {
+    try {
+      step();
+    } catch (err) {
+      this.log.error({ requestId, err: (err as Error).message }, 'passing on the worker\'s response failed; failing that request');
+      this.abort(requestId);
+      try {
+        ex.fail(new CorralError('CORRAL_BAD_RESPONSE', `the response could not be passed on: ${(err as Error).message}`));
+      } catch (again) {
+        this.log.error({ requestId, err: (again as Error).message }, 'failing the request failed too');
+      }
+    }
+  }
 
   #onReady(content: Buffer): void {
     if (this.#state === 'stopping' || this.#state === 'draining' || this.#state === 'exited') return; // told to stop while booting
@@ -252,6 +282,7 @@ export class Worker implements WorkerHandle {
 
   #onExit(code: number | null, signal: NodeJS.Signals | null): void {
     if (this.#state === 'exited') return;
+    if (this.#pipeEndTimer) clearTimeout(this.#pipeEndTimer);
     if (this.#stderrTail) {
       this.#events.stderr(this, this.#stderrTail);
       this.#keepTail([this.#stderrTail]);

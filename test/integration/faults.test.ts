@@ -134,6 +134,15 @@ describe('a client that leaves mid-request (HTTP front, one worker with one thre
     expect(c.logs.some((l) => l.msg === 'worker stderr' && /^upload read ended/.test(String(l.line)))).toBe(false);
   }, 60_000);
 
+  it('a response the front cannot pass on fails alone (502): the service keeps serving', async () => {
+    const { c, web } = await serveHttp();
+    const bad = await get(web, '/bad-status');
+    expect(bad.status).toBe(502);
+    const next = await get(web, '/pid');
+    expect(next.status).toBe(200);
+    expect(c.child.exitCode).toBeNull();
+  }, 60_000);
+
   it('mid-download: the app\'s output stops (its generator is closed), the thread is freed', async () => {
     const { c, web } = await serveHttp();
     await new Promise<void>((resolve, reject) => {
