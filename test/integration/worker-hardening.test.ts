@@ -187,6 +187,32 @@ async function serve(extra: string[] = [], env: NodeJS.ProcessEnv = {}): Promise
 
 const stderrLine = (c: CorralProcess, re: RegExp): Promise<unknown> => c.waitForLog((l) => l.msg === 'worker stderr' && re.test(String(l.line)));
 
+describe('malformed requests through the service', () => {
+  it('20 requests with PARAMS running past their end lose no worker', async () => {
+    const { c, client } = await serve(['--workers', '1', '--threads', '2']);
+    const pid = (await client.request(1, cgiParams('GET', '/pid'))).body.toString();
+    const addr = await c.fcgiAddress();
+    for (let i = 0; i < 20; i++) {
+      // Whether the front answers 400 itself or passes the request on (then the worker answers
+      // 400), the connection ends or answers; no worker may exit.
+      const socket = net.connect(addr.port, addr.host);
+      sockets.push(socket);
+      await new Promise((resolve, reject) => socket.once('connect', resolve).once('error', reject));
+      const peer = new Peer(socket, socket, false);
+      socket.on('close', () => { peer.closed = true; peer.notify(); });
+      socket.on('error', () => {});
+      peer.send(Buffer.concat([begin(1), overrunParams(1), record(T.STDIN, 1)]));
+      await peer.until(() => (peer.records.some((r) => r.type === T.END) ? true : undefined), 'an answer').catch(() => undefined);
+      socket.destroy();
+    }
+    const after = await client.request(1, cgiParams('GET', '/pid'));
+    expect(after.status).toBe(200);
+    expect(after.body.toString()).toBe(pid);
+    expect(c.logs.filter((l) => l.msg === 'worker ready')).toHaveLength(1);
+    expect(c.logs.some((l) => 'code' in l && typeof l.msg === 'string' && l.msg.startsWith('worker'))).toBe(false);
+  }, 60_000);
+});
+
 describe('write() after the response ended (through the service)', () => {
   it.each([['1'], ['3']])('raises in a later request and from a thread, small or large, and the worker serves on (--threads %s)', async (threads) => {
     const { client } = await serve(['--workers', '1', '--threads', threads]);
