@@ -2,7 +2,8 @@
 """corral worker: imports one WSGI app and serves it over FastCGI.
 
     python3 corral_worker.py [--app MOD:CALLABLE] [--root DIR] [--pythonpath P] [--threads N]
-                             [--window BYTES] [--eof-grace SECONDS] [--listen ADDR]
+                             [--window BYTES] [--eof-grace SECONDS] [--trust-x-original-url]
+                             [--listen ADDR]
     python3 -m corral_worker ...            (with this directory on sys.path)
 
 stdio mode (default): FastCGI records on this process's stdin/stdout plus corral's extension
@@ -10,6 +11,9 @@ records (READY/FATAL, credit windows, PING/PONG, stop on stdin EOF); see src/fcg
 With --threads 1 (where the pipe's hang-up can be watched: not on Windows) the reader thread runs
 each request itself ("inline"), with no thread hand-off; see InlinePipeChannel.
 Standalone mode (--listen host:port or a socket path): a plain FastCGI server, e.g. behind nginx.
+A malformed request (params framing, a bad BEGIN_REQUEST, body before the end of its params) is
+answered alone (400 or END_REQUEST); only a corrupt stream (a bad version byte) ends the pipe
+(exit 3) or the connection.
 
 --app defaults to $WSGI_APP, then $WSGI_HANDLER (wfastcgi), then wsgi:application, and takes
 module:callable, module.callable (Helicon Zoo), module.callable() (wfastcgi) or pkg.mod:factory().
@@ -97,14 +101,6 @@ class ClientDisconnected(ClientGone, OSError):
 
 class ResponseEnded(RuntimeError):
     """write() after the response ended: its request id may already serve another request."""
-
-
-class BadRequest(Exception):
-    """One request is malformed (params framing, record order): it alone is answered 400."""
-
-    def __init__(self, message, status="400 Bad Request"):
-        Exception.__init__(self, message)
-        self.status = status
 
 
 def log(message):
