@@ -113,12 +113,16 @@ class HttpExchange implements ExchangeSink {
     this.#write(content, content.length);
   }
 
-  end(): void {
+  end(appStatus = 0): void {
     if (!this.#started && !this.#res.headersSent) {
       this.#sendError(new CorralError('CORRAL_BAD_RESPONSE', 'the app ended the response without sending headers'));
       return;
     }
-    this.#res.end();
+    // appStatus 1: the body is cut short (the app raised mid-body, or sent less than its
+    // Content-Length). Ending it normally would pass it on as complete, or leave the client
+    // waiting for the rest: close the connection instead.
+    if (appStatus !== 0) this.#res.destroy();
+    else this.#res.end();
   }
 
   fail(error: CorralError): void {
