@@ -63,7 +63,7 @@ BEGIN_REQUEST, ABORT_REQUEST, END_REQUEST, PARAMS, STDIN, STDOUT = 1, 2, 3, 4, 5
 GET_VALUES, GET_VALUES_RESULT, UNKNOWN_TYPE = 9, 10, 11
 CORRAL_READY, CORRAL_WINDOW, CORRAL_PING, CORRAL_PONG, CORRAL_FATAL = 0xC0, 0xC1, 0xC2, 0xC3, 0xC4
 RESPONDER, KEEP_CONN = 1, 1
-REQUEST_COMPLETE, UNKNOWN_ROLE = 0, 3
+REQUEST_COMPLETE, OVERLOADED, UNKNOWN_ROLE = 0, 2, 3
 APP_OK, APP_FAILED = 0, 1  # END_REQUEST appStatus; 1 = the app raised after the headers were sent
 
 HEADER = struct.Struct("!BBHHBx")  # version, type, request id, content length, padding length
@@ -74,7 +74,8 @@ CREDIT_RECORD = struct.Struct("!BBHHBxI")  # a whole CORRAL_WINDOW record
 UINT32 = struct.Struct("!I")
 pack_header = HEADER.pack
 
-GET_VALUES_ANSWERS = {"FCGI_MAX_CONNS": "1024", "FCGI_MAX_REQS": "1024", "FCGI_MPXS_CONNS": "1"}
+MAX_REQS = 1024  # requests open at once per channel (FCGI_MAX_REQS); more are refused
+GET_VALUES_ANSWERS = {"FCGI_MAX_CONNS": "1024", "FCGI_MAX_REQS": str(MAX_REQS), "FCGI_MPXS_CONNS": "1"}
 TRUE_WORDS = ("on", "1", "yes")
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -916,6 +917,7 @@ class Channel:
         self.broken = False
         self.waiters = 0  # threads waiting on cond: most records need no notify
         self.runnable = []  # requests whose params are complete, queued after each read
+        self.overloaded = False  # logged once until a request is accepted again
 
     def write(self, data):
         """Write all of data, serialized with other threads; ClientGone if the peer is gone."""
@@ -1040,6 +1042,14 @@ class Channel:
         if rid in self.requests:
             log("BEGIN_REQUEST for request id %d, which is still active: ignored" % rid)
             return
+        if len(self.requests) >= MAX_REQS:  # what it advertised: each open request holds memory
+            if not self.overloaded:
+                log("more than %d requests open on one channel: refusing new ones (FCGI_OVERLOADED)"
+                    % MAX_REQS)
+            self.overloaded = True
+            self.reply(END_RECORD.pack(1, END_REQUEST, rid, 8, 0, 0, OVERLOADED))
+            return
+        self.overloaded = False
         self.requests[rid] = Request(self, rid, flags & KEEP_CONN)
         self.server.request_started()
         self.on_begin()

@@ -168,6 +168,28 @@ describe('a malformed request costs only itself', () => {
     expect((await peer.response(7, from)).status).toBe(200);
   });
 
+  it('in standalone --listen mode: requests beyond FCGI_MAX_REQS open on one connection are refused (FCGI_OVERLOADED)', async () => {
+    const { peer: out } = spawnWorker(['--listen', '127.0.0.1:0']);
+    const port = Number(await out.until(() => /listening on 127\.0\.0\.1:(\d+)/.exec(out.stderr)?.[1], 'the listening line'));
+    const socket = net.connect(port, '127.0.0.1');
+    sockets.push(socket);
+    await new Promise((resolve, reject) => socket.once('connect', resolve).once('error', reject));
+    const peer = new Peer(socket, socket, false);
+    socket.on('close', () => { peer.closed = true; peer.notify(); });
+    const begins: Buffer[] = [];
+    for (let id = 1; id <= 1025; id++) begins.push(begin(id));
+    peer.send(Buffer.concat(begins)); // 1025 requests that never send their params
+    const refused = await peer.until(() => peer.records.find((r) => r.type === T.END && r.id === 1025), 'END of request 1025');
+    expect(refused.content[4]).toBe(2); // FCGI_OVERLOADED
+    expect(peer.records.filter((r) => r.type === T.END)).toHaveLength(1);
+    await out.until(() => (/refusing new ones/.test(out.stderr) ? true : undefined), 'the log line');
+    peer.send(record(T.ABORT, 1)); // one leaves: room for one more
+    await peer.until(() => peer.records.find((r) => r.type === T.END && r.id === 1), 'END of request 1');
+    const from = peer.records.length;
+    peer.send(request(2000, params('/pid')));
+    expect((await peer.response(2000, from)).status).toBe(200);
+  });
+
   it('still exits 3 when its own pipe is corrupt (a bad version byte)', async () => {
     const w = spawnWorker([]);
     await w.peer.until(() => w.peer.records.find((r) => r.type === T.READY), 'READY');
