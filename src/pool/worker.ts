@@ -41,6 +41,8 @@ export class Worker implements WorkerHandle {
   #events: WorkerEvents;
   #state: WorkerState = 'starting';
   #exchanges = new Map<number, Exchange>();
+  /** STDOUT bytes each request may still send (its response window): a worker past it is broken. */
+  #stdoutCredit = new Map<number, number>();
   #nextId = 1;
   #ready: ReadyInfo | null = null;
   #fatal: FatalInfo | null = null;
@@ -126,6 +128,7 @@ export class Worker implements WorkerHandle {
     while (this.#exchanges.has(id)) id = (id % 0xffff) + 1;
     this.#nextId = (id % 0xffff) + 1;
     this.#exchanges.set(id, ex);
+    this.#stdoutCredit.set(id, this.#responseWindow);
     // BEGIN_REQUEST: the worker only serves RESPONDER; flags are irrelevant on the pipe.
     this.send(encodeBeginRequest(id, Role.RESPONDER, 0));
     ex.assign(this, id, this.#ready!.window, this.#responseWindow);
@@ -136,7 +139,9 @@ export class Worker implements WorkerHandle {
   }
 
   grantWindow(requestId: number, bytes: number): void {
-    if (this.#exchanges.has(requestId)) this.send(encodeWindow(requestId, bytes));
+    if (!this.#exchanges.has(requestId)) return;
+    this.#stdoutCredit.set(requestId, (this.#stdoutCredit.get(requestId) ?? 0) + bytes);
+    this.send(encodeWindow(requestId, bytes));
   }
 
   abort(requestId: number): void {
@@ -193,16 +198,26 @@ export class Worker implements WorkerHandle {
   }
 
   readonly #onRecord = (r: FcgiRecord): void => {
+    if (this.#broken) return; // the rest of a read that broke the protocol
     switch (r.type) {
       case RecordType.STDOUT: {
         const ex = this.#exchanges.get(r.requestId);
-        if (ex) this.#guard(r.requestId, ex, () => ex.onStdout(r.content));
+        if (!ex) return;
+        // The worker sends only within the credit it was given; more would pile up here unbounded.
+        const left = (this.#stdoutCredit.get(r.requestId) ?? 0) - r.content.length;
+        if (left < 0) {
+          this.#breakProtocol('worker sent more than its response window; killing it', { requestId: r.requestId, window: this.#responseWindow });
+          return;
+        }
+        this.#stdoutCredit.set(r.requestId, left);
+        this.#guard(r.requestId, ex, () => ex.onStdout(r.content));
         return;
       }
       case RecordType.END_REQUEST: {
         const ex = this.#exchanges.get(r.requestId);
         if (!ex) return;
         this.#exchanges.delete(r.requestId);
+        this.#stdoutCredit.delete(r.requestId);
         this.requests++;
         this.#guard(r.requestId, ex, () => ex.finish(r.content.length >= 4 ? r.content.readUInt32BE(0) : 0));
         this.#events.idle(this);
@@ -299,6 +314,7 @@ export class Worker implements WorkerHandle {
   forgetExchanges(): Exchange[] {
     const all = [...this.#exchanges.values()];
     this.#exchanges.clear();
+    this.#stdoutCredit.clear();
     return all;
   }
 }

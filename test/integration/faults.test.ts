@@ -47,13 +47,13 @@ function expectLost(r: FcgiResponse): void {
  * Two workers with one thread: `/sleep` occupies one, then `path` goes to the other. The request
  * to `path` fails with CORRAL_WORKER_LOST, the sleeping one is served, the worker is replaced.
  */
-async function onlyItsRequestsFail(path: string, cause: RegExp): Promise<CorralProcess> {
+async function onlyItsRequestsFail(path: string, cause: RegExp, failed: (r: FcgiResponse) => void = expectLost): Promise<CorralProcess> {
   const { c, client } = await serve(['--workers', '2', '--threads', '1']);
   const before = await bothReady(c);
   const sleeping = client.request(1, cgiParams('GET', '/sleep?s=3'));
   const sleeper = Number(String((await stderrLine(c, /^sleep start \d+/)).line).split(' ')[2]);
   const bad = await client.request(2, cgiParams('GET', path));
-  expectLost(bad);
+  failed(bad);
   await c.waitForLog((l) => l.level === 'error' && cause.test(String(l.msg)));
   const ok = await sleeping;
   expect(ok.status).toBe(200);
@@ -101,6 +101,16 @@ describe('a worker that fails mid-request', () => {
   it('closing its protocol pipe while it lives on: killed and replaced, not waited for until the request timeout', async () => {
     const c = await onlyItsRequestsFail('/close-stdout', /worker closed its protocol pipe while running/);
     expect(c.logs.find((l) => /worker closed its protocol pipe/.test(String(l.msg)))).toMatchObject({ app: 'misbehaving_app:application', inflight: 1 });
+  }, 60_000);
+});
+
+describe('a worker that ignores its response window', () => {
+  it('is killed and replaced at the first byte past it; only its request fails', async () => {
+    // Its response had begun (the flood itself): it ends cut short, with no byte past the window.
+    await onlyItsRequestsFail('/flood', /worker sent more than its response window/, (r) => {
+      expect(r.appStatus).not.toBe(0);
+      expect(r.body.length).toBeLessThanOrEqual(1 << 20);
+    });
   }, 60_000);
 });
 
