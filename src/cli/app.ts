@@ -19,6 +19,7 @@ import { sampleUsage } from '../monitor/sampler.js';
 import { changeFilter } from '../watch/mask.js';
 import { watchApp, type AppWatcher } from '../watch/watcher.js';
 import { invalidateBytecode } from '../watch/bytecode.js';
+import { inheritedEnv } from './worker-env.js';
 
 /** The Python worker shipped with corral (src/python), found from this file in src/ or dist/. */
 export const WORKER_SCRIPT = fileURLToPath(new URL('../../src/python/corral_worker.py', import.meta.url));
@@ -41,10 +42,10 @@ export interface AppOptions {
   budget?: WorkerBudget;
 }
 
-/** The environment workers start with. */
-export function workerEnv(base: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = { ...base };
-  for (const k of IIS_PRIVATE_ENV) delete env[k];
+/** The environment workers start with: the base list and `passEnv` of `base` (worker-env.ts), and corral's own. */
+export function workerEnv(base: NodeJS.ProcessEnv, passEnv: readonly string[] = []): NodeJS.ProcessEnv {
+  const env = inheritedEnv(base, passEnv);
+  for (const k of IIS_PRIVATE_ENV) delete env[k]; // even with passEnv `*`
   env.PYTHONUNBUFFERED = '1';
   return env;
 }
@@ -79,7 +80,8 @@ export function poolOptions(s: Readonly<Settings>, dev = false): PoolOptions {
 export function spawnSpec(s: Readonly<Settings>, dev: boolean): WorkerSpawnSpec {
   const args = [WORKER_SCRIPT, '--app', s.wsgiApp, '--root', s.root, '--threads', String(s.threads), '--window', String(RESPONSE_WINDOW)];
   if (s.pythonPath.length > 0) args.push('--pythonpath', s.pythonPath.join(';'));
-  const env = workerEnv(process.env);
+  if (s.trustOriginalUrl) args.push('--trust-x-original-url');
+  const env = workerEnv(process.env, s.passEnv);
   if (dev) env.CORRAL_DEV_ERRORS = '1';
   return { command: s.python, args, cwd: s.root, env, responseWindow: RESPONSE_WINDOW };
 }

@@ -17,6 +17,7 @@ export const PER_APP_KEYS: ReadonlySet<SettingKey> = new Set<SettingKey>([
   'wsgiApp', 'pythonPath', 'workers', 'minWorkers', 'maxWorkers', 'threads', 'requestTimeout', 'startupTimeout',
   'idleTimeout', 'maxRequests', 'maxRequestsJitter', 'maxMemoryMB', 'queueLength', 'queueTimeout', 'gracefulTimeout',
   'watchFileChangesMask', 'restartFileRegex', 'errorLogDir', 'wsgiLog', 'deployFile', 'deployLog',
+  'trustOriginalUrl',
 ]);
 
 /** Settings of one app, and what was wrong with its overrides. */

@@ -65,13 +65,17 @@ export class HttpExchange implements ExchangeSink {
     this.#write(content, content.length);
   }
 
-  end(): void {
+  end(appStatus = 0): void {
     if (this.#answered) return;
     if (!this.#started && !this.#res.headersSent) {
       this.#sendError(new CorralError('CORRAL_BAD_RESPONSE', 'the app ended the response without sending headers'));
       return;
     }
-    this.#guard('end', () => this.#res.end());
+    // appStatus 1: the body is cut short (the app raised mid-body, or sent less than its
+    // Content-Length). Ending it normally would pass it on as complete, or leave the client
+    // waiting for the rest: close the connection instead.
+    if (appStatus !== 0) this.#guard('destroy', () => this.#res.destroy());
+    else this.#guard('end', () => this.#res.end());
   }
 
   fail(error: CorralError): void {

@@ -7,6 +7,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { NULL_REQUEST_ID, RecordType, Role } from '../fcgi/constants.js';
 import { RecordParser, type FcgiRecord } from '../fcgi/parser.js';
 import { encodeBeginRequest, encodeRecord, encodeWindow } from '../fcgi/records.js';
+import { CorralError } from '../errors.js';
 import type { Logger } from '../log/logger.js';
 import type { Exchange } from './exchange.js';
 import type { FatalInfo, ReadyInfo, WorkerEvents, WorkerHandle, WorkerState } from './handle.js';
@@ -25,6 +26,8 @@ export interface WorkerSpawnSpec {
 }
 
 const MAX_STDERR_LINE = 16 * 1024;
+/** How long a worker whose protocol pipe ended may take to report its exit before it is killed. */
+const PIPE_END_GRACE_MS = 2_000;
 
 /** A running (or exited) worker process. */
 export class Worker implements WorkerHandle {
@@ -38,12 +41,17 @@ export class Worker implements WorkerHandle {
   #events: WorkerEvents;
   #state: WorkerState = 'starting';
   #exchanges = new Map<number, Exchange>();
+  /** STDOUT bytes each request may still send (its response window): a worker past it is broken. */
+  #stdoutCredit = new Map<number, number>();
   #nextId = 1;
   #ready: ReadyInfo | null = null;
   #fatal: FatalInfo | null = null;
   #spawnError: Error | null = null;
   #stderrTail = '';
   #responseWindow: number;
+  /** The protocol stream broke (garbage or EOF): the worker is being killed, its output ignored. */
+  #broken = false;
+  #pipeEndTimer: NodeJS.Timeout | null = null;
   /** Requests completed by this worker. */
   requests = 0;
   exitCode: number | null = null;
@@ -67,6 +75,11 @@ export class Worker implements WorkerHandle {
       /* EPIPE when the worker died: its exit event tells the story */
     });
     this.#child.stdout!.on('data', (chunk: Buffer) => this.#onData(chunk));
+    // A worker that closes its protocol pipe but lives on would hold its requests until the
+    // request timeout: nothing more can come from it. (At a normal exit, 'exit' comes first or
+    // the pipe's end is harmless: kill() does nothing once exited.)
+    this.#child.stdout!.on('end', () => this.#onStdoutEnd());
+    this.#child.stdout!.on('error', (err) => this.#breakProtocol('protocol pipe from the worker failed', { err: err.message }));
     this.#child.stderr!.setEncoding('utf8');
     this.#child.stderr!.on('data', (text: string) => this.#onStderr(text));
     this.#child.on('error', (err) => {
@@ -115,6 +128,7 @@ export class Worker implements WorkerHandle {
     while (this.#exchanges.has(id)) id = (id % 0xffff) + 1;
     this.#nextId = (id % 0xffff) + 1;
     this.#exchanges.set(id, ex);
+    this.#stdoutCredit.set(id, this.#responseWindow);
     // BEGIN_REQUEST: the worker only serves RESPONDER; flags are irrelevant on the pipe.
     this.send(encodeBeginRequest(id, Role.RESPONDER, 0));
     ex.assign(this, id, this.#ready!.window, this.#responseWindow);
@@ -125,7 +139,9 @@ export class Worker implements WorkerHandle {
   }
 
   grantWindow(requestId: number, bytes: number): void {
-    if (this.#exchanges.has(requestId)) this.send(encodeWindow(requestId, bytes));
+    if (!this.#exchanges.has(requestId)) return;
+    this.#stdoutCredit.set(requestId, (this.#stdoutCredit.get(requestId) ?? 0) + bytes);
+    this.send(encodeWindow(requestId, bytes));
   }
 
   abort(requestId: number): void {
@@ -156,30 +172,62 @@ export class Worker implements WorkerHandle {
   }
 
   #onData(chunk: Buffer): void {
+    if (this.#broken) return;
     const err = this.#parser.push(chunk, this.#onRecord);
-    if (err) {
-      this.log.error({ err: err.message }, 'worker broke the protocol; killing it');
-      this.kill();
-    }
+    if (err) this.#breakProtocol('worker broke the protocol; killing it', { err: err.message, bytes: chunk.toString('hex', 0, 32) });
+  }
+
+  #onStdoutEnd(): void {
+    if (this.#broken || this.#state === 'exited') return;
+    // A process that exits closes the pipe too, and its exit event can come a little later:
+    // give it that time, so that a normal exit is reported as such, not as a closed pipe.
+    this.#pipeEndTimer = setTimeout(() => {
+      this.#pipeEndTimer = null;
+      if (this.#state !== 'exited') this.#breakProtocol('worker closed its protocol pipe while running; killing it', {});
+    }, PIPE_END_GRACE_MS);
+    this.#pipeEndTimer.unref();
+  }
+
+  /** The worker's stream can no longer be trusted: log once, kill it; the exit fails its requests. */
+  #breakProtocol(msg: string, fields: Record<string, unknown>): void {
+    if (this.#broken || this.#state === 'exited') return;
+    this.#broken = true;
+    this.drain(); // no more dispatch to it while the kill is on its way
+    this.log.error({ ...fields, inflight: this.#exchanges.size }, msg);
+    this.kill();
   }
 
   readonly #onRecord = (r: FcgiRecord): void => {
+    if (this.#broken) return; // the rest of a read that broke the protocol
     switch (r.type) {
-      case RecordType.STDOUT:
-        this.#exchanges.get(r.requestId)?.onStdout(r.content);
+      case RecordType.STDOUT: {
+        const ex = this.#exchanges.get(r.requestId);
+        if (!ex) return;
+        // The worker sends only within the credit it was given; more would pile up here unbounded.
+        const left = (this.#stdoutCredit.get(r.requestId) ?? 0) - r.content.length;
+        if (left < 0) {
+          this.#breakProtocol('worker sent more than its response window; killing it', { requestId: r.requestId, window: this.#responseWindow });
+          return;
+        }
+        this.#stdoutCredit.set(r.requestId, left);
+        this.#guard(r.requestId, ex, () => ex.onStdout(r.content));
         return;
+      }
       case RecordType.END_REQUEST: {
         const ex = this.#exchanges.get(r.requestId);
         if (!ex) return;
         this.#exchanges.delete(r.requestId);
+        this.#stdoutCredit.delete(r.requestId);
         this.requests++;
-        ex.finish(r.content.length >= 4 ? r.content.readUInt32BE(0) : 0);
+        this.#guard(r.requestId, ex, () => ex.finish(r.content.length >= 4 ? r.content.readUInt32BE(0) : 0));
         this.#events.idle(this);
         return;
       }
-      case RecordType.CORRAL_WINDOW:
-        if (r.content.length === 4) this.#exchanges.get(r.requestId)?.onWindow(r.content.readUInt32BE(0));
+      case RecordType.CORRAL_WINDOW: {
+        const ex = this.#exchanges.get(r.requestId);
+        if (ex && r.content.length === 4) this.#guard(r.requestId, ex, () => ex.onWindow(r.content.readUInt32BE(0)));
         return;
+      }
       case RecordType.CORRAL_PONG:
         this.#events.pong(this);
         return;
@@ -193,6 +241,25 @@ export class Worker implements WorkerHandle {
         this.log.warn({ type: r.type, requestId: r.requestId }, 'unexpected record from worker');
     }
   };
+
+  /**
+   * Runs one step of a request. If handing the response on throws (a front that cannot pass
+   * it to its client), that request alone fails: the worker is told to abort it, and the other
+   * requests, the worker and the service go on (an exception here would end the process).
+   */
+  #guard(requestId: number, ex: Exchange, step: () => void): void {
+    try {
+      step();
+    } catch (err) {
+      this.log.error({ requestId, err: (err as Error).message }, 'passing on the worker\'s response failed; failing that request');
+      this.abort(requestId);
+      try {
+        ex.fail(new CorralError('CORRAL_BAD_RESPONSE', `the response could not be passed on: ${(err as Error).message}`));
+      } catch (again) {
+        this.log.error({ requestId, err: (again as Error).message }, 'failing the request failed too');
+      }
+    }
+  }
 
   #onReady(content: Buffer): void {
     if (this.#state === 'stopping' || this.#state === 'draining' || this.#state === 'exited') return; // told to stop while booting
@@ -230,6 +297,7 @@ export class Worker implements WorkerHandle {
 
   #onExit(code: number | null, signal: NodeJS.Signals | null): void {
     if (this.#state === 'exited') return;
+    if (this.#pipeEndTimer) clearTimeout(this.#pipeEndTimer);
     if (this.#stderrTail) {
       this.#events.stderr(this, this.#stderrTail);
       this.#keepTail([this.#stderrTail]);
@@ -246,6 +314,7 @@ export class Worker implements WorkerHandle {
   forgetExchanges(): Exchange[] {
     const all = [...this.#exchanges.values()];
     this.#exchanges.clear();
+    this.#stdoutCredit.clear();
     return all;
   }
 }

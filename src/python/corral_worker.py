@@ -2,7 +2,8 @@
 """corral worker: imports one WSGI app and serves it over FastCGI.
 
     python3 corral_worker.py [--app MOD:CALLABLE] [--root DIR] [--pythonpath P] [--threads N]
-                             [--window BYTES] [--eof-grace SECONDS] [--listen ADDR]
+                             [--window BYTES] [--eof-grace SECONDS] [--trust-x-original-url]
+                             [--listen ADDR]
     python3 -m corral_worker ...            (with this directory on sys.path)
 
 stdio mode (default): FastCGI records on this process's stdin/stdout plus corral's extension
@@ -10,6 +11,9 @@ records (READY/FATAL, credit windows, PING/PONG, stop on stdin EOF); see src/fcg
 With --threads 1 (where the pipe's hang-up can be watched: not on Windows) the reader thread runs
 each request itself ("inline"), with no thread hand-off; see InlinePipeChannel.
 Standalone mode (--listen host:port or a socket path): a plain FastCGI server, e.g. behind nginx.
+A malformed request (params framing, a bad BEGIN_REQUEST, body before the end of its params) is
+answered alone (400 or END_REQUEST); only a corrupt stream (a bad version byte) ends the pipe
+(exit 3) or the connection.
 
 --app defaults to $WSGI_APP, then $WSGI_HANDLER (wfastcgi), then wsgi:application, and takes
 module:callable, module.callable (Helicon Zoo), module.callable() (wfastcgi) or pkg.mod:factory().
@@ -60,7 +64,7 @@ BEGIN_REQUEST, ABORT_REQUEST, END_REQUEST, PARAMS, STDIN, STDOUT = 1, 2, 3, 4, 5
 GET_VALUES, GET_VALUES_RESULT, UNKNOWN_TYPE = 9, 10, 11
 CORRAL_READY, CORRAL_WINDOW, CORRAL_PING, CORRAL_PONG, CORRAL_FATAL = 0xC0, 0xC1, 0xC2, 0xC3, 0xC4
 RESPONDER, KEEP_CONN = 1, 1
-REQUEST_COMPLETE, UNKNOWN_ROLE = 0, 3
+REQUEST_COMPLETE, OVERLOADED, UNKNOWN_ROLE = 0, 2, 3
 APP_OK, APP_FAILED = 0, 1  # END_REQUEST appStatus; 1 = the app raised after the headers were sent
 
 HEADER = struct.Struct("!BBHHBx")  # version, type, request id, content length, padding length
@@ -71,7 +75,8 @@ CREDIT_RECORD = struct.Struct("!BBHHBxI")  # a whole CORRAL_WINDOW record
 UINT32 = struct.Struct("!I")
 pack_header = HEADER.pack
 
-GET_VALUES_ANSWERS = {"FCGI_MAX_CONNS": "1024", "FCGI_MAX_REQS": "1024", "FCGI_MPXS_CONNS": "1"}
+MAX_REQS = 1024  # requests open at once per channel (FCGI_MAX_REQS); more are refused
+GET_VALUES_ANSWERS = {"FCGI_MAX_CONNS": "1024", "FCGI_MAX_REQS": str(MAX_REQS), "FCGI_MPXS_CONNS": "1"}
 TRUE_WORDS = ("on", "1", "yes")
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -88,6 +93,16 @@ class ProtocolError(Exception):
 
 class ClientGone(Exception):
     """The request was aborted or its connection is gone: the app's output goes nowhere."""
+
+
+class ClientDisconnected(ClientGone, OSError):
+    """wsgi.input read of a request that was aborted: the body will not come (an OSError, as a
+    socket read would raise, so that frameworks report a broken upload rather than parse a
+    truncated body as whole)."""
+
+
+class ResponseEnded(RuntimeError):
+    """write() after the response ended: its request id may already serve another request."""
 
 
 def log(message):
@@ -257,16 +272,17 @@ def iis_virtual_path(md_path):
     return md_path[at + 5:].rstrip("/")
 
 
-def fix_iis_paths(env):
+def fix_iis_paths(env, trust_original_url=False):
     """IIS puts the whole URL path in PATH_INFO (and SCRIPT_NAME), not the part below the app.
 
     A WSGI app mounted in a virtual application /myapp needs SCRIPT_NAME=/myapp and PATH_INFO=
     the rest, or its routes and generated URLs break (wfastcgi just blanks SCRIPT_NAME). URL
     Rewrite's HTTP_X_ORIGINAL_URL is the URL the client asked for; the query never belongs in
-    PATH_INFO.
+    PATH_INFO. But any client can send X-Original-URL, and honouring it lets a request bypass
+    IIS <location> rules: it is used only with --trust-x-original-url (trustOriginalUrl).
     """
     vpath = iis_virtual_path(env.get("APPL_MD_PATH", ""))
-    original = env.get("HTTP_X_ORIGINAL_URL")
+    original = env.get("HTTP_X_ORIGINAL_URL") if trust_original_url else None
     url = original or env.get("URL") or env.get("PATH_INFO") or "/"
     path, _, query = url.partition("?")
     if "REQUEST_URI" not in env:
@@ -287,10 +303,10 @@ def fix_iis_paths(env):
         del env["CONTENT_LENGTH"]
 
 
-def fix_environ(env):
+def fix_environ(env, trust_original_url=False):
     """PEP 3333 corners that fronts get wrong; keeps wsgiref.validate happy."""
     if env.get("SERVER_SOFTWARE", "").startswith("Microsoft-IIS") or "APPL_MD_PATH" in env:
-        fix_iis_paths(env)
+        fix_iis_paths(env, trust_original_url)
     if env.get("CONTENT_LENGTH") == "":
         del env["CONTENT_LENGTH"]  # nginx sends it empty on GET; validate rejects ''
     for key in ("HTTP_CONTENT_LENGTH", "HTTP_CONTENT_TYPE"):
@@ -315,7 +331,8 @@ class Input:
     (CORRAL_WINDOW), batched per a quarter window or whenever the app has to wait.
     """
 
-    __slots__ = ("_chan", "_rid", "_buf", "_pos", "_pending", "held", "eof", "ended", "_unacked")
+    __slots__ = ("_chan", "_rid", "_buf", "_pos", "_pending", "held", "eof", "ended", "_unacked",
+                 "cut_off")
 
     def __init__(self, chan, rid):
         self._chan = chan  # no reference to the Request: no cycle, freed at once when done
@@ -327,6 +344,7 @@ class Input:
         self.eof = False
         self.ended = False  # the request has ended: no more credit
         self._unacked = 0
+        self.cut_off = False  # aborted: reads raise ClientDisconnected
 
     def feed(self, data):
         """Reader thread: body bytes arrived (b'' = end of body)."""
@@ -342,7 +360,9 @@ class Input:
             chan.wake()
 
     def cut(self):
-        """The request is aborted: drop what is held, reads return end-of-data."""
+        """The request is aborted: drop what is held; reads raise ClientDisconnected unless the
+        app had read the whole body already (then they return end-of-data)."""
+        self.cut_off = not self.eof or self.held > 0
         self._buf, self._pos, self._pending, self.held, self.eof = b"", 0, [], 0, True
 
     def read(self, size=-1):
@@ -402,6 +422,8 @@ class Input:
                     piece = self._slice(limit, to_newline)
                     credit = self._consumed(len(piece))
                 elif self.eof:
+                    if self.cut_off:
+                        raise ClientDisconnected("the client went away before the whole body arrived")
                     return b""
                 else:  # nothing to read: give back credit first so the sender can go on
                     credit, self._unacked = self._unacked, 0
@@ -472,7 +494,7 @@ class FileWrapper:
 class Request:
     """One request id on a channel: params, body buffer and output credit."""
 
-    __slots__ = ("chan", "id", "keep_conn", "params", "environ", "input", "credit",
+    __slots__ = ("chan", "id", "keep_conn", "params", "params_size", "environ", "input", "credit",
                  "queued", "aborted", "ended")
 
     def __init__(self, chan, rid, keep_conn):
@@ -480,13 +502,16 @@ class Request:
         self.id = rid
         self.keep_conn = keep_conn
         self.params = []
+        self.params_size = 0
         self.environ = None
         self.input = Input(chan, rid)
         self.credit = chan.window
         self.queued = self.aborted = self.ended = False
 
-    def send(self, parts, end=False):
+    def send(self, parts, end=False, app_status=APP_OK):
         """Send parts (bytes) as STDOUT records within the credit; end=True ends the request."""
+        if self.ended:
+            raise ResponseEnded("write() after the response to request id %d ended" % self.id)
         total = 0
         for part in parts:
             total += len(part)
@@ -498,15 +523,15 @@ class Request:
             if self.chan.windowed:
                 granted = self._reserve(total)
                 if granted < total:
-                    self._send_by_credit(parts, total, granted, end)
+                    self._send_by_credit(parts, total, granted, end, app_status)
                     return
         out = []
         for part in parts:
             if part:
                 frame_stdout(out, self.id, part)
-        self._write(out, end)
+        self._write(out, end, app_status)
 
-    def _send_by_credit(self, parts, total, granted, end):
+    def _send_by_credit(self, parts, total, granted, end, app_status):
         """Send parts (total bytes) as credit comes, granted bytes of it already reserved;
         slices of the parts, never a joined copy."""
         left = [memoryview(p) for p in parts if p]
@@ -525,7 +550,7 @@ class Request:
                     left[i] = part[granted:]
                     granted = 0
             if not total:
-                self._write(out, end)
+                self._write(out, end, app_status)
                 return
             self._write(out, False)
             granted = self._reserve(total)
@@ -534,8 +559,10 @@ class Request:
         """Block (this thread only) until there is credit; take up to want bytes of it."""
         chan = self.chan
         with chan.lock:
-            while self.credit <= 0 and not self.aborted and not chan.broken:
+            while self.credit <= 0 and not self.aborted and not self.ended and not chan.broken:
                 chan.wait()
+            if self.ended:  # another thread ended it: no credit will come for this id
+                raise ResponseEnded("write() after the response to request id %d ended" % self.id)
             if self.aborted or self.chan.broken:
                 raise ClientGone()
             granted = want if want <= self.credit else self.credit
@@ -545,12 +572,13 @@ class Request:
     def _write(self, out, end, app_status=APP_OK):
         chan = self.chan
         if not end:
-            chan.write_parts(out)
+            chan.write_parts(out, self)
             return
         with chan.lock:  # an abort from the reader thread may race with the app thread
             if self.ended:
                 return
             self.ended = self.input.ended = True
+            chan.wake()  # a thread waiting for credit for this id: none will come
         out.append(TERMINATOR.pack(1, STDOUT, self.id, 0, 0, 1, END_REQUEST, self.id, 8, 0,
                                    app_status, REQUEST_COMPLETE))
         chan.requests.pop(self.id, None)  # before END_REQUEST: the service may reuse the id at once
@@ -593,7 +621,8 @@ def as_bytes(data):
 class Exchange:
     """The WSGI side of one request: start_response, write() and sending the app's result."""
 
-    __slots__ = ("server", "req", "head", "status", "header_block", "sent")
+    __slots__ = ("server", "req", "head", "status", "header_block", "sent", "done", "length",
+                 "body_sent")
 
     def __init__(self, server, req):
         self.server = server
@@ -602,6 +631,9 @@ class Exchange:
         self.status = None
         self.header_block = b""
         self.sent = False
+        self.done = False  # the app returned: write() raises from now on
+        self.length = None  # the app's Content-Length, if it gave a valid one
+        self.body_sent = 0
 
     def run(self):
         result = None
@@ -619,6 +651,7 @@ class Exchange:
                     close()
                 except BaseException as exc:
                     self.log_error("close() of the response raised", exc)
+            self.done = True
             self.req.finish_quietly()
 
     def start_response(self, status, headers, exc_info=None):
@@ -635,10 +668,13 @@ class Exchange:
         if not (status[:3].isdigit() and (len(status) == 3 or status[3] == " ")):
             raise ValueError("bad status %r: expected like '200 OK'" % status)
         lines = ["Status: " + status]
+        length = None
         for name, value in headers:
             if type(name) is not str or type(value) is not str:
                 raise TypeError("header names and values must be str: %r" % ((name, value),))
             lines.append(name + ": " + value)
+            if length is None and name.lower() == "content-length" and value.strip().isdigit():
+                length = int(value)
         block = "\r\n".join(lines) + "\r\n\r\n"
         count = len(lines) + 1
         if block.count("\n") != count or block.count("\r") != count:
@@ -646,22 +682,54 @@ class Exchange:
                              % (lines,))
         self.header_block = block.encode("latin-1")  # UnicodeEncodeError is a ValueError
         self.status = status
+        # HEAD, 1xx, 204 and 304 answers have no body whatever their Content-Length says.
+        self.length = None if self.head or status[:1] == "1" or status[:3] in ("204", "304") else length
         return self.write
 
     def write(self, data):
-        """The legacy write() callable: sends at once, headers first."""
+        """The legacy write() callable: sends at once, headers first. Once the response has
+        ended (or the app returned) it raises: the request id may serve another request now."""
+        if self.done or self.req.ended:
+            raise ResponseEnded("write() after the response to %s ended" % self.describe())
+        self._send(data)
+
+    def _send(self, data):
         if self.status is None:
             raise AssertionError("write() before start_response()")
         if type(data) is not bytes:
             data = as_bytes(data)
         if self.head:
             data = b""
+        elif self.length is not None:
+            data = self._within_length(data)
         if self.sent:
             if data:
                 self.req.send((data,))
         else:
             self.sent = True
             self.req.send((self.header_block, data))
+
+    def _within_length(self, data):
+        """data cut to what the app's Content-Length still allows (PEP 3333: never more)."""
+        room = self.length - self.body_sent
+        if len(data) > room:
+            if room >= 0:
+                log("app %s sent more than its Content-Length %d for %s: the rest is dropped"
+                    % (self.server.app_name, self.length, self.describe()))
+            data = data[:room] if room > 0 else b""
+            self.body_sent = self.length + 1  # warned: say it once
+        else:
+            self.body_sent += len(data)
+        return data
+
+    def full(self):
+        """The app's Content-Length has been sent: iterating further is pointless."""
+        return self.length is not None and self.body_sent >= self.length
+
+    def describe(self):
+        env = self.req.environ
+        uri = env.get("REQUEST_URI") or env.get("SCRIPT_NAME", "") + env.get("PATH_INFO", "")
+        return "%s %s (request id %d)" % (env.get("REQUEST_METHOD"), uri, self.req.id)
 
     def respond(self, result):
         if type(result) is list or type(result) is tuple:
@@ -674,11 +742,13 @@ class Exchange:
         req = self.req
         for chunk in result:
             if chunk:
-                self.write(chunk)
+                self._send(chunk)
             else:
                 req.chan.catch_up()  # e.g. a keep-alive step of a stream that checks for ABORT
             if req.aborted:
                 raise ClientGone()
+            if self.full():  # PEP 3333: stop iterating at Content-Length (close() follows)
+                break
         return self.finish(b"")
 
     def finish(self, body):
@@ -689,11 +759,20 @@ class Exchange:
             body = as_bytes(body)
         if self.head:
             body = b""
+        elif self.length is not None:
+            body = self._within_length(body)
+        status = APP_OK
+        if self.length is not None and self.body_sent < self.length:
+            # The client would wait for bytes that never come: end the request as failed, so
+            # the front closes the client's connection instead of keeping it as complete.
+            log("app %s sent %d bytes of its Content-Length %d for %s: the response is cut short"
+                % (self.server.app_name, self.body_sent, self.length, self.describe()))
+            status = APP_FAILED
         if self.sent:
-            self.req.send((body,), end=True)
+            self.req.send((body,), end=True, app_status=status)
         else:
             self.sent = True
-            self.req.send((self.header_block, body), end=True)
+            self.req.send((self.header_block, body), end=True, app_status=status)
 
     def fail(self, exc):
         self.log_error("the application raised", exc)
@@ -710,11 +789,8 @@ class Exchange:
             pass
 
     def log_error(self, what, exc):
-        env = self.req.environ
-        uri = env.get("REQUEST_URI") or env.get("SCRIPT_NAME", "") + env.get("PATH_INFO", "")
         try:
-            sys.stderr.write("corral_worker: %s for %s %s (request id %d)\n%s" % (
-                what, env.get("REQUEST_METHOD"), uri, self.req.id, format_exc(exc)))
+            sys.stderr.write("corral_worker: %s for %s\n%s" % (what, self.describe(), format_exc(exc)))
             sys.stderr.flush()
         except (OSError, ValueError, AttributeError):
             pass
@@ -743,6 +819,8 @@ class Server:
         self.grace = grace
         self.app_dirs = app_dirs
         self.dev_errors = dev_errors
+        self.app_name = "the app"  # its spec, for log lines (main sets it)
+        self.trust_original_url = False  # --trust-x-original-url
         self.queue = queue.SimpleQueue()
         self.lock = threading.Lock()
         self.idle = threading.Condition(self.lock)
@@ -795,7 +873,7 @@ class Server:
         env["wsgi.url_scheme"] = "https" if secure else "http"
         if "SERVER_PORT" not in env:
             env["SERVER_PORT"] = "443" if secure else "80"
-        fix_environ(env)
+        fix_environ(env, self.trust_original_url)
         return env
 
     def error_body(self, exc):
@@ -827,6 +905,7 @@ class Channel:
     """One record stream (the service's pipes, or one socket): dispatches records to requests."""
 
     windowed = False  # corral credit windows on STDIN/STDOUT
+    peer = "client"  # who sends the records, for log lines
 
     def __init__(self, server):
         self.server = server
@@ -840,16 +919,20 @@ class Channel:
         self.broken = False
         self.waiters = 0  # threads waiting on cond: most records need no notify
         self.runnable = []  # requests whose params are complete, queued after each read
+        self.overloaded = False  # logged once until a request is accepted again
 
     def write(self, data):
         """Write all of data, serialized with other threads; ClientGone if the peer is gone."""
         self.write_parts((data,))
 
-    def write_parts(self, parts):
-        """Write the parts (bytes or memoryviews) in order, as write() does."""
+    def write_parts(self, parts, req=None):
+        """Write the parts (bytes or memoryviews) in order, as write() does; for req, only while
+        it has not ended (checked under the write lock: its END_REQUEST may be written first)."""
         with self.wlock:
             if self.broken:
                 raise ClientGone()
+            if req is not None and req.ended:
+                raise ResponseEnded("write() after the response to request id %d ended" % req.id)
             try:
                 if len(parts) == 1:
                     self._write_all(parts[0])
@@ -903,12 +986,12 @@ class Channel:
         pos = 0
         while size - pos >= 8:
             version, rtype, rid, clen, plen = unpack(data, pos)
+            if version != 1:  # the stream itself is corrupt: no record boundary can be trusted
+                raise ProtocolError("bad FastCGI version byte %d (record type %d, id %d)"
+                                    % (version, rtype, rid))
             end = pos + 8 + clen
             if end + plen > size:
                 break
-            if version != 1:
-                raise ProtocolError("bad FastCGI version byte %d (record type %d, id %d)"
-                                    % (version, rtype, rid))
             content = data[pos + 8:end]
             pos = end + plen
             req = requests.get(rid) if rid else None
@@ -940,8 +1023,18 @@ class Channel:
         del self.runnable[:]
 
     def begin(self, rid, content):
-        if len(content) != 8 or rid == 0:
-            raise ProtocolError("malformed BEGIN_REQUEST (id %d, %d bytes)" % (rid, len(content)))
+        # A malformed BEGIN_REQUEST is that request's error, not the stream's: the record was
+        # framed fine, so the records after it can still be read.
+        if rid == 0:
+            log("BEGIN_REQUEST with request id 0: ignored")
+            self.other(BEGIN_REQUEST, None, content)
+            return
+        if len(content) != 8:
+            log("malformed BEGIN_REQUEST for request id %d (%d content bytes, not 8)%s"
+                % (rid, len(content), ": ignored" if rid in self.requests else ""))
+            if rid not in self.requests:
+                self.reply(END_RECORD.pack(1, END_REQUEST, rid, 8, 0, 0, UNKNOWN_ROLE))
+            return
         role, flags = BEGIN_BODY.unpack(content)
         if role != RESPONDER:
             self.reply(END_RECORD.pack(1, END_REQUEST, rid, 8, 0, 0, UNKNOWN_ROLE))
@@ -951,6 +1044,14 @@ class Channel:
         if rid in self.requests:
             log("BEGIN_REQUEST for request id %d, which is still active: ignored" % rid)
             return
+        if len(self.requests) >= MAX_REQS:  # what it advertised: each open request holds memory
+            if not self.overloaded:
+                log("more than %d requests open on one channel: refusing new ones (FCGI_OVERLOADED)"
+                    % MAX_REQS)
+            self.overloaded = True
+            self.reply(END_RECORD.pack(1, END_REQUEST, rid, 8, 0, 0, OVERLOADED))
+            return
+        self.overloaded = False
         self.requests[rid] = Request(self, rid, flags & KEEP_CONN)
         self.server.request_started()
         self.on_begin()
@@ -958,21 +1059,49 @@ class Channel:
     def on_begin(self):
         pass
 
+    max_params = sys.maxsize  # bytes of PARAMS per request (the service bounds its own)
+
     def params(self, req, content):
         if content:
             req.params.append(content)
+            req.params_size += len(content)
+            if req.params_size > self.max_params:
+                self.reject(req, "its params exceed %d bytes" % self.max_params,
+                            "431 Request Header Fields Too Large")
             return
         data = b"".join(req.params)
         req.params = None
         try:
             req.environ = self.server.environ(req, data)
-        except (IndexError, struct.error, ProtocolError) as exc:
-            raise ProtocolError("malformed PARAMS for request id %d: %s" % (req.id, exc))
+        except Exception as exc:  # framing (IndexError, struct.error, ProtocolError) or worse
+            self.reject(req, "malformed PARAMS: %s" % (exc,))
+            return
         req.queued = True
         self.runnable.append(req)
 
     def stdin(self, req, content):
+        """Body bytes for req; False if they came before its params ended (req is answered)."""
+        if not req.queued:  # nobody can read them yet, and the params may never end
+            self.reject(req, "STDIN before the end of its PARAMS")
+            return False
         req.input.feed(content)
+        return True
+
+    def reject(self, req, reason, status="400 Bad Request"):
+        """A malformed request costs only itself: a CGI error answer and END_REQUEST for it,
+        one log line, and the channel goes on with its other requests."""
+        log("bad request id %d from the %s: %s; answered %s" % (req.id, self.peer, reason, status))
+        body = ("%s\n" % status[4:]).encode("latin-1")
+        head = ("Status: %s\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n\r\n"
+                % (status, len(body))).encode("latin-1")
+        req.params = None
+        with self.lock:
+            req.input.cut()
+            self.wake()
+        try:
+            req.send((head, body), end=True)  # within its untouched credit: never waits
+        except ClientGone:
+            pass
 
     def abort(self, req):
         with self.lock:
@@ -987,7 +1116,8 @@ class Channel:
         try:
             decode_params(content, asked)
         except (IndexError, struct.error, ProtocolError):
-            raise ProtocolError("malformed GET_VALUES")
+            log("malformed GET_VALUES from the %s: answered with no values" % self.peer)
+            asked = {}
         answer = encode_params({k: GET_VALUES_ANSWERS[k] for k in asked if k in GET_VALUES_ANSWERS})
         self.reply(pack_header(1, GET_VALUES_RESULT, 0, len(answer), 0) + answer)
 
@@ -1012,6 +1142,7 @@ class PipeChannel(Channel):
     """The service's pipes (stdio mode): FastCGI plus corral's extension records."""
 
     windowed = True
+    peer = "service"
 
     def __init__(self, server, rfd, wfd):
         Channel.__init__(self, server)
@@ -1071,8 +1202,8 @@ class PipeChannel(Channel):
     def other(self, rtype, req, content):
         if rtype == CORRAL_WINDOW:
             if len(content) != 4:
-                raise ProtocolError("CORRAL_WINDOW with %d content bytes" % len(content))
-            if req is not None:
+                log("CORRAL_WINDOW with %d content bytes: ignored" % len(content))
+            elif req is not None:
                 with self.lock:
                     req.credit += UINT32.unpack(content)[0]
                     self.wake()
@@ -1204,8 +1335,11 @@ class SocketChannel(Channel):
         with self.lock:
             self.live += 1
 
+    max_params = 1 << 20  # clients reach this server directly: bound what one request holds
+
     def stdin(self, req, content):
-        req.input.feed(content)
+        if not Channel.stdin(self, req, content):
+            return
         inp = req.input
         if inp.held > self.server.window:
             self.flush_runnable()  # the app thread that will read this body must have it
@@ -1298,6 +1432,9 @@ def parse_args(argv):
                         % DEFAULT_WINDOW)
     parser.add_argument("--eof-grace", metavar="SECONDS", type=float, default=2.0,
                         help="time running requests get after stdin EOF (default 2)")
+    parser.add_argument("--trust-x-original-url", action="store_true",
+                        help="take the path from IIS URL Rewrite's X-Original-URL header (any "
+                        "client can send it: only behind a front that sets or strips it)")
     parser.add_argument("--listen", metavar="ADDR",
                         help="standalone FastCGI server on host:port or a unix socket path")
     opts = parser.parse_args(argv)
@@ -1635,6 +1772,8 @@ def main(argv=None):
     opts, app, app_dirs, rfd, wfd = booted
     dev_errors = os.environ.get("CORRAL_DEV_ERRORS", "").lower() in TRUE_WORDS
     server = Server(app, opts.threads, opts.window, opts.eof_grace, app_dirs, dev_errors)
+    server.app_name = opts.app
+    server.trust_original_url = opts.trust_x_original_url
     if opts.listen is not None:
         return serve_listen(server, opts)
     return serve_stdio(server, opts, rfd, wfd)

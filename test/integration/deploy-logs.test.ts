@@ -26,7 +26,7 @@ describe('DEPLOY_FILE', () => {
     const dir = tempDir();
     const log = join(dir, 'deploy.log');
     const c = startCorral(['serve', FIXTURES, '--wsgi-app', 'deploy_app:application', '--listen', '127.0.0.1:0', '--workers', '2'], {
-      env: { DEPLOY_FILE: 'deploy_step.py', DEPLOY_LOG: log, CORRAL_TEST_DEPLOY_DIR: dir },
+      env: { DEPLOY_FILE: 'deploy_step.py', DEPLOY_LOG: log, CORRAL_TEST_DEPLOY_DIR: dir, CORRAL_PASS_ENV: 'CORRAL_TEST_*' },
     });
     const addr = await c.fcgiAddress();
     await c.waitForMsg('app ready');
@@ -49,7 +49,7 @@ describe('DEPLOY_FILE', () => {
     const dir = tempDir();
     const failFlag = join(dir, 'fail-now');
     const c = startCorral(['serve', FIXTURES, '--wsgi-app', 'deploy_app:application', '--listen', '127.0.0.1:0', '--workers', '1'], {
-      env: { DEPLOY_FILE: 'deploy_step.py', DEPLOY_LOG: join(dir, 'deploy.log'), CORRAL_TEST_DEPLOY_DIR: dir, CORRAL_TEST_DEPLOY_FAIL: failFlag },
+      env: { DEPLOY_FILE: 'deploy_step.py', DEPLOY_LOG: join(dir, 'deploy.log'), CORRAL_TEST_DEPLOY_DIR: dir, CORRAL_TEST_DEPLOY_FAIL: failFlag, CORRAL_PASS_ENV: 'CORRAL_TEST_*' },
     });
     const addr = await c.fcgiAddress();
     await c.waitForMsg('app ready');
