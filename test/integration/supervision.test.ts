@@ -309,7 +309,8 @@ describe('scaling and the queue', () => {
     const answeredAt = new Map<number, number>();
     const replies = await Promise.all(
       Array.from({ length: 4 }, async () => {
-        const r = await fcgiGet(addr, '/sleep?s=2.5');
+        // Long enough for three Python boots side by side on a loaded CI machine.
+        const r = await fcgiGet(addr, '/sleep?s=4');
         answeredAt.set(pidOf(r), Date.now());
         return r;
       }),
