@@ -146,7 +146,7 @@ describe('a client that leaves mid-request (HTTP front, one worker with one thre
 
   it('mid-upload: the app\'s read raises, the thread is freed for the next request', async () => {
     const { c, web } = await serveHttp();
-    const req = http.request({ ...web, path: '/upload', method: 'POST', agent: false, headers: { 'Content-Length': String(50 << 20) } });
+    const req = http.request({ ...web, path: '/upload', method: 'POST', agent: false, headers: { 'Content-Length': String(20 << 20) } });
     req.on('error', () => {});
     req.write(Buffer.alloc(256 * 1024, 1));
     await stderrLine(c, /^upload start$/);

@@ -5,11 +5,11 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import http from 'node:http';
 import net from 'node:net';
 import path from 'node:path';
-import type { Readable, Writable } from 'node:stream';
 import { afterEach, describe, expect, it } from 'vitest';
 import { FIXTURES, ROOT, startCorral, stopAll, type CorralProcess } from '../helpers/corral.js';
 import { FcgiClient, cgiParams } from '../helpers/fcgi-client.js';
-import { begin, Decoder, pairs, parseCgi, record, request, T, windowRecord, type CgiResponse, type Rec } from '../helpers/rawfcgi.js';
+import { begin, pairs, record, request, T } from '../helpers/rawfcgi.js';
+import { Peer } from '../helpers/worker-peer.js';
 
 const WORKER = path.join(ROOT, 'src/python/corral_worker.py');
 const PYTHON = process.env.CORRAL_TEST_PYTHON ?? 'python3';
@@ -30,67 +30,11 @@ function params(uri: string, extra: Record<string, string> = {}): Record<string,
   };
 }
 
-/** Records from a worker (pipe or socket), with waits that re-check on every record or close. */
-class Peer {
-  readonly records: Rec[] = [];
-  stderr = '';
-  closed = false;
-  #waiters: (() => void)[] = [];
-
-  constructor(readonly input: Writable, output: Readable, credit: boolean) {
-    const decoder = new Decoder();
-    output.on('data', (chunk: Buffer) => {
-      for (const r of decoder.push(chunk)) {
-        this.records.push(r);
-        if (credit && r.type === T.STDOUT && r.content.length) this.send(windowRecord(r.id, r.content.length));
-      }
-      this.notify();
-    });
-    input.on('error', () => {});
-  }
-
-  notify(): void {
-    for (const w of this.#waiters.splice(0)) w();
-  }
-
-  send(data: Buffer): void {
-    this.input.write(data);
-  }
-
-  until<V>(check: () => V | undefined, what: string): Promise<V> {
-    return new Promise((resolve, reject) => {
-      const attempt = (): void => {
-        const value = check();
-        if (value !== undefined) resolve(value);
-        else if (this.closed) reject(new Error(`closed while waiting for ${what}; stderr:\n${this.stderr}`));
-        else this.#waiters.push(attempt);
-      };
-      attempt();
-    });
-  }
-
-  /** The answer to request id: its STDOUT up to its END_REQUEST (the first one from `from`). */
-  async response(id: number, from = 0): Promise<CgiResponse & { end: Rec }> {
-    const at = await this.until(() => {
-      const i = this.records.findIndex((r, k) => k >= from && r.id === id && r.type === T.END);
-      return i >= 0 ? i : undefined;
-    }, `END_REQUEST of ${id}`);
-    const out = this.records.slice(from, at).filter((r) => r.id === id && r.type === T.STDOUT);
-    const stdout = Buffer.concat(out.map((r) => r.content));
-    return { ...(stdout.length ? parseCgi(stdout) : { status: 0, headers: [], body: stdout }), end: this.records[at]! };
-  }
-
-  /** PING/PONG round trip: the worker is alive and reading. */
-  async ping(text: string): Promise<void> {
-    this.send(record(T.PING, 0, Buffer.from(text)));
-    await this.until(() => this.records.find((r) => r.type === T.PONG && r.content.toString() === text), `PONG ${text}`);
-  }
-}
-
 function spawnWorker(args: string[], app = 'misbehaving_app:application'): { peer: Peer; proc: ChildProcess; exited: Promise<number | null> } {
   const proc = spawn(PYTHON, [WORKER, '--root', FIXTURES, '--app', app, ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
   started.push(proc);
-  const peer = new Peer(proc.stdin!, proc.stdout!, true);
+  const peer = new Peer(proc.stdin!, proc.stdout!);
+  peer.autoCredit = true;
   proc.stderr!.setEncoding('utf8').on('data', (t: string) => { peer.stderr += t; peer.notify(); });
   const exited = new Promise<number | null>((resolve) => proc.on('close', (code) => { peer.closed = true; peer.notify(); resolve(code); }));
   return { peer, proc, exited };
@@ -147,7 +91,7 @@ describe('a malformed request costs only itself', () => {
     const socket = net.connect(port, '127.0.0.1');
     sockets.push(socket);
     await new Promise((resolve, reject) => socket.once('connect', resolve).once('error', reject));
-    const peer = new Peer(socket, socket, false);
+    const peer = new Peer(socket, socket);
     socket.on('close', () => { peer.closed = true; peer.notify(); });
     // Standalone mode answers GET_VALUES, not PING: use a request as the barrier instead.
     peer.ping = async (): Promise<void> => {
@@ -174,7 +118,7 @@ describe('a malformed request costs only itself', () => {
     const socket = net.connect(port, '127.0.0.1');
     sockets.push(socket);
     await new Promise((resolve, reject) => socket.once('connect', resolve).once('error', reject));
-    const peer = new Peer(socket, socket, false);
+    const peer = new Peer(socket, socket);
     socket.on('close', () => { peer.closed = true; peer.notify(); });
     const begins: Buffer[] = [];
     for (let id = 1; id <= 1025; id++) begins.push(begin(id));
@@ -220,7 +164,7 @@ describe('malformed requests through the service', () => {
       const socket = net.connect(addr.port, addr.host);
       sockets.push(socket);
       await new Promise((resolve, reject) => socket.once('connect', resolve).once('error', reject));
-      const peer = new Peer(socket, socket, false);
+      const peer = new Peer(socket, socket);
       socket.on('close', () => { peer.closed = true; peer.notify(); });
       socket.on('error', () => {});
       peer.send(Buffer.concat([begin(1), overrunParams(1), record(T.STDIN, 1)]));

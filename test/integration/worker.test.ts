@@ -4,13 +4,13 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import net from 'node:net';
 import path from 'node:path';
-import type { Readable, Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
 import {
-  begin, decodePairs, Decoder, pairs, parseCgi, record, request, T, windowRecord,
+  begin, decodePairs, pairs, record, request, T, windowRecord,
   type CgiResponse, type Rec,
 } from '../helpers/rawfcgi.js';
+import { Peer } from '../helpers/worker-peer.js';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const WORKER = path.join(ROOT, 'src/python/corral_worker.py');
@@ -35,75 +35,6 @@ function params(pathAndQuery: string, extra: Record<string, string> = {}): Recor
 
 const header = (r: CgiResponse, name: string): string[] =>
   r.headers.filter(([k]) => k.toLowerCase() === name.toLowerCase()).map(([, v]) => v);
-
-/** Records from a peer, with waits that re-check on every record, stderr chunk or close. */
-class Peer {
-  readonly records: Rec[] = [];
-  stderr = '';
-  closed = false;
-  autoCredit = false;
-  #waiters: (() => void)[] = [];
-  #next = new Map<number, number>();
-
-  constructor(readonly input: Writable, output: Readable) {
-    const decoder = new Decoder();
-    output.on('data', (chunk: Buffer) => {
-      for (const r of decoder.push(chunk)) {
-        this.records.push(r);
-        // The service's side of STDOUT flow control: credit back what arrived.
-        if (this.autoCredit && r.type === T.STDOUT && r.content.length) this.send(windowRecord(r.id, r.content.length));
-      }
-      this.notify();
-    });
-    input.on('error', () => {}); // EPIPE once the peer is gone: the waits report it
-  }
-
-  notify(): void {
-    for (const w of this.#waiters.splice(0)) w();
-  }
-
-  send(data: Buffer): void {
-    this.input.write(data);
-  }
-
-  until<V>(check: () => V | undefined, what: string): Promise<V> {
-    return new Promise((resolve, reject) => {
-      const attempt = (): void => {
-        const value = check();
-        if (value !== undefined) resolve(value);
-        else if (this.closed) reject(new Error(`closed while waiting for ${what}; stderr:\n${this.stderr}`));
-        else this.#waiters.push(attempt);
-      };
-      attempt();
-    });
-  }
-
-  find(type: number, id?: number, from = 0): Promise<Rec> {
-    return this.until(() => this.records.slice(from).find((r) => r.type === type && (id === undefined || r.id === id)), `record type ${type} id ${id}`);
-  }
-
-  /** The next exchange of id: its STDOUT bytes up to its END_REQUEST. */
-  async exchange(id: number): Promise<{ stdout: Buffer; end: Rec }> {
-    const from = this.#next.get(id) ?? 0;
-    const at = await this.until(() => {
-      const i = this.records.findIndex((r, k) => k >= from && r.id === id && r.type === T.END);
-      return i >= 0 ? i : undefined;
-    }, `END_REQUEST of request ${id}`);
-    this.#next.set(id, at + 1);
-    const out = this.records.slice(from, at).filter((r) => r.id === id && r.type === T.STDOUT);
-    return { stdout: Buffer.concat(out.map((r) => r.content)), end: this.records[at]! };
-  }
-
-  /** The next response for id, parsed. */
-  async response(id: number): Promise<CgiResponse & { end: Rec }> {
-    const { stdout, end } = await this.exchange(id);
-    return { ...parseCgi(stdout), end };
-  }
-
-  stdoutBytes(id: number): number {
-    return this.records.filter((r) => r.id === id && r.type === T.STDOUT).reduce((n, r) => n + r.content.length, 0);
-  }
-}
 
 class Worker extends Peer {
   readonly exited: Promise<number | null>;
