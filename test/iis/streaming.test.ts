@@ -3,11 +3,11 @@
  * response back until that many bytes or its end; responseBufferLimit="0", as the templates in
  * config/iis set it, lets each piece through as the app yields it. Emulator + relay + a real service.
  */
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { CLI, FIXTURES, startCorral, stopAll } from '../helpers/corral.js';
+import { CLI, FIXTURES, ROOT, startCorral, stopAll } from '../helpers/corral.js';
 import { IIS_RESPONSE_BUFFER_LIMIT, startIis, type IisEmulator, type IisResponse } from './emulator.js';
 
 const dirs: string[] = [];
@@ -110,4 +110,15 @@ describe('a streamed response through IIS', () => {
     expect(b.flushes[0]!).toBeGreaterThanOrEqual(IIS_RESPONSE_BUFFER_LIMIT);
     expect(b.flushes.slice(0, -1).every((s) => s >= IIS_RESPONSE_BUFFER_LIMIT)).toBe(true);
   }, 120_000);
+
+  it('the templates turn IIS\'s buffering off on every handler they add', () => {
+    const webConfig = readFileSync(join(ROOT, 'config/iis/web.config'), 'utf8');
+    const handlers = [...webConfig.matchAll(/<add name="corral"[^>]*>/g)].map((m) => m[0]);
+    expect(handlers).toHaveLength(1);
+    expect(handlers[0]).toContain('responseBufferLimit="0"');
+    const appcmd = readFileSync(join(ROOT, 'config/iis/appcmd.txt'), 'utf8');
+    const adds = appcmd.split('\n').filter((l) => l.includes('system.webServer/handlers /+'));
+    expect(adds.length).toBeGreaterThan(0);
+    for (const l of adds) expect(l).toContain("responseBufferLimit='0'");
+  });
 });
