@@ -9,7 +9,11 @@
  *   CONTENT_LENGTH "0" on GET, HTTP_* headers, empty-valued variables sent);
  * - up to maxInstances instances with a request queue; an instance is recycled after
  *   instanceMaxRequests requests, and stopped by closing its stdin then killing it after a grace;
- * - any FCGI_STDERR byte is a failure (default stderrMode ReturnStdErrIn500 answers 500 with it).
+ * - any FCGI_STDERR byte is a failure (default stderrMode ReturnStdErrIn500 answers 500 with it);
+ * - the response is buffered as the handler's responseBufferLimit says (4 MiB by default, from IIS's
+ *   schema): the client gets nothing until that many bytes are held or the response ends; 0 passes
+ *   each FCGI_STDOUT record on as it comes. That a full buffer is sent and buffering starts again
+ *   is the model here (what IIS does past the limit in detail: UNCONFIRMED).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
@@ -40,7 +44,12 @@ export interface IisOptions {
   graceMs?: number;
   /** IIS's requestTimeout. */
   requestTimeoutMs?: number;
+  /** The handler's responseBufferLimit in bytes (IIS's default 4194304); 0 = no buffering. */
+  responseBufferLimit?: number;
 }
+
+/** IIS's default responseBufferLimit (IIS_schema.xml, <handlers><add responseBufferLimit>). */
+export const IIS_RESPONSE_BUFFER_LIMIT = 4 * 1024 * 1024;
 
 export interface IisRequest {
   method?: string;
@@ -48,6 +57,8 @@ export interface IisRequest {
   url: string;
   headers?: Record<string, string>;
   body?: Buffer | string;
+  /** Called with each piece of the response (CGI head included) when IIS sends it to the client. */
+  onFlush?: (piece: Buffer) => void;
 }
 
 export interface IisResponse {
@@ -58,6 +69,8 @@ export interface IisResponse {
   relayPid: number;
   /** True when IIS itself made this answer (STDERR, instance died, timeout). */
   failed: boolean;
+  /** Sizes of the pieces the client received, in order (see responseBufferLimit). */
+  flushes: number[];
 }
 
 export interface IisCounters {
@@ -193,7 +206,7 @@ class Instance {
   served = 0;
   #nextId = 1;
   readonly #parser = new RecordParser();
-  #current: { id: number; job: Job; out: Buffer[]; stderr: Buffer[]; timer: NodeJS.Timeout } | null = null;
+  #current: { id: number; job: Job; out: Buffer[]; stderr: Buffer[]; timer: NodeJS.Timeout; held: Buffer[]; heldBytes: number; flushes: number[] } | null = null;
 
   constructor(
     readonly relay: SpawnedRelay,
@@ -217,7 +230,7 @@ class Instance {
     for (let off = 0; off < body.length; off += MAX_CONTENT) parts.push(encodeRecord(RecordType.STDIN, id, body.subarray(off, off + MAX_CONTENT)));
     parts.push(encodeRecord(RecordType.STDIN, id));
     const timer = setTimeout(() => this.#fail(`request timed out after ${this.iis.requestTimeoutMs} ms`), this.iis.requestTimeoutMs);
-    this.#current = { id, job, out: [], stderr: [], timer };
+    this.#current = { id, job, out: [], stderr: [], timer, held: [], heldBytes: 0, flushes: [] };
     this.relay.socket.write(Buffer.concat(parts));
   }
 
@@ -233,23 +246,39 @@ class Instance {
       if (type !== RecordType.GET_VALUES_RESULT) this.iis.counters.failures.push(`record type ${type} for request ${id}, current ${cur?.id ?? 'none'}`);
       return;
     }
-    if (type === RecordType.STDOUT) cur.out.push(content);
-    else if (type === RecordType.END_REQUEST) {
+    if (type === RecordType.STDOUT) {
+      cur.out.push(content);
+      if (content.length === 0) return;
+      cur.held.push(content);
+      cur.heldBytes += content.length;
+      if (cur.heldBytes >= this.iis.responseBufferLimit) this.#flush(cur);
+    } else if (type === RecordType.END_REQUEST) {
       clearTimeout(cur.timer);
+      this.#flush(cur);
       this.#current = null;
       const end = decodeEndRequest(content);
       if (this.served++ === 0) this.iis.counters.firstResponseMs.push(performance.now() - this.relay.spawnedAt);
       this.iis.counters.requests++;
       if (cur.stderr.length > 0) {
         // stderrMode ReturnStdErrIn500: IIS's own 500 page with the STDERR text.
-        cur.job.resolve({ status: 500, headers: [], body: Buffer.concat(cur.stderr), relayPid: this.relay.pid, failed: true });
+        cur.job.resolve({ status: 500, headers: [], body: Buffer.concat(cur.stderr), relayPid: this.relay.pid, failed: true, flushes: cur.flushes });
       } else {
         if (end?.protocolStatus !== 0) this.iis.counters.failures.push(`END_REQUEST protocolStatus ${end?.protocolStatus}`);
-        cur.job.resolve({ ...parseCgi(Buffer.concat(cur.out), 502), relayPid: this.relay.pid, failed: false });
+        cur.job.resolve({ ...parseCgi(Buffer.concat(cur.out), 502), relayPid: this.relay.pid, failed: false, flushes: cur.flushes });
       }
       this.state = this.state === 'busy' ? 'idle' : this.state;
       this.iis.released(this);
     }
+  }
+
+  /** IIS sends what it holds to the client. */
+  #flush(cur: { job: Job; held: Buffer[]; heldBytes: number; flushes: number[] }): void {
+    if (cur.heldBytes === 0) return;
+    const piece = Buffer.concat(cur.held);
+    cur.held = [];
+    cur.heldBytes = 0;
+    cur.flushes.push(piece.length);
+    cur.job.req.onFlush?.(piece);
   }
 
   #fail(reason: string): void {
@@ -258,7 +287,7 @@ class Instance {
       clearTimeout(cur.timer);
       this.#current = null;
       this.iis.counters.failures.push(`relay ${this.relay.pid}: ${reason}`);
-      cur.job.resolve({ status: 500, headers: [], body: Buffer.from(`The FastCGI process exited unexpectedly (${reason})`), relayPid: this.relay.pid, failed: true });
+      cur.job.resolve({ status: 500, headers: [], body: Buffer.from(`The FastCGI process exited unexpectedly (${reason})`), relayPid: this.relay.pid, failed: true, flushes: cur.flushes });
     }
     this.close();
   }
@@ -293,6 +322,7 @@ export class IisEmulator {
   readonly appOptions: { appPhysicalPath: string; appVirtualPath: string; siteId: number };
   readonly graceMs: number;
   readonly requestTimeoutMs: number;
+  readonly responseBufferLimit: number;
   readonly #opts: IisOptions;
   readonly #pairs = new SocketPairs();
   readonly #instances = new Set<Instance>();
@@ -308,6 +338,7 @@ export class IisEmulator {
     this.appOptions = { appPhysicalPath: opts.appPhysicalPath, appVirtualPath: opts.appVirtualPath ?? '', siteId: opts.siteId ?? 1 };
     this.graceMs = opts.graceMs ?? 2_000;
     this.requestTimeoutMs = opts.requestTimeoutMs ?? 30_000;
+    this.responseBufferLimit = opts.responseBufferLimit ?? IIS_RESPONSE_BUFFER_LIMIT;
     this.#env = {
       ...process.env,
       APP_POOL_ID: opts.appPoolId ?? 'DefaultAppPool',
