@@ -100,6 +100,8 @@ export class AppRouter implements Router {
   readonly #refused = new Map<string, Refusal>();
   readonly #webConfigDebounceMs: number;
   #closed = false;
+  /** New apps starting for a web.config change, not yet serving (stopped with the service). */
+  readonly #pending = new Set<App>();
   readonly #noted = new Set<string>();
   #reaper: NodeJS.Timeout | null = null;
 
@@ -123,9 +125,9 @@ export class AppRouter implements Router {
     }
   }
 
-  /** Every app started so far, the configured ones first. */
+  /** Every app started so far, the configured ones first (and those starting to replace one). */
   get apps(): App[] {
-    return [...this.#configured, ...[...this.#apps.values()].map((s) => s.app)];
+    return [...this.#configured, ...[...this.#apps.values()].map((s) => s.app), ...this.#pending];
   }
 
   route(params: ReadonlyMap<string, string> | null): Upstream | CorralError {
@@ -264,9 +266,11 @@ export class AppRouter implements Router {
     const sideBySide = need > 0 && (!this.#budget || this.#budget.available >= need);
     app.start();
     if (sideBySide) {
+      this.#pending.add(app);
       const err = await app.pool.whenReady();
+      this.#pending.delete(app);
       if (err || this.#closed || this.#apps.get(key) !== s) {
-        if (err) old.log.warn({ code: err.code, err: err.message }, 'web.config changed but the app does not start with the new settings: keeping the old app serving');
+        if (err && !this.#closed) old.log.warn({ code: err.code, err: err.message }, 'web.config changed but the app does not start with the new settings: keeping the old app serving');
         await app.stop();
         return;
       }

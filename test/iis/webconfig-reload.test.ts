@@ -1,7 +1,8 @@
 /**
  * A site's web.config read again when it changes, through the IIS emulator, the relay and a real
  * service: an edit reloads the app with its new settings under load with no failed request; a
- * broken edit keeps the old app serving and the log says why; a refusal (a typo in web.config)
+ * broken edit (malformed XML, or an app that does not start) keeps the old app serving and the log
+ * says why; a refusal (a typo in web.config)
  * lasts only until the file is fixed.
  */
 import { mkdirSync, mkdtempSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
@@ -78,7 +79,7 @@ async function underLoad(iis: IisEmulator, concurrency: number, during: (get: ()
 }
 
 describe('web.config changes', () => {
-  it('an edit reloads the app with the new settings under load, no request failing; a broken edit keeps the old app', async () => {
+  it('an edit reloads the app with the new settings under load, no request failing; a broken edit or an app that does not start keeps the old app', async () => {
     const { site, service, iis } = await setup({ WSGI_APP: 'says_a:application', CORRAL_WORKERS: '2' });
     expect(text(await iis.request({ url: '/' }))).toMatch(/^A \d+$/);
     await service.waitForMsg('watching web.config');
@@ -106,6 +107,13 @@ describe('web.config changes', () => {
     expect(String(kept.err)).toContain(`${join(site, 'web.config')}:4:`);
     const after = await Promise.all(Array.from({ length: 6 }, () => iis.request({ url: '/' })));
     expect(after.map((r) => [r.status, text(r)[0]])).toEqual(Array.from({ length: 6 }, () => [200, 'B']));
+    expect(iis.counters.failures).toEqual([]);
+
+    // Well-formed, but its app does not import: the new pool fails to start, the old app serves on.
+    writeFileSync(join(site, 'web.config'), webConfig({ WSGI_APP: 'no_such_module:application', CORRAL_WORKERS: '2' }));
+    await service.waitForMsg('web.config changed but the app does not start with the new settings: keeping the old app serving', 60_000);
+    const still = await Promise.all(Array.from({ length: 6 }, () => iis.request({ url: '/' })));
+    expect(still.map((r) => [r.status, text(r)[0]])).toEqual(Array.from({ length: 6 }, () => [200, 'B']));
     expect(iis.counters.failures).toEqual([]);
   });
 
