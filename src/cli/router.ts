@@ -14,7 +14,8 @@ import { join, posix, win32 } from 'node:path';
 import { CorralError } from '../errors.js';
 import { workerBounds, type Settings } from '../config/settings.js';
 import { appSettings } from '../config/app-settings.js';
-import { readAppSettings } from '../config/webconfig.js';
+import { readAppSettings, webConfigStamp, WebConfigError } from '../config/webconfig.js';
+import { watchWebConfig, type WebConfigWatcher } from '../config/webconfig-watch.js';
 import { formatProblem } from '../config/problems.js';
 import type { Router } from '../front/fcgi-connection.js';
 import type { Upstream } from '../pool/pool.js';
@@ -28,6 +29,8 @@ import type { App } from './app.js';
 export const REQUEST_APP_MAX_THREADS = 32;
 /** Refusals remembered (a relay naming endless bad roots must not grow memory without bound). */
 const MAX_REFUSALS = 1000;
+/** A refusal lasts until the app's web.config changes (a stat per refused request), or this long at most. */
+const REFUSAL_TTL_MS = 30_000;
 
 /** What the router needs besides the settings; defaults are the real ones. */
 export interface RouterOptions {
@@ -37,12 +40,29 @@ export interface RouterOptions {
   /** The relay secret check; by default built from `relaySecretFile`. */
   readonly secret?: SecretCheck | null;
   readonly now?: () => number;
+  /** Quiet period closing a burst of web.config saves before the app is reloaded (ms); 0 turns watching off. */
+  readonly webConfigDebounceMs?: number;
 }
 
 /** An app a request started, and when a request last reached it. */
 interface Started {
-  readonly app: App;
+  app: App;
   lastUsed: number;
+  /** The directory the request named, and the relay's settings: what #create needs to read the settings again. */
+  readonly named: string;
+  readonly overrides: ReadonlyMap<string, string>;
+  /** The web.config settings the app runs with (JSON), to tell a real change from a touch. */
+  web: string;
+  watcher: WebConfigWatcher | null;
+  /** A reload for a web.config change is running; `again` when another change came meanwhile. */
+  reloading: { again: boolean } | null;
+}
+
+/** A remembered refusal, and the web.config it was made for. */
+interface Refusal {
+  readonly error: CorralError;
+  readonly at: number;
+  readonly stamp: string;
 }
 
 /** The real path of `p`, resolving symlinks and junctions; for a path not there yet, its nearest existing ancestor's. */
@@ -77,7 +97,11 @@ export class AppRouter implements Router {
   readonly #secret: SecretCheck | null;
   readonly #now: () => number;
   readonly #apps = new Map<string, Started>();
-  readonly #refused = new Map<string, CorralError>();
+  readonly #refused = new Map<string, Refusal>();
+  readonly #webConfigDebounceMs: number;
+  #closed = false;
+  /** New apps starting for a web.config change, not yet serving (stopped with the service). */
+  readonly #pending = new Set<App>();
   readonly #noted = new Set<string>();
   #reaper: NodeJS.Timeout | null = null;
 
@@ -89,6 +113,7 @@ export class AppRouter implements Router {
     this.#platform = opts.platform ?? process.platform;
     this.#budget = opts.budget ?? null;
     this.#now = opts.now ?? Date.now;
+    this.#webConfigDebounceMs = opts.webConfigDebounceMs ?? 200;
     this.#secret = opts.secret !== undefined ? opts.secret : base.relaySecretFile ? new SecretCheck(base.relaySecretFile, log, this.#platform) : null;
     // With a secret, params are decoded even for one app: the worker must not get a relay's
     // settings as if they were honoured, and a wrong token is worth a log line.
@@ -100,9 +125,9 @@ export class AppRouter implements Router {
     }
   }
 
-  /** Every app started so far, the configured ones first. */
+  /** Every app started so far, the configured ones first (and those starting to replace one). */
   get apps(): App[] {
-    return [...this.#configured, ...[...this.#apps.values()].map((s) => s.app)];
+    return [...this.#configured, ...[...this.#apps.values()].map((s) => s.app), ...this.#pending];
   }
 
   route(params: ReadonlyMap<string, string> | null): Upstream | CorralError {
@@ -133,20 +158,23 @@ export class AppRouter implements Router {
       known.lastUsed = this.#now();
       return known.app.pool;
     }
-    const refused = this.#refused.get(key);
+    const refused = this.#refusal(key, root);
     if (refused) return refused;
+    const stamp = webConfigStamp(root);
     const made = this.#create(root, overrides);
     if (made instanceof CorralError) {
       if (this.#refused.size >= MAX_REFUSALS) this.#refused.clear();
-      this.#refused.set(key, made);
+      this.#refused.set(key, { error: made, at: this.#now(), stamp });
       return made;
     }
-    const full = this.#capacity(made);
+    const full = this.#capacity(made.settings);
     if (full) return full;
-    const app = this.#make(made);
-    this.#apps.set(key, { app, lastUsed: this.#now() });
+    const app = this.#make(made.settings);
+    const started: Started = { app, lastUsed: this.#now(), named: root, overrides, web: made.web, watcher: null, reloading: null };
+    this.#apps.set(key, started);
     app.start();
-    this.#log.info({ root, realRoot: made.root, wsgiApp: made.wsgiApp, settings: Object.fromEntries(overrides) }, 'app started for a request');
+    this.#watchWebConfig(key, started);
+    this.#log.info({ root, realRoot: made.settings.root, wsgiApp: made.settings.wsgiApp, settings: Object.fromEntries(overrides) }, 'app started for a request');
     return app.pool;
   }
 
@@ -169,6 +197,7 @@ export class AppRouter implements Router {
       }
       if (now - s.lastUsed < idleMs) continue;
       this.#apps.delete(key);
+      void s.watcher?.close();
       // Room again: warn anew the next time a limit is hit.
       this.#noted.delete('max-apps');
       this.#noted.delete('worker-budget');
@@ -181,6 +210,77 @@ export class AppRouter implements Router {
   close(): void {
     if (this.#reaper) clearInterval(this.#reaper);
     this.#reaper = null;
+    this.#closed = true;
+    for (const s of this.#apps.values()) void s.watcher?.close();
+  }
+
+  /** The remembered refusal for `key`, unless the app's web.config changed since (or it is old). */
+  #refusal(key: string, root: string): CorralError | null {
+    const r = this.#refused.get(key);
+    if (!r) return null;
+    if (this.#now() - r.at < REFUSAL_TTL_MS && webConfigStamp(root) === r.stamp) return r.error;
+    this.#refused.delete(key);
+    return null;
+  }
+
+  /** Re-reads a started app's web.config when it changes (see #reloadForWebConfig). */
+  #watchWebConfig(key: string, s: Started): void {
+    if (this.#webConfigDebounceMs <= 0) return;
+    const watcher = watchWebConfig(s.app.settings.root, this.#webConfigDebounceMs, () => void this.#reloadForWebConfig(key, s), s.app.log);
+    s.watcher = watcher;
+    void watcher.ready.then(() => s.app.log.info('watching web.config'));
+  }
+
+  /**
+   * A web.config change: the app's settings are read again and, when they differ, a new app with
+   * them replaces the old one: the new one first, then requests go to it and the old one drains.
+   * A file that does not parse, settings that are invalid or a new app that does not boot keep
+   * the old app serving, and the log says why.
+   */
+  async #reloadForWebConfig(key: string, s: Started): Promise<void> {
+    if (s.reloading) {
+      s.reloading.again = true;
+      return;
+    }
+    s.reloading = { again: false };
+    try {
+      do {
+        s.reloading.again = false;
+        await this.#replaceApp(key, s);
+      } while (s.reloading.again && !this.#closed && this.#apps.get(key) === s);
+    } finally {
+      s.reloading = null;
+    }
+  }
+
+  async #replaceApp(key: string, s: Started): Promise<void> {
+    const old = s.app;
+    const made = this.#create(s.named, s.overrides, 'web.config changed but its settings are not usable: keeping the old ones');
+    if (made instanceof CorralError) return;
+    if (made.web === s.web) {
+      old.log.info('web.config changed; the settings it gives did not: nothing to reload');
+      return;
+    }
+    const app = this.#make(made.settings);
+    const need = Math.max(0, workerBounds(made.settings).min);
+    const sideBySide = need > 0 && (!this.#budget || this.#budget.available >= need);
+    app.start();
+    if (sideBySide) {
+      this.#pending.add(app);
+      const err = await app.pool.whenReady();
+      this.#pending.delete(app);
+      if (err || this.#closed || this.#apps.get(key) !== s) {
+        if (err && !this.#closed) old.log.warn({ code: err.code, err: err.message }, 'web.config changed but the app does not start with the new settings: keeping the old app serving');
+        await app.stop();
+        return;
+      }
+    } else {
+      old.log.warn({ minWorkers: need, available: this.#budget?.available ?? null }, 'web.config changed: no room for the new app beside the old one, switching at once (requests queue until it is ready)');
+    }
+    s.app = app;
+    s.web = made.web;
+    old.log.info({ wsgiApp: made.settings.wsgiApp }, 'web.config changed: app reloaded with the new settings, the old one draining');
+    await old.stop();
   }
 
   #trusted(params: ReadonlyMap<string, string> | null): boolean {
@@ -206,10 +306,13 @@ export class AppRouter implements Router {
     return null;
   }
 
-  /** The settings of a new app, or why it may not run. Logs the details; the error a client sees names none of its values. */
-  #create(named: string, overrides: Map<string, string>): Readonly<Settings> | CorralError {
+  /**
+   * The settings of a new app (and its web.config settings as JSON), or why it may not run. Logs
+   * the details (with `refusal` as the message); the error a client sees names none of its values.
+   */
+  #create(named: string, overrides: ReadonlyMap<string, string>, refusal = 'app refused'): { settings: Readonly<Settings>; web: string } | CorralError {
     const refuse = (code: 'CORRAL_ROOT_NOT_ALLOWED' | 'CORRAL_NO_APP' | 'CORRAL_BAD_APP_SETTINGS', client: string, detail: Record<string, unknown>): CorralError => {
-      this.#log.warn({ code, root: named, ...detail }, 'app refused');
+      this.#log.warn({ code, root: named, ...detail }, refusal);
       return new CorralError(code, client);
     };
     if (!this.#allowed(named)) return refuse('CORRAL_ROOT_NOT_ALLOWED', 'the app directory is outside allowedRoots', { realRoot: realPathOf(named, this.#platform) });
@@ -217,7 +320,13 @@ export class AppRouter implements Router {
     if (!stat?.isDirectory()) return refuse('CORRAL_NO_APP', 'the app directory does not exist', {});
     // The app runs from its real directory: what was checked is what runs.
     const root = realPathOf(named, this.#platform);
-    const web = readAppSettings(root);
+    let web: Map<string, string>;
+    try {
+      web = readAppSettings(root);
+    } catch (err) {
+      if (!(err instanceof WebConfigError)) throw err;
+      return refuse('CORRAL_BAD_APP_SETTINGS', 'the app\'s web.config cannot be read (the service log says why)', { err: err.message });
+    }
     // %VAR% may name only these: never the service's environment (its secrets).
     const vars = { APPL_PHYSICAL_PATH: root };
     const result = appSettings(this.#base, root, [
@@ -241,7 +350,7 @@ export class AppRouter implements Router {
       if (p !== null && !this.#allowed(p) && !this.#inside(realPathOf(p, this.#platform), root))
         return refuse('CORRAL_ROOT_NOT_ALLOWED', `the app's ${name} is outside allowedRoots`, { setting: name, path: p, realPath: realPathOf(p, this.#platform) });
     }
-    return this.#clamp(s, root);
+    return { settings: this.#clamp(s, root), web: JSON.stringify([...web]) };
   }
 
   /** Caps the workers and threads a request-started app may ask for. */
