@@ -17,11 +17,11 @@ export const SETTING_PARAM_PREFIX = 'CORRAL_SETTING_';
 /**
  * Environment variables forwarded as settings: wfastcgi's and Helicon Zoo's names, and corral's
  * per-app ones. Only names a site sets for its FastCGI program: the relay cannot tell a site's
- * `<environmentVariables>` from the machine's environment it also inherits, so names the machine
- * commonly sets are left out (PYTHONPATH: see PYTHONPATH_OPT_IN).
+ * `<environmentVariables>` from the machine's environment it also inherits, so PYTHONPATH, which
+ * machines commonly set, goes only on the site's word (PYTHONPATH_OPT_IN).
  */
 export const FORWARDED_SETTINGS = [
-  'WSGI_APP', 'WSGI_HANDLER', 'WATCH_FILE_CHANGES_MASK', 'WSGI_RESTART_FILE_REGEX',
+  'WSGI_APP', 'WSGI_HANDLER', 'PYTHONPATH', 'WATCH_FILE_CHANGES_MASK', 'WSGI_RESTART_FILE_REGEX',
   'DEPLOY_FILE', 'DEPLOY_LOG', 'ERROR_LOG_DIR', 'WSGI_LOG', 'CORRAL_PYTHON', 'CORRAL_WORKERS', 'CORRAL_THREADS',
   // Not settings: the service passes them to the app's environment (the PTVS virtualenv proxy reads them).
   'WSGI_ALT_VIRTUALENV_HANDLER', 'WSGI_ALT_VIRTUALENV_ACTIVATE_THIS',
@@ -46,8 +46,9 @@ export function settingsFromEnv(env: NodeJS.ProcessEnv, platform: NodeJS.Platfor
   const out: Array<[string, string]> = [];
   const optIn = env[PYTHONPATH_OPT_IN];
   const parsed = optIn === undefined ? null : boolean().fromText(optIn, { baseDir: '', platform });
-  const names: readonly string[] = parsed?.ok && parsed.value ? [...FORWARDED_SETTINGS, 'PYTHONPATH'] : FORWARDED_SETTINGS;
-  for (const name of names) {
+  const pythonPath = parsed?.ok === true && parsed.value;
+  for (const name of FORWARDED_SETTINGS) {
+    if (name === 'PYTHONPATH' && !pythonPath) continue;
     const value = env[name];
     if (value !== undefined) out.push([name, expandVars(value, platform, env, 'keep-service')]);
   }
