@@ -157,4 +157,26 @@ describe('the router', () => {
     expect(made[0]!.settings.wsgiApp).toBe('web.app');
     expect(made[0]!.env?.vars).toEqual({ DB: 'web', ONLY_IIS: '1' });
   });
+
+  it('refuses a WSGI_ALT_VIRTUALENV_ACTIVATE_THIS outside allowedRoots (it is code the worker runs)', () => {
+    const top = tempDir();
+    const siteDir = join(top, 'site');
+    const secret = join(top, 'secret');
+    writeFileSync(secret, 'k'.repeat(64), { mode: 0o600 });
+    mkdirSync(siteDir);
+    const outside = join(tempDir(), 'activate_this.py');
+    writeFileSync(join(siteDir, 'web.config'), `<configuration><appSettings><add key="WSGI_HANDLER" value="ptvs_virtualenv_proxy.get_virtualenv_handler()" /><add key="WSGI_ALT_VIRTUALENV_HANDLER" value="app.application" /><add key="WSGI_ALT_VIRTUALENV_ACTIVATE_THIS" value="${outside}" /></appSettings></configuration>`);
+    let made = 0;
+    const router = new AppRouter(base(['--allowed-roots', top, '--relay-secret-file', secret]), [], () => {
+      made++;
+      return {} as App;
+    }, silentLogger(), { platform: 'linux' });
+    try {
+      const r = router.route(new Map([[RELAY_TOKEN_PARAM, 'k'.repeat(64)], ['APPL_PHYSICAL_PATH', siteDir]]));
+      expect(r).toMatchObject({ code: 'CORRAL_ROOT_NOT_ALLOWED' });
+    } finally {
+      router.close();
+    }
+    expect(made).toBe(0);
+  });
 });
