@@ -19,7 +19,8 @@ import { sampleUsage } from '../monitor/sampler.js';
 import { changeFilter } from '../watch/mask.js';
 import { watchApp, type AppWatcher } from '../watch/watcher.js';
 import { invalidateBytecode } from '../watch/bytecode.js';
-import { inheritedEnv } from './worker-env.js';
+import { inheritedEnv, withAppEnv } from './worker-env.js';
+import type { AppEnvironment } from '../config/app-settings.js';
 
 /** The Python worker shipped with corral (src/python), found from this file in src/ or dist/. */
 export const WORKER_SCRIPT = fileURLToPath(new URL('../../src/python/corral_worker.py', import.meta.url));
@@ -76,12 +77,12 @@ export function poolOptions(s: Readonly<Settings>, dev = false): PoolOptions {
   };
 }
 
-/** How the worker process is started for these settings. */
-export function spawnSpec(s: Readonly<Settings>, dev: boolean): WorkerSpawnSpec {
+/** How the worker process is started for these settings (`appVars`: the app's own variables, from its web.config). */
+export function spawnSpec(s: Readonly<Settings>, dev: boolean, appVars: Readonly<Record<string, string>> = {}): WorkerSpawnSpec {
   const args = [WORKER_SCRIPT, '--app', s.wsgiApp, '--root', s.root, '--threads', String(s.threads), '--window', String(RESPONSE_WINDOW)];
   if (s.pythonPath.length > 0) args.push('--pythonpath', s.pythonPath.join(';'));
   if (s.trustOriginalUrl) args.push('--trust-x-original-url');
-  const env = workerEnv(process.env, s.passEnv);
+  const env = withAppEnv(workerEnv(process.env, s.passEnv), appVars);
   if (dev) env.CORRAL_DEV_ERRORS = '1';
   return { command: s.python, args, cwd: s.root, env, responseWindow: RESPONSE_WINDOW };
 }
@@ -121,11 +122,14 @@ export class App {
   readonly #stderrFile: RotatingFile | null;
   #stderrFileFailed = false;
 
-  constructor(settings: Readonly<Settings>, log: Logger, opts: AppOptions) {
+  /** `env`: the app's own variables (request-started apps: from its web.config), logged once here by name. */
+  constructor(settings: Readonly<Settings>, log: Logger, opts: AppOptions, env: AppEnvironment | null = null) {
     this.settings = settings;
     this.#opts = opts;
     this.log = log.child({ app: settings.wsgiApp, root: settings.root });
-    const spec = spawnSpec(settings, opts.dev);
+    const spec = spawnSpec(settings, opts.dev, env?.vars);
+    if (env && (env.exported.length > 0 || env.ignored.length > 0))
+      this.log.info({ exported: env.exported, ignored: env.ignored }, 'app environment from its settings (names only)');
     const workerLog = log.child({ app: settings.wsgiApp });
     this.#stderrFile = stderrFileFor(settings);
     this.pool = new Pool(

@@ -13,7 +13,7 @@ import { realpathSync, statSync } from 'node:fs';
 import { join, posix, win32 } from 'node:path';
 import { CorralError } from '../errors.js';
 import { workerBounds, type Settings } from '../config/settings.js';
-import { appSettings } from '../config/app-settings.js';
+import { appSettings, type AppEnvironment } from '../config/app-settings.js';
 import { readAppSettings, webConfigStamp, WebConfigError } from '../config/webconfig.js';
 import { watchWebConfig, type WebConfigWatcher } from '../config/webconfig-watch.js';
 import { formatProblem } from '../config/problems.js';
@@ -90,7 +90,7 @@ export class AppRouter implements Router {
   readonly #base: Readonly<Settings>;
   /** Apps the service was configured with; the first is the default for requests that name none. */
   readonly #configured: readonly App[];
-  readonly #make: (settings: Readonly<Settings>) => App;
+  readonly #make: (settings: Readonly<Settings>, env: AppEnvironment | null) => App;
   readonly #log: Logger;
   readonly #platform: NodeJS.Platform;
   readonly #budget: WorkerBudget | null;
@@ -105,7 +105,7 @@ export class AppRouter implements Router {
   readonly #noted = new Set<string>();
   #reaper: NodeJS.Timeout | null = null;
 
-  constructor(base: Readonly<Settings>, configured: readonly App[], make: (settings: Readonly<Settings>) => App, log: Logger, opts: RouterOptions = {}) {
+  constructor(base: Readonly<Settings>, configured: readonly App[], make: (settings: Readonly<Settings>, env: AppEnvironment | null) => App, log: Logger, opts: RouterOptions = {}) {
     this.#base = base;
     this.#configured = configured;
     this.#make = make;
@@ -169,7 +169,7 @@ export class AppRouter implements Router {
     }
     const full = this.#capacity(made.settings);
     if (full) return full;
-    const app = this.#make(made.settings);
+    const app = this.#make(made.settings, made.env);
     const started: Started = { app, lastUsed: this.#now(), named: root, overrides, web: made.web, watcher: null, reloading: null };
     this.#apps.set(key, started);
     app.start();
@@ -261,7 +261,7 @@ export class AppRouter implements Router {
       old.log.info('web.config changed; the settings it gives did not: nothing to reload');
       return;
     }
-    const app = this.#make(made.settings);
+    const app = this.#make(made.settings, made.env);
     const need = Math.max(0, workerBounds(made.settings).min);
     const sideBySide = need > 0 && (!this.#budget || this.#budget.available >= need);
     app.start();
@@ -307,10 +307,11 @@ export class AppRouter implements Router {
   }
 
   /**
-   * The settings of a new app (and its web.config settings as JSON), or why it may not run. Logs
-   * the details (with `refusal` as the message); the error a client sees names none of its values.
+   * The settings of a new app, the environment its settings give its workers, and its web.config
+   * settings as JSON; or why it may not run. Logs the details (with `refusal` as the message); the
+   * error a client sees names none of its values.
    */
-  #create(named: string, overrides: ReadonlyMap<string, string>, refusal = 'app refused'): { settings: Readonly<Settings>; web: string } | CorralError {
+  #create(named: string, overrides: ReadonlyMap<string, string>, refusal = 'app refused'): { settings: Readonly<Settings>; env: AppEnvironment; web: string } | CorralError {
     const refuse = (code: 'CORRAL_ROOT_NOT_ALLOWED' | 'CORRAL_NO_APP' | 'CORRAL_BAD_APP_SETTINGS', client: string, detail: Record<string, unknown>): CorralError => {
       this.#log.warn({ code, root: named, ...detail }, refusal);
       return new CorralError(code, client);
@@ -329,9 +330,10 @@ export class AppRouter implements Router {
     }
     // %VAR% may name only these: never the service's environment (its secrets).
     const vars = { APPL_PHYSICAL_PATH: root };
+    // web.config's appSettings win over what the relay carries from the environment, as in wfastcgi.
     const result = appSettings(this.#base, root, [
-      { origin: join(root, 'web.config'), values: web },
       { origin: 'IIS environment', values: overrides },
+      { origin: join(root, 'web.config'), values: web },
     ], this.#platform, vars);
     if (result.problems.length > 0)
       return refuse('CORRAL_BAD_APP_SETTINGS', 'the app\'s settings are invalid (the service log names them)', { err: result.problems.map(formatProblem).join('; ') });
@@ -345,12 +347,14 @@ export class AppRouter implements Router {
       ['DEPLOY_LOG', s.deployLog === null ? null : path.resolve(root, s.deployLog)],
       ['ERROR_LOG_DIR', s.errorLogDir],
       ['WSGI_LOG', s.wsgiLog],
+      // Run before the app's handler (wfastcgi's virtualenv proxy): code, like PYTHONPATH.
+      ...Object.entries(result.env.vars).filter(([n]) => n.toUpperCase() === 'WSGI_ALT_VIRTUALENV_ACTIVATE_THIS').map(([n, p]): [string, string] => [n, path.resolve(root, p)]),
     ];
     for (const [name, p] of named_) {
       if (p !== null && !this.#allowed(p) && !this.#inside(realPathOf(p, this.#platform), root))
         return refuse('CORRAL_ROOT_NOT_ALLOWED', `the app's ${name} is outside allowedRoots`, { setting: name, path: p, realPath: realPathOf(p, this.#platform) });
     }
-    return { settings: this.#clamp(s, root), web: JSON.stringify([...web]) };
+    return { settings: this.#clamp(s, root), env: result.env, web: JSON.stringify([...web]) };
   }
 
   /** Caps the workers and threads a request-started app may ask for. */

@@ -78,7 +78,7 @@ export class Service {
     const own = apps.length > 0 ? apps : opts.defaultApp === false ? [] : [settings];
     this.#configured = own.map((s) => new App(s, log, appOpts));
     this.#fromAppsList = apps.length > 0;
-    this.router = new AppRouter(settings, this.#configured, (s) => new App(s, log, appOpts), log, { budget });
+    this.router = new AppRouter(settings, this.#configured, (s, env) => new App(s, log, appOpts, env), log, { budget });
   }
 
   /** The first configured app's pool. Throws when the service runs only apps that requests name. */

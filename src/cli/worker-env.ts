@@ -51,3 +51,18 @@ export function inheritedEnv(base: NodeJS.ProcessEnv, passEnv: readonly string[]
   }
   return env;
 }
+
+/**
+ * `env` with an app's own variables (its web.config appSettings that are not corral settings, as
+ * wfastcgi copies them into os.environ) set over it. The names were checked by envRefusal
+ * (src/config/app-settings.ts): never PYTHON* or CORRAL_*, so what corral sets stays. On Windows a
+ * name replaces the inherited one in any case (`Path` and `PATH` are one variable there).
+ */
+export function withAppEnv(env: NodeJS.ProcessEnv, vars: Readonly<Record<string, string>>, platform: NodeJS.Platform = process.platform): NodeJS.ProcessEnv {
+  const out = { ...env };
+  for (const [name, value] of Object.entries(vars)) {
+    if (platform === 'win32') for (const k of Object.keys(out)) if (k.toUpperCase() === name.toUpperCase()) delete out[k];
+    out[name] = value;
+  }
+  return out;
+}

@@ -3,6 +3,7 @@ import { statSync } from 'node:fs';
 import { posix, win32 } from 'node:path';
 import { AddressError, addressForms, parseAddress, type ListenAddress } from './address.js';
 import { CommandSyntaxError, splitCommand } from './command.js';
+import { fromPythonRegex } from './py-regex.js';
 
 /** What parsing needs to know besides the value. */
 export interface ParseContext {
@@ -118,19 +119,15 @@ export function fileMask(): Kind<string> {
   });
 }
 
-/** A regular expression (wfastcgi's WSGI_RESTART_FILE_REGEX); it must compile. */
+/** A regular expression (wfastcgi's WSGI_RESTART_FILE_REGEX, Python syntax): it must translate and compile. */
 export function regex(): Kind<string> {
   return textual({
     label: 'regex',
     expected: 'a regular expression',
     schema: { type: 'string' },
     fromText: (text) => {
-      try {
-        new RegExp(text);
-        return ok(text);
-      } catch (err) {
-        return fail(text, `does not compile: ${err instanceof Error ? err.message : String(err)}`);
-      }
+      const r = fromPythonRegex(text);
+      return r.ok ? ok(text) : fail(text, r.reason);
     },
   });
 }

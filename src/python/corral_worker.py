@@ -158,8 +158,33 @@ def import_longest_prefix(dotted):
     raise AssertionError("unreachable")
 
 
+VIRTUALENV_PROXY = ("ptvs_virtualenv_proxy.get_virtualenv_handler", "ptvs_virtualenv_proxy.get_venv_handler")
+
+
+def virtualenv_proxy(spec):
+    """For PTVS's and old Azure's WSGI_HANDLER=ptvs_virtualenv_proxy.get_virtualenv_handler():
+    run WSGI_ALT_VIRTUALENV_ACTIVATE_THIS (an activate_this.py) when given, and return the spec
+    of the real handler, WSGI_ALT_VIRTUALENV_HANDLER, as that proxy does. Done here rather than
+    by importing the site's copy of the proxy, so sites that lack it (Azure shipped it) work too.
+    Other specs: None."""
+    text = spec[:-2] if spec.endswith("()") else spec
+    if text.replace(":", ".") not in VIRTUALENV_PROXY:
+        return None
+    handler = os.environ.get("WSGI_ALT_VIRTUALENV_HANDLER", "").strip()
+    if not handler:
+        raise UsageError("%s needs WSGI_ALT_VIRTUALENV_HANDLER (the real WSGI handler) in the "
+                         "site's appSettings" % spec)
+    activate_this = os.environ.get("WSGI_ALT_VIRTUALENV_ACTIVATE_THIS", "").strip()
+    if activate_this:
+        with open(activate_this, "rb") as f:
+            code = compile(f.read(), activate_this, "exec")
+        exec(code, {"__file__": activate_this, "__name__": "__activate_this__"})
+    return handler
+
+
 def load_app(spec):
     """Import the app and return the WSGI callable; any exception is an import failure."""
+    spec = virtualenv_proxy(spec) or spec
     module_name, attrs, call = parse_app_spec(spec)
     if attrs is None:
         obj, attrs = import_longest_prefix(module_name)

@@ -5,6 +5,7 @@
  * run several sites, each with its own settings. The service decides which it honours.
  */
 import { expandVars } from '../config/app-settings.js';
+import { boolean } from '../config/kinds.js';
 import { RecordType } from '../fcgi/constants.js';
 import { encodeParams } from '../fcgi/params.js';
 import { frameStream } from '../fcgi/records.js';
@@ -13,24 +14,43 @@ import { RELAY_TOKEN_PARAM } from './secret.js';
 /** Prefix of the params that carry a site's settings (the service strips it to get the setting's name). */
 export const SETTING_PARAM_PREFIX = 'CORRAL_SETTING_';
 
-/** Environment variables forwarded as settings: wfastcgi's and Helicon Zoo's names, and corral's per-app ones. */
+/**
+ * Environment variables forwarded as settings: wfastcgi's and Helicon Zoo's names, and corral's
+ * per-app ones. Only names a site sets for its FastCGI program: the relay cannot tell a site's
+ * `<environmentVariables>` from the machine's environment it also inherits, so PYTHONPATH, which
+ * machines commonly set, goes only on the site's word (PYTHONPATH_OPT_IN).
+ */
 export const FORWARDED_SETTINGS = [
   'WSGI_APP', 'WSGI_HANDLER', 'PYTHONPATH', 'WATCH_FILE_CHANGES_MASK', 'WSGI_RESTART_FILE_REGEX',
   'DEPLOY_FILE', 'DEPLOY_LOG', 'ERROR_LOG_DIR', 'WSGI_LOG', 'CORRAL_PYTHON', 'CORRAL_WORKERS', 'CORRAL_THREADS',
+  // Not settings: the service passes them to the app's environment (the PTVS virtualenv proxy reads them).
+  'WSGI_ALT_VIRTUALENV_HANDLER', 'WSGI_ALT_VIRTUALENV_ACTIVATE_THIS',
 ] as const;
+
+/**
+ * A machine-wide PYTHONPATH (set for some other Python program) would override every site's and,
+ * lying outside allowedRoots, get every site refused. So the relay forwards PYTHONPATH only when
+ * the site also sets this to true in its `<environmentVariables>`; a site's PYTHONPATH belongs in
+ * its web.config appSettings (as in wfastcgi), which the service reads itself.
+ */
+export const PYTHONPATH_OPT_IN = 'CORRAL_FORWARD_PYTHONPATH';
 
 /**
  * The settings present in `env`, in table order, with `%VAR%` expanded against `env` itself (the
  * IIS worker's environment, as wfastcgi expanded them in its own process): the service never
- * expands a value a request carries against its environment. Names `env` lacks
- * (`%APPL_PHYSICAL_PATH%`, a per-request server variable) stay for the service to expand.
- * Empty values are kept: `WSGI_RESTART_FILE_REGEX=""` means "off".
+ * expands a value a request carries against its environment. `%APPL_PHYSICAL_PATH%` (a
+ * per-request server variable) stays for the service to expand; other unknown names become ""
+ * as in wfastcgi. Empty values are kept: `WSGI_RESTART_FILE_REGEX=""` means "off".
  */
 export function settingsFromEnv(env: NodeJS.ProcessEnv, platform: NodeJS.Platform = process.platform): Array<[string, string]> {
   const out: Array<[string, string]> = [];
+  const optIn = env[PYTHONPATH_OPT_IN];
+  const parsed = optIn === undefined ? null : boolean().fromText(optIn, { baseDir: '', platform });
+  const pythonPath = parsed?.ok === true && parsed.value;
   for (const name of FORWARDED_SETTINGS) {
+    if (name === 'PYTHONPATH' && !pythonPath) continue;
     const value = env[name];
-    if (value !== undefined) out.push([name, expandVars(value, platform, env)]);
+    if (value !== undefined) out.push([name, expandVars(value, platform, env, 'keep-service')]);
   }
   return out;
 }

@@ -4,6 +4,7 @@
  * same list), or wfastcgi's WSGI_RESTART_FILE_REGEX (a regular expression on the path). Files in
  * caches, VCS and virtualenv folders and editors' temporary files never count.
  */
+import { fromPythonRegex } from '../config/py-regex.js';
 
 /** Decides whether a changed path (absolute) under the app root should reload it. */
 export type ChangeFilter = (absolutePath: string) => boolean;
@@ -87,7 +88,9 @@ export function parseMask(mask: string, platform: NodeJS.Platform = process.plat
  */
 export function parseRestartRegex(source: string): ((absolutePath: string, relativePath: string) => boolean) | null {
   if (source.trim() === '') return null;
-  const re = new RegExp(`^(?:${source})`);
+  // Python syntax ((?P<name>...), a leading (?i)); the setting's kind refused what does not translate.
+  const py = fromPythonRegex(source);
+  const re = py.ok ? new RegExp(`^(?:${py.source})`, py.flags) : new RegExp(`^(?:${source})`);
   return (abs, rel) => re.test(abs) || re.test(toSlashes(abs)) || re.test(rel);
 }
 

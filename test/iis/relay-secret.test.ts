@@ -137,11 +137,12 @@ describe('what the relay sends', () => {
     expect(new SettingsInjector([], 'd'.repeat(64)).empty).toBe(false);
   });
 
-  it('expands %VAR% against its own environment (the IIS worker\'s), leaving unknown names for the service', () => {
-    const env = { PYTHONPATH: '%SITE_LIBS%;%APPL_PHYSICAL_PATH%\\src;%nope%', site_libs: 'D:\\libs', WSGI_APP: '%APP%', APP: 'site.wsgi:app' };
-    expect(settingsFromEnv(env, 'win32')).toEqual([['WSGI_APP', 'site.wsgi:app'], ['PYTHONPATH', 'D:\\libs;%APPL_PHYSICAL_PATH%\\src;%nope%']]);
+  it('expands %VAR% against its own environment (the IIS worker\'s), leaving APPL_PHYSICAL_PATH for the service and other unknown names empty', () => {
+    const env = { PYTHONPATH: '%SITE_LIBS%;%APPL_PHYSICAL_PATH%\\src;%nope%', site_libs: 'D:\\libs', WSGI_APP: '%APP%', APP: 'site.wsgi:app', CORRAL_FORWARD_PYTHONPATH: 'true' };
+    expect(settingsFromEnv(env, 'win32')).toEqual([['WSGI_APP', 'site.wsgi:app'], ['PYTHONPATH', 'D:\\libs;%APPL_PHYSICAL_PATH%\\src;']]);
+    expect(settingsFromEnv({ ...env, CORRAL_FORWARD_PYTHONPATH: 'false' }, 'win32')).toEqual([['WSGI_APP', 'site.wsgi:app']]);
     // POSIX names are case-sensitive.
-    expect(settingsFromEnv(env, 'linux')).toEqual([['WSGI_APP', 'site.wsgi:app'], ['PYTHONPATH', '%SITE_LIBS%;%APPL_PHYSICAL_PATH%\\src;%nope%']]);
+    expect(settingsFromEnv(env, 'linux')).toEqual([['WSGI_APP', 'site.wsgi:app'], ['PYTHONPATH', ';%APPL_PHYSICAL_PATH%\\src;']]);
   });
 });
 

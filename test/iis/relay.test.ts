@@ -183,6 +183,8 @@ describe('corral relay: FastCGI with IIS', () => {
       env: {
         CORRAL_SERVICE: sock, CORRAL_RELAY_LOG: log, CORRAL_AUTOSTART: '0',
         WSGI_APP: 'site.wsgi:app', PYTHONPATH: 'C:\\lib;%APPL_PHYSICAL_PATH%\\src', WSGI_RESTART_FILE_REGEX: '', CORRAL_WORKERS: '3',
+        // The site's word that this PYTHONPATH is its own, not the machine's (see settingsFromEnv).
+        CORRAL_FORWARD_PYTHONPATH: 'true',
       },
     });
     const answers: IisResponse[] = [];
