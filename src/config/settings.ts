@@ -183,8 +183,8 @@ export const SETTINGS = [
   }),
   setting({
     key: 'restartFileRegex', env: ['WSGI_RESTART_FILE_REGEX'], flag: '--restart-regex', cli: 'option', arg: 'REGEX',
-    kind: nullable(regex()), default: null, defaultDoc: 'none',
-    doc: 'wfastcgi\'s form of the same: a regular expression matched from the start of the changed file\'s path (wfastcgi\'s own default was `.*((\\.py)|(\\.config))$`). Either this or the mask matching reloads.',
+    kind: nullable(regex()), default: null, defaultDoc: 'none (wfastcgi\'s `.*((\\.py)|(\\.config))$` for an IIS site whose web.config names `WSGI_HANDLER` and no mask)',
+    doc: 'wfastcgi\'s form of the same: a regular expression matched from the start of the changed file\'s path, in Python\'s syntax or JavaScript\'s (`(?P<name>...)`, `(?P=name)` and leading `(?i)` are translated; what cannot be is refused with the reason). Either this or the mask matching reloads. An empty value turns it off.',
   }),
   setting({
     key: 'trustOriginalUrl', env: ['CORRAL_TRUST_X_ORIGINAL_URL'], flag: '--trust-x-original-url', cli: 'option', arg: 'BOOL',
