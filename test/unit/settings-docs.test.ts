@@ -31,7 +31,8 @@ describe('README', () => {
     let readme = readFileSync(path, 'utf8');
     const block = `${START}\n${renderReadmeSettings()}\n${END}`;
     if (update) {
-      readme = readme.replace(new RegExp(`${START.replace(/[()]/g, '\\$&')}[\\s\\S]*?${END}`), block);
+      // A function, not a string: the table may contain `$` sequences that replace() would interpret.
+      readme = readme.replace(new RegExp(`${START.replace(/[()]/g, '\\$&')}[\\s\\S]*?${END}`), () => block);
       writeFileSync(path, readme);
     }
     expect(readme, 'README settings table is stale: run UPDATE_DOCS=1 npx vitest run test/unit/settings-docs.test.ts').toContain(block);
