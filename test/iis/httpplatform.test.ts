@@ -12,6 +12,8 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { DEBIAN_PYTHON, FIXTURES, startCorral, stopAll, type CorralProcess } from '../helpers/corral.js';
 import { freePort } from '../helpers/nginx.js';
+import { loadSettings } from '../../src/config/load.js';
+import { detectPlatform, platformSettings, type PlatformMode } from '../../src/cli/iis-platform.js';
 import { forwardedClient, forwardedHost, forwardedProto, isLoopback, splitMount, tokenMatches } from '../../src/front/forwarded.js';
 
 const dirs: string[] = [];
@@ -188,5 +190,40 @@ describe('forwarded header parsing', () => {
     expect(tokenMatches('t', 't')).toBe(true);
     expect(tokenMatches(['t'], 't')).toBe(false);
     expect(tokenMatches(undefined, 't')).toBe(false);
+  });
+});
+
+describe('platform mode settings', () => {
+  const load = (dir: string, env: Record<string, string>, argv: string[] = []) => loadSettings({ argv: [dir, ...argv], env, cwd: dir, platform: 'linux' });
+
+  it('puts web.config appSettings above the config file and below the environment and flags', () => {
+    const dir = siteDir();
+    writeFileSync(join(dir, 'corral.json'), JSON.stringify({ wsgiApp: 'from_config:app', threads: 3 }));
+    writeFileSync(
+      join(dir, 'web.config'),
+      '<configuration><appSettings><add key="WSGI_HANDLER" value="from_web:app"/><add key="CORRAL_THREADS" value="5"/><add key="PYTHONPATH" value="lib"/></appSettings></configuration>',
+    );
+    const env = { HTTP_PLATFORM_PORT: '8123', CORRAL_CONFIG: join(dir, 'corral.json') };
+    const plain = load(dir, env);
+    const mode = detectPlatform(env, plain) as PlatformMode;
+    expect(mode).toMatchObject({ module: 'HttpPlatformHandler', port: 8123, pairingToken: null });
+    const over = platformSettings(plain, mode, 'linux');
+    expect(over.problems).toEqual([]);
+    expect(over.settings).toMatchObject({ wsgiApp: 'from_web:app', threads: 5, pythonPath: [join(dir, 'lib')], http: { kind: 'tcp', host: '127.0.0.1', port: 8123 }, trustForwarded: true, mount: '' });
+
+    const withEnv = load(dir, { ...env, WSGI_APP: 'from_env:app' }, ['--threads', '7']);
+    const applied = platformSettings(withEnv, detectPlatform(env, withEnv) as PlatformMode, 'linux');
+    expect(applied.settings).toMatchObject({ wsgiApp: 'from_env:app', threads: 7 });
+    expect(applied.webConfig).toEqual(['PYTHONPATH']);
+  });
+
+  it('leaves an explicit http, trustForwarded or mount alone', () => {
+    const dir = siteDir();
+    expect(detectPlatform({ HTTP_PLATFORM_PORT: '8123' }, load(dir, {}, ['--http', '127.0.0.1:9999']))).toBeNull();
+    const env = { ASPNETCORE_PORT: '8124', ASPNETCORE_TOKEN: 't', ASPNETCORE_APPL_PATH: '/app' };
+    const loaded = load(dir, env, ['--trust-forwarded', 'off', '--mount', '/other']);
+    const mode = detectPlatform(env, loaded) as PlatformMode;
+    expect(mode).toMatchObject({ module: 'AspNetCoreModule', port: 8124, pairingToken: 't', applPath: '/app' });
+    expect(platformSettings(loaded, mode, 'linux').settings).toMatchObject({ trustForwarded: false, mount: '/other' });
   });
 });
