@@ -127,6 +127,16 @@ export const ERRORS = {
     title: 'Service Unavailable',
     doc: 'The request names a new app, but the service-wide `maxTotalWorkers` budget has too few workers left for its minimum (at least one). No Python code runs for it. Sent with Retry-After.',
   },
+  CORRAL_BAD_PAIRING_TOKEN: {
+    status: 400,
+    title: 'Bad Request',
+    doc: 'Started by the ASP.NET Core Module (`ASPNETCORE_TOKEN` set), the HTTP front got a request without the matching `MS-ASPNETCORE-TOKEN` header: it did not come through IIS. No Python code runs for it.',
+  },
+  CORRAL_OUTSIDE_MOUNT: {
+    status: 404,
+    title: 'Not Found',
+    doc: 'The HTTP front serves the app under `mount` (or ANCM\'s `ASPNETCORE_APPL_PATH`) and the request path is outside that prefix. No Python code runs for it.',
+  },
 } as const satisfies Record<string, ErrorSpec>;
 
 export type ErrorCode = keyof typeof ERRORS;

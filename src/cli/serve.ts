@@ -11,6 +11,7 @@ import { parseAddress } from '../config/address.js';
 import type { Settings } from '../config/settings.js';
 import { createLogger, createPrettyLogger, flushLogs, type Logger } from '../log/logger.js';
 import { Service } from './service.js';
+import { detectPlatform, platformSettings, type PlatformMode } from './iis-platform.js';
 
 /** Signals that mean "stop gracefully". Windows has no SIGTERM to catch; Ctrl-Break is SIGBREAK there. */
 const STOP_SIGNALS: NodeJS.Signals[] = process.platform === 'win32' ? ['SIGINT', 'SIGBREAK'] : ['SIGINT', 'SIGTERM'];
@@ -46,12 +47,30 @@ export async function runServe(argv: string[], version: string, mode: Mode = 'se
     }
     throw err;
   }
-  const settings = mode === 'dev' ? devSettings(loaded) : loaded.settings;
+  // Started by IIS's HttpPlatformHandler or ASP.NET Core Module: HTTP on the port it gave, not FastCGI.
+  const platform = mode === 'serve' ? detectPlatform(process.env, loaded) : null;
+  if (typeof platform === 'string') {
+    process.stderr.write(`corral ${mode}: ${platform}\n`);
+    return 2;
+  }
+  let settings = mode === 'dev' ? devSettings(loaded) : loaded.settings;
+  let webConfig: readonly string[] = [];
+  if (platform !== null) {
+    const applied = platformSettings(loaded, platform, process.platform);
+    if (applied.problems.length > 0) {
+      process.stderr.write(`corral ${mode}: ${applied.problems.join('\n')}\n`);
+      return 2;
+    }
+    settings = applied.settings;
+    webConfig = applied.webConfig;
+  }
   const log = mode === 'dev' ? createPrettyLogger(settings.logLevel) : createLogger({ level: settings.logLevel, file: settings.logFile });
   log.info({ version, node: process.version, pid: process.pid, mode, settings, sources: loaded.sources }, 'corral starting');
+  if (platform !== null) logPlatform(log, platform, settings, webConfig);
   // Started only to serve apps that requests name (e.g. auto-started by `corral relay`): no app of its own.
   const defaultApp = !(settings.allowedRoots.length > 0 && loaded.sources.root === 'default');
-  const service = new Service(settings, log, { version, dev: mode === 'dev', reloadDebounceMs: mode === 'dev' ? 100 : 200, defaultApp }, loaded.apps);
+  const pairingToken = platform?.pairingToken ?? null;
+  const service = new Service(settings, log, { version, dev: mode === 'dev', reloadDebounceMs: mode === 'dev' ? 100 : 200, defaultApp, pairingToken }, loaded.apps);
   handleSignals(service, log);
   try {
     await service.start();
@@ -66,6 +85,23 @@ export async function runServe(argv: string[], version: string, mode: Mode = 'se
     });
   await service.stopped;
   return 0;
+}
+
+function logPlatform(log: Logger, p: PlatformMode, s: Settings, webConfig: readonly string[]): void {
+  const fastcgi = s.listen.length > 0;
+  log.info(
+    {
+      platform: p.module,
+      why: `${p.portVar} is set and http is not`,
+      http: `127.0.0.1:${p.port}`,
+      fastcgi,
+      trustForwarded: s.trustForwarded,
+      mount: s.mount || null,
+      pairingToken: p.pairingToken !== null,
+      webConfigAppSettings: webConfig,
+    },
+    `started by IIS ${p.module}: HTTP on 127.0.0.1:${p.port}${fastcgi ? ' and FastCGI as asked' : ', no FastCGI listener'}`,
+  );
 }
 
 function handleSignals(service: Service, log: Logger): void {

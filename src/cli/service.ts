@@ -34,6 +34,8 @@ export interface ServiceOptions {
   defaultApp?: boolean;
   /** Also told about each finished request (metrics). */
   observe?: RequestObserver | null;
+  /** ASP.NET Core Module's ASPNETCORE_TOKEN: the HTTP front refuses requests without it. */
+  pairingToken?: string | null;
 }
 
 /** A running corral service. */
@@ -137,6 +139,9 @@ export class Service {
       paramsTimeout: s.paramsTimeout,
       bodyTimeout: s.bodyTimeout,
       connectionIdleTimeout: s.connectionIdleTimeout,
+      trustForwarded: s.trustForwarded,
+      mount: s.mount,
+      pairingToken: this.#opts.pairingToken ?? null,
     };
     // Apps with addresses of their own get fronts that serve only them.
     const ownFronts = this.#fromAppsList ? this.#configured.filter((a) => a.settings.listen.length > 0 || a.settings.http) : [];

@@ -157,6 +157,20 @@ export function appRelativePath(): Kind<string> {
   });
 }
 
+/** A URL path prefix such as `/app`: starts with `/`, no trailing `/` kept; `/` alone means none (''). */
+export function urlPrefix(): Kind<string> {
+  return textual({
+    label: 'URL path prefix',
+    expected: 'a URL path starting with / (such as /app)',
+    schema: { type: 'string', pattern: '^/[^?#\\s]*$' },
+    fromText: (text) => {
+      const t = text.trim();
+      if (!t.startsWith('/') || /[?#\s]/.test(t)) return fail(text, 'is not a URL path starting with /');
+      return ok(t.replace(/\/+$/, ''));
+    },
+  });
+}
+
 /** A file or directory path, made absolute; existence is checked by whoever uses it. */
 export function pathName(): Kind<string> {
   return textual({

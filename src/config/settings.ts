@@ -6,7 +6,7 @@
 import type { ListenAddress } from './address.js';
 import { controlAddress } from './control-address.js';
 import { splitPathList } from './path-list.js';
-import { address, appRelativePath, boolean, command, directory, envName, fileMask, integer, list, nullable, oneOf, pathName, regex, wsgiAppSpec, type Kind } from './kinds.js';
+import { address, appRelativePath, boolean, command, directory, envName, fileMask, integer, list, nullable, oneOf, pathName, regex, urlPrefix, wsgiAppSpec, type Kind } from './kinds.js';
 
 /** How a setting appears on the command line. */
 export type Placement = 'positional' | 'option' | 'repeatable';
@@ -70,6 +70,16 @@ export const SETTINGS = [
     key: 'http', env: ['CORRAL_HTTP'], flag: '--http', cli: 'option', arg: 'ADDR',
     kind: nullable(address({ allowStdin: false })), default: null, defaultDoc: 'none',
     doc: 'Address of the built-in HTTP front, for use without a web server. Off by default: production traffic comes from IIS, nginx or Apache over FastCGI.',
+  }),
+  setting({
+    key: 'trustForwarded', env: ['CORRAL_TRUST_FORWARDED'], flag: '--trust-forwarded', cli: 'option', arg: 'BOOL',
+    kind: boolean(), default: false, defaultDoc: '`false` (`true` when started by HttpPlatformHandler or the ASP.NET Core Module)',
+    doc: 'The HTTP front takes the client address, scheme and host from `X-Forwarded-For`, `X-Forwarded-Proto` and `X-Forwarded-Host` (last hop), and only from loopback peers: IIS\'s HttpPlatformHandler or ASP.NET Core Module on the same machine. Off by default, since any client can send these headers; on by default when one of those modules started corral (see docs/iis.md).',
+  }),
+  setting({
+    key: 'mount', env: ['CORRAL_MOUNT'], flag: '--mount', cli: 'option', arg: 'PREFIX',
+    kind: urlPrefix(), default: '/', defaultDoc: 'none (ANCM\'s `ASPNETCORE_APPL_PATH` when started by the ASP.NET Core Module)',
+    doc: 'URL path the HTTP front serves the app under, such as `/app` for an IIS application: `SCRIPT_NAME` is the prefix and `PATH_INFO` the rest, so the app\'s URLs carry it; other paths get 404 from corral. None by default: the app owns the whole site.',
   }),
   setting({
     key: 'control', env: ['CORRAL_CONTROL'], flag: '--control', cli: 'option', arg: 'ADDR',

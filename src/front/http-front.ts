@@ -16,6 +16,7 @@ import type { RequestObserver } from './access-log.js';
 import { HttpExchange } from './http-exchange.js';
 import type { Front } from './listeners.js';
 import { formatAddress, type ListenAddress } from '../config/address.js';
+import { forwardedClient, forwardedHost, forwardedProto, isLoopback, splitMount, tokenMatches } from './forwarded.js';
 
 /** Options of the HTTP front. */
 export interface HttpFrontOptions {
@@ -33,6 +34,20 @@ export interface HttpFrontOptions {
   bodyTimeout?: number;
   /** Seconds a kept-alive connection may stay idle between requests. */
   connectionIdleTimeout?: number;
+  /** Honour X-Forwarded-For/-Proto/-Host, from loopback peers only (IIS's HttpPlatformHandler or ANCM in front). */
+  trustForwarded?: boolean;
+  /** Path base the app is mounted under (`/app`, or '' for none): SCRIPT_NAME; requests outside it get 404. */
+  mount?: string;
+  /** ANCM's pairing token: requests without it in MS-ASPNETCORE-TOKEN get 400 (null: no check). */
+  pairingToken?: string | null;
+}
+
+/** How paramsFor reads a request besides the request itself. */
+export interface ParamsOptions {
+  trustForwarded?: boolean;
+  mount?: string;
+  /** Leave out MS-ASPNETCORE-TOKEN: the pairing token is the service's, not the app's. */
+  dropPairingToken?: boolean;
 }
 
 /** Percent-decodes a URL path to raw bytes, read as latin-1 (WSGI's PATH_INFO is bytes-as-latin-1). */
@@ -49,28 +64,49 @@ export function decodePathBytes(path: string): string {
   return Buffer.from(bytes).toString('latin1');
 }
 
-/** The CGI/1.1 params for an HTTP request. */
-export function paramsFor(req: http.IncomingMessage, local: AddressInfo, software: string): Array<[string, string]> {
+/**
+ * The CGI/1.1 params for an HTTP request. With `trustForwarded` and a loopback peer, the client,
+ * scheme and host come from the X-Forwarded-* headers (REMOTE_ADDR is the last hop; the proxy's own
+ * address stays in CORRAL_PEER_ADDR). With `mount`, SCRIPT_NAME is the prefix and PATH_INFO the
+ * rest (callers check splitMount first: a path outside the prefix keeps SCRIPT_NAME empty).
+ */
+export function paramsFor(req: http.IncomingMessage, local: AddressInfo, software: string, opts: ParamsOptions = {}): Array<[string, string]> {
   const url = req.url ?? '/';
   const q = url.indexOf('?');
   const rawPath = q >= 0 ? url.slice(0, q) : url;
-  const hostHeader = req.headers.host ?? '';
+  const path = decodePathBytes(rawPath);
+  const place = splitMount(path, opts.mount ?? '') ?? { scriptName: '', pathInfo: path };
+  const peer = req.socket.remoteAddress ?? '';
+  const proxied = opts.trustForwarded === true && isLoopback(peer);
+  const client = proxied ? forwardedClient(headerText(req, 'x-forwarded-for')) : null;
+  const proto = proxied ? forwardedProto(headerText(req, 'x-forwarded-proto')) : null;
+  const fwdHost = proxied ? forwardedHost(headerText(req, 'x-forwarded-host')) : null;
+  const hostHeader = fwdHost ?? req.headers.host ?? '';
   const serverName = hostHeader.replace(/:\d+$/, '').replace(/^\[|\]$/g, '') || local.address;
+  const scheme = proto ?? 'http';
+  // Behind a proxy the local port is the proxy's loopback hop: the public one is in Host, or the scheme's.
+  const hostPort = /:(\d+)$/.exec(hostHeader)?.[1];
+  const serverPort = proto !== null || fwdHost !== null ? (hostPort ?? (scheme === 'https' ? '443' : '80')) : String(local.port);
   const p: Array<[string, string]> = [
     ['GATEWAY_INTERFACE', 'CGI/1.1'],
     ['SERVER_SOFTWARE', software],
     ['REQUEST_METHOD', req.method ?? 'GET'],
-    ['SCRIPT_NAME', ''],
-    ['PATH_INFO', decodePathBytes(rawPath)],
+    ['SCRIPT_NAME', place.scriptName],
+    ['PATH_INFO', place.pathInfo],
     ['QUERY_STRING', q >= 0 ? url.slice(q + 1) : ''],
     ['REQUEST_URI', url],
     ['SERVER_NAME', serverName],
-    ['SERVER_PORT', String(local.port)],
+    ['SERVER_PORT', serverPort],
     ['SERVER_PROTOCOL', `HTTP/${req.httpVersion}`],
-    ['REQUEST_SCHEME', 'http'],
-    ['REMOTE_ADDR', req.socket.remoteAddress ?? ''],
-    ['REMOTE_PORT', String(req.socket.remotePort ?? '')],
+    ['REQUEST_SCHEME', scheme],
+    ['REMOTE_ADDR', client?.address ?? peer],
   ];
+  if (client === null) p.push(['REMOTE_PORT', String(req.socket.remotePort ?? '')]);
+  else {
+    if (client.port !== null) p.push(['REMOTE_PORT', client.port]);
+    p.push(['CORRAL_PEER_ADDR', peer]);
+  }
+  if (scheme === 'https') p.push(['HTTPS', 'on']);
   if (req.headers['content-type'] !== undefined) p.push(['CONTENT_TYPE', req.headers['content-type']]);
   if (req.headers['content-length'] !== undefined) p.push(['CONTENT_LENGTH', req.headers['content-length']]);
   const merged = new Map<string, string>();
@@ -78,11 +114,19 @@ export function paramsFor(req: http.IncomingMessage, local: AddressInfo, softwar
   for (let i = 0; i + 1 < raw.length; i += 2) {
     const name = `HTTP_${raw[i]!.toUpperCase().replace(/-/g, '_')}`;
     if (name === 'HTTP_CONTENT_TYPE' || name === 'HTTP_CONTENT_LENGTH' || name === 'HTTP_PROXY') continue; // httpoxy
+    if (name === 'HTTP_MS_ASPNETCORE_TOKEN' && opts.dropPairingToken === true) continue;
     const prev = merged.get(name);
     merged.set(name, prev === undefined ? raw[i + 1]! : `${prev}, ${raw[i + 1]!}`);
   }
+  if (fwdHost !== null) merged.set('HTTP_HOST', fwdHost);
   for (const e of merged) p.push(e);
   return p;
+}
+
+/** A header's value as one string (repeated headers joined with commas, as HTTP allows for lists). */
+function headerText(req: http.IncomingMessage, name: string): string | undefined {
+  const v = req.headers[name];
+  return Array.isArray(v) ? v.join(', ') : v;
 }
 
 /** Starts the HTTP front on `address` (TCP or unix socket). */
@@ -142,6 +186,17 @@ export async function openHttpFront(address: ListenAddress, route: Router, opts:
   };
 }
 
+/** Why the front answers a request itself before any app runs: a wrong ANCM pairing token, or a path outside the mount. */
+function refusal(req: http.IncomingMessage, opts: HttpFrontOptions): CorralError | null {
+  if (opts.pairingToken != null && !tokenMatches(req.headers['ms-aspnetcore-token'], opts.pairingToken))
+    return new CorralError('CORRAL_BAD_PAIRING_TOKEN', 'request without the ASP.NET Core Module pairing token (MS-ASPNETCORE-TOKEN): 400, the app does not run');
+  const url = req.url ?? '/';
+  const q = url.indexOf('?');
+  if (opts.mount && splitMount(decodePathBytes(q >= 0 ? url.slice(0, q) : url), opts.mount) === null)
+    return new CorralError('CORRAL_OUTSIDE_MOUNT', `request path outside the mount ${opts.mount}: 404, the app does not run`);
+  return null;
+}
+
 /** Whether the request's Content-Length is over `limit` (0: no limit). */
 function overLimit(req: http.IncomingMessage, limit: number): boolean {
   const declared = req.headers['content-length'];
@@ -165,6 +220,12 @@ function serveRequest(req: http.IncomingMessage, res: http.ServerResponse, route
     sink.giveUp(bodyTooLarge(limit), { connection: 'close' });
     return;
   }
+  const refused = refusal(req, opts);
+  if (refused !== null) {
+    sink.fail(refused);
+    req.resume();
+    return;
+  }
   const target = route.route(null);
   if (target instanceof CorralError) {
     sink.fail(target);
@@ -173,7 +234,9 @@ function serveRequest(req: http.IncomingMessage, res: http.ServerResponse, route
   }
   const ex = target.begin(sink);
   sink.exchange = ex;
-  const params = encodeParams(paramsFor(req, local, opts.serverSoftware));
+  const params = encodeParams(
+    paramsFor(req, local, opts.serverSoftware, { trustForwarded: opts.trustForwarded ?? false, mount: opts.mount ?? '', dropPairingToken: opts.pairingToken != null }),
+  );
   for (let off = 0; off < params.length; off += MAX_CONTENT) {
     ex.params(encodeRecord(RecordType.PARAMS, 0, params.subarray(off, Math.min(params.length, off + MAX_CONTENT))));
   }
