@@ -79,6 +79,15 @@ describe('migrate-webconfig: wfastcgi', () => {
     expect(r.notes).toEqual(['DJANGO_SETTINGS_MODULE: not a corral setting; corral passes it to the app\'s os.environ, as wfastcgi does']);
   });
 
+  it('accepts WSGI_HANDLER with a call in the middle (a.f().g), as wfastcgi does, and warns about one corral would refuse', () => {
+    const withHandler = (h: string): string => wf.replace('django.core.wsgi.get_wsgi_application()', h);
+    expect(migrateWebConfig(withHandler('pkg.mod.factory().app'), 'web.config').warnings).toEqual([]);
+    expect(migrateWebConfig(withHandler('pkg.mod:factory().app'), 'web.config').warnings).toEqual([]);
+    expect(migrateWebConfig(withHandler('mod.make()()'), 'web.config').warnings).toEqual([
+      'WSGI_HANDLER="mod.make()()" is not a WSGI app reference corral accepts (module:callable, module.callable, module.factory().attr)',
+    ]);
+  });
+
   it('takes node.exe and corral from the options, escaped for XML', () => {
     const m = migrateWebConfig(wf, 'web.config', { node: 'D:\\node & co\\node.exe', corral: 'D:\\corral\\dist\\cli\\main.js' });
     expect(m.text).toContain('scriptProcessor="D:\\node &amp; co\\node.exe|D:\\corral\\dist\\cli\\main.js relay"');
