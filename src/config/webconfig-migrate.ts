@@ -154,7 +154,10 @@ export function migrateWebConfig(text: string, file: string, opts: MigrateOption
       const effective = new Map<string, string>();
       for (const zoo of zooSections) {
         for (const app of zoo.children) {
-          if (!isElement(app)) continue;
+          if (!isElement(app)) {
+            carried.push(app); // a comment: it comes along
+            continue;
+          }
           if (app.name !== 'application') {
             warnings.push(`${describe(app, text)} in <heliconZoo>${where}: not a Zoo application; not carried over`);
             continue;

@@ -55,11 +55,11 @@ describe('migrate-webconfig: Helicon Zoo', () => {
     expect(m.changes).toContain('Zoo\'s <remove name="GONE"/> (line 12): applied, not copied');
   });
 
-  it('warns about what it cannot carry over, never dropping it silently', () => {
-    const xml = `<configuration>\n  <heliconZoo>\n    <application name="p">\n      <environmentVariables>\n        <add name="WSGI_APP" value="a:b" />\n      </environmentVariables>\n      <virtualEnv path="x" />\n    </application>\n  </heliconZoo>\n</configuration>\n`;
+  it('carries comments along and warns about what it cannot carry over, never dropping it silently', () => {
+    const xml = `<configuration>\n  <heliconZoo>\n    <!-- zoo note -->\n    <application name="p">\n      <environmentVariables>\n        <add name="WSGI_APP" value="a:b" />\n      </environmentVariables>\n      <virtualEnv path="x" />\n    </application>\n  </heliconZoo>\n</configuration>\n`;
     const m = migrateWebConfig(xml, 'web.config');
-    expect(m.text).toBe(`<configuration>\n  <appSettings>\n    <add key="WSGI_APP" value="a:b" />\n  </appSettings>\n</configuration>\n`);
-    expect(m.warnings).toEqual(['<virtualEnv> (line 7) in Zoo application "p": corral has no such setting; not carried over']);
+    expect(m.text).toBe(`<configuration>\n  <appSettings>\n    <!-- zoo note -->\n    <add key="WSGI_APP" value="a:b" />\n  </appSettings>\n</configuration>\n`);
+    expect(m.warnings).toEqual(['<virtualEnv> (line 8) in Zoo application "p": corral has no such setting; not carried over']);
   });
 });
 
