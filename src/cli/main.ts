@@ -17,6 +17,7 @@ Usage:
   corral reload [APP] [--control ADDR]      rolling reload of every app (or APP); answers once it serves
   corral stop [--control ADDR] [--no-wait]  graceful stop; waits until the service is gone
   corral service install|uninstall|start|stop   the Windows service (corral service --help)
+  corral migrate-webconfig [PATH] [--write]     a Helicon Zoo or wfastcgi web.config into corral's form
   corral serve --help      every option, its environment variable and default
   corral --version
 `;
@@ -37,6 +38,8 @@ async function main(argv: string[]): Promise<number> {
       return (await import('./control-client.js')).runControlCommand(command, rest);
     case 'service':
       return (await import('./service-cmd.js')).runServiceCommand(rest);
+    case 'migrate-webconfig':
+      return (await import('./migrate-webconfig.js')).runMigrateWebConfig(rest);
     case '--version':
     case '-v':
       process.stdout.write(`${VERSION}\n`);

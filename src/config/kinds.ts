@@ -81,9 +81,14 @@ export function oneOf<const V extends string>(values: readonly V[]): Kind<V> {
 }
 
 const ID = String.raw`[\p{L}_][\p{L}\p{N}_]*`;
-const WSGI_APP = new RegExp(String.raw`^(?:${ID}(?:\.${ID})*:${ID}(?:\.${ID})*|${ID}(?:\.${ID})+)(?:\(\))?$`, 'u');
+/** An attribute, optionally called: wfastcgi's `()` may follow any part after the module. */
+const ATTR = String.raw`${ID}(?:\(\))?`;
+const WSGI_APP = new RegExp(String.raw`^(?:${ID}(?:\.${ID})*:${ATTR}(?:\.${ATTR})*|${ID}(?:\.${ATTR})+)$`, 'u');
 
-/** `module:callable` or Helicon's dotted `module.callable`; a trailing `()` is wfastcgi's "call it". */
+/**
+ * `module:callable` or Helicon's dotted `module.callable`; `()` after a part is wfastcgi's "call it",
+ * anywhere after the module (`pkg.mod.factory().app`, `pkg.mod:factory().app`).
+ */
 export function wsgiAppSpec(): Kind<string> {
   return textual({
     label: 'module:callable',

@@ -122,34 +122,37 @@ def format_exc(exc):
 # ----------------------------------------------------------------------------- app loading
 
 def parse_app_spec(spec):
-    """Split an app spec into (module, attribute chain or None, call it?).
+    """Split an app spec into (module or None, [(attribute, call it?), ...]).
 
-    Accepts 'mod:obj', 'pkg.mod:obj.attr', 'pkg.mod:factory()', Helicon Zoo's 'mod.obj' and
-    wfastcgi's 'mod.obj()' (the chain is None: the longest importable prefix is the module).
+    Accepts 'mod:obj', 'pkg.mod:obj.attr', 'pkg.mod:factory()', 'pkg.mod:factory().app', Helicon
+    Zoo's 'mod.obj' and wfastcgi's dotted forms, where any part after the module may end in '()'
+    ('mod.obj()', 'pkg.mod.factory().app'): for those the module is None, and load_app imports the
+    longest importable prefix of the leading names, as wfastcgi's get_wsgi_handler does.
     A bare module name means 'mod:application'.
     """
-    call = spec.endswith("()")
-    text = spec[:-2] if call else spec
-    if ":" in text:
-        module, _, attrs = text.partition(":")
-    elif "." in text:
-        module, attrs = text, None
+    if ":" in spec:
+        module, _, attrs = spec.partition(":")
+    elif "." in spec:
+        module, attrs = None, spec
     else:
-        module, attrs = text, "application"
-    names = module.split(".") + (attrs.split(".") if attrs else [])
-    if not all(name.isidentifier() for name in names):
-        raise UsageError("bad app spec %r: expected module:callable, module.callable or "
-                         "module:factory()" % spec)
-    return module, attrs, call
+        module, attrs = spec, "application"
+    segments = []
+    for part in attrs.split("."):
+        call = part.endswith("()")
+        segments.append((part[:-2] if call else part, call))
+    names = (module.split(".") if module is not None else []) + [name for name, _ in segments]
+    if not all(name.isidentifier() for name in names) or (module is None and segments[0][1]):
+        raise UsageError("bad app spec %r: expected module:callable, module.callable, "
+                         "module:factory() or module.factory().attr" % spec)
+    return module, segments
 
 
-def import_longest_prefix(dotted):
-    """Import the longest importable module prefix of 'a.b.c'; return (module, rest)."""
-    parts = dotted.split(".")
-    for i in range(len(parts) - 1, 0, -1):
-        name = ".".join(parts[:i])
+def import_longest_prefix(names):
+    """Import the longest importable module of names[:i] ('a', 'a.b', ...); return (module, i)."""
+    for i in range(len(names), 0, -1):
+        name = ".".join(names[:i])
         try:
-            return importlib.import_module(name), ".".join(parts[i:])
+            return importlib.import_module(name), i
         except ModuleNotFoundError as exc:
             # Only "this very module does not exist" means: try a shorter prefix. A missing
             # dependency inside the app's module is the app's import error.
@@ -185,15 +188,21 @@ def virtualenv_proxy(spec):
 def load_app(spec):
     """Import the app and return the WSGI callable; any exception is an import failure."""
     spec = virtualenv_proxy(spec) or spec
-    module_name, attrs, call = parse_app_spec(spec)
-    if attrs is None:
-        obj, attrs = import_longest_prefix(module_name)
+    module_name, segments = parse_app_spec(spec)
+    if module_name is None:
+        # The module is among the leading names before the first call, and at least one
+        # attribute follows it.
+        plain = 1
+        while plain < len(segments) - 1 and not segments[plain][1]:
+            plain += 1
+        obj, used = import_longest_prefix([name for name, _ in segments[:plain]])
+        segments = segments[used:]
     else:
         obj = importlib.import_module(module_name)
-    for name in attrs.split("."):
+    for name, call in segments:
         obj = getattr(obj, name)
-    if call:
-        obj = obj()
+        if call:
+            obj = obj()
     if not callable(obj):
         raise TypeError("%s resolves to %r, which is not callable" % (spec, obj))
     return obj
@@ -202,7 +211,8 @@ def load_app(spec):
 def app_script(spec, search_path):
     """The file of the app's top-level module, found without importing it (for sys.argv[0])."""
     try:
-        top = parse_app_spec(spec)[0].split(".")[0]
+        module, segments = parse_app_spec(spec)
+        top = (module or segments[0][0]).split(".")[0]
         found = importlib.machinery.PathFinder.find_spec(top, search_path)
     except (UsageError, ImportError, ValueError, OSError):
         return None

@@ -311,6 +311,21 @@ describe.each(MODES)('worker over stdio, $mode', ({ args: modeArgs, threads, inl
     }
   });
 
+  it('accepts a call in the middle of a dotted handler, as wfastcgi does (a.f().g)', async () => {
+    for (const app of ['pkg.chain.make().app', 'pkg.chain.Site().wsgi()', 'pkg.chain:make().app']) {
+      const w = startWorker([], {}, app);
+      expect((await w.ready()).app).toBe(app);
+      expect((await w.get(1, '/')).body.toString()).toBe('Hello, world');
+    }
+  });
+
+  it('refuses a call on a call (mod.make()()) as a bad app spec, exit 3', async () => {
+    const w = startWorker([], {}, 'pkg.chain.make()()');
+    expect(await w.exited).toBe(3);
+    expect(JSON.parse((await w.find(T.FATAL, 0)).content.toString())).toMatchObject({ kind: 'boot' });
+    expect(w.stderr).toContain('bad app spec');
+  });
+
   it('exits 0 on stdin EOF', async () => {
     const w = startWorker();
     await w.ready();
