@@ -2,8 +2,12 @@
  * Where the relay finds the corral service, and where the auto-start lock lives. Pure: the
  * environment, platform and temp directory come in as arguments.
  *
- * Default address: one service per IIS application pool (IIS sets APP_POOL_ID in the FastCGI
- * program's environment), a named pipe on Windows, a unix socket elsewhere.
+ * Default address: one auto-started service per IIS worker process (w3wp) of an application pool
+ * (IIS sets APP_POOL_ID in the FastCGI program's environment; the relay's parent process is the
+ * w3wp), a named pipe on Windows, a unix socket elsewhere. Per w3wp, not per pool: the service
+ * stays in the job object of the w3wp whose relay started it and dies with that w3wp, so during an
+ * overlapped recycle the new w3wp's relays must start their own service instead of attaching to
+ * the old one (see generationKey).
  */
 import path from 'node:path';
 import { formatAddress, parseAddress, type ListenAddress } from '../config/address.js';
@@ -29,7 +33,7 @@ export function sanitizeName(name: string): string {
  * CORRAL_SERVICE. With the relay secret the default name carries a tag derived from it, so another
  * account cannot predict it and create the pipe (or socket) first to receive the relays' traffic.
  */
-export function locateService(env: NodeJS.ProcessEnv, platform: NodeJS.Platform, tmpDir: string, secret: string | null = null): ServiceLocation {
+export function locateService(env: NodeJS.ProcessEnv, platform: NodeJS.Platform, tmpDir: string, secret: string | null = null, generation: string | null = null): ServiceLocation {
   const p = platform === 'win32' ? path.win32 : path.posix;
   const pool = sanitizeName(env.APP_POOL_ID ?? 'default');
   const explicit = env.CORRAL_SERVICE?.trim();
@@ -40,7 +44,8 @@ export function locateService(env: NodeJS.ProcessEnv, platform: NodeJS.Platform,
       throw new Error(`CORRAL_SERVICE=${JSON.stringify(explicit)}: the relay connects to the service, so it needs a pipe, socket path or host:port`);
     }
   } else {
-    const name = secret === null ? `corral-${pool}` : `corral-${pool}-${secretTag(secret)}`;
+    const base = generation === null ? `corral-${pool}` : `corral-${pool}-w${sanitizeName(generation)}`;
+    const name = secret === null ? base : `${base}-${secretTag(secret)}`;
     if (platform === 'win32') address = { kind: 'pipe', path: `\\\\.\\pipe\\${name}` };
     else address = { kind: 'unix', path: p.join(tmpDir, `${name}.sock`) };
   }
@@ -58,6 +63,19 @@ export function secretPathFor(env: NodeJS.ProcessEnv, platform: NodeJS.Platform,
   if (given) return p.resolve(given);
   if (env.CORRAL_SERVICE?.trim()) return locateService(env, platform, tmpDir).lockPath.replace(/\.lock$/, '.secret');
   return p.join(tmpDir, `corral-${sanitizeName(env.APP_POOL_ID ?? 'default')}.secret`);
+}
+
+/**
+ * The w3wp generation the default address belongs to: the relay's parent pid (IIS's FastCGI module
+ * runs in w3wp.exe and starts the relay with CreateProcess, so the parent is the w3wp; IIS's
+ * environment names no w3wp: `_FCGI_X_PIPE_` is per FastCGI process). Null when the address is not
+ * per generation: CORRAL_SERVICE set (a service of the operator's, living apart from IIS),
+ * auto-start off (then the relays connect to a service someone else started on the pool's name), or
+ * no usable parent (ppid 0 or 1: orphaned).
+ */
+export function generationKey(env: NodeJS.ProcessEnv, ppid: number): string | null {
+  if (env.CORRAL_SERVICE?.trim() || !autostartEnabled(env)) return null;
+  return Number.isInteger(ppid) && ppid > 1 ? String(ppid) : null;
 }
 
 /** Next to a unix socket; in the temp directory for a pipe or TCP address (neither has a directory). */
