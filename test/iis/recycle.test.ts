@@ -9,6 +9,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'no
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
+import { generationKey, locateService } from '../../src/relay/discover.js';
 import { CLI, FIXTURES } from '../helpers/corral.js';
 import { startIis, type IisEmulator, type IisRequest, type IisResponse } from './emulator.js';
 import { running } from './procs.js';
@@ -186,4 +187,22 @@ describe('the auto-started service and IIS worker processes', () => {
     for (const r of more) expect(servicePid(r)).toBe(byW3wp.get(r.w3wpPid));
     expect(iis.counters.failures).toEqual([]);
   }, 120_000);
+});
+
+describe('the generation key (which w3wp a default address belongs to)', () => {
+  it('is the parent pid with auto-start and no CORRAL_SERVICE, and nothing otherwise', () => {
+    expect(generationKey({ APP_POOL_ID: 'Pool' }, 4242)).toBe('4242');
+    expect(generationKey({ CORRAL_SERVICE: '\\\\.\\pipe\\corral-myapp' }, 4242)).toBeNull();
+    expect(generationKey({ CORRAL_AUTOSTART: '0' }, 4242)).toBeNull();
+    expect(generationKey({}, 1)).toBeNull();
+  });
+
+  it('goes into the default pipe and socket names, and so into the lock', () => {
+    const secret = 'a'.repeat(64);
+    const win = locateService({ APP_POOL_ID: 'Pool' }, 'win32', 'C:\\T', secret, '4242');
+    expect(win.text).toMatch(/^\\\\\.\\pipe\\corral-Pool-w4242-[0-9a-f]{16}$/);
+    expect(win.lockPath).toMatch(/corral-pipe-corral-Pool-w4242-[0-9a-f]{16}\.lock$/);
+    expect(locateService({ APP_POOL_ID: 'Pool' }, 'linux', '/tmp', secret, '4242').text).toMatch(/^unix:\/tmp\/corral-Pool-w4242-[0-9a-f]{16}\.sock$/);
+    expect(locateService({ APP_POOL_ID: 'Pool' }, 'win32', 'C:\\T', secret, '4242').text).not.toBe(locateService({ APP_POOL_ID: 'Pool' }, 'win32', 'C:\\T', secret, '4343').text);
+  });
 });
