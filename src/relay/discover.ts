@@ -20,6 +20,8 @@ export interface ServiceLocation {
   readonly text: string;
   /** The exclusive lock file that lets only one relay start the service. */
   readonly lockPath: string;
+  /** Per-w3wp default address: where the locks of the other w3wps' services are (to remove once they ended). */
+  readonly otherGenerations?: { readonly dir: string; readonly match: RegExp };
 }
 
 /** An app pool name as a file or pipe name: letters, digits, `.`, `_`, `-` (IIS allows spaces and more). */
@@ -49,7 +51,16 @@ export function locateService(env: NodeJS.ProcessEnv, platform: NodeJS.Platform,
     if (platform === 'win32') address = { kind: 'pipe', path: `\\\\.\\pipe\\${name}` };
     else address = { kind: 'unix', path: p.join(tmpDir, `${name}.sock`) };
   }
-  return { address, text: formatAddress(address), lockPath: lockPathFor(address, p, tmpDir) };
+  const lockPath = lockPathFor(address, p, tmpDir);
+  if (explicit || generation === null) return { address, text: formatAddress(address), lockPath };
+  const [dir, base] = [p.dirname(lockPath), p.basename(lockPath)];
+  const mark = `-w${sanitizeName(generation)}-`;
+  const at = base.lastIndexOf(mark);
+  // A very long pool name may have cut the generation off the lock's name: then there is nothing to match.
+  if (at < 0) return { address, text: formatAddress(address), lockPath };
+  const esc = (t: string): string => t.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+  const match = new RegExp(`^${esc(base.slice(0, at))}-w[0-9]+-${esc(base.slice(at + mark.length))}$`);
+  return { address, text: formatAddress(address), lockPath, otherGenerations: { dir, match } };
 }
 
 /**

@@ -5,14 +5,14 @@
  * (their parent process): the new w3wp's relays start their own service while the old one drains
  * with the old w3wp, and a web garden's w3wps each have their own.
  */
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { generationKey, locateService } from '../../src/relay/discover.js';
 import { CLI, FIXTURES } from '../helpers/corral.js';
 import { startIis, type IisEmulator, type IisRequest, type IisResponse } from './emulator.js';
-import { running } from './procs.js';
+import { running, waitUntil } from './procs.js';
 
 const dirs: string[] = [];
 const emulators: IisEmulator[] = [];
@@ -164,6 +164,23 @@ describe('the auto-started service and IIS worker processes', () => {
     expect(new Set(relays.map((l) => l.w3wp))).toEqual(new Set([String(oldW3wp), String(newW3wp)]));
     expect(iis.counters.failures).toEqual([]);
     expect(iis.counters.stderrBytes).toBe(0);
+
+    // Each w3wp left its lock; the next auto-start removes those whose service is gone.
+    const locks = (): string[] => readdirSync(dir).filter((f) => f.endsWith('.sock.lock')).sort();
+    const lockOf = (w3wp: number | undefined): string => locks().find((f) => f.includes(`-w${w3wp}-`)) ?? `none for ${w3wp}`;
+    const oldLock = lockOf(oldW3wp);
+    expect(locks()).toEqual([oldLock, lockOf(newW3wp)].sort());
+    // Killed is not yet gone on Linux: the killed service stays a zombie until init reaps it (on Windows it is gone).
+    await waitUntil(() => !existsSync(`/proc/${oldService}`), 60_000, `the old service ${oldService} to be reaped`);
+    const third = iis.recycle();
+    const [thirdW3wp] = iis.w3wpPids;
+    const r3 = await iis.request({ url: '/ppid' });
+    expect(r3.status).toBe(200);
+    expect(servicePid(r3)).not.toBe(newService);
+    expect(await third).toContain(newService);
+    expect(locks()).not.toContain(oldLock);
+    expect(locks()).toContain(lockOf(thirdW3wp));
+    expect(logLines(log).filter((l) => l.msg === 'removed the auto-start locks of ended IIS worker processes').flatMap((l) => l.locks)).toEqual([oldLock]);
   }, 180_000);
 
   it('gives each w3wp of a web garden (maxProcesses 2) its own service', async () => {
@@ -203,6 +220,10 @@ describe('the generation key (which w3wp a default address belongs to)', () => {
     expect(win.text).toMatch(/^\\\\\.\\pipe\\corral-Pool-w4242-[0-9a-f]{16}$/);
     expect(win.lockPath).toMatch(/corral-pipe-corral-Pool-w4242-[0-9a-f]{16}\.lock$/);
     expect(locateService({ APP_POOL_ID: 'Pool' }, 'linux', '/tmp', secret, '4242').text).toMatch(/^unix:\/tmp\/corral-Pool-w4242-[0-9a-f]{16}\.sock$/);
+    expect(win.otherGenerations?.dir).toBe('C:\\T');
+    expect(win.otherGenerations?.match.test(win.lockPath.slice('C:\\T\\'.length).replace('-w4242-', '-w17-'))).toBe(true);
+    expect(win.otherGenerations?.match.test(win.lockPath.slice('C:\\T\\'.length).replace('-w4242-', '-wx-'))).toBe(false);
+    expect(locateService({ APP_POOL_ID: 'Pool' }, 'win32', 'C:\\T', secret).otherGenerations).toBeUndefined();
     expect(locateService({ APP_POOL_ID: 'Pool' }, 'win32', 'C:\\T', secret, '4242').text).not.toBe(locateService({ APP_POOL_ID: 'Pool' }, 'win32', 'C:\\T', secret, '4343').text);
   });
 });
