@@ -46,7 +46,9 @@ export function locateService(env: NodeJS.ProcessEnv, platform: NodeJS.Platform,
       throw new Error(`CORRAL_SERVICE=${JSON.stringify(explicit)}: the relay connects to the service, so it needs a pipe, socket path or host:port`);
     }
   } else {
-    const base = generation === null ? `corral-${pool}` : `corral-${pool}-w${sanitizeName(generation)}`;
+    // With a generation the pool's part is kept short, so that the lock's name (at most 80 characters
+    // of the pipe's) keeps the generation and the tag: two w3wps must never share a lock.
+    const base = generation === null ? `corral-${pool}` : `corral-${pool.slice(0, 40)}-w${sanitizeName(generation).slice(0, 10)}`;
     const name = secret === null ? base : `${base}-${secretTag(secret)}`;
     if (platform === 'win32') address = { kind: 'pipe', path: `\\\\.\\pipe\\${name}` };
     else address = { kind: 'unix', path: p.join(tmpDir, `${name}.sock`) };

@@ -224,6 +224,10 @@ describe('the generation key (which w3wp a default address belongs to)', () => {
     expect(win.otherGenerations?.match.test(win.lockPath.slice('C:\\T\\'.length).replace('-w4242-', '-w17-'))).toBe(true);
     expect(win.otherGenerations?.match.test(win.lockPath.slice('C:\\T\\'.length).replace('-w4242-', '-wx-'))).toBe(false);
     expect(locateService({ APP_POOL_ID: 'Pool' }, 'win32', 'C:\\T', secret).otherGenerations).toBeUndefined();
+    // A long pool name is cut before the generation and the tag, which the lock's name keeps.
+    const long = locateService({ APP_POOL_ID: 'P'.repeat(100) }, 'win32', 'C:\\T', secret, '4242');
+    expect(long.lockPath).toMatch(new RegExp(`corral-pipe-corral-P{40}-w4242-[0-9a-f]{16}\\.lock$`));
+    expect(long.otherGenerations).toBeDefined();
     expect(locateService({ APP_POOL_ID: 'Pool' }, 'win32', 'C:\\T', secret, '4242').text).not.toBe(locateService({ APP_POOL_ID: 'Pool' }, 'win32', 'C:\\T', secret, '4343').text);
   });
 });
