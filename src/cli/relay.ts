@@ -8,7 +8,7 @@ import net from 'node:net';
 import os from 'node:os';
 import { isatty } from 'node:tty';
 import { silentLogger, type Logger } from '../log/logger.js';
-import { autostartEnabled, locateService, secretPathFor, type ServiceLocation } from '../relay/discover.js';
+import { autostartEnabled, generationKey, locateService, secretPathFor, type ServiceLocation } from '../relay/discover.js';
 import { ensureSecretFile, readSecretFile, type SecretRead } from '../relay/secret.js';
 import { settingsFromEnv, SettingsInjector } from '../relay/inject.js';
 import { ServiceLink } from '../relay/link.js';
@@ -19,8 +19,9 @@ const HELP = `corral relay: the FastCGI program IIS starts (one per IIS instance
 
 It reads FastCGI from IIS on stdin and forwards each request to the corral service, which it
 starts when nothing answers. Not meant to be run by hand. Configured by environment variables:
-  CORRAL_SERVICE     service address (default: \\\\.\\pipe\\corral-<APP_POOL_ID> on Windows,
-                     <tmp>/corral-<APP_POOL_ID>.sock elsewhere)
+  CORRAL_SERVICE     service address (default, with auto-start, one per w3wp (the relay's parent):
+                     \\\\.\\pipe\\corral-<APP_POOL_ID>-w<w3wp pid>-<tag> on Windows,
+                     <tmp>/corral-<APP_POOL_ID>-w<w3wp pid>-<tag>.sock elsewhere)
   CORRAL_AUTOSTART   0 to never start the service (default: on)
   CORRAL_RELAY_LOG   log file (default: <tmp>/corral-relay-<APP_POOL_ID>.log)
   CORRAL_RELAY_SECRET_FILE  the secret shared with the service (default: <tmp>/corral-<APP_POOL_ID>.secret,
@@ -55,6 +56,7 @@ export async function runRelay(argv: string[], version: string): Promise<number>
   let connector: Connector;
   let secret: SecretRead = { ok: false, missing: true, reason: 'not read' };
   let secretFile = '';
+  let generation: string | null = null;
   try {
     const autostart = autostartEnabled(env);
     secretFile = secretPathFor(env, process.platform, tmp);
@@ -63,7 +65,9 @@ export async function runRelay(argv: string[], version: string): Promise<number>
     if (!secret.ok && !(secret.missing && !autostart))
       log.error({ file: secretFile, err: secret.reason }, 'cannot use the relay secret file: the service will ignore this site\'s app selection and settings');
     else if (!secret.ok) log.warn({ file: secretFile }, 'no relay secret file: the service will ignore this site\'s app selection and settings (set CORRAL_RELAY_SECRET_FILE to the service\'s relaySecretFile)');
-    location = locateService(env, process.platform, tmp, secret.ok ? secret.secret : null);
+    // One auto-started service per w3wp (its job object kills it with that w3wp): see generationKey.
+    generation = generationKey(env, process.ppid);
+    location = locateService(env, process.platform, tmp, secret.ok ? secret.secret : null, generation);
     connector = new ServiceLink({ location, autostart, env, log, secretFile: secret.ok ? secretFile : null });
   } catch (err) {
     const message = err instanceof Error ? err.message : String(err);
@@ -82,7 +86,7 @@ export async function runRelay(argv: string[], version: string): Promise<number>
   const relay = new Relay({ iis, link: connector, injector: new SettingsInjector(settings, secret.ok ? secret.secret : null), log });
   log.info(
     {
-      version, node: process.version, service: location?.text, autostart: autostartEnabled(env), appPool: env.APP_POOL_ID,
+      version, node: process.version, service: location?.text, autostart: autostartEnabled(env), appPool: env.APP_POOL_ID, w3wp: generation,
       settings: Object.fromEntries(settings), secretFile: secret.ok ? secretFile : null, startupMs: Math.round(performance.now()),
     },
     'relay started',

@@ -1,9 +1,10 @@
 /**
  * Starting the corral service from a relay: `corral serve --listen ADDR --allowed-roots ROOTS`,
  * detached, with no stdio, so it outlives the relay (IIS recycles relays) and holds no handle on
- * the IIS pipe. Its lifetime: until it is stopped or killed. On Windows it stays in the IIS app
- * pool's job object (KILL_ON_JOB_CLOSE), so it ends with the app pool's w3wp, like Helicon Zoo's
- * backends; elsewhere it runs until killed.
+ * the IIS pipe. Its lifetime: until it is stopped or killed. On Windows it stays in the job object
+ * (KILL_ON_JOB_CLOSE) of the w3wp that started its relay (libuv spawns without breakaway), so it
+ * ends with that w3wp, like Helicon Zoo's backends; hence its address is per w3wp (discover.ts'
+ * generationKey). Elsewhere it runs until killed.
  */
 import { spawn } from 'node:child_process';
 import os from 'node:os';

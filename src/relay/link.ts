@@ -2,11 +2,13 @@
  * Reaching the corral service: connect, and when nothing answers, start the service (once, across
  * every relay of the app pool, through the lock) and retry with backoff for up to ~10 s.
  */
+import { readdirSync } from 'node:fs';
 import net from 'node:net';
+import path from 'node:path';
 import type { Logger } from '../log/logger.js';
 import { serveCommand, spawnService, type StartedService } from './autostart.js';
 import type { ServiceLocation } from './discover.js';
-import { lockIsStale, readLock, removeIfUnchanged, tryLock } from './lock.js';
+import { lockIsStale, pidAlive, readLock, removeIfUnchanged, tryLock } from './lock.js';
 
 /** How the link behaves; the defaults suit IIS. */
 export interface LinkOptions {
@@ -99,11 +101,36 @@ export class ServiceLink {
       const started = spawnService(cmd);
       held.keep(started.pid);
       log.info({ servicePid: started.pid, listen: location.text, root, args: cmd.args }, 'auto-started the corral service');
+      this.#sweepOtherGenerations();
       return started;
     } catch (err) {
       held.release();
       throw err;
     }
+  }
+
+  /**
+   * Each IIS worker process (w3wp) has its own service and lock (discover.ts' generationKey); the
+   * lock stays after its service ended with its w3wp. When a new service starts, the locks of
+   * services that are gone are removed, so the temp folder does not collect one per w3wp.
+   */
+  #sweepOtherGenerations(): void {
+    const { location, log } = this.#o;
+    const g = location.otherGenerations;
+    if (!g) return;
+    const removed: string[] = [];
+    try {
+      for (const name of readdirSync(g.dir)) {
+        const file = path.join(g.dir, name);
+        if (!g.match.test(name) || file === location.lockPath) continue;
+        const info = readLock(file);
+        const holder = info?.service ?? info?.relay ?? null;
+        if (info && holder !== null && !pidAlive(holder) && removeIfUnchanged(file, info.raw)) removed.push(name);
+      }
+    } catch (err) {
+      log.warn({ dir: g.dir, err: (err as NodeJS.ErrnoException).code ?? String(err) }, 'cannot remove the auto-start locks of ended IIS worker processes');
+    }
+    if (removed.length > 0) log.info({ locks: removed }, 'removed the auto-start locks of ended IIS worker processes');
   }
 
   #connectOnce(): Promise<net.Socket> {

@@ -14,8 +14,12 @@
  *   schema): the client gets nothing until that many bytes are held or the response ends; 0 passes
  *   each FCGI_STDOUT record on as it comes. That a full buffer is sent and buffering starts again
  *   is the model here (what IIS does past the limit in detail: UNCONFIRMED).
+ * - with `w3wp`, the instances are children of emulated w3wp processes that own a job (w3wp.ts):
+ *   `maxProcesses` of them at once (a web garden, maxInstances each), and recycle() does IIS's
+ *   overlapped recycle: new w3wps take new requests, the old ones finish theirs, close their
+ *   instances and exit, which kills everything in their jobs.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import net from 'node:net';
@@ -26,6 +30,7 @@ import { encodeParams } from '../../src/fcgi/params.js';
 import { RecordParser } from '../../src/fcgi/parser.js';
 import { decodeEndRequest, encodeBeginRequest, encodeRecord, frameStream } from '../../src/fcgi/records.js';
 import { parseCgi } from '../helpers/fcgi-client.js';
+import { W3wp, type ProcessHandle } from './w3wp.js';
 
 export interface IisOptions {
   /** The FastCGI program and its arguments (IIS: fullPath + arguments). */
@@ -46,6 +51,10 @@ export interface IisOptions {
   requestTimeoutMs?: number;
   /** The handler's responseBufferLimit in bytes (IIS's default 4194304); 0 = no buffering. */
   responseBufferLimit?: number;
+  /** Start instances from emulated w3wp processes with jobs (needed for recycle()). */
+  w3wp?: boolean;
+  /** The pool's maxProcesses (w3wp mode): a web garden of this many w3wps, maxInstances each. */
+  maxProcesses?: number;
 }
 
 /** IIS's default responseBufferLimit (IIS_schema.xml, <handlers><add responseBufferLimit>). */
@@ -67,6 +76,8 @@ export interface IisResponse {
   body: Buffer;
   /** Pid of the instance that served it. */
   relayPid: number;
+  /** Pid of its emulated w3wp (w3wp mode), else null. */
+  w3wpPid: number | null;
   /** True when IIS itself made this answer (STDERR, instance died, timeout). */
   failed: boolean;
   /** Sizes of the pieces the client received, in order (see responseBufferLimit). */
@@ -88,7 +99,7 @@ export interface IisCounters {
 
 /** A started relay with the IIS end of its stdin. */
 export interface SpawnedRelay {
-  readonly child: ChildProcess;
+  readonly child: ProcessHandle;
   readonly pid: number;
   /** IIS's end of the connection. */
   readonly socket: net.Socket;
@@ -147,6 +158,22 @@ export async function spawnRelay(pairs: SocketPairs, cmd: readonly string[], env
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
   if (child.pid === undefined) throw new Error(`cannot start ${cmd.join(' ')}`);
   return { child, pid: child.pid, socket: ours, exited, spawnedAt };
+}
+
+/** As spawnRelay, but started by an emulated w3wp (its child, in its job). */
+async function spawnRelayIn(w3wp: W3wp, pairs: SocketPairs, cmd: readonly string[], env: NodeJS.ProcessEnv, cwd: string): Promise<SpawnedRelay> {
+  const [ours, theirs] = await pairs.pair();
+  const spawnedAt = performance.now();
+  ours.on('error', () => undefined);
+  try {
+    // The w3wp gets `theirs` over IPC (which closes our copy) and hands it to the relay as stdin.
+    const { pid, child, exited } = await w3wp.spawn(theirs, cmd, env, cwd);
+    return { child, pid, socket: ours, exited, spawnedAt };
+  } catch (err) {
+    ours.destroy();
+    theirs.destroy();
+    throw err;
+  }
 }
 
 /** IIS's server variables for a request to an app at `appVirtualPath` (trailing-separator physical path, full-path PATH_INFO). */
@@ -211,6 +238,7 @@ class Instance {
   constructor(
     readonly relay: SpawnedRelay,
     readonly iis: IisEmulator,
+    readonly w3wp: W3wp | null,
   ) {
     relay.socket.on('data', (chunk: Buffer) => {
       const err = this.#parser.push(chunk, (r) => this.#onRecord(r.type, r.requestId, Buffer.from(r.content)));
@@ -261,10 +289,10 @@ class Instance {
       this.iis.counters.requests++;
       if (cur.stderr.length > 0) {
         // stderrMode ReturnStdErrIn500: IIS's own 500 page with the STDERR text.
-        cur.job.resolve({ status: 500, headers: [], body: Buffer.concat(cur.stderr), relayPid: this.relay.pid, failed: true, flushes: cur.flushes });
+        cur.job.resolve({ status: 500, headers: [], body: Buffer.concat(cur.stderr), relayPid: this.relay.pid, w3wpPid: this.w3wp?.pid ?? null, failed: true, flushes: cur.flushes });
       } else {
         if (end?.protocolStatus !== 0) this.iis.counters.failures.push(`END_REQUEST protocolStatus ${end?.protocolStatus}`);
-        cur.job.resolve({ ...parseCgi(Buffer.concat(cur.out), 502), relayPid: this.relay.pid, failed: false, flushes: cur.flushes });
+        cur.job.resolve({ ...parseCgi(Buffer.concat(cur.out), 502), relayPid: this.relay.pid, w3wpPid: this.w3wp?.pid ?? null, failed: false, flushes: cur.flushes });
       }
       this.state = this.state === 'busy' ? 'idle' : this.state;
       this.iis.released(this);
@@ -287,7 +315,7 @@ class Instance {
       clearTimeout(cur.timer);
       this.#current = null;
       this.iis.counters.failures.push(`relay ${this.relay.pid}: ${reason}`);
-      cur.job.resolve({ status: 500, headers: [], body: Buffer.from(`The FastCGI process exited unexpectedly (${reason})`), relayPid: this.relay.pid, failed: true, flushes: cur.flushes });
+      cur.job.resolve({ status: 500, headers: [], body: Buffer.from(`The FastCGI process exited unexpectedly (${reason})`), relayPid: this.relay.pid, w3wpPid: this.w3wp?.pid ?? null, failed: true, flushes: cur.flushes });
     }
     this.close();
   }
@@ -329,6 +357,10 @@ export class IisEmulator {
   readonly #closing = new Set<Promise<void>>();
   readonly #queue: Job[] = [];
   readonly #env: NodeJS.ProcessEnv;
+  /** w3wp mode: the w3wps taking requests, and the retired ones not yet exited. */
+  #w3wps: W3wp[] = [];
+  readonly #retired = new Set<W3wp>();
+  #changed: Array<() => void> = [];
   #starting = 0;
   #stopped = false;
   #stopping: Promise<void> | null = null;
@@ -344,6 +376,35 @@ export class IisEmulator {
       APP_POOL_ID: opts.appPoolId ?? 'DefaultAppPool',
       ...opts.env,
     };
+    if (opts.w3wp || opts.maxProcesses !== undefined) this.#w3wps = Array.from({ length: opts.maxProcesses ?? 1 }, () => new W3wp());
+  }
+
+  /** Pids of the w3wps taking requests (w3wp mode). */
+  get w3wpPids(): number[] {
+    return this.#w3wps.map((w) => w.pid);
+  }
+
+  /**
+   * IIS's overlapped recycle (w3wp mode): new w3wps start taking new requests at once, the old ones
+   * finish the requests they have, close their instances and exit, killing their jobs. Resolves,
+   * once they exited, with the pids their jobs killed.
+   */
+  async recycle(): Promise<number[]> {
+    const old = this.#w3wps;
+    if (old.length === 0) throw new Error('recycle() needs the w3wp option');
+    this.#w3wps = old.map(() => new W3wp());
+    for (const w of old) {
+      w.accepting = false;
+      this.#retired.add(w);
+    }
+    for (const i of [...this.#instances]) if (i.w3wp && !i.w3wp.accepting && i.state === 'idle') this.#recycle(i);
+    this.#dispatch();
+    const left = (): boolean => old.some((w) => w.starting > 0) || [...this.#instances].some((i) => i.w3wp !== null && old.includes(i.w3wp));
+    while (left()) await new Promise<void>((r) => this.#changed.push(r));
+    await Promise.all(this.#closing);
+    const killed = (await Promise.all(old.map((w) => w.exit()))).flat();
+    for (const w of old) this.#retired.delete(w);
+    return killed;
   }
 
   /** Pids of the running instances. */
@@ -363,8 +424,13 @@ export class IisEmulator {
   /** An instance finished a request, or went away. */
   released(inst: Instance): void {
     if (inst.state === 'gone') this.#instances.delete(inst);
-    else if (inst.state === 'idle' && inst.served >= (this.#opts.instanceMaxRequests ?? 200)) this.#recycle(inst);
+    else if (inst.state === 'idle' && (inst.served >= (this.#opts.instanceMaxRequests ?? 200) || (inst.w3wp !== null && !inst.w3wp.accepting))) this.#recycle(inst);
     this.#dispatch();
+    this.#notify();
+  }
+
+  #notify(): void {
+    for (const f of this.#changed.splice(0)) f();
   }
 
   /** Kills every instance (TerminateProcess, no closing first) and waits for the exits. */
@@ -380,6 +446,8 @@ export class IisEmulator {
       this.#stopped = true;
       for (const job of this.#queue.splice(0)) job.reject(new Error('IIS emulator stopped'));
       await Promise.all([...[...this.#instances].map((i) => i.close()), ...this.#closing]);
+      // The w3wps exit: their jobs take what the relays started with them.
+      await Promise.all([...this.#w3wps, ...this.#retired].map((w) => w.exit()));
       this.#pairs.close();
     })();
     return this.#stopping;
@@ -389,30 +457,53 @@ export class IisEmulator {
     this.#instances.delete(inst);
     const closed = inst.close();
     this.#closing.add(closed);
-    void closed.then(() => this.#closing.delete(closed));
+    void closed.then(() => {
+      this.#closing.delete(closed);
+      this.#notify();
+    });
   }
 
   #dispatch(): void {
     let idle: Instance | undefined;
-    while (this.#queue.length > 0 && (idle = [...this.#instances].find((i) => i.state === 'idle'))) idle.send(this.#queue.shift()!);
-    // IIS starts more instances while requests wait, up to maxInstances.
-    while (!this.#stopped && this.#queue.length > this.#starting && this.#instances.size + this.#starting < (this.#opts.maxInstances ?? 4)) this.#startInstance();
+    const open = (i: Instance): boolean => i.state === 'idle' && (i.w3wp === null || i.w3wp.accepting);
+    while (this.#queue.length > 0 && (idle = [...this.#instances].find(open))) idle.send(this.#queue.shift()!);
+    // IIS starts more instances while requests wait, up to maxInstances (per w3wp).
+    const max = this.#opts.maxInstances ?? 4;
+    if (this.#w3wps.length === 0) {
+      while (!this.#stopped && this.#queue.length > this.#starting && this.#instances.size + this.#starting < max) this.#startInstance(null);
+      return;
+    }
+    const load = (w: W3wp): number => w.starting + [...this.#instances].filter((i) => i.w3wp === w && i.state !== 'gone').length;
+    for (;;) {
+      if (this.#stopped || this.#queue.length <= this.#starting) return;
+      // HTTP.sys spreads connections over a web garden's w3wps: the least loaded one starts the instance.
+      const w = [...this.#w3wps].sort((a, b) => load(a) - load(b))[0]!;
+      if (load(w) >= max) return;
+      this.#startInstance(w);
+    }
   }
 
-  #startInstance(): void {
+  #startInstance(w3wp: W3wp | null): void {
     this.#starting++;
+    if (w3wp) w3wp.starting++;
     const env = { ...this.#env, _FCGI_X_PIPE_: `\\\\.\\pipe\\IISFCGI-${randomUUID()}` };
-    spawnRelay(this.#pairs, this.#opts.relayCmd, env, this.#pairs.dir).then(
+    const started = w3wp ? spawnRelayIn(w3wp, this.#pairs, this.#opts.relayCmd, env, this.#pairs.dir) : spawnRelay(this.#pairs, this.#opts.relayCmd, env, this.#pairs.dir);
+    started.then(
       (relay) => {
         this.#starting--;
+        if (w3wp) w3wp.starting--;
         this.counters.relaysStarted++;
-        const inst = new Instance(relay, this);
+        const inst = new Instance(relay, this, w3wp);
         this.#instances.add(inst);
         if (this.#stopped) void inst.close();
+        else if (w3wp && !w3wp.accepting) this.#recycle(inst);
         this.#dispatch();
+        this.#notify();
       },
       (err: Error) => {
         this.#starting--;
+        if (w3wp) w3wp.starting--;
+        this.#notify();
         this.counters.failures.push(`cannot start an instance: ${err.message}`);
         for (const job of this.#queue.splice(0)) job.reject(err);
       },
