@@ -43,13 +43,22 @@ export function readLock(path: string): LockInfo | null {
   }
 }
 
-/** True while a process with this pid exists (signal 0 is an existence check on Windows too). */
+/**
+ * True while a process with this pid runs (signal 0 is an existence check on Windows too). On
+ * Linux a zombie (exited, not yet reaped by its parent or init) answers signal 0 but runs nothing.
+ */
 export function pidAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
-    return true;
   } catch (err) {
     return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+  if (process.platform !== 'linux') return true;
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
+  } catch {
+    return true; // no /proc: signal 0 said it exists
   }
 }
 
