@@ -1,7 +1,7 @@
 /**
  * Smoke test of `corral relay` on Windows code paths, run by node.exe under Wine (see
  * ../shared/wine/README.md): real named pipes as the relay's fd 0, the default pipe
- * \\.\pipe\corral-<APP_POOL_ID>, GET_VALUES, settings injection, STDERR dropped, exit on close,
+ * \\.\pipe\corral-<APP_POOL_ID>-w<w3wp pid>-<tag>, GET_VALUES, settings injection, STDERR dropped, exit on close,
  * and auto-start of exactly one service by concurrent relays with the lock and the relay secret
  * in %TEMP% and a pipe name derived from the secret (the service answers 503 there: node.exe
  * cannot start Linux Python without unixrun.exe); a pipe name already taken is refused.
