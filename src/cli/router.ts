@@ -344,9 +344,6 @@ export class AppRouter implements Router {
     const named_: Array<[string, string | null]> = [
       ...s.pythonPath.map((p): [string, string] => ['PYTHONPATH', p]),
       ['DEPLOY_FILE', s.deployFile === null ? null : path.resolve(root, s.deployFile)],
-      ['DEPLOY_LOG', s.deployLog === null ? null : path.resolve(root, s.deployLog)],
-      ['ERROR_LOG_DIR', s.errorLogDir],
-      ['WSGI_LOG', s.wsgiLog],
       // Run before the app's handler (wfastcgi's virtualenv proxy): code, like PYTHONPATH.
       ...Object.entries(result.env.vars).filter(([n]) => n.toUpperCase() === 'WSGI_ALT_VIRTUALENV_ACTIVATE_THIS').map(([n, p]): [string, string] => [n, path.resolve(root, p)]),
     ];
@@ -354,7 +351,21 @@ export class AppRouter implements Router {
       if (p !== null && !this.#allowed(p) && !this.#inside(realPathOf(p, this.#platform), root))
         return refuse('CORRAL_ROOT_NOT_ALLOWED', `the app's ${name} is outside allowedRoots`, { setting: name, path: p, realPath: realPathOf(p, this.#platform) });
     }
-    return { settings: this.#clamp(s, root), env: result.env, web: JSON.stringify([...web]) };
+    // Log files are not code: one outside the allowed places is dropped with a warning (its lines
+    // go to the service log), where refusing would take the whole site down for a log path.
+    const logs: Array<[string, 'deployLog' | 'errorLogDir' | 'wsgiLog', string | null]> = [
+      ['DEPLOY_LOG', 'deployLog', s.deployLog === null ? null : path.resolve(root, s.deployLog)],
+      ['ERROR_LOG_DIR', 'errorLogDir', s.errorLogDir],
+      ['WSGI_LOG', 'wsgiLog', s.wsgiLog],
+    ];
+    const dropped: Partial<Record<'deployLog' | 'errorLogDir' | 'wsgiLog', null>> = {};
+    for (const [name, key, p] of logs) {
+      if (p === null || this.#allowed(p) || this.#inside(realPathOf(p, this.#platform), root) || this.#inLogRoot(p)) continue;
+      dropped[key] = null;
+      this.#log.warn({ root, setting: name, path: p, logRoots: this.#base.logRoots }, `the app's ${name} is outside its directory, allowedRoots and logRoots: ignored, its lines go to the service log (add the directory to logRoots to allow it)`);
+    }
+    const kept = Object.keys(dropped).length > 0 ? (Object.freeze({ ...s, ...dropped }) as Readonly<Settings>) : s;
+    return { settings: this.#clamp(kept, root), env: result.env, web: JSON.stringify([...web]) };
   }
 
   /** Caps the workers and threads a request-started app may ask for. */
@@ -378,6 +389,11 @@ export class AppRouter implements Router {
     const real = realPathOf(dir, this.#platform);
     const roots = [...this.#base.allowedRoots, ...this.#configured.map((a) => a.settings.root)];
     return roots.some((r) => this.#inside(real, realPathOf(r, this.#platform)));
+  }
+
+  #inLogRoot(p: string): boolean {
+    const real = realPathOf(p, this.#platform);
+    return this.#base.logRoots.some((r) => this.#inside(real, realPathOf(r, this.#platform)));
   }
 
   #inside(dir: string, root: string): boolean {

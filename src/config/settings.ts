@@ -102,6 +102,11 @@ export const SETTINGS = [
     doc: 'A file holding the secret `corral relay` sends with each request (at least 32 characters; readable only by the service\'s user and its relays: mode 600 or 640 on POSIX, never world-readable). Only requests carrying it may name an app under `allowedRoots` or bring per-app settings; from any other client those params are ignored and logged. An auto-started service gets the file its relay made; for an installed service make one (e.g. `openssl rand -hex 32`) and give the relays the same path in `CORRAL_RELAY_SECRET_FILE`. See docs/iis.md.',
   }),
   setting({
+    key: 'logRoots', env: ['CORRAL_LOG_ROOTS'], flag: '--log-roots', cli: 'option', arg: 'DIRS',
+    kind: list(pathName(), 'separated by ; or the OS path separator', splitPathList), default: [], defaultDoc: 'none',
+    doc: 'Directories outside `allowedRoots` where apps started by requests may keep their own log files (`WSGI_LOG`, `ERROR_LOG_DIR`, `DEPLOY_LOG`), such as the `C:\\Logs` of Microsoft\'s wfastcgi examples; compared as real paths. A log path an app names outside its root, `allowedRoots` and these is ignored with a warning and those lines go where they would without it (the service log), rather than refusing the app: a log file is not code.',
+  }),
+  setting({
     key: 'pipeAllUsers', env: ['CORRAL_PIPE_ALL_USERS'], flag: '--pipe-all-users', cli: 'option', arg: 'BOOL',
     kind: boolean(), default: false,
     doc: 'Windows: let every local account connect to the service\'s named pipes (and create instances of them). Off: Windows\' default pipe DACL applies (full control for LocalSystem, Administrators and the service\'s own account, read for Everyone), which fits a service auto-started by its relays as the app pool identity. Turn it on only for a service running as another account than its relays, with `relaySecretFile` set, and prefer giving that account its own pipe per app pool.',

@@ -158,6 +158,32 @@ describe('the router', () => {
     expect(made[0]!.env?.vars).toEqual({ DB: 'web', ONLY_IIS: '1' });
   });
 
+  it('runs an app whose WSGI_LOG is outside its roots, logging to the default place, unless logRoots allows the file', () => {
+    const top = tempDir();
+    const siteDir = join(top, 'site');
+    const secret = join(top, 'secret');
+    writeFileSync(secret, 'k'.repeat(64), { mode: 0o600 });
+    mkdirSync(siteDir);
+    const logs = tempDir(); // C:\\Logs in Microsoft's wfastcgi examples
+    writeFileSync(join(siteDir, 'web.config'), `<configuration><appSettings><add key="WSGI_HANDLER" value="app.application" /><add key="WSGI_LOG" value="${join(logs, 'wfastcgi.log')}" /></appSettings></configuration>`);
+    const run = (extra: string[]): Readonly<Settings> | unknown => {
+      const made: Array<Readonly<Settings>> = [];
+      const fake = (settings: Readonly<Settings>): App => {
+        made.push(settings);
+        return { settings, start: () => undefined, pool: {} as Upstream } as unknown as App;
+      };
+      const router = new AppRouter(base(['--allowed-roots', top, '--relay-secret-file', secret, ...extra]), [], fake, silentLogger(), { platform: 'linux' });
+      try {
+        const r = router.route(new Map([[RELAY_TOKEN_PARAM, 'k'.repeat(64)], ['APPL_PHYSICAL_PATH', siteDir]]));
+        return made[0] ?? r;
+      } finally {
+        router.close();
+      }
+    };
+    expect(run([])).toMatchObject({ wsgiApp: 'app.application', wsgiLog: null });
+    expect(run(['--log-roots', logs])).toMatchObject({ wsgiLog: realpathSync(join(logs)) === logs ? join(logs, 'wfastcgi.log') : expect.stringContaining('wfastcgi.log') });
+  });
+
   it('refuses a WSGI_ALT_VIRTUALENV_ACTIVATE_THIS outside allowedRoots (it is code the worker runs)', () => {
     const top = tempDir();
     const siteDir = join(top, 'site');
