@@ -128,9 +128,12 @@ class FrontRequest implements ExchangeSink {
     this.#head = ended || head.length >= CGI_STATUS_PROBE ? null : Buffer.from(head);
   }
 
-  fail(error: CorralError): void {
+  /** `logged`: the front already logged why (its own limits, routing); errors from the pool are logged here. */
+  fail(error: CorralError, logged = false): void {
     if (this.done) return;
     this.error = error.code;
+    // The client gets the code (and in dev the message); the log gets the message and any traceback.
+    if (!logged) this.conn.logFailure(this, error);
     if (!this.exchange?.responseStarted) {
       const page = errorResponse(error, this.conn.devErrors);
       this.status = cgiStatus(page);
@@ -285,6 +288,15 @@ export class FcgiConnection {
     if (!this.#inRecord) queueMicrotask(() => this.#checkOverflow());
   }
 
+  /** Logs why the pool could not serve a request (serve's error page names only the code). */
+  logFailure(req: FrontRequest, error: CorralError): void {
+    const seen = req.seen ?? {};
+    this.#log.info(
+      { app: req.exchange?.app ?? null, path: seen.REQUEST_URI ?? null, code: error.code, err: error.message, ...(error.detail ? { detail: error.detail } : {}) },
+      'request failed',
+    );
+  }
+
   /** Ends a request with END_REQUEST; closes the connection if the client did not ask to keep it. */
   endRequest(req: FrontRequest, appStatus: number): void {
     if (this.#requests.get(req.id) !== req) return;
@@ -408,7 +420,7 @@ export class FcgiConnection {
     }
     if (req.paramsBytes + length > this.#opts.maxParamsBytes) {
       this.#limit('CORRAL_PARAMS_TOO_LARGE', { request: req.id }, `params of a request exceed maxParamsBytes (${this.#opts.maxParamsBytes}); answering 431`);
-      req.fail(new CorralError('CORRAL_PARAMS_TOO_LARGE', `the request's params exceed maxParamsBytes (${this.#opts.maxParamsBytes} bytes)`));
+      req.fail(new CorralError('CORRAL_PARAMS_TOO_LARGE', `the request's params exceed maxParamsBytes (${this.#opts.maxParamsBytes} bytes)`), true);
       return;
     }
     req.paramsBytes += length;
@@ -435,14 +447,14 @@ export class FcgiConnection {
       const declared = found.CONTENT_LENGTH?.trim();
       if (declared !== undefined && /^\d+$/.test(declared) && Number(declared) > this.#maxBody) {
         this.#limit('CORRAL_BODY_TOO_LARGE', { request: req.id, contentLength: Number(declared) }, `request body larger than maxBodySize (${this.#maxBody}); answering 413`);
-        req.fail(new CorralError('CORRAL_BODY_TOO_LARGE', `CONTENT_LENGTH ${declared} exceeds maxBodySize (${this.#maxBody} bytes)`));
+        req.fail(new CorralError('CORRAL_BODY_TOO_LARGE', `CONTENT_LENGTH ${declared} exceeds maxBodySize (${this.#maxBody} bytes)`), true);
         return;
       }
     }
     const budget = this.#opts.budget;
     if (budget?.exceeded) {
       this.#limit('CORRAL_OVERLOADED', { held: budget.held }, `the service holds more than maxBufferedBytes (${budget.limit}) of request data; answering 503`);
-      req.fail(new CorralError('CORRAL_OVERLOADED', `the service holds more than maxBufferedBytes (${budget.limit}) of request data`, { retryAfter: 1 }));
+      req.fail(new CorralError('CORRAL_OVERLOADED', `the service holds more than maxBufferedBytes (${budget.limit}) of request data`, { retryAfter: 1 }), true);
       return;
     }
     let params: Map<string, string> | null = null;
@@ -479,7 +491,7 @@ export class FcgiConnection {
       if (this.#maxBody > 0 && req.bodyBytes > this.#maxBody) {
         this.#limit('CORRAL_BODY_TOO_LARGE', { request: req.id }, `request body grew past maxBodySize (${this.#maxBody}); aborting it`);
         const ex = req.exchange;
-        req.fail(new CorralError('CORRAL_BODY_TOO_LARGE', `the request body exceeds maxBodySize (${this.#maxBody} bytes)`));
+        req.fail(new CorralError('CORRAL_BODY_TOO_LARGE', `the request body exceeds maxBodySize (${this.#maxBody} bytes)`), true);
         ex?.abort();
         return;
       }
@@ -492,7 +504,7 @@ export class FcgiConnection {
     const target = this.#route.route(params);
     if (target instanceof CorralError) {
       this.#log.warn({ code: target.code, err: target.message }, 'request refused');
-      req.fail(target);
+      req.fail(target, true);
       return false;
     }
     req.exchange = target.begin(req);

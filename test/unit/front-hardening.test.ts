@@ -4,6 +4,7 @@
  * every buffer bounded. Driven over real sockets against fake pools (no Python).
  */
 import net from 'node:net';
+import { pino } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { FcgiConnection, type ConnectionOptions } from '../../src/front/fcgi-connection.js';
 import { HeldBudget } from '../../src/front/held-budget.js';
@@ -19,9 +20,9 @@ let server: net.Server | null = null;
 const clients: FcgiClient[] = [];
 const connections: FcgiConnection[] = [];
 
-async function serve(up: Upstream, opts: Partial<ConnectionOptions> = {}): Promise<{ host: string; port: number }> {
+async function serve(up: Upstream, opts: Partial<ConnectionOptions> = {}, log = silentLogger()): Promise<{ host: string; port: number }> {
   const o: ConnectionOptions = { maxParamsBytes: 4096, maxConns: 10, maxReqs: 20, devErrors: false, ...opts };
-  server = net.createServer({ allowHalfOpen: true }, (s) => connections.push(new FcgiConnection(s, { needsParams: false, route: () => up }, o, silentLogger())));
+  server = net.createServer({ allowHalfOpen: true }, (s) => connections.push(new FcgiConnection(s, { needsParams: false, route: () => up }, o, log)));
   await new Promise<void>((r) => server!.listen(0, '127.0.0.1', () => r()));
   return { host: '127.0.0.1', port: (server.address() as net.AddressInfo).port };
 }
@@ -214,5 +215,18 @@ describe('FastCGI front: bounded memory', () => {
     expect(a.isClosed).toBe(false);
     a.close();
     await until(() => budget.held === 0);
+  });
+});
+
+describe('FastCGI front: what the client is not told is in the log', () => {
+  it('answers a pool failure with the code only and logs the message', async () => {
+    const lines: Array<Record<string, unknown>> = [];
+    const log = pino({ level: 'info' }, { write: (line: string) => lines.push(JSON.parse(line) as Record<string, unknown>) });
+    const c = await client(await serve(new EchoUpstream(), {}, log));
+    const r = await c.request(1, cgiParams('GET', '/fail'));
+    expect(r.status).toBe(502);
+    expect(r.body.toString()).toContain('CORRAL_WORKER_LOST');
+    expect(r.body.toString()).not.toContain('worker 1 exited');
+    expect(lines.find((l) => l.msg === 'request failed')).toMatchObject({ code: 'CORRAL_WORKER_LOST', err: 'worker 1 exited' });
   });
 });
