@@ -15,7 +15,8 @@ import { CorralError } from '../errors.js';
 import { workerBounds, type Settings } from '../config/settings.js';
 import { appSettings, type AppEnvironment } from '../config/app-settings.js';
 import { readAppSettings, webConfigStamp, WebConfigError } from '../config/webconfig.js';
-import { watchWebConfig, type WebConfigWatcher } from '../config/webconfig-watch.js';
+import { watchWebConfig } from '../watch/webconfig.js';
+import type { AppWatcher } from '../watch/watcher.js';
 import { formatProblem } from '../config/problems.js';
 import type { Router } from '../front/fcgi-connection.js';
 import type { Upstream } from '../pool/pool.js';
@@ -53,7 +54,7 @@ interface Started {
   readonly overrides: ReadonlyMap<string, string>;
   /** The web.config settings the app runs with (JSON), to tell a real change from a touch. */
   web: string;
-  watcher: WebConfigWatcher | null;
+  watcher: AppWatcher | null;
   /** A reload for a web.config change is running; `again` when another change came meanwhile. */
   reloading: { again: boolean } | null;
 }

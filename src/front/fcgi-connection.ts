@@ -441,10 +441,16 @@ export class FcgiConnection {
       this.#drop('CORRAL_FCGI_PROTOCOL', `malformed params in request ${req.id}: ${bad}`);
       return;
     }
+    // Decoded once when routing needs it; otherwise only CONTENT_LENGTH is looked for.
+    const params = this.#route.needsParams ? paramsToMap(body) : null;
     if (this.#maxBody > 0) {
-      const found: Record<string, string> = {};
-      scanParams(body, ['CONTENT_LENGTH'], found);
-      const declared = found.CONTENT_LENGTH?.trim();
+      let declared: string | undefined;
+      if (params) declared = params.get('CONTENT_LENGTH')?.trim();
+      else {
+        const found: Record<string, string> = {};
+        scanParams(body, ['CONTENT_LENGTH'], found);
+        declared = found.CONTENT_LENGTH?.trim();
+      }
       if (declared !== undefined && /^\d+$/.test(declared) && Number(declared) > this.#maxBody) {
         this.#limit('CORRAL_BODY_TOO_LARGE', { request: req.id, contentLength: Number(declared) }, `request body larger than maxBodySize (${this.#maxBody}); answering 413`);
         req.fail(new CorralError('CORRAL_BODY_TOO_LARGE', `CONTENT_LENGTH ${declared} exceeds maxBodySize (${this.#maxBody} bytes)`), true);
@@ -457,8 +463,6 @@ export class FcgiConnection {
       req.fail(new CorralError('CORRAL_OVERLOADED', `the service holds more than maxBufferedBytes (${budget.limit}) of request data`, { retryAfter: 1 }), true);
       return;
     }
-    let params: Map<string, string> | null = null;
-    if (this.#route.needsParams) params = paramsToMap(body);
     if (!this.#begin(req, params)) return;
     const ex = req.exchange!;
     for (const f of frames) ex.params(f);

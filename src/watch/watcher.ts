@@ -17,6 +17,10 @@ export interface WatchOptions {
   debounceMs: number;
   onReload: (paths: string[]) => void;
   log: Logger;
+  /** How deep below `root` to watch (chokidar's `depth`); unset: the whole tree. */
+  depth?: number;
+  /** What is watched, for the log line of a watcher error ("file watcher" by default). */
+  what?: string;
 }
 
 /** A running watcher. */
@@ -38,6 +42,7 @@ export function watchApp(opts: WatchOptions): AppWatcher {
     persistent: false,
     atomic: true,
     ignored: skipDir,
+    ...(opts.depth !== undefined ? { depth: opts.depth } : {}),
   });
   const onPath = (event: string) => (path: string) => {
     if (!opts.filter(path)) return;
@@ -46,7 +51,7 @@ export function watchApp(opts: WatchOptions): AppWatcher {
   };
   for (const event of ['add', 'change', 'unlink'] as const) watcher.on(event, onPath(event));
   watcher.on('error', (err: unknown) => {
-    opts.log.warn({ err: err instanceof Error ? err.message : String(err), root: opts.root }, 'file watcher error: reloading to be safe, still watching');
+    opts.log.warn({ err: err instanceof Error ? err.message : String(err), root: opts.root }, `${opts.what ?? 'file watcher'} error: reloading to be safe, still watching`);
     debouncer.trigger(opts.root);
   });
   const ready = new Promise<void>((resolve) => watcher.once('ready', () => resolve()));
