@@ -12,6 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { CLI, FIXTURES, ROOT, alive, startCorral, stopAll, type CorralProcess } from '../helpers/corral.js';
+import { freePort } from '../helpers/nginx.js';
 import { FcgiClient, cgiParams, fcgiGet, header } from '../helpers/fcgi-client.js';
 import { RecordParser } from '../../src/fcgi/parser.js';
 import { encodeBeginRequest, encodeRecord, decodeEndRequest } from '../../src/fcgi/records.js';
@@ -240,16 +241,6 @@ describe('other listeners', () => {
     }
   });
 });
-
-function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = net.createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const p = (s.address() as net.AddressInfo).port;
-      s.close(() => resolve(p));
-    });
-  });
-}
 
 function httpRequest(port: number, method: string, path: string, body?: Buffer): Promise<{ status: number; headers: http.IncomingHttpHeaders; body: Buffer }> {
   return new Promise((resolve, reject) => {

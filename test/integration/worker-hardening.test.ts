@@ -40,6 +40,18 @@ function spawnWorker(args: string[], app = 'misbehaving_app:application'): { pee
   return { peer, proc, exited };
 }
 
+/** A worker in standalone --listen mode on a free port (`out`: its pipes, for stderr), and a connection to it. */
+async function standalone(args: string[]): Promise<{ peer: Peer; out: Peer }> {
+  const { peer: out } = spawnWorker(['--listen', '127.0.0.1:0', ...args]);
+  const port = Number(await out.until(() => /listening on 127\.0\.0\.1:(\d+)/.exec(out.stderr)?.[1], 'the listening line'));
+  const socket = net.connect(port, '127.0.0.1');
+  sockets.push(socket);
+  await new Promise((resolve, reject) => socket.once('connect', resolve).once('error', reject));
+  const peer = new Peer(socket, socket);
+  socket.on('close', () => { peer.closed = true; peer.notify(); });
+  return { peer, out };
+}
+
 /** PARAMS whose second pair says its value is 100 bytes long, in a 20-byte record. */
 function overrunParams(id: number): Buffer {
   return Buffer.concat([record(T.PARAMS, id, Buffer.concat([pairs({ REQUEST_METHOD: 'GET' }), Buffer.from([4, 100]), Buffer.from('PATHxx')])), record(T.PARAMS, id)]);
@@ -86,13 +98,7 @@ describe('a malformed request costs only itself', () => {
   });
 
   it('in standalone --listen mode: the connection and its other requests go on', async () => {
-    const { peer: out } = spawnWorker(['--listen', '127.0.0.1:0', '--threads', '2']);
-    const port = Number(await out.until(() => /listening on 127\.0\.0\.1:(\d+)/.exec(out.stderr)?.[1], 'the listening line'));
-    const socket = net.connect(port, '127.0.0.1');
-    sockets.push(socket);
-    await new Promise((resolve, reject) => socket.once('connect', resolve).once('error', reject));
-    const peer = new Peer(socket, socket);
-    socket.on('close', () => { peer.closed = true; peer.notify(); });
+    const { peer } = await standalone(['--threads', '2']);
     // Standalone mode answers GET_VALUES, not PING: use a request as the barrier instead.
     peer.ping = async (): Promise<void> => {
       const from = peer.records.length;
@@ -113,13 +119,7 @@ describe('a malformed request costs only itself', () => {
   });
 
   it('in standalone --listen mode: requests beyond FCGI_MAX_REQS open on one connection are refused (FCGI_OVERLOADED)', async () => {
-    const { peer: out } = spawnWorker(['--listen', '127.0.0.1:0']);
-    const port = Number(await out.until(() => /listening on 127\.0\.0\.1:(\d+)/.exec(out.stderr)?.[1], 'the listening line'));
-    const socket = net.connect(port, '127.0.0.1');
-    sockets.push(socket);
-    await new Promise((resolve, reject) => socket.once('connect', resolve).once('error', reject));
-    const peer = new Peer(socket, socket);
-    socket.on('close', () => { peer.closed = true; peer.notify(); });
+    const { peer, out } = await standalone([]);
     const begins: Buffer[] = [];
     for (let id = 1; id <= 1025; id++) begins.push(begin(id));
     peer.send(Buffer.concat(begins)); // 1025 requests that never send their params

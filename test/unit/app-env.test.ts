@@ -131,13 +131,19 @@ describe('what the relay forwards', () => {
   });
 });
 
+/** An allowed root with a relay secret file and an empty site folder under it. */
+function site(): { top: string; siteDir: string; secret: string } {
+  const top = tempDir();
+  const siteDir = join(top, 'site');
+  const secret = join(top, 'secret');
+  writeFileSync(secret, 'k'.repeat(64), { mode: 0o600 });
+  mkdirSync(siteDir);
+  return { top, siteDir, secret };
+}
+
 describe('the router', () => {
   it('lets web.config appSettings win over the relay-carried settings and hands the app its environment', () => {
-    const top = tempDir();
-    const siteDir = join(top, 'site');
-    const secret = join(top, 'secret');
-    writeFileSync(secret, 'k'.repeat(64), { mode: 0o600 });
-    mkdirSync(siteDir);
+    const { top, siteDir, secret } = site();
     writeFileSync(join(siteDir, 'web.config'), '<configuration><appSettings><add key="WSGI_HANDLER" value="web.app" /><add key="DB" value="web" /></appSettings></configuration>');
     const made: Array<{ settings: Readonly<Settings>; env: AppEnvironment | null }> = [];
     const fake = (settings: Readonly<Settings>, env: AppEnvironment | null): App => {
@@ -159,11 +165,7 @@ describe('the router', () => {
   });
 
   it('runs an app whose WSGI_LOG is outside its roots, logging to the default place, unless logRoots allows the file', () => {
-    const top = tempDir();
-    const siteDir = join(top, 'site');
-    const secret = join(top, 'secret');
-    writeFileSync(secret, 'k'.repeat(64), { mode: 0o600 });
-    mkdirSync(siteDir);
+    const { top, siteDir, secret } = site();
     const logs = tempDir(); // C:\\Logs in Microsoft's wfastcgi examples
     writeFileSync(join(siteDir, 'web.config'), `<configuration><appSettings><add key="WSGI_HANDLER" value="app.application" /><add key="WSGI_LOG" value="${join(logs, 'wfastcgi.log')}" /></appSettings></configuration>`);
     const run = (extra: string[]): Readonly<Settings> | unknown => {
@@ -185,11 +187,7 @@ describe('the router', () => {
   });
 
   it('refuses a WSGI_ALT_VIRTUALENV_ACTIVATE_THIS outside allowedRoots (it is code the worker runs)', () => {
-    const top = tempDir();
-    const siteDir = join(top, 'site');
-    const secret = join(top, 'secret');
-    writeFileSync(secret, 'k'.repeat(64), { mode: 0o600 });
-    mkdirSync(siteDir);
+    const { top, siteDir, secret } = site();
     const outside = join(tempDir(), 'activate_this.py');
     writeFileSync(join(siteDir, 'web.config'), `<configuration><appSettings><add key="WSGI_HANDLER" value="ptvs_virtualenv_proxy.get_virtualenv_handler()" /><add key="WSGI_ALT_VIRTUALENV_HANDLER" value="app.application" /><add key="WSGI_ALT_VIRTUALENV_ACTIVATE_THIS" value="${outside}" /></appSettings></configuration>`);
     let made = 0;
