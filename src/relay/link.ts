@@ -34,7 +34,7 @@ export class ServiceLink {
   #warnedNoRoot = false;
 
   constructor(opts: LinkOptions) {
-    this.#o = { deadlineMs: 10_000, staleMs: 3_000, connectTimeoutMs: 2_000, secretFile: null, ...opts };
+    this.#o = { deadlineMs: 10_000, staleMs: 5_000, connectTimeoutMs: 2_000, secretFile: null, ...opts };
   }
 
   /** A connected socket. `root` is the requesting app's directory, needed to auto-start the service. */
@@ -69,6 +69,15 @@ export class ServiceLink {
       }
       const e = seen.exit;
       if (e !== null) {
+        // A service that another relay started (judging our lock stale while it was slow to listen)
+        // may hold the address: ours then exits with EADDRINUSE, and that one serves.
+        try {
+          const socket = await this.#connectOnce();
+          this.#o.log.warn({ servicePid: started?.pid, code: e.code }, 'the service this relay started exited, but another one answers; using it');
+          return socket;
+        } catch {
+          /* nobody: the start failed */
+        }
         throw new Error(`the auto-started service (pid ${started?.pid}) exited (code ${e.code}, signal ${e.signal}) before it listened on ${location.text}`);
       }
       if (Date.now() - start >= deadlineMs) throw new Error(`no corral service answers at ${location.text} after ${deadlineMs} ms (${lastError})`);

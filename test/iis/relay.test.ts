@@ -406,7 +406,9 @@ describe('corral relay auto-starting the service', () => {
     await terminate([old!, ...oldWorkers]);
     const answers = await Promise.all([e.request({ url: '/pid' }), e.request({ url: '/pid' })]);
     // The request in flight when the service died (none here) would get a 502; new ones get a new service.
-    expect(answers.map((a) => a.status)).toEqual([200, 200]);
+    // On failure, say why: the answers' bodies and the relays' last log lines.
+    const why = (): string => JSON.stringify({ bodies: answers.map(text), relayLog: logLines(log).slice(-20) });
+    expect(answers.map((a) => a.status), why()).toEqual([200, 200]);
     const now = serveProcesses(sock);
     expect(now).toHaveLength(1);
     expect(now[0]).not.toBe(old);
