@@ -1,0 +1,97 @@
+/**
+ * The direct data plane's listening socket: bound by the service, listened on and accepted from by
+ * the workers. The service creates the socket and binds it (so a port in use or a bad path fails
+ * before any worker starts, and the socket outlives every worker and every generation); each
+ * worker gets it as fd 3 (spawn's stdio) and calls listen() and accept() itself, as PHP-FPM's
+ * children and gunicorn's workers do with their master's socket. The service never listens on it
+ * itself, so Node never accepts a connection that a worker should have had.
+ *
+ * Node has no public API for a bound-but-not-listening socket; `net._createServerHandle` is what
+ * its cluster module uses for exactly this (create and bind in the primary, listen in the
+ * workers). It is internal, so its shape is checked here and a change fails loudly at start-up.
+ *
+ * The file status flags (O_NONBLOCK) of the socket are shared by every process that holds it:
+ * a worker must keep it non-blocking (libuv created it so).
+ */
+import { chmodSync } from 'node:fs';
+import net from 'node:net';
+import { getSystemErrorName } from 'node:util';
+import { formatAddress, type ListenAddress } from '../config/address.js';
+
+/** What Node's internal handle gives us; checked at run time. */
+interface RawHandle {
+  readonly fd: number;
+  getsockname?(out: Record<string, unknown>): number;
+  close(): void;
+}
+
+type CreateServerHandle = (address: string | null, port: number, addressType: number, fd: number | undefined, flags: number) => RawHandle | number;
+
+/** A bound socket the workers share. */
+export interface SharedListener {
+  readonly address: ListenAddress;
+  /** The socket's descriptor in this process (pass it in a worker's stdio). */
+  readonly fd: number;
+  /** What it bound, with the real port for `:0`. */
+  readonly bound: string;
+  /** Closes the service's copy; workers' copies stay until they exit. */
+  close(): void;
+}
+
+/** Whether the direct data plane can serve this address on this platform. */
+export function directCapable(address: ListenAddress, platform: NodeJS.Platform = process.platform): boolean {
+  return platform !== 'win32' && (address.kind === 'tcp' || address.kind === 'unix');
+}
+
+/**
+ * Creates and binds the socket for a TCP or unix-socket address (a stale unix socket file is the
+ * caller's to remove first). `mode` sets a unix socket's permissions. Throws with a message that
+ * names the address.
+ */
+export function bindShared(address: ListenAddress, mode: number | null = null): SharedListener {
+  const create = (net as unknown as { _createServerHandle?: CreateServerHandle })._createServerHandle;
+  if (typeof create !== 'function') throw new Error('this Node has no net._createServerHandle: use --data-plane proxy');
+  let result: RawHandle | number;
+  if (address.kind === 'tcp') {
+    const type = net.isIPv6(address.host) ? 6 : 4;
+    if (!net.isIP(address.host) && address.host !== 'localhost') throw new Error(`cannot listen on ${formatAddress(address)}: the direct data plane needs a numeric host`);
+    result = create(address.host === 'localhost' ? '127.0.0.1' : address.host, address.port, type, undefined, 0);
+  } else if (address.kind === 'unix') {
+    result = create(address.path, -1, -1, undefined, 0);
+  } else {
+    throw new Error(`the direct data plane serves TCP and unix sockets, not ${formatAddress(address)}`);
+  }
+  if (typeof result === 'number') throw new Error(`cannot listen on ${formatAddress(address)}: ${errName(result)}`);
+  const handle = result;
+  if (typeof handle.fd !== 'number' || handle.fd < 0) {
+    handle.close();
+    throw new Error(`cannot listen on ${formatAddress(address)}: no file descriptor for the socket (use --data-plane proxy)`);
+  }
+  if (address.kind === 'unix' && mode !== null) chmodSync(address.path, mode);
+  let bound = formatAddress(address);
+  if (address.kind === 'tcp' && handle.getsockname) {
+    const out: Record<string, unknown> = {};
+    if (handle.getsockname(out) === 0 && typeof out.port === 'number') {
+      bound = formatAddress({ kind: 'tcp', host: typeof out.address === 'string' ? out.address : address.host, port: out.port });
+    }
+  }
+  let open = true;
+  return {
+    address,
+    fd: handle.fd,
+    bound,
+    close() {
+      if (!open) return;
+      open = false;
+      handle.close();
+    },
+  };
+}
+
+function errName(code: number): string {
+  try {
+    return getSystemErrorName(code);
+  } catch {
+    return `error ${code}`;
+  }
+}
