@@ -21,6 +21,8 @@ import { watchApp, type AppWatcher } from '../watch/watcher.js';
 import { invalidateBytecode } from '../watch/bytecode.js';
 import { inheritedEnv, withAppEnv } from './worker-env.js';
 import type { AppEnvironment } from '../config/app-settings.js';
+import type { RequestObserver } from '../front/access-log.js';
+import type { SharedListener } from '../pool/shared-listener.js';
 
 /** The Python worker shipped with corral (src/python), found from this file in src/ or dist/. */
 export const WORKER_SCRIPT = fileURLToPath(new URL('../../src/python/corral_worker.py', import.meta.url));
@@ -41,6 +43,8 @@ export interface AppOptions {
   metrics?: Metrics;
   /** The service-wide worker budget (maxTotalWorkers) every pool spawns within. */
   budget?: WorkerBudget;
+  /** Direct data plane: the workers accept on the listener `start()` is given. */
+  direct?: boolean;
 }
 
 /** The environment workers start with: the base list and `passEnv` of `base` (worker-env.ts), and corral's own. */
@@ -75,6 +79,25 @@ export function poolOptions(s: Readonly<Settings>, dev = false): PoolOptions {
     tickMs: 250,
     keepOldOnFailedReload: !dev,
   };
+}
+
+/**
+ * The worker's direct-mode arguments: the shared socket as fd 3 and the limits the service's own
+ * front enforces on the proxy path, so that a connection meets the same defences either way.
+ */
+export function directArgs(s: Readonly<Settings>): string[] {
+  return [
+    '--direct-fd', '3',
+    '--backlog', String(Math.max(1, s.queueLength)),
+    '--request-timeout', String(s.requestTimeout),
+    '--params-timeout', String(s.paramsTimeout),
+    '--idle-timeout', String(s.connectionIdleTimeout),
+    '--body-timeout', String(s.bodyTimeout),
+    '--max-connections', String(s.maxConnections),
+    '--max-body-size', String(s.maxBodySize),
+    '--max-params', String(s.maxParamsBytes),
+    '--eof-grace', String(s.gracefulTimeout),
+  ];
 }
 
 /** How the worker process is started for these settings (`appVars`: the app's own variables, from its web.config). */
@@ -121,6 +144,10 @@ export class App {
   #watcher: AppWatcher | null = null;
   readonly #stderrFile: RotatingFile | null;
   #stderrFileFailed = false;
+  /** Direct data plane: the socket the workers share (set by start()). */
+  #shared: SharedListener | null = null;
+  /** Where a direct worker's finished requests go (the access log and metrics); set by the service. */
+  observe: RequestObserver | null = null;
 
   /** `env`: the app's own variables (request-started apps: from its web.config), logged once here by name. */
   constructor(settings: Readonly<Settings>, log: Logger, opts: AppOptions, env: AppEnvironment | null = null) {
@@ -133,9 +160,9 @@ export class App {
     const workerLog = log.child({ app: settings.wsgiApp });
     this.#stderrFile = stderrFileFor(settings);
     this.pool = new Pool(
-      poolOptions(settings, opts.dev),
+      { ...poolOptions(settings, opts.dev), direct: opts.direct ?? false },
       {
-        spawn: (gen, events) => new Worker(spec, gen, events, workerLog, performance.now()),
+        spawn: (gen, events) => new Worker(this.#withShared(spec), gen, events, workerLog, performance.now()),
         clock: realClock,
         random: Math.random,
         sample: sampleUsage,
@@ -143,6 +170,13 @@ export class App {
         ...(opts.metrics ? { workerExit: (reason: string) => opts.metrics?.workerExit(settings.wsgiApp, reason) } : {}),
         ...(opts.budget ? { budget: opts.budget } : {}),
         ...(settings.deployFile ? { beforeGeneration: (gen: number) => runDeploy(deploySpec(settings, spec), gen, this.log) } : {}),
+        report: (w, r) => {
+          const observe = this.observe;
+          if (!observe) return;
+          for (const a of r.access) {
+            observe({ app: settings.wsgiApp, method: a.method, path: a.path, status: a.status, bytes: a.bytes, durationMs: a.ms, pid: w.pid, queueMs: null, error: a.error });
+          }
+        },
       },
       log,
     );
@@ -160,10 +194,12 @@ export class App {
     await this.#watcher?.ready;
   }
 
-  /** Starts the workers and the watcher. */
-  start(): void {
+  /** Starts the workers and the watcher; on the direct data plane the workers accept on `shared`. */
+  start(shared: SharedListener | null = null): void {
+    if (this.#opts.direct && !shared) throw new Error('a direct-mode app needs its shared listener');
+    this.#shared = shared;
     const { min, max } = workerBounds(this.settings);
-    this.log.info({ settings: this.settings, minWorkers: min, maxWorkers: max }, 'app configuration');
+    this.log.info({ settings: this.settings, minWorkers: min, maxWorkers: max, dataPlane: shared ? 'direct' : 'proxy' }, 'app configuration');
     this.pool.start();
     this.#startWatcher();
   }
@@ -179,6 +215,13 @@ export class App {
     await this.#watcher?.close();
     await this.pool.stop();
     this.#stderrFile?.close();
+  }
+
+  /** The spawn spec with the shared socket as fd 3 and the direct-mode arguments, when direct. */
+  #withShared(spec: WorkerSpawnSpec): WorkerSpawnSpec {
+    const shared = this.#shared;
+    if (!shared) return spec;
+    return { ...spec, args: [...spec.args, ...directArgs(this.settings)], extraFds: [shared.fd] };
   }
 
   #onStderr(w: WorkerHandle, line: string): void {

@@ -71,6 +71,10 @@ export async function runServe(argv: string[], version: string, mode: Mode = 'se
   const defaultApp = !(settings.allowedRoots.length > 0 && loaded.sources.root === 'default');
   const pairingToken = platform?.pairingToken ?? null;
   const service = new Service(settings, log, { version, dev: mode === 'dev', reloadDebounceMs: mode === 'dev' ? 100 : 200, defaultApp, pairingToken }, loaded.apps);
+  if (service.plane.error !== undefined) {
+    process.stderr.write(`corral ${mode}: ${service.plane.error}\n`);
+    return 2;
+  }
   handleSignals(service, log);
   try {
     await service.start();

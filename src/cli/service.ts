@@ -20,6 +20,9 @@ import { WorkerBudget } from '../pool/budget.js';
 import { PromMetrics } from '../control/metrics.js';
 import { startControlServer, type ControlServer } from '../control/server.js';
 import { accessLogger, observers, type RequestObserver } from '../front/access-log.js';
+import { removeStaleSocket } from '../front/listeners.js';
+import { bindShared } from '../pool/shared-listener.js';
+import { chooseDataPlane, type PlaneChoice } from './data-plane.js';
 
 export { WORKER_SCRIPT, poolOptions, workerEnv } from './app.js';
 
@@ -48,6 +51,8 @@ export class Service {
   /** The apps came from the config file's `apps` (each may have addresses of its own). */
   readonly #fromAppsList: boolean;
   #fronts: Front[] = [];
+  /** Direct or proxy, and why (an `error` when direct was asked for and cannot apply). */
+  readonly plane: PlaneChoice;
   #connections = new Set<FcgiConnection>();
   #stopping: Promise<void> | null = null;
   /** Where the HTTP front listens, as bound (null without one). */
@@ -78,7 +83,9 @@ export class Service {
     const budget = new WorkerBudget(settings.maxTotalWorkers);
     const appOpts = { dev: opts.dev ?? false, reloadDebounceMs: opts.reloadDebounceMs ?? 200, budget, ...(settings.control ? { metrics: this.metrics } : {}) };
     const own = apps.length > 0 ? apps : opts.defaultApp === false ? [] : [settings];
-    this.#configured = own.map((s) => new App(s, log, appOpts));
+    this.plane = chooseDataPlane(settings, { platform: process.platform, appsList: apps.length > 0, defaultApp: own.length > 0 });
+    const direct = this.plane.error === undefined && this.plane.plane === 'direct';
+    this.#configured = own.map((s) => new App(s, log, { ...appOpts, direct }));
     this.#fromAppsList = apps.length > 0;
     this.router = new AppRouter(settings, this.#configured, (s, env) => new App(s, log, appOpts, env), log, { budget });
   }
@@ -107,8 +114,15 @@ export class Service {
 
   /** Starts the configured app and opens every listener. Rejects (after cleaning up) if a listener fails. */
   async start(): Promise<void> {
-    for (const app of this.#configured) app.start();
+    const plane = this.plane;
+    if (plane.error !== undefined) throw new Error(plane.error);
+    this.#log.info({ dataPlane: plane.plane, why: plane.why }, plane.plane === 'direct' ? 'data plane: direct (the workers accept connections)' : 'data plane: proxy (the service accepts connections)');
     const s = this.#settings;
+    if (plane.plane === 'direct') {
+      await this.#startDirect(plane.address!);
+    } else {
+      for (const app of this.#configured) app.start();
+    }
     const dev = this.#opts.dev ?? false;
     const metrics = s.control ? this.metrics : null;
     const observe = observers(
@@ -143,9 +157,10 @@ export class Service {
       mount: s.mount,
       pairingToken: this.#opts.pairingToken ?? null,
     };
+    for (const app of this.#configured) app.observe = observe;
     // Apps with addresses of their own get fronts that serve only them.
     const ownFronts = this.#fromAppsList ? this.#configured.filter((a) => a.settings.listen.length > 0 || a.settings.http) : [];
-    const shared = ownFronts.length > 0 && s.listen.length === 0 && !s.http ? [] : listenAddresses(s);
+    const shared = plane.plane === 'direct' || (ownFronts.length > 0 && s.listen.length === 0 && !s.http) ? [] : listenAddresses(s);
     try {
       for (const address of shared) await this.#openFastCgi(address, this.router, connOpts);
       if (s.http) this.httpBound = await this.#openHttp(s.http, this.router, httpOpts);
@@ -170,6 +185,19 @@ export class Service {
   /** A rolling reload of every app: new workers first, then the old ones drain. */
   async reload(reason: string): Promise<void> {
     await Promise.all(this.apps.map((a) => a.reload(reason)));
+  }
+
+  /**
+   * The direct data plane: bind the socket first (a port in use fails before any worker starts),
+   * then start the app's workers on it. The service keeps its copy for the next generations and
+   * never accepts on it.
+   */
+  async #startDirect(address: ListenAddress): Promise<void> {
+    if (address.kind === 'unix') await removeStaleSocket(address.path);
+    const listener = bindShared(address);
+    this.#fronts.push({ address, bound: listener.bound, close: async () => listener.close() });
+    for (const app of this.#configured) app.start(listener);
+    this.#log.info({ listen: listener.bound, kind: address.kind, dataPlane: 'direct' }, 'FastCGI front listening');
   }
 
   async #openFastCgi(address: ListenAddress, router: Router, opts: ConnectionOptions, app?: string): Promise<void> {

@@ -67,6 +67,11 @@ export const SETTINGS = [
     doc: 'FastCGI addresses to accept connections on; repeat the flag for several (comma-separated in the environment). When neither this nor `--http` is given, `corral serve` listens on `127.0.0.1:9000`, local-only like a web server\'s upstream should be.',
   }),
   setting({
+    key: 'dataPlane', env: ['CORRAL_DATA_PLANE'], flag: '--data-plane', cli: 'option', arg: 'MODE',
+    kind: oneOf(['auto', 'direct', 'proxy']), default: 'auto',
+    doc: 'Who accepts FastCGI connections. `direct`: the workers themselves, on a socket the service binds and hands them (as PHP-FPM and gunicorn do); the service supervises, off the request path. `proxy`: the service accepts and passes each request to a worker over its pipe. `auto` (the default) is `direct` for a single app on TCP or unix-socket listeners on Linux and macOS, and `proxy` otherwise: named pipes, IIS\'s stdin, the HTTP front, apps chosen per request (`allowedRoots`, the relay) and Windows always take the proxy path. Asking for `direct` where it cannot apply is a configuration error that says why.',
+  }),
+  setting({
     key: 'http', env: ['CORRAL_HTTP'], flag: '--http', cli: 'option', arg: 'ADDR',
     kind: nullable(address({ allowStdin: false })), default: null, defaultDoc: 'none',
     doc: 'Address of the built-in HTTP front, for use without a web server. Off by default: production traffic comes from IIS, nginx or Apache over FastCGI.',

@@ -33,6 +33,8 @@ export const RecordType = {
   CORRAL_PING: 0xc2,
   CORRAL_PONG: 0xc3,
   CORRAL_FATAL: 0xc4,
+  // Direct data plane: a worker's figures and finished requests, batched (PROTOCOL.md, "Direct mode").
+  CORRAL_REPORT: 0xc5,
 } as const;
 export type RecordTypeCode = (typeof RecordType)[keyof typeof RecordType];
 

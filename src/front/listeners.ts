@@ -94,7 +94,7 @@ function listenOptions(address: ListenAddress, options: FrontOptions): net.Liste
  * there. A live service keeps its socket: listen then fails with EADDRINUSE, rather than a second
  * service quietly taking the path while the first goes on listening on a file no one can reach.
  */
-async function removeStaleSocket(path: string): Promise<void> {
+export async function removeStaleSocket(path: string): Promise<void> {
   try {
     if (!lstatSync(path).isSocket()) return;
   } catch {

@@ -1,11 +1,12 @@
 /**
  * Exit classification: one pure function from how a worker ended to what the pool logs and does.
  * Exit codes come from the worker (src/python/corral_worker.py): 3 = bad usage/boot, 4 = app
- * import failed, 0 = stopped on stdin EOF.
+ * import failed, 0 = stopped on stdin EOF, 5 = a direct-mode worker ended a request that ran over
+ * requestTimeout (it answered 504 itself) and exited to be replaced.
  */
 
 /** Worker exit codes with a meaning. */
-export const WorkerExit = { OK: 0, BOOT: 3, IMPORT: 4 } as const;
+export const WorkerExit = { OK: 0, BOOT: 3, IMPORT: 4, REQUEST_TIMEOUT: 5 } as const;
 
 /** The facts about one exit. */
 export interface ExitFacts {
@@ -53,6 +54,8 @@ export function classifyExit(f: ExitFacts): ExitVerdict {
       return { level: 'warn', reason: 'killed after grace period', message: 'worker did not stop in time and was killed', bootFailure: false };
     return { level: 'info', reason: 'stopped', message: 'worker stopped', bootFailure: false };
   }
+  if (f.code === WorkerExit.REQUEST_TIMEOUT)
+    return { level: 'warn', reason: 'request timeout', message: 'worker answered 504 to a request that ran over requestTimeout and exited; it is replaced', bootFailure: false };
   if (f.signal === 'SIGKILL')
     return {
       level: 'error',

@@ -4,6 +4,7 @@
  */
 import type { Logger } from '../log/logger.js';
 import type { Exchange, WorkerPort } from './exchange.js';
+import type { DirectReport, RunningRequest } from './report.js';
 
 /** What the worker said in CORRAL_READY. */
 export interface ReadyInfo {
@@ -37,7 +38,12 @@ export interface WorkerHandle extends WorkerPort {
   readonly lastStderr: string;
   /** Threads (known after READY). */
   readonly capacity: number;
+  /** Requests the service has on it (its exchanges); 0 for a direct worker, which takes its own. */
   readonly inflight: number;
+  /** Requests running on it: its exchanges, or for a direct worker what it last reported. */
+  readonly busy: number;
+  /** The requests running on a direct worker as it last reported (empty for a proxied one: see exchanges). */
+  readonly running: readonly RunningRequest[];
   /** Requests completed. */
   readonly requests: number;
   readonly exchanges: Iterable<Exchange>;
@@ -63,5 +69,7 @@ export interface WorkerEvents {
   stderr(w: WorkerHandle, line: string): void;
   /** The answer to `ping()`. */
   pong(w: WorkerHandle): void;
+  /** A direct worker's report (after `busy`, `running` and `requests` took it in). */
+  report?(w: WorkerHandle, r: DirectReport): void;
 }
 

@@ -11,7 +11,8 @@ import { CorralError } from '../errors.js';
 import type { Logger } from '../log/logger.js';
 import type { Clock, Timer } from './clock.js';
 import { Exchange, type ExchangeSink } from './exchange.js';
-import { classifyExit } from './exit.js';
+import { classifyExit, WorkerExit } from './exit.js';
+import type { DirectReport, RunningRequest } from './report.js';
 import type { WorkerEvents, WorkerHandle } from './handle.js';
 
 /** How a pool runs. Times in milliseconds; 0 turns a limit off where noted. */
@@ -50,6 +51,13 @@ export interface PoolOptions {
    * and answer with the error so the developer sees it (dev).
    */
   keepOldOnFailedReload: boolean;
+  /**
+   * Direct data plane: the workers accept their own connections and report what they do
+   * (CORRAL_REPORT); the pool supervises only. No request passes through `begin()`: scaling follows
+   * their reports and the listen queue, and a draining worker is told at once (it finishes its
+   * requests itself).
+   */
+  direct?: boolean;
 }
 
 /** One sample of a process. */
@@ -77,6 +85,8 @@ export interface PoolDeps {
   beforeGeneration?(generation: number): Promise<CorralError | null>;
   /** The service-wide worker budget (maxTotalWorkers): a unit per live worker process. */
   budget?: { take(): boolean; give(): void };
+  /** A direct worker's report, as it arrives (its finished requests go to the access log and metrics). */
+  report?(w: WorkerHandle, r: DirectReport): void;
 }
 
 export type PoolState = 'starting' | 'running' | 'reloading' | 'failed' | 'stopping' | 'stopped';
@@ -103,6 +113,10 @@ const FAILED_RETRY_MAX_MS = 60_000;
 const STABLE_MS = 30_000;
 /** Scale-up adds one worker at a time, at most this often. */
 const SCALE_UP_EVERY_MS = 200;
+/** A direct worker past requestTimeout by this much has failed to end its request itself: killed. */
+const DIRECT_TIMEOUT_GRACE_MS = 5_000;
+/** Direct mode without a visible listen queue (unix sockets): every worker busy this long means more are needed. */
+const DIRECT_BUSY_SCALE_MS = 1_000;
 
 /** The supervisor's record of one worker. */
 interface Slot {
@@ -126,6 +140,8 @@ interface Slot {
   lastPongAt: number;
   pingSentAt: number | null;
   usage: Usage | null;
+  /** When its last REPORT came (direct workers). */
+  reportAt: number | null;
 }
 
 type PoolEvent =
@@ -134,6 +150,7 @@ type PoolEvent =
   | { kind: 'pong'; w: WorkerHandle }
   | { kind: 'usage'; usage: Map<number, Usage> }
   | { kind: 'idle'; w: WorkerHandle }
+  | { kind: 'report'; w: WorkerHandle; report: DirectReport }
   | { kind: 'deployed'; generation: number; error: CorralError | null };
 
 /** A pool's figures for status pages and tests. */
@@ -147,6 +164,8 @@ export interface WorkerStatus {
   cpu: number | null;
   rssBytes: number | null;
   recycle: string | null;
+  /** Requests running on a direct worker as it last reported. */
+  running: readonly RunningRequest[];
 }
 
 /** Workers of one app and the queue in front of them. */
@@ -171,6 +190,9 @@ export class Pool implements Upstream {
   #crashTimes: number[] = [];
   #nextSpawnAt = 0;
   #lastScaleUpAt = -Infinity;
+  /** Direct mode: the listen queue depth the workers last reported (null: not visible). */
+  #listenQueue: number | null = null;
+  #allBusySince: number | null = null;
   #failure: CorralError | null = null;
   #failedRetries = 0;
   #retryAt = 0;
@@ -217,12 +239,13 @@ export class Pool implements Upstream {
       pid: s.w.pid,
       generation: s.w.generation,
       state: s.w.state,
-      inflight: s.w.inflight,
+      inflight: s.w.busy,
       requests: s.w.requests,
       uptimeMs: Math.round(now - s.spawnedAt),
       cpu: s.usage?.cpu ?? null,
       rssBytes: s.usage?.memory ?? null,
       recycle: s.recycle,
+      running: s.w.running,
     }));
   }
 
@@ -425,9 +448,27 @@ export class Pool implements Upstream {
         return;
       case 'idle':
         return; // the timeouts/reconcile pass does the rest
+      case 'report':
+        this.#onReport(ev.w, ev.report, now);
+        return;
       case 'deployed':
         this.#onDeployed(ev.generation, ev.error, now);
         return;
+    }
+  }
+
+  /** A direct worker's report: whether it is idle (for scale-down), its request budget, the listen queue (for scale-up). */
+  #onReport(w: WorkerHandle, r: DirectReport, now: number): void {
+    const slot = this.#slots.get(w);
+    if (!slot) return;
+    slot.reportAt = now;
+    if (r.busy > 0) slot.idleSince = null;
+    else slot.idleSince ??= now;
+    if (r.queue !== null) this.#listenQueue = r.queue;
+    if (r.accessDropped > 0) this.#warnOnce(`access dropped ${w.pid}`, { pid: w.pid, dropped: r.accessDropped }, 'a worker dropped access-log entries the service did not read in time');
+    if (slot.maxRequests > 0 && w.requests >= slot.maxRequests && slot.recycle === null && slot.drainingSince === null && this.#state !== 'stopping') {
+      slot.recycle = `served maxRequests (${slot.maxRequests})`;
+      w.log.info({ reason: slot.recycle, requests: w.requests }, 'recycling worker: its replacement starts first');
     }
   }
 
@@ -482,7 +523,8 @@ export class Pool implements Upstream {
     // Killed from outside (an operator, a supervisor, the OOM killer): not the app crashing, so it
     // is replaced at once and does not count towards taking the pool offline. (Windows'
     // TerminateProcess shows no signal and counts as a crash.)
-    if (signal === 'SIGKILL' || signal === 'SIGTERM') {
+    // A direct worker that timed a request out (and answered 504) did its job: replaced at once.
+    if (signal === 'SIGKILL' || signal === 'SIGTERM' || (this.#opts.direct && code === WorkerExit.REQUEST_TIMEOUT)) {
       this.#nextSpawnAt = now;
       return;
     }
@@ -604,6 +646,14 @@ export class Pool implements Upstream {
 
   #enforceRequestTimeout(s: Slot, now: number): void {
     const limit = this.#opts.requestTimeoutMs;
+    if (this.#opts.direct) {
+      // The worker's own watchdog answers 504 and exits (code 5); this is the backstop for a worker
+      // too stuck to do even that. Ages are as of its last report, plus the time since.
+      const since = s.reportAt === null ? 0 : now - s.reportAt;
+      const oldest = Math.max(0, ...s.w.running.map((r) => r.ageMs + since));
+      if (oldest > limit + DIRECT_TIMEOUT_GRACE_MS) this.#kill(s, `a request ran over requestTimeout (${limit / 1000} s) and the worker did not end it`);
+      return;
+    }
     for (const ex of s.w.exchanges) {
       if (ex.state !== 'assigned' || now - ex.dispatchedAt <= limit) continue;
       ex.fail(new CorralError('CORRAL_REQUEST_TIMEOUT', `the app did not finish within requestTimeout (${limit / 1000} s); its worker ${s.w.pid} is replaced`));
@@ -621,7 +671,7 @@ export class Pool implements Upstream {
     } else if (
       o.idleTimeoutMs > 0 &&
       s.idleSince !== null &&
-      s.w.inflight === 0 &&
+      s.w.busy === 0 &&
       now - s.idleSince > o.idleTimeoutMs &&
       this.#queue.length === 0 &&
       this.#target > o.minWorkers &&
@@ -667,6 +717,10 @@ export class Pool implements Upstream {
 
   /** Grows the target when requests wait and every thread is busy. */
   #scale(now: number): void {
+    if (this.#opts.direct) {
+      this.#scaleDirect(now);
+      return;
+    }
     if (this.#queue.length === 0) {
       this.#clearWarning('max workers');
       if (this.#target < this.#opts.minWorkers) this.#target = this.#opts.minWorkers;
@@ -694,6 +748,36 @@ export class Pool implements Upstream {
     const step = Math.min(Math.ceil(uncovered / threads), this.#opts.maxWorkers - this.#target);
     this.#target += step;
     this.log.info({ target: this.#target, step, queued: this.#queue.length }, 'scaling up: all threads busy');
+  }
+
+  /**
+   * Direct mode: no queue of our own; requests wait in the listen socket's queue, which the
+   * workers report (Linux TCP), while every thread is busy. Nothing accepts without a worker, so
+   * at least one always runs.
+   */
+  #scaleDirect(now: number): void {
+    const floor = Math.max(1, this.#opts.minWorkers);
+    if (this.#target < floor) this.#target = floor;
+    const active = this.#active(this.#servingGen);
+    const ready = active.filter((s) => s.readyAt !== null && s.w.state === 'ready');
+    const saturated = ready.length > 0 && ready.every((s) => s.w.busy >= Math.max(1, s.w.capacity));
+    if (!saturated) {
+      this.#allBusySince = null;
+      this.#clearWarning('max workers');
+      return;
+    }
+    this.#allBusySince ??= now;
+    const waiting = this.#listenQueue;
+    const pressure = waiting !== null ? waiting > 0 : now - this.#allBusySince >= DIRECT_BUSY_SCALE_MS;
+    if (!pressure || active.some((s) => s.readyAt === null)) return;
+    if (this.#target >= this.#opts.maxWorkers) {
+      this.#warnOnce('max workers', { maxWorkers: this.#opts.maxWorkers, listenQueue: waiting }, 'maxWorkers reached: connections wait in the listen queue');
+      return;
+    }
+    if (now - this.#lastScaleUpAt < SCALE_UP_EVERY_MS) return;
+    this.#lastScaleUpAt = now;
+    this.#target++;
+    this.log.info({ target: this.#target, listenQueue: waiting }, 'scaling up: every worker busy and connections wait');
   }
 
   #reconcileReload(now: number): void {
@@ -769,6 +853,10 @@ export class Pool implements Upstream {
       exit: (w, code, signal) => this.#enqueue({ kind: 'exit', w, code, signal }),
       stderr: this.#deps.stderr ?? ((w, line) => w.log.info({ line }, 'worker stderr')),
       pong: (w) => this.#enqueue({ kind: 'pong', w }),
+      report: (w, report) => {
+        this.#deps.report?.(w, report);
+        this.#enqueue({ kind: 'report', w, report });
+      },
     };
     const w = this.#deps.spawn(gen, events);
     const o = this.#opts;
@@ -787,6 +875,7 @@ export class Pool implements Upstream {
       lastPongAt: now,
       pingSentAt: null,
       usage: null,
+      reportAt: null,
     });
     w.log.info('worker spawned');
     return true;

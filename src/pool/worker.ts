@@ -12,6 +12,7 @@ import type { Logger } from '../log/logger.js';
 import type { Exchange } from './exchange.js';
 import type { FatalInfo, ReadyInfo, WorkerEvents, WorkerHandle, WorkerState } from './handle.js';
 import { Outbox } from './outbox.js';
+import { parseReport, type DirectReport, type RunningRequest } from './report.js';
 
 /** How to start a worker. */
 export interface WorkerSpawnSpec {
@@ -23,6 +24,8 @@ export interface WorkerSpawnSpec {
   env: NodeJS.ProcessEnv;
   /** Response credit per request given to the worker (--window). */
   responseWindow: number;
+  /** Descriptors the worker gets as fd 3, 4, ... (the direct data plane's shared listening socket). */
+  extraFds?: readonly number[];
 }
 
 const MAX_STDERR_LINE = 16 * 1024;
@@ -52,6 +55,8 @@ export class Worker implements WorkerHandle {
   /** The protocol stream broke (garbage or EOF): the worker is being killed, its output ignored. */
   #broken = false;
   #pipeEndTimer: NodeJS.Timeout | null = null;
+  /** A direct worker's last report; null for a proxied worker (or before the first report). */
+  #report: DirectReport | null = null;
   /** Requests completed by this worker. */
   requests = 0;
   exitCode: number | null = null;
@@ -66,7 +71,7 @@ export class Worker implements WorkerHandle {
     this.#child = spawn(cmd!, [...pre, ...spec.args], {
       cwd: spec.cwd,
       env: spec.env,
-      stdio: ['pipe', 'pipe', 'pipe'],
+      stdio: ['pipe', 'pipe', 'pipe', ...(spec.extraFds ?? [])],
       windowsHide: true,
     });
     this.log = log.child({ pid: this.#child.pid ?? null, gen: generation });
@@ -112,6 +117,16 @@ export class Worker implements WorkerHandle {
   /** Requests on this worker now. */
   get inflight(): number {
     return this.#exchanges.size;
+  }
+  get busy(): number {
+    return this.#report ? this.#report.busy : this.#exchanges.size;
+  }
+  get running(): readonly RunningRequest[] {
+    return this.#report?.current ?? [];
+  }
+  /** A direct worker's last report. */
+  get report(): DirectReport | null {
+    return this.#report;
   }
   /** The last stderr output, for error messages about a worker that died during boot. */
   get stderrTail(): string {
@@ -237,6 +252,17 @@ export class Worker implements WorkerHandle {
       case RecordType.CORRAL_FATAL:
         this.#fatal = parseJson<FatalInfo>(r.content) ?? { kind: 'boot', error: r.content.toString('utf8') };
         return;
+      case RecordType.CORRAL_REPORT: {
+        const report = parseReport(r.content);
+        if (!report) {
+          this.log.warn({ bytes: r.content.length }, 'malformed REPORT from worker; ignored');
+          return;
+        }
+        this.#report = report;
+        this.requests = report.served;
+        this.#events.report?.(this, report);
+        return;
+      }
       default:
         this.log.warn({ type: r.type, requestId: r.requestId }, 'unexpected record from worker');
     }

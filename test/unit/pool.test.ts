@@ -13,6 +13,7 @@ import type { Exchange, ExchangeSink } from '../../src/pool/exchange.js';
 import type { FatalInfo, ReadyInfo, WorkerEvents, WorkerHandle, WorkerState } from '../../src/pool/handle.js';
 import { Pool, type PoolDeps, type PoolOptions, type Usage } from '../../src/pool/pool.js';
 import { WorkerBudget } from '../../src/pool/budget.js';
+import type { DirectReport, RunningRequest } from '../../src/pool/report.js';
 
 // ---- fakes
 
@@ -87,6 +88,8 @@ class FakeWorker implements WorkerHandle {
   readonly #violations: string[];
   readonly #inflight = new Map<number, Exchange>();
   #nextId = 1;
+  /** A direct worker's last report. */
+  #report: DirectReport | null = null;
 
   constructor(pid: number, generation: number, events: WorkerEvents, log: Logger, violations: string[]) {
     this.pid = pid;
@@ -101,6 +104,12 @@ class FakeWorker implements WorkerHandle {
   }
   get inflight(): number {
     return this.#inflight.size;
+  }
+  get busy(): number {
+    return this.#report ? this.#report.busy : this.#inflight.size;
+  }
+  get running(): readonly RunningRequest[] {
+    return this.#report?.current ?? [];
   }
   get exchanges(): Iterable<Exchange> {
     return this.#inflight.values();
@@ -164,6 +173,14 @@ class FakeWorker implements WorkerHandle {
 
   pong(): void {
     this.#events.pong(this);
+  }
+
+  /** Sends a direct worker's CORRAL_REPORT (the real Worker takes `served` as its request count). */
+  report(r: Partial<DirectReport>): void {
+    const full: DirectReport = { busy: 0, conns: 0, served: this.requests, queue: null, current: [], access: [], accessDropped: 0, ...r };
+    this.#report = full;
+    this.requests = full.served;
+    this.#events.report?.(this, full);
   }
 
   exit(code: number | null, signal: NodeJS.Signals | null = null): void {
@@ -1309,5 +1326,107 @@ describe('service-wide worker budget (maxTotalWorkers)', () => {
     expect(budget.used).toBe(2);
     await b.dispose();
     expect(budget.used).toBe(0);
+  });
+});
+
+describe('direct data plane (workers accept their own connections)', () => {
+  const DIRECT: Partial<PoolOptions> = { direct: true };
+
+  it('scales up when every worker reports itself busy and connections wait in the listen queue, one at a time, up to maxWorkers', async () => {
+    const h = await running({ ...DIRECT, minWorkers: 1, maxWorkers: 3 });
+    h.w(0).report({ busy: 1, queue: 0 });
+    await h.clock.advance(1_000);
+    expect(h.spawned).toHaveLength(1); // busy, but nothing waits
+    h.w(0).report({ busy: 1, queue: 4 });
+    await h.clock.advance(100);
+    expect(h.spawned).toHaveLength(2);
+    expect(h.logsMatching(/scaling up: every worker busy/)).toHaveLength(1);
+    // While the new one boots, no more: it will take from the queue.
+    await h.clock.advance(1_000);
+    expect(h.spawned).toHaveLength(2);
+    h.w(1).ready();
+    h.w(1).report({ busy: 1, queue: 4 });
+    await h.clock.advance(300);
+    expect(h.spawned).toHaveLength(3);
+    h.w(2).ready();
+    h.w(2).report({ busy: 1, queue: 9 });
+    await h.clock.advance(1_000);
+    expect(h.spawned).toHaveLength(3);
+    expect(h.logsMatching(/maxWorkers reached/)).toHaveLength(1);
+  });
+
+  it('without a visible listen queue (unix socket), scales up after every worker has been busy for a second', async () => {
+    const h = await running({ ...DIRECT, minWorkers: 1, maxWorkers: 2 });
+    h.w(0).report({ busy: 1, queue: null });
+    await h.clock.advance(500);
+    expect(h.spawned).toHaveLength(1);
+    await h.clock.advance(700);
+    expect(h.spawned).toHaveLength(2);
+  });
+
+  it('stops a worker idle for idleTimeout above minWorkers, but never one that reports requests running', async () => {
+    const h = await running({ ...DIRECT, minWorkers: 1, maxWorkers: 2, idleTimeoutMs: 3_000 });
+    h.w(0).report({ busy: 1, queue: 3 });
+    await h.clock.advance(300);
+    h.w(1).ready();
+    h.w(0).report({ busy: 1, queue: 0, current: [{ method: 'GET', path: '/slow', ageMs: 10 }] });
+    h.w(1).report({ busy: 0, served: 5 });
+    await h.clock.advance(5_000);
+    // The idle one goes (its stdin closed at once: it drains itself); the busy one stays.
+    expect(h.w(1).count('closeStdin')).toBe(1);
+    expect(h.w(0).count('closeStdin')).toBe(0);
+    expect(h.pool.status().find((s) => s.pid === h.w(0).pid)?.running).toEqual([{ method: 'GET', path: '/slow', ageMs: 10 }]);
+    expect(h.pool.status().find((s) => s.pid === h.w(0).pid)?.inflight).toBe(1);
+  });
+
+  it('recycles after maxRequests counted from its reports: the replacement first, then the old one is told to drain', async () => {
+    const h = await running({ ...DIRECT, maxRequests: 100 });
+    h.w(0).report({ served: 99 });
+    await h.clock.advance(300);
+    expect(h.spawned).toHaveLength(1);
+    h.w(0).report({ served: 101 });
+    await h.clock.advance(300);
+    expect(h.spawned).toHaveLength(2);
+    expect(h.w(0).count('closeStdin')).toBe(0); // still serving until the replacement is READY
+    h.w(1).ready();
+    await h.clock.advance(300);
+    expect(h.w(0).count('closeStdin')).toBe(1);
+  });
+
+  it('on reload and stop, tells every old worker at once (it finishes its own requests)', async () => {
+    const h = await running({ ...DIRECT, minWorkers: 2, maxWorkers: 2 });
+    h.w(0).report({ busy: 1 });
+    const reloaded = h.pool.reload('test');
+    await h.clock.advance(100);
+    for (const w of h.inState('starting')) w.ready();
+    await h.clock.advance(100);
+    expect(await reloaded).toBeNull();
+    expect(h.w(0).count('closeStdin')).toBe(1);
+    expect(h.w(1).count('closeStdin')).toBe(1);
+    h.w(0).exit(0);
+    h.w(1).exit(0);
+    await h.clock.advance(100);
+    expect(h.logsMatching(/worker exited unexpectedly/)).toEqual([]);
+  });
+
+  it('replaces a worker that exits 5 (it answered 504 to a request over requestTimeout) at once, not as a crash', async () => {
+    const h = await running({ ...DIRECT, requestTimeoutMs: 1_000, rapidFailsPerMinute: 2 });
+    for (let i = 0; i < 4; i++) {
+      h.live()[0]!.exit(5);
+      await h.clock.advance(100);
+      for (const w of h.inState('starting')) w.ready();
+      await flush();
+    }
+    expect(h.pool.state).toBe('running');
+    expect(h.logsMatching(/answered 504/)).toHaveLength(4);
+  });
+
+  it('kills a worker whose reported request runs far over requestTimeout (its own watchdog failed)', async () => {
+    const h = await running({ ...DIRECT, requestTimeoutMs: 1_000 });
+    h.w(0).report({ busy: 1, current: [{ method: 'GET', path: '/hang', ageMs: 500 }] });
+    await h.clock.advance(5_000);
+    expect(h.w(0).count('kill')).toBe(0);
+    await h.clock.advance(1_000);
+    expect(h.w(0).count('kill')).toBe(1);
   });
 });
