@@ -80,6 +80,8 @@ export interface WorkerInfo {
   uptimeSeconds: number;
   /** Why it is being replaced (it serves until its replacement is ready), or null. */
   recycle: string | null;
+  /** The requests running on it, as a direct-mode worker last reported (path null in a redacted document). */
+  current: Array<{ method: string; path: string | null; ageSeconds: number }>;
 }
 
 /** An error as operators read it: code, one-line message, and the traceback or output if any. */
@@ -130,6 +132,7 @@ export function appStatus(app: ControlApp): AppStatus {
     rssBytes: w.rssBytes,
     uptimeSeconds: Math.round(w.uptimeMs / 1000),
     recycle: w.recycle,
+    current: w.running.map((r) => ({ method: r.method, path: r.path, ageSeconds: Math.round(r.ageMs / 100) / 10 })),
   }));
   const ready = workers.filter((w) => w.state === 'ready');
   return {
@@ -166,7 +169,13 @@ export function redact(doc: StatusDocument): StatusDocument {
   return {
     ...doc,
     redacted: true,
-    apps: doc.apps.map((a) => ({ ...a, root: null, failure: hide(a.failure), lastReloadError: hide(a.lastReloadError) })),
+    apps: doc.apps.map((a) => ({
+      ...a,
+      root: null,
+      failure: hide(a.failure),
+      lastReloadError: hide(a.lastReloadError),
+      workers: a.workers.map((w) => ({ ...w, current: w.current.map((c) => ({ ...c, path: null })) })),
+    })),
   };
 }
 

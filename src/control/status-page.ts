@@ -111,7 +111,8 @@ ${rows}
 }
 
 function renderWorker(w: WorkerInfo, a: AppStatus): string {
-  const note = w.recycle ?? (w.generation > a.servingGeneration ? 'new generation booting' : w.generation < a.servingGeneration ? 'previous generation' : '');
+  const running = w.current.map((c) => `${c.method} ${c.path ?? '(path hidden)'} ${c.ageSeconds} s`).join('; ');
+  const note = w.recycle ?? (w.generation > a.servingGeneration ? 'new generation booting' : w.generation < a.servingGeneration ? 'previous generation' : running);
   return `<tr class="worker${w.generation < a.servingGeneration ? ' old' : ''}" data-pid="${esc(w.pid)}"><td>${esc(w.pid)}</td><td>${esc(w.generation)}</td><td><span class="badge ${TONE[w.state] ?? 'idle'}">${esc(w.state)}</span></td><td>${esc(w.requests)}</td><td>${esc(w.inflight)} / ${esc(a.limits.threadsPerWorker)}</td><td>${esc(formatCpu(w.cpuPercent))}</td><td>${esc(formatMB(w.rssBytes))}</td><td>${esc(formatUptime(w.uptimeSeconds))}</td><td class="note">${esc(note)}</td></tr>`;
 }
 

@@ -66,7 +66,8 @@ export function parseReport(content: Buffer): DirectReport | null {
   const current: RunningRequest[] = [];
   for (const e of list(o.current)) {
     const method = text(e.method);
-    const path = text(e.path);
+    // The path only: a query string may carry tokens, and the status page shows this.
+    const path = text(e.path)?.split('?')[0] ?? null;
     const ageMs = figure(e.age_ms);
     if (method === null || path === null || ageMs === null) return null;
     current.push({ method, path, ageMs });

@@ -14,7 +14,7 @@ import { CorralError } from '../../src/errors.js';
 import { silentLogger } from '../../src/log/logger.js';
 import type { PoolState, WorkerStatus } from '../../src/pool/pool.js';
 import { PromMetrics, restartReason } from '../../src/control/metrics.js';
-import { selectApps, snapshot, STATUS_SCHEMA, type StatusDocument } from '../../src/control/snapshot.js';
+import { redact, selectApps, snapshot, STATUS_SCHEMA, type StatusDocument } from '../../src/control/snapshot.js';
 import { esc, renderStatusPage } from '../../src/control/status-page.js';
 import { MAX_CONNECTIONS, startControlServer, type ControlServer } from '../../src/control/server.js';
 import type { ControlApp, ControlPool, ControlTarget } from '../../src/control/target.js';
@@ -65,7 +65,7 @@ class FakeApp implements ControlApp {
 }
 
 function worker(pid: number, over: Partial<WorkerStatus> = {}): WorkerStatus {
-  return { pid, generation: 1, state: 'ready', inflight: 0, requests: 0, uptimeMs: 65_000, cpu: 1.25, rssBytes: 30 * 1048576, recycle: null, ...over };
+  return { pid, generation: 1, state: 'ready', inflight: 0, requests: 0, uptimeMs: 65_000, cpu: 1.25, rssBytes: 30 * 1048576, recycle: null, running: [], ...over };
 }
 
 class FakeTarget implements ControlTarget {
@@ -115,8 +115,8 @@ describe('status document', () => {
       limits: { minWorkers: 2, maxWorkers: 4, threadsPerWorker: 2, queueLength: 100 },
       totals: { workers: 2, ready: 2, inflight: 1, threads: 4, requests: 12, rssBytes: 60 * 1048576 },
       workers: [
-        { pid: 101, generation: 1, state: 'ready', requests: 7, inflight: 1, cpuPercent: 1.3, rssBytes: 30 * 1048576, uptimeSeconds: 65, recycle: null },
-        { pid: 102, generation: 1, state: 'ready', requests: 5, inflight: 0, cpuPercent: 1.3, rssBytes: 30 * 1048576, uptimeSeconds: 65, recycle: null },
+        { pid: 101, generation: 1, state: 'ready', requests: 7, inflight: 1, cpuPercent: 1.3, rssBytes: 30 * 1048576, uptimeSeconds: 65, recycle: null, current: [] },
+        { pid: 102, generation: 1, state: 'ready', requests: 5, inflight: 0, cpuPercent: 1.3, rssBytes: 30 * 1048576, uptimeSeconds: 65, recycle: null, current: [] },
       ],
       failure: null,
       lastReloadError: null,
@@ -125,6 +125,17 @@ describe('status document', () => {
     expect(blog!.workers[0]).toMatchObject({ cpuPercent: null, rssBytes: null, state: 'starting' });
     // JSON round trip: nothing in it is lost (no Dates, no undefined).
     expect(JSON.parse(JSON.stringify(doc))).toEqual(doc);
+  });
+
+  it('shows the requests a direct worker reports running, with their age; without the token, not their paths', () => {
+    const t = twoApps();
+    t.apps[0]!.pool.workers[0] = worker(101, { inflight: 1, running: [{ method: 'POST', path: '/upload/<x>', ageMs: 1_250 }] });
+    const doc = snapshot(t, facts);
+    expect(doc.apps[0]!.workers[0]!.current).toEqual([{ method: 'POST', path: '/upload/<x>', ageSeconds: 1.3 }]);
+    expect(renderStatusPage(doc, 5)).toContain('POST /upload/&#60;x&#62; 1.3 s');
+    const hidden = redact(doc);
+    expect(hidden.apps[0]!.workers[0]!.current).toEqual([{ method: 'POST', path: null, ageSeconds: 1.3 }]);
+    expect(renderStatusPage(hidden, 5)).not.toContain('/upload/');
   });
 
   it('selects apps for reload by WSGI callable, root or directory name', () => {
