@@ -194,7 +194,7 @@ export class Service {
    */
   async #startDirect(address: ListenAddress): Promise<void> {
     if (address.kind === 'unix') await removeStaleSocket(address.path);
-    const listener = bindShared(address);
+    const listener = await bindShared(address);
     this.#fronts.push({ address, bound: listener.bound, close: async () => listener.close() });
     for (const app of this.#configured) app.start(listener);
     this.#log.info({ listen: listener.bound, kind: address.kind, dataPlane: 'direct' }, 'FastCGI front listening');

@@ -45,10 +45,44 @@ export function directCapable(address: ListenAddress, platform: NodeJS.Platform 
 
 /**
  * Creates and binds the socket for a TCP or unix-socket address (a stale unix socket file is the
- * caller's to remove first). `mode` sets a unix socket's permissions. Throws with a message that
+ * caller's to remove first). `mode` sets a unix socket's permissions. Rejects with a message that
  * names the address.
+ *
+ * libuv binds TCP with SO_REUSEADDR, with which Linux lets the bind succeed even where another
+ * process listens; only listen() would fail, in a worker, too late. So a TCP port is probed: if
+ * something answers there, it is in use.
  */
-export function bindShared(address: ListenAddress, mode: number | null = null): SharedListener {
+export async function bindShared(address: ListenAddress, mode: number | null = null): Promise<SharedListener> {
+  const listener = bindNow(address, mode);
+  if (address.kind === 'tcp' && (await answers(probeHost(address.host), Number(listener.bound.slice(listener.bound.lastIndexOf(':') + 1))))) {
+    listener.close();
+    throw new Error(`cannot listen on ${formatAddress(address)}: EADDRINUSE (another process listens there)`);
+  }
+  return listener;
+}
+
+/** Where to look for another listener on a wildcard address. */
+function probeHost(host: string): string {
+  if (host === '0.0.0.0' || host === '') return '127.0.0.1';
+  if (host === '::') return '::1';
+  return host === 'localhost' ? '127.0.0.1' : host;
+}
+
+function answers(host: string, port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = net.connect({ host, port });
+    const done = (yes: boolean): void => {
+      clearTimeout(timer);
+      s.destroy();
+      resolve(yes);
+    };
+    const timer = setTimeout(() => done(false), 1_000);
+    s.once('connect', () => done(true));
+    s.once('error', () => done(false));
+  });
+}
+
+function bindNow(address: ListenAddress, mode: number | null): SharedListener {
   const create = (net as unknown as { _createServerHandle?: CreateServerHandle })._createServerHandle;
   if (typeof create !== 'function') throw new Error('this Node has no net._createServerHandle: use --data-plane proxy');
   let result: RawHandle | number;
