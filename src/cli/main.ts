@@ -22,6 +22,8 @@ Usage:
   corral --version
 `;
 
+const COMMANDS = ['serve', 'dev', 'relay', 'status', 'reload', 'stop', 'service', 'migrate-webconfig', 'help', '--version'];
+
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
   switch (command) {
@@ -50,9 +52,12 @@ async function main(argv: string[]): Promise<number> {
     case 'help':
       process.stdout.write(USAGE);
       return 0;
-    default:
-      process.stderr.write(`corral: unknown command ${JSON.stringify(command)}\n\n${USAGE}`);
+    default: {
+      const { suggest } = await import('../config/argv.js');
+      const near = suggest(command, COMMANDS);
+      process.stderr.write(`corral: unknown command ${JSON.stringify(command)}${near ? `; did you mean \`corral ${near}\`?` : ''}\n\n${USAGE}`);
       return 2;
+    }
   }
 }
 

@@ -18,17 +18,61 @@ export interface CommandLine {
 
 type Options = NonNullable<ParseArgsConfig['options']>;
 
+/** gunicorn's `--reload`: watch `*.py` (a flag without a value). */
+const RELOAD_MASK = '*.py';
+
+/**
+ * parseArgs options: each setting's flag and long aliases, a one-letter alias as the `short` of
+ * the flag it stands for (`-w` of `--workers`, `-b` of `--bind`), plus --help and --reload.
+ */
 function optionsFromTable(): Options {
-  const options: Options = { help: { type: 'boolean', short: 'h' } };
+  const options: Options = { help: { type: 'boolean', short: 'h' }, reload: { type: 'boolean' } };
   for (const row of SETTING_ROWS) {
-    if (row.flag !== null) options[row.flag.slice(2)] = { type: 'string', multiple: row.cli === 'repeatable' };
+    const longs = [row.flag, ...(row.aliases ?? []).filter((a) => a.startsWith('--'))].filter((f): f is string => f !== null);
+    for (const f of longs) options[f.slice(2)] = { type: 'string', multiple: row.cli === 'repeatable' };
+    for (const short of (row.aliases ?? []).filter((a) => /^-[a-zA-Z]$/.test(a))) {
+      const long = longs[longs.length - 1]!;
+      options[long.slice(2)] = { ...options[long.slice(2)]!, short: short.slice(1) };
+    }
   }
   return options;
 }
 
 const OPTIONS = optionsFromTable();
-const KNOWN_FLAGS = Object.keys(OPTIONS).map((name) => `--${name}`).join(', ');
+const KNOWN_FLAGS = Object.keys(OPTIONS).map((name) => `--${name}`);
 const POSITIONAL = SETTING_ROWS.find((row) => row.cli === 'positional');
+
+/** The row a long option name belongs to (its flag or an alias). */
+function rowOf(name: string): (typeof SETTING_ROWS)[number] | undefined {
+  const flag = `--${name}`;
+  return SETTING_ROWS.find((r) => r.flag === flag || (r.aliases ?? []).includes(flag));
+}
+
+/** Edit distance, for "did you mean". */
+function distance(a: string, b: string): number {
+  let prev = Array.from({ length: b.length + 1 }, (_, i) => i);
+  for (let i = 1; i <= a.length; i++) {
+    const cur = [i];
+    for (let j = 1; j <= b.length; j++) cur.push(Math.min(prev[j]! + 1, cur[j - 1]! + 1, prev[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1)));
+    prev = cur;
+  }
+  return prev[b.length]!;
+}
+
+/** The closest of `known` to `given` if it is a likely typo (at most 2 edits, or 1 for short words), else null. */
+export function suggest(given: string, known: readonly string[]): string | null {
+  let best: string | null = null;
+  let bestD = Infinity;
+  for (const k of known) {
+    const d = distance(given.toLowerCase(), k.toLowerCase());
+    if (d < bestD) {
+      best = k;
+      bestD = d;
+    }
+  }
+  const limit = given.replace(/^-+/, '').length <= 4 ? 1 : 2;
+  return bestD <= limit ? best : null;
+}
 
 // parseArgs runs with strict: false and the checks strict mode would make are done below on its
 // tokens, because strict mode throws at the first problem and every problem is reported at once.
@@ -48,9 +92,10 @@ export function parseCommandLine(argv: readonly string[]): CommandLine {
   const positionals: string[] = [];
   let help = false;
 
+  let skip = -1;
   for (const token of tokensOf(argv)) {
     if (token.kind === 'positional') {
-      positionals.push(token.value);
+      if (token.index !== skip) positionals.push(token.value);
       continue;
     }
     if (token.kind !== 'option') continue;
@@ -62,17 +107,32 @@ export function parseCommandLine(argv: readonly string[]): CommandLine {
       }
       continue;
     }
-    const row = SETTING_ROWS.find((r) => r.flag === `--${token.name}`);
+    if (token.name === 'reload') {
+      if (token.value !== undefined) problems.push({ origin: token.rawName, key: null, received: quote(token.value), reason: 'is not allowed', expected: 'no value (it means --watch "*.py")' });
+      else values.set('watchFileChangesMask', { origin: token.rawName, texts: [RELOAD_MASK] });
+      continue;
+    }
+    const row = rowOf(token.name);
     if (row === undefined) {
-      const expected = `one of ${KNOWN_FLAGS}`;
-      problems.push({ origin: token.rawName, key: null, received: null, reason: 'is not a known option', expected });
+      const near = suggest(token.rawName.startsWith('--') ? token.rawName : `--${token.name}`, KNOWN_FLAGS);
+      const reason = near ? `is not a known option; did you mean ${near}?` : 'is not a known option';
+      const expected = near ? 'an option that corral serve --help lists' : `one of ${KNOWN_FLAGS.join(', ')}`;
+      problems.push({ origin: token.rawName, key: null, received: null, reason, expected });
+      // `--wrokers 2`: the 2 is that option's value, not the app directory.
+      if (token.value === undefined && near !== null && near !== '--help' && near !== '--reload') skip = token.index + 1;
+      continue;
+    }
+    if (row.cli === 'positional') {
+      // An alias of the positional (gunicorn's --chdir for APP_DIR).
+      if (token.value === undefined) problems.push({ origin: token.rawName, key: row.key, received: null, reason: 'is missing its value', expected: `${token.rawName} ${row.arg}` });
+      else values.set(row.key, { origin: token.rawName, texts: [token.value] });
       continue;
     }
     // Like strict mode: `--workers --threads 2` is a missing value, not the value "--threads".
     if (token.value === undefined || (!token.inlineValue && token.value.startsWith('-'))) {
       problems.push({
         origin: token.rawName, key: row.key, received: null, reason: 'is missing its value',
-        expected: `${row.flag} ${row.arg}; write ${row.flag}=VALUE for a value starting with -`,
+        expected: `${token.rawName} ${row.arg}; write ${row.flag}=VALUE for a value starting with -`,
       });
       continue;
     }
@@ -81,7 +141,10 @@ export function parseCommandLine(argv: readonly string[]): CommandLine {
   }
 
   const [first, ...extra] = positionals;
-  if (first !== undefined && POSITIONAL !== undefined) values.set(POSITIONAL.key, { origin: POSITIONAL.arg, texts: [first] });
+  if (first !== undefined && POSITIONAL !== undefined) {
+    if (values.has(POSITIONAL.key)) problems.push({ origin: 'argument', key: POSITIONAL.key, received: quote(first), reason: 'is given twice', expected: `${POSITIONAL.arg} or ${values.get(POSITIONAL.key)!.origin}, not both` });
+    else values.set(POSITIONAL.key, { origin: POSITIONAL.arg, texts: [first] });
+  }
   for (const text of POSITIONAL === undefined ? positionals : extra) {
     const expected = POSITIONAL === undefined ? 'no arguments besides options' : `at most one ${POSITIONAL.arg}`;
     problems.push({ origin: 'argument', key: null, received: quote(text), reason: 'is unexpected', expected });

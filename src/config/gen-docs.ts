@@ -16,7 +16,8 @@ const code = (text: string): string => `\`${text}\``;
 
 function settingsTable(): string[] {
   const rows = SETTING_ROWS.map((row) => {
-    const flag = row.flag === null ? `${code(row.arg)} (argument)` : code(`${row.flag} ${row.arg}`);
+    const aliases = (row.aliases ?? []).map((a) => code(`${a} ${row.arg}`));
+    const flag = [row.flag === null ? `${code(row.arg)} (argument)` : code(`${row.flag} ${row.arg}`), ...aliases].join(', ');
     const repeat = row.cli === 'repeatable' ? ' (repeatable)' : '';
     const env = row.env.map(code).join(', ');
     const key = row.inConfigFile === false ? `${code(row.key)} (not in the file)` : code(row.key);
@@ -40,6 +41,8 @@ export function renderSettingsMarkdown(): string {
     '     Regenerate with `UPDATE_DOCS=1 npx vitest run test/unit/settings-docs.test.ts` or `npm run docs`. -->',
     '',
     'Every setting of `corral serve` has a key (also its name in the config file), environment variables, and a flag or argument.',
+    'Some flags also take the spelling gunicorn users type (`-w`, `-b`/`--bind`, `--timeout`, `--chdir`); `--reload` is `--watch "*.py"`.',
+    'A mistyped flag or config key gets a "did you mean".',
     '',
     '## Where values come from',
     '',

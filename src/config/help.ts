@@ -30,7 +30,8 @@ function entry(left: string, markdown: string): string {
 }
 
 function rowHelp(row: SettingSpec<SettingKey, unknown>): string {
-  const left = row.flag === null ? row.arg : `${row.flag} ${row.arg}`;
+  const aliases = row.aliases ?? [];
+  const left = row.flag === null ? [row.arg, ...aliases.map((a) => `${a} ${row.arg}`)].join(', ') : `${[...aliases.filter((a) => !a.startsWith('--')), row.flag, ...aliases.filter((a) => a.startsWith('--'))].join(', ')} ${row.arg}`;
   const env = row.env.length > 0 ? `env ${row.env.join(', ')}; ` : '';
   const repeat = row.cli === 'repeatable' ? ' Repeatable.' : '';
   return `${entry(left, row.doc + repeat)}\n${entry('', `[${env}default: ${defaultMarkdown(row)}]`)}`;
@@ -47,6 +48,7 @@ export function renderHelp(command: string): string {
     ...(positional.length > 0 ? ['Arguments:', ...positional.map(rowHelp), ''] : []),
     'Options:',
     ...options.map(rowHelp),
+    entry('--reload', 'Watch `*.py` and reload on changes: gunicorn\'s `--reload`, the same as `--watch "*.py"`.'),
     entry('-h, --help', 'Show this help and exit.'),
     '',
     ...wrap(

@@ -1,6 +1,6 @@
 /** Loads settings: defaults < config file < environment < flags, validated once, all problems at once, frozen. */
 import { readFileSync } from 'node:fs';
-import { parseCommandLine, type FlagValue } from './argv.js';
+import { parseCommandLine, suggest, type FlagValue } from './argv.js';
 import { pathApi, type Issue, type ParseContext, type Parsed } from './kinds.js';
 import { ConfigError, quote, type Problem, type Source } from './problems.js';
 import { SETTING_ROWS, defaultOf, type SettingKey, type SettingSpec, type Settings } from './settings.js';
@@ -150,7 +150,7 @@ function readConfigFile(file: string, origin: string, problems: Problem[]): File
   try {
     data = JSON.parse(text);
   } catch (err) {
-    return fail({ origin: file, key: null, received: null, reason: `is not valid JSON (${(err as Error).message})` });
+    return fail({ origin: file, key: null, received: null, reason: `is not valid JSON (${jsonErrorAt(text, (err as Error).message)})` });
   }
   if (typeof data !== 'object' || data === null || Array.isArray(data)) {
     return fail({ origin: file, key: null, received: quote(data), reason: 'is not a JSON object' });
@@ -166,7 +166,8 @@ function readConfigFile(file: string, origin: string, problems: Problem[]): File
     if ((CONFIG_KEYS as readonly string[]).includes(key)) values.set(key, value);
     else {
       const known = SETTING_ROWS.some((r) => r.key === key);
-      const reason = known ? 'cannot be set inside a config file' : 'is not a known setting';
+      const near = known ? null : suggest(key, CONFIG_KEYS);
+      const reason = known ? 'cannot be set inside a config file' : near ? `is not a known setting; did you mean ${near}?` : 'is not a known setting';
       fail({ origin: `${file} ${jsonPath([key])}`, key: null, received: null, reason }, `one of ${CONFIG_KEYS.join(', ')}`);
     }
   }
@@ -187,4 +188,15 @@ function deepFreeze<T>(value: T): T {
     for (const inner of Object.values(value)) deepFreeze(inner);
   }
   return value;
+}
+
+/** JSON.parse's message with the line and column of its `position N`, which editors show. */
+export function jsonErrorAt(text: string, message: string): string {
+  const m = /position (\d+)/.exec(message);
+  if (!m) return message;
+  const pos = Number(m[1]);
+  const before = text.slice(0, pos);
+  const line = before.split('\n').length;
+  const column = pos - before.lastIndexOf('\n');
+  return `line ${line}, column ${column}: ${message.replace(/\s*in JSON at position \d+.*$/, '')}`;
 }

@@ -21,6 +21,8 @@ export interface SettingSpec<K extends string, T> {
   /** Environment variables, first found wins; the first is the canonical name. */
   readonly env: readonly string[];
   readonly flag: `--${string}` | null;
+  /** Other spellings of the flag with the same meaning (gunicorn's `-w`, `-b/--bind`, `--timeout`). */
+  readonly aliases?: readonly string[];
   readonly cli: Placement;
   /** Placeholder for the value in help: `N`, `ADDR`. */
   readonly arg: string;
@@ -40,7 +42,7 @@ const splitCommas = (text: string): string[] => text.split(',');
 
 export const SETTINGS = [
   setting({
-    key: 'root', env: ['CORRAL_APP_DIR'], flag: null, cli: 'positional', arg: 'APP_DIR',
+    key: 'root', env: ['CORRAL_APP_DIR'], flag: null, aliases: ['--chdir'], cli: 'positional', arg: 'APP_DIR',
     kind: directory(), default: '.', defaultDoc: 'the current directory',
     doc: 'Directory of the WSGI app; it goes on the workers\' `sys.path` so `wsgi.py` in it can be imported. Defaults to the current directory, like running the app by hand.',
   }),
@@ -61,7 +63,7 @@ export const SETTINGS = [
     doc: 'The interpreter that runs the workers: a path (a venv\'s python) or a command with arguments such as `py -3.12`, quoting parts with spaces in "..." or \'...\'. `python3` is the name Linux and macOS install; Windows installs `python`.',
   }),
   setting({
-    key: 'listen', env: ['CORRAL_LISTEN'], flag: '--listen', cli: 'repeatable', arg: 'ADDR',
+    key: 'listen', env: ['CORRAL_LISTEN'], flag: '--listen', aliases: ['-b', '--bind'], cli: 'repeatable', arg: 'ADDR',
     kind: list(address({ allowStdin: true }), 'comma-separated', splitCommas), default: [],
     defaultDoc: 'none (then `127.0.0.1:9000` unless `--http` is given)',
     doc: 'FastCGI addresses to accept connections on; repeat the flag for several (comma-separated in the environment). When neither this nor `--http` is given, `corral serve` listens on `127.0.0.1:9000`, local-only like a web server\'s upstream should be.',
@@ -132,7 +134,7 @@ export const SETTINGS = [
     doc: 'An app started by requests (under `allowedRoots`) that served nothing for this long is stopped and forgotten, freeing its workers (`0`: never). The configured apps are never reaped. 30 min, as IIS\'s app pool `idleTimeout` is 20.',
   }),
   setting({
-    key: 'workers', env: ['CORRAL_WORKERS'], flag: '--workers', cli: 'option', arg: 'N',
+    key: 'workers', env: ['CORRAL_WORKERS'], flag: '--workers', aliases: ['-w'], cli: 'option', arg: 'N',
     kind: integer(1, 256), default: 2,
     doc: 'Python worker processes per app. Two, so one crashing or recycling worker does not leave the app unserved.',
   }),
@@ -152,7 +154,7 @@ export const SETTINGS = [
     doc: 'Request threads per worker. One, because not every WSGI app is thread-safe; raise it for I/O-bound apps.',
   }),
   setting({
-    key: 'requestTimeout', env: ['CORRAL_REQUEST_TIMEOUT'], flag: '--request-timeout', cli: 'option', arg: 'SECONDS',
+    key: 'requestTimeout', env: ['CORRAL_REQUEST_TIMEOUT'], flag: '--request-timeout', aliases: ['--timeout'], cli: 'option', arg: 'SECONDS',
     kind: integer(0, 86_400), default: 90,
     doc: 'A request running longer gets 504 and its worker is killed and replaced (`0`: no limit). 90 s is IIS\'s FastCGI `requestTimeout`, so behind IIS neither side gives up first by surprise.',
   }),

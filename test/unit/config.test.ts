@@ -12,7 +12,7 @@ import { ConfigError, formatProblem } from '../../src/config/problems.js';
 import { SETTINGS, listenAddresses, type Settings } from '../../src/config/settings.js';
 
 /** What the "unknown" messages list, derived from the table (so adding a setting does not break these tests). */
-const KNOWN_FLAGS = ['--help', ...SETTINGS.flatMap((r) => (r.flag ? [r.flag] : []))].join(', ');
+const KNOWN_FLAGS = ['--help', '--reload', ...SETTINGS.flatMap((r) => [r.flag, ...(r.aliases ?? [])].filter((f): f is string => f !== null && f.startsWith('--')))].join(', ');
 const KNOWN_KEYS = SETTINGS.filter((r) => r.key !== 'config').map((r) => r.key).join(', ');
 
 let dir: string;
@@ -203,7 +203,7 @@ describe('loadSettings problems', () => {
       `-x: is not a known option (expected one of ${KNOWN_FLAGS})`,
       '--threads: is missing its value (threads: expected --threads N; write --threads=VALUE for a value starting with -)',
       'argument: "extra" is unexpected (expected at most one APP_DIR)',
-      `${config} $.wrokers: is not a known setting (expected one of ${KNOWN_KEYS})`,
+      `${config} $.wrokers: is not a known setting; did you mean workers? (expected one of ${KNOWN_KEYS})`,
       `${config} $.config: cannot be set inside a config file (expected one of ${KNOWN_KEYS})`,
       `APP_DIR: "missing-dir" does not exist (resolved to ${join(dir, 'missing-dir')}) (root: expected an existing directory)`,
       'WSGI_APP: "not an app" is not a WSGI app reference (wsgiApp: expected module:callable or module.callable, optionally followed by ())',
@@ -222,6 +222,18 @@ describe('loadSettings problems', () => {
     ]);
     expect(problemsOf(() => load({ argv: ['--config', writeConfig('{"workers": 2,}')] }))[0]).toMatch(/corral\.json: is not valid JSON \(.*\) \(expected a JSON object of settings\)$/);
     expect(problemsOf(() => load({ argv: ['--config', writeConfig([1])] }))[0]).toMatch(/corral\.json: \[1\] is not a JSON object/);
+  });
+
+  it('knows gunicorn\'s spellings, suggests the flag a typo meant, and places a JSON error by line and column', () => {
+    const s = load({ argv: ['-w', '3', '-b', '127.0.0.1:9100', '--bind', '127.0.0.1:9101', '--timeout', '7', '--reload', '--chdir', dir] }).settings;
+    expect(s.workers).toBe(3);
+    expect(s.listen.map((a) => (a.kind === 'tcp' ? a.port : 0))).toEqual([9100, 9101]);
+    expect(s.requestTimeout).toBe(7);
+    expect(s.watchFileChangesMask).toBe('*.py');
+    expect(s.root).toBe(dir);
+    expect(problemsOf(() => load({ argv: ['--wrokers', '2'] }))).toEqual([expect.stringMatching(/^--wrokers: is not a known option; did you mean --workers\? \(expected an option that corral serve --help lists\)$/)]);
+    expect(problemsOf(() => load({ argv: ['--chdir', dir, dir] }))[0]).toMatch(/^argument: ".*" is given twice/);
+    expect(problemsOf(() => load({ argv: ['--config', writeConfig('{\n  "workers": 2,\n  "threads": 3,,\n}')] }))[0]).toMatch(/is not valid JSON \(line 3, column 16: /);
   });
 
   it('refuses an APP_DIR that is a file, and a missing value taken from the next flag', () => {
