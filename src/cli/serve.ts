@@ -79,7 +79,10 @@ export async function runServe(argv: string[], version: string, mode: Mode = 'se
   try {
     await service.start();
   } catch (err) {
-    log.fatal({ err: err instanceof Error ? err.message : String(err) }, 'cannot start');
+    const message = err instanceof Error ? err.message : String(err);
+    log.fatal({ err: message }, 'cannot start');
+    // The log may be a file or JSON on stdout: the person at the terminal reads stderr.
+    process.stderr.write(`corral ${mode}: cannot start: ${message}\n`);
     return 1;
   }
   if (mode === 'dev') printBanner(service, settings);

@@ -21,7 +21,7 @@ import { PromMetrics } from '../control/metrics.js';
 import { startControlServer, type ControlServer } from '../control/server.js';
 import { accessLogger, observers, type RequestObserver } from '../front/access-log.js';
 import { removeStaleSocket } from '../front/listeners.js';
-import { bindShared } from '../pool/shared-listener.js';
+import { bindShared, type SharedListener } from '../pool/shared-listener.js';
 import { chooseDataPlane, type PlaneChoice } from './data-plane.js';
 
 export { WORKER_SCRIPT, poolOptions, workerEnv } from './app.js';
@@ -118,11 +118,8 @@ export class Service {
     if (plane.error !== undefined) throw new Error(plane.error);
     this.#log.info({ dataPlane: plane.plane, why: plane.why }, plane.plane === 'direct' ? 'data plane: direct (the workers accept connections)' : 'data plane: proxy (the service accepts connections)');
     const s = this.#settings;
-    if (plane.plane === 'direct') {
-      await this.#startDirect(plane.address!);
-    } else {
-      for (const app of this.#configured) app.start();
-    }
+    // Bind first, then spawn: a port in use stops the start before any worker boots.
+    const directSocket = plane.plane === 'direct' ? await this.#bindDirect(plane.address!) : null;
     const dev = this.#opts.dev ?? false;
     const metrics = s.control ? this.metrics : null;
     const observe = observers(
@@ -176,6 +173,7 @@ export class Service {
         this.#control = await startControlServer({ address: s.control, target: this, log: this.#log, version: this.#opts.version ?? '0', metrics: this.metrics, readAccess: s.controlReadAccess });
         this.controlBound = this.#control.bound;
       }
+      for (const app of this.#configured) app.start(directSocket);
     } catch (err) {
       await this.stop();
       throw err;
@@ -188,16 +186,16 @@ export class Service {
   }
 
   /**
-   * The direct data plane: bind the socket first (a port in use fails before any worker starts),
-   * then start the app's workers on it. The service keeps its copy for the next generations and
-   * never accepts on it.
+   * The direct data plane's socket, bound before any worker starts (a port in use fails first);
+   * the app's workers listen and accept on it. The service keeps its copy for the next
+   * generations and never accepts on it.
    */
-  async #startDirect(address: ListenAddress): Promise<void> {
+  async #bindDirect(address: ListenAddress): Promise<SharedListener> {
     if (address.kind === 'unix') await removeStaleSocket(address.path);
     const listener = await bindShared(address);
     this.#fronts.push({ address, bound: listener.bound, close: async () => listener.close() });
-    for (const app of this.#configured) app.start(listener);
     this.#log.info({ listen: listener.bound, kind: address.kind, dataPlane: 'direct' }, 'FastCGI front listening');
+    return listener;
   }
 
   async #openFastCgi(address: ListenAddress, router: Router, opts: ConnectionOptions, app?: string): Promise<void> {

@@ -113,3 +113,11 @@ export function formatAddress(a: ListenAddress): string {
       return 'stdin';
   }
 }
+
+/** Why listening failed, in words: `EADDRINUSE` says who to blame and what to do. */
+export function listenFailure(code: string, flag: string): string {
+  if (code === 'EADDRINUSE') return `EADDRINUSE: in use by another process; choose another address with ${flag}`;
+  if (code === 'EACCES') return `EACCES: not allowed (a port below 1024 needs privileges, or the socket's directory is not writable)`;
+  if (code === 'EADDRNOTAVAIL') return 'EADDRNOTAVAIL: no interface of this machine has that address';
+  return code;
+}

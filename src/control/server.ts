@@ -8,7 +8,7 @@
 import http from 'node:http';
 import net from 'node:net';
 import { existsSync, lstatSync, unlinkSync } from 'node:fs';
-import { formatAddress, type ListenAddress } from '../config/address.js';
+import { formatAddress, listenFailure, type ListenAddress } from '../config/address.js';
 import { controlAddressProblem, isLoopbackHost } from '../config/control-address.js';
 import type { Logger } from '../log/logger.js';
 import { PromMetrics } from './metrics.js';
@@ -128,7 +128,7 @@ async function listen(server: http.Server, address: ListenAddress): Promise<void
   if (address.kind === 'unix') await removeStaleSocket(address.path);
   const opts: net.ListenOptions = address.kind === 'tcp' ? { host: address.host, port: address.port } : { path: address.kind === 'unix' || address.kind === 'pipe' ? address.path : '' };
   await new Promise<void>((resolve, reject) => {
-    const onError = (err: NodeJS.ErrnoException): void => reject(new Error(`cannot listen (control) on ${formatAddress(address)}: ${err.code ?? err.message}`));
+    const onError = (err: NodeJS.ErrnoException): void => reject(new Error(`cannot listen (control) on ${formatAddress(address)}: ${err.code ? listenFailure(err.code, '--control') : err.message}`));
     server.once('error', onError);
     server.listen(opts, () => {
       server.off('error', onError);

@@ -15,7 +15,7 @@ import type { Router } from './fcgi-connection.js';
 import type { RequestObserver } from './access-log.js';
 import { HttpExchange } from './http-exchange.js';
 import type { Front } from './listeners.js';
-import { formatAddress, type ListenAddress } from '../config/address.js';
+import { formatAddress, listenFailure, type ListenAddress } from '../config/address.js';
 import { forwardedClient, forwardedHost, forwardedProto, isLoopback, splitMount, tokenMatches } from './forwarded.js';
 
 /** Options of the HTTP front. */
@@ -171,7 +171,7 @@ export async function openHttpFront(address: ListenAddress, route: Router, opts:
   const opts2 = address.kind === 'tcp' ? { host: address.host, port: address.port } : address.kind === 'unix' || address.kind === 'pipe' ? { path: address.path } : null;
   if (!opts2) throw new Error(`--http needs host:port or a socket path, not ${formatAddress(address)}`);
   await new Promise<void>((resolve, reject) => {
-    server.once('error', (err: NodeJS.ErrnoException) => reject(new Error(`cannot listen (HTTP) on ${formatAddress(address)}: ${err.code ?? err.message}`)));
+    server.once('error', (err: NodeJS.ErrnoException) => reject(new Error(`cannot listen (HTTP) on ${formatAddress(address)}: ${err.code ? listenFailure(err.code, '--http') : err.message}`)));
     server.listen(opts2, () => resolve());
   });
   const a = server.address();

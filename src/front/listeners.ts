@@ -6,7 +6,7 @@
 import { lstatSync, unlinkSync } from 'node:fs';
 import net from 'node:net';
 import type { Duplex } from 'node:stream';
-import { formatAddress, type ListenAddress } from '../config/address.js';
+import { formatAddress, listenFailure, type ListenAddress } from '../config/address.js';
 import type { LimitLog } from './limit-log.js';
 import { pipeListenOptions, refuseExistingPipe } from './pipe-access.js';
 
@@ -62,7 +62,7 @@ async function listen(server: net.Server, address: ListenAddress, options: Front
   if (address.kind === 'pipe') await refuseExistingPipe(address.path);
   await new Promise<void>((resolve, reject) => {
     const onError = (err: NodeJS.ErrnoException): void => {
-      reject(new Error(`cannot listen on ${formatAddress(address)}: ${err.code ?? err.message}`));
+      reject(new Error(`cannot listen on ${formatAddress(address)}: ${err.code ? listenFailure(err.code, '--listen') : err.message}`));
     };
     server.once('error', onError);
     server.listen(opts, () => {

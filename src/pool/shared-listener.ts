@@ -16,7 +16,7 @@
 import { chmodSync } from 'node:fs';
 import net from 'node:net';
 import { getSystemErrorName } from 'node:util';
-import { formatAddress, type ListenAddress } from '../config/address.js';
+import { formatAddress, listenFailure, type ListenAddress } from '../config/address.js';
 
 /** What Node's internal handle gives us; checked at run time. */
 interface RawHandle {
@@ -56,7 +56,7 @@ export async function bindShared(address: ListenAddress, mode: number | null = n
   const listener = bindNow(address, mode);
   if (address.kind === 'tcp' && (await answers(probeHost(address.host), Number(listener.bound.slice(listener.bound.lastIndexOf(':') + 1))))) {
     listener.close();
-    throw new Error(`cannot listen on ${formatAddress(address)}: EADDRINUSE (another process listens there)`);
+    throw new Error(`cannot listen on ${formatAddress(address)}: ${listenFailure('EADDRINUSE', '--listen')}`);
   }
   return listener;
 }
@@ -95,7 +95,7 @@ function bindNow(address: ListenAddress, mode: number | null): SharedListener {
   } else {
     throw new Error(`the direct data plane serves TCP and unix sockets, not ${formatAddress(address)}`);
   }
-  if (typeof result === 'number') throw new Error(`cannot listen on ${formatAddress(address)}: ${errName(result)}`);
+  if (typeof result === 'number') throw new Error(`cannot listen on ${formatAddress(address)}: ${listenFailure(errName(result), '--listen')}`);
   const handle = result;
   if (typeof handle.fd !== 'number' || handle.fd < 0) {
     handle.close();

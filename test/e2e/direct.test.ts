@@ -201,3 +201,16 @@ describe('direct data plane', () => {
     expect(c.stderr).toMatch(/dataPlane direct cannot apply: the HTTP front is the service's own/);
   });
 });
+
+describe('start-up on the proxy path', () => {
+  it('binds before it spawns there too, and says on stderr that the port is in use', async () => {
+    const server = net.createServer();
+    servers.push(server);
+    const port = await freePort();
+    await new Promise<void>((r) => server.listen(port, '127.0.0.1', r));
+    const c = startCorral(['serve', FIXTURES, '--wsgi-app', 'worker_ok:application', '--http', `127.0.0.1:${port}`, '--python', DEBIAN_PYTHON]);
+    expect((await c.exited).code).toBe(1);
+    expect(c.stderr).toContain(`cannot listen (HTTP) on 127.0.0.1:${port}: EADDRINUSE: in use by another process; choose another address with --http`);
+    expect(c.logs.some((l) => l.msg === 'worker spawned')).toBe(false);
+  });
+});
