@@ -23,6 +23,7 @@ import { inheritedEnv, withAppEnv } from './worker-env.js';
 import type { AppEnvironment } from '../config/app-settings.js';
 import type { RequestObserver } from '../front/access-log.js';
 import type { SharedListener } from '../pool/shared-listener.js';
+import { TracebackLines } from '../log/traceback-lines.js';
 
 /** The Python worker shipped with corral (src/python), found from this file in src/ or dist/. */
 export const WORKER_SCRIPT = fileURLToPath(new URL('../../src/python/corral_worker.py', import.meta.url));
@@ -224,10 +225,25 @@ export class App {
     return { ...spec, args: [...spec.args, ...directArgs(this.settings)], extraFds: [shared.fd] };
   }
 
+  /** `corral dev`: a traceback is one ERROR record per worker, shown whole. */
+  readonly #tracebacks = new WeakMap<WorkerHandle, TracebackLines>();
+
   #onStderr(w: WorkerHandle, line: string): void {
     const file = this.#stderrFile;
     if (!file) {
-      w.log.info({ line }, 'worker stderr');
+      if (!this.#opts.dev) {
+        w.log.info({ line }, 'worker stderr');
+        return;
+      }
+      let grouper = this.#tracebacks.get(w);
+      if (!grouper) {
+        grouper = new TracebackLines((item) => {
+          if (item.kind === 'line') w.log.info({ line: item.text }, 'worker stderr');
+          else w.log.error({ err: { type: 'Traceback', message: item.summary, stack: item.text } }, `worker traceback: ${item.summary}`);
+        });
+        this.#tracebacks.set(w, grouper);
+      }
+      grouper.push(line);
       return;
     }
     const err = file.writeLine(stderrLine(w.pid, line));
