@@ -83,11 +83,15 @@ export async function measureOnce({ candidate, started, workload, port, nginxWor
   const roles1 = rolePids(nginxWorkers, started, candidate.hasService);
   const cpu = {};
   const procs = {};
+  const perProcess = {}; // role -> {pid: µs/req}: shows, e.g., whether two workers sharing a socket share the load
   let gone = 0;
   let trackedTicks = 0;
   for (const role of Object.keys(roles0)) {
     const after = snapshot([...new Set([...roles0[role], ...roles1[role]])]);
     const d = ticksBetween(before[role], after);
+    perProcess[role] = Object.fromEntries(
+      [...after].filter(([, t]) => Number.isFinite(t) && r.requests > 0).map(([pid, t]) => [pid, Math.round((((t - (before[role].get(pid) ?? 0)) || 0) * 1e6) / CLK_TCK / r.requests)]),
+    );
     gone += d.gone;
     trackedTicks += d.ticks;
     procs[role] = roles1[role].length;
@@ -104,6 +108,7 @@ export async function measureOnce({ candidate, started, workload, port, nginxWor
     p99_ms: r.p99_us / 1000,
     errors,
     cpu_us_per_req: cpu,
+    cpu_us_per_req_by_pid: perProcess,
     processes: procs,
     processes_gone: gone,
     wrk_cores: r.wrkTicks / CLK_TCK / wallS,
