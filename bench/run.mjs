@@ -43,7 +43,7 @@ const HELLO = 'Hello, world';
 const BIG64K = Buffer.from('0123456789abcdef'.repeat(4096));
 const BIG = Buffer.concat(Array.from({ length: 16 }, () => BIG64K));
 
-export const WORKLOADS = [
+const WORKLOADS = [
   { name: 'hello-c16', path: '/hello', post: 0, connections: 16, what: `GET, ${HELLO.length}-byte answer` },
   { name: 'hello-c64', path: '/hello', post: 0, connections: 64, what: `GET, ${HELLO.length}-byte answer` },
   { name: 'get64k-c16', path: '/big64k', post: 0, connections: 16, what: 'GET, 64 KiB answer' },
