@@ -107,7 +107,9 @@ const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const us = (ms) => `${(ms * 1000).toFixed(0)} µs`;
 
 async function main() {
-  const service = spawn(process.execPath, [CLI, 'serve', join(ROOT, 'bench/apps'), '--wsgi-app', 'wsgi_apps:application', '--listen', sock, '--workers', '1', '--threads', THREADS, '--python', PYTHON], { stdio: ['ignore', 'pipe', 'inherit'] });
+  // The relay's connection to the service is the service's own (the proxy data plane): on a unix
+  // socket `auto` would pick direct, and the workers would take the relay's connections.
+  const service = spawn(process.execPath, [CLI, 'serve', join(ROOT, 'bench/apps'), '--wsgi-app', 'wsgi_apps:application', '--listen', sock, '--data-plane', 'proxy', '--workers', '1', '--threads', THREADS, '--python', PYTHON], { stdio: ['ignore', 'pipe', 'inherit'] });
   children.add(service);
   await new Promise((resolve, reject) => {
     let buf = '';
