@@ -200,7 +200,9 @@ export class App {
     if (this.#opts.direct && !shared) throw new Error('a direct-mode app needs its shared listener');
     this.#shared = shared;
     const { min, max } = workerBounds(this.settings);
-    this.log.info({ settings: this.settings, minWorkers: min, maxWorkers: max, dataPlane: shared ? 'direct' : 'proxy' }, 'app configuration');
+    const facts = { minWorkers: min, maxWorkers: max, dataPlane: shared ? 'direct' : 'proxy' };
+    if (this.#opts.dev) this.log.debug({ settings: this.settings, ...facts }, 'app configuration');
+    else this.log.info({ settings: this.settings, ...facts }, 'app configuration');
     this.pool.start();
     this.#startWatcher();
   }

@@ -3,6 +3,7 @@
  * cleanly on a signal. `dev` is `serve` with a developer's defaults: HTTP on 127.0.0.1:8000, one
  * worker, `*.py` watched, pretty logs and tracebacks in the browser.
  */
+import { spawnSync } from 'node:child_process';
 import { loadSettings, type LoadResult } from '../config/load.js';
 import { ConfigError } from '../config/problems.js';
 import { wantsHelp } from '../config/argv.js';
@@ -65,7 +66,11 @@ export async function runServe(argv: string[], version: string, mode: Mode = 'se
     webConfig = applied.webConfig;
   }
   const log = mode === 'dev' ? createPrettyLogger(settings.logLevel) : createLogger({ level: settings.logLevel, file: settings.logFile });
-  log.info({ version, node: process.version, pid: process.pid, mode, settings, sources: loaded.sources }, 'corral starting');
+  if (mode === 'dev') {
+    // The terminal shows the banner first; the whole resolved settings only at debug level.
+    log.info({ version, node: process.version, pid: process.pid, mode }, 'corral starting');
+    log.debug({ settings, sources: loaded.sources }, 'resolved settings');
+  } else log.info({ version, node: process.version, pid: process.pid, mode, settings, sources: loaded.sources }, 'corral starting');
   if (platform !== null) logPlatform(log, platform, settings, webConfig);
   // Started only to serve apps that requests name (e.g. auto-started by `corral relay`): no app of its own.
   const defaultApp = !(settings.allowedRoots.length > 0 && loaded.sources.root === 'default');
@@ -140,10 +145,23 @@ function printBanner(service: Service, s: Settings): void {
     '',
     `  corral dev: ${s.wsgiApp} from ${s.root}`,
     http ? `  serving    http://${http}/` : `  serving    FastCGI on ${service.bound.join(', ')}`,
-    `  python     ${s.python.join(' ')}, ${s.workers} worker × ${s.threads} threads`,
+    `  python     ${describeInterpreter(s.python)}, ${s.workers} worker × ${s.threads} threads`,
     `  watching   ${w ? [w.mask, w.regex].filter((x) => x).join(' and ') : 'nothing'}${w ? ` under ${w.root}` : ''}`,
     '  Ctrl-C to stop',
     '',
   ];
   process.stderr.write(`${lines.join('\n')}\n`);
+}
+
+/**
+ * Which interpreter `python` really is: its full path and version, found as the workers will
+ * start it (the usual trap is a `python3` on PATH that is not the one with your packages).
+ */
+export function describeInterpreter(python: readonly string[]): string {
+  const [cmd, ...pre] = python;
+  if (!cmd) return '(none)';
+  const r = spawnSync(cmd, [...pre, '-c', 'import sys; print(sys.executable); print(sys.version.split()[0])'], { encoding: 'utf8', timeout: 5_000, windowsHide: true });
+  if (r.error || r.status !== 0) return `${python.join(' ')} (cannot run it: ${r.error ? (r.error as NodeJS.ErrnoException).code ?? r.error.message : `exit code ${r.status}`})`;
+  const [exe = cmd, version = '?'] = r.stdout.trim().split(/\r?\n/);
+  return `${exe} (Python ${version}${exe === cmd ? '' : `, from ${python.join(' ')}`})`;
 }

@@ -92,6 +92,10 @@ describe('corral dev', () => {
     expect(dev.banner).toMatch(/serving\s+http:\/\/127\.0\.0\.1:\d+\//);
     expect(dev.banner).toContain(`watching   *.py under ${app.dir}`);
     expect(dev.banner).toMatch(/1 worker × 4 threads/);
+    // The interpreter as the workers run it: its full path and version, not just "python3".
+    expect(dev.banner).toMatch(/python {5}\/\S+ \(Python 3\.\d+\.\d+/);
+    // The terminal is not flooded with the resolved settings before the banner (they are at debug level).
+    expect(dev.corral.nonJson.some((l) => l.includes('watchFileChangesMask'))).toBe(false);
     const r = await httpRequest(`${dev.url}/`);
     expect(r.status).toBe(200);
     expect(text(r)).toMatch(/^v1 \d+$/);
@@ -124,6 +128,9 @@ describe('corral dev', () => {
     expect(again.status).toBe(500);
     expect(text(again)).toContain('SyntaxError');
     expect(text(again)).toContain('wsgi.py');
+    // In the terminal the traceback is one ERROR record named by its exception, not a line per frame.
+    expect(dev.corral.nonJson.some((l) => /ERROR.*worker traceback: SyntaxError/.test(l))).toBe(true);
+    expect(dev.corral.nonJson.some((l) => /^\s+line: ".*File \\"/.test(l))).toBe(false);
     // ...and the next fix is served.
     await saveAndReload(dev, () => app.write('v4'));
     const refixed = await httpRequest(`${dev.url}/`);
