@@ -530,7 +530,7 @@ class Request:
     """One request id on a channel: params, body buffer and output credit."""
 
     __slots__ = ("chan", "id", "keep_conn", "params", "params_size", "environ", "input", "credit",
-                 "queued", "aborted", "ended")
+                 "queued", "aborted", "ended", "out", "status")
 
     def __init__(self, chan, rid, keep_conn):
         self.chan = chan
@@ -542,6 +542,8 @@ class Request:
         self.input = Input(chan, rid)
         self.credit = chan.window
         self.queued = self.aborted = self.ended = False
+        self.out = 0  # STDOUT content bytes sent or being sent (CGI head included)
+        self.status = 0  # the response's status code, from its CGI head (for the access log)
 
     def send(self, parts, end=False, app_status=APP_OK):
         """Send parts (bytes) as STDOUT records within the credit; end=True ends the request."""
@@ -551,6 +553,11 @@ class Request:
         for part in parts:
             total += len(part)
         if total:
+            if not self.out:
+                head = parts[0]
+                if type(head) is bytes and head[:8] == b"Status: " and head[8:11].isdigit():
+                    self.status = int(head[8:11])
+            self.out += total
             if not end:
                 self.chan.catch_up()  # inline: an ABORT may be waiting unread
             if self.aborted:
@@ -1146,6 +1153,8 @@ class Channel:
         if not req.queued:
             req.finish_quietly()  # no app thread has it: end it here
 
+    values_answers = GET_VALUES_ANSWERS
+
     def get_values(self, content):
         asked = {}
         try:
@@ -1153,7 +1162,8 @@ class Channel:
         except (IndexError, struct.error, ProtocolError):
             log("malformed GET_VALUES from the %s: answered with no values" % self.peer)
             asked = {}
-        answer = encode_params({k: GET_VALUES_ANSWERS[k] for k in asked if k in GET_VALUES_ANSWERS})
+        known = self.values_answers
+        answer = encode_params({k: known[k] for k in asked if k in known})
         self.reply(pack_header(1, GET_VALUES_RESULT, 0, len(answer), 0) + answer)
 
     def other(self, rtype, req, content):
@@ -1472,7 +1482,36 @@ def parse_args(argv):
                         "client can send it: only behind a front that sets or strips it)")
     parser.add_argument("--listen", metavar="ADDR",
                         help="standalone FastCGI server on host:port or a unix socket path")
+    # Direct mode (corral_loop): accept FastCGI connections on a socket the service bound; stdin
+    # and stdout are then only the control channel (PROTOCOL.md, "Direct mode").
+    parser.add_argument("--direct-fd", metavar="N", type=int,
+                        help="listening socket to accept on (direct mode); stdio = control channel")
+    parser.add_argument("--backlog", metavar="N", type=int, default=1024,
+                        help="listen backlog of --direct-fd (default 1024)")
+    for name, default, what in (
+            ("--request-timeout", 0.0, "a longer request: 504 (or close), exit 5; 0 = none"),
+            ("--params-timeout", 10.0, "BEGIN_REQUEST to the end of PARAMS; over: close"),
+            ("--idle-timeout", 75.0, "a kept connection without a request; over: close"),
+            ("--body-timeout", 60.0, "silence while the app waits for body bytes, and a "
+                                     "response write's send timeout")):
+        parser.add_argument(name, metavar="SECONDS", type=float, default=default,
+                            help="%s (default %g)" % (what, default))
+    parser.add_argument("--max-connections", metavar="N", type=int, default=1000,
+                        help="open connections at once; at the limit stop accepting (default 1000)")
+    parser.add_argument("--max-body-size", metavar="BYTES", type=int, default=0,
+                        help="request body limit: 413, or an aborted request (default 0 = none)")
+    parser.add_argument("--max-params", metavar="BYTES", type=int, default=65536,
+                        help="params bytes per request; over: 431 and close (default 65536)")
     opts = parser.parse_args(argv)
+    if opts.direct_fd is not None and opts.listen is not None:
+        raise UsageError("--direct-fd and --listen exclude each other")
+    for name in ("backlog", "max_connections"):
+        if getattr(opts, name) < 1:
+            raise UsageError("--%s must be at least 1" % name.replace("_", "-"))
+    for name in ("request_timeout", "params_timeout", "idle_timeout", "body_timeout",
+                 "max_body_size", "max_params"):
+        if getattr(opts, name) < 0:
+            raise UsageError("--%s must not be negative" % name.replace("_", "-"))
     if opts.threads < 1:
         raise UsageError("--threads must be at least 1, got %d" % opts.threads)
     if not 1024 <= opts.window <= 0x7FFFFFFF:
@@ -1657,7 +1696,15 @@ def boot(argv):
         return EXIT_BOOT
     opts.malloc_tuned = tune_malloc()
     rfd = wfd = None
+    opts.listener = None
     try:
+        if opts.direct_fd is not None:
+            # listen() first, before the app's import: connections queue from here on (and
+            # another worker may accept them), while this one accepts only after READY.
+            opts.listener = listener = socket.socket(fileno=opts.direct_fd)
+            listener.set_inheritable(False)  # not the app's children's business
+            listener.setblocking(False)  # its O_NONBLOCK is shared: it must stay set
+            listener.listen(opts.backlog)
         if opts.listen is None:
             rfd, wfd = take_protocol_fds()
             # Console Ctrl-C and a terminal hang-up hit the whole process group; the service
@@ -1800,7 +1847,9 @@ def serve_listen(server, opts):
 
 
 def main(argv=None):
+    global corral_loop
     setup_stderr()
+    corral_loop = _import_loop()
     booted = boot(sys.argv[1:] if argv is None else argv)
     if isinstance(booted, int):
         return booted
@@ -1809,10 +1858,27 @@ def main(argv=None):
     server = Server(app, opts.threads, opts.window, opts.eof_grace, app_dirs, dev_errors)
     server.app_name = opts.app
     server.trust_original_url = opts.trust_x_original_url
-    if opts.listen is not None:
-        return serve_listen(server, opts)
+    if opts.listen is not None or opts.direct_fd is not None:
+        return corral_loop.serve(server, opts, rfd, wfd)
     return serve_stdio(server, opts, rfd, wfd)
 
 
+def _import_loop():
+    """corral_loop, from this file's directory (boot takes it off sys.path before the app loads)."""
+    sys.modules.setdefault("corral_worker", sys.modules[__name__])  # one copy of our classes
+    if HERE not in sys.path:
+        sys.path.insert(0, HERE)
+        try:
+            import corral_loop
+        finally:
+            sys.path.remove(HERE)
+    else:
+        import corral_loop
+    return corral_loop
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    # Run as a script this file is __main__; corral_loop imports corral_worker, which must be
+    # this same module, not a second copy with its own classes.
+    import corral_worker
+    sys.exit(corral_worker.main())
