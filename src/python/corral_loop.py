@@ -140,6 +140,15 @@ class Conn(cw.Channel):
             self.abort(req)
         return True
 
+    def params(self, req, content):
+        cw.Channel.params(self, req, content)
+        limit = self.loop.opts.max_body_size
+        if limit and req.queued:  # complete: check the length before any body byte counts
+            length = req.environ.get("CONTENT_LENGTH", "")
+            if length.isdigit() and int(length) > limit:
+                self.reject(req, "CONTENT_LENGTH %s over --max-body-size" % length,
+                            "413 Payload Too Large")
+
     def reject(self, req, reason, status="400 Bad Request"):
         if status[:3] == "431":
             self.close_now = True
@@ -150,15 +159,9 @@ class Conn(cw.Channel):
 
     def flush_runnable(self):
         runnable, self.runnable = self.runnable, []
-        limit = self.loop.opts.max_body_size
         for req in runnable:
-            if limit:
-                length = req.environ.get("CONTENT_LENGTH", "")
-                if length.isdigit() and int(length) > limit:
-                    self.reject(req, "CONTENT_LENGTH %s over --max-body-size" % length,
-                                "413 Payload Too Large")
-                    continue
-            self.loop.dispatch(self, req)
+            if not req.ended:  # else answered already (413)
+                self.loop.dispatch(self, req)
 
     def finished(self, req):
         cw.Channel.finished(self, req)
