@@ -30,6 +30,7 @@ ACCEPT_BATCH = 64  # connections per readiness event: then serve the ones we hav
 TICK = 0.1  # the watchdog's period: REPORTs at most this often, timeouts this precise
 ACCESS_LIMIT = 1000
 READ_SIZE = 65536
+LINGER = 2.0  # seconds a closing connection may still deliver what its peer sent (see linger)
 POLLIN, POLLOUT = select.POLLIN, select.POLLOUT
 TCP_INFO_UNACKED = struct.Struct("=I")  # struct tcp_info: 8 one-byte fields, rto, ato, snd_mss, rcv_mss, unacked
 monotonic = time.monotonic
@@ -51,6 +52,8 @@ class Conn(cw.Channel):
         self.body = 0  # body bytes of the current request
         self.deadline = monotonic() + loop.idle_timeout
         self.close_now = False  # close once no request runs
+        self.lingering = False  # our side is shut: reading the rest until the peer's FIN
+        self.watched = False  # registered with the selector
         self.max_params = loop.opts.max_params or cw.sys.maxsize
         self.values_answers = loop.values
 
@@ -240,6 +243,7 @@ class Loop:
             conn = Conn(self, sock)
             conns[conn.fd] = conn
             register(sock, selectors.EVENT_READ, conn)
+            conn.watched = True
         self.changed = True
         self.want_accept()
 
@@ -252,6 +256,10 @@ class Loop:
             return
         except OSError:
             data = b""
+        if conn.lingering:
+            if not data:
+                self.close(conn)
+            return
         if not data:
             conn.input_closed()
             self.close(conn)
@@ -264,7 +272,7 @@ class Loop:
             self.close(conn)
             return
         if conn.close_now and not conn.running:
-            self.close(conn)
+            self.linger(conn)
 
     def bad_peer(self, conn, exc):
         """One stderr line per peer per minute at most: a scanner must not flood the log."""
@@ -283,11 +291,9 @@ class Loop:
     def close(self, conn):
         if self.conns.pop(conn.fd, None) is None:
             return
-        if self.inline or not conn.running:  # else its app thread has it, unregistered
-            try:
-                self.sel.unregister(conn.sock)
-            except (KeyError, ValueError):
-                pass
+        if conn.watched:
+            conn.watched = False
+            self.sel.unregister(conn.sock)
         with conn.wlock:
             conn.broken = True
             conn.sock.close()
@@ -305,6 +311,7 @@ class Loop:
         if self.inline:
             self.pending.append(req)
             return
+        conn.watched = False
         self.sel.unregister(conn.sock)  # its app thread reads it now
         self.want_accept()
         self.server.queue.put(req)
@@ -336,18 +343,40 @@ class Loop:
     def settle(self, conn):
         """conn's request ended: keep the connection for the next one, or close it."""
         conn.running = False
-        if conn.close_now or conn.broken or self.draining or conn.fd not in self.conns:
+        if conn.broken or conn.fd not in self.conns:
+            self.close(conn)
+        elif conn.close_now or self.draining:
+            self.linger(conn)
+        else:
+            conn.deadline = monotonic() + self.idle_timeout
+            self.watch(conn)
+            self.want_accept()
+
+    def watch(self, conn):
+        if not conn.watched:
+            conn.watched = True
+            self.sel.register(conn.sock, selectors.EVENT_READ, conn)
+
+    def linger(self, conn):
+        """Close after a response while the peer may still be sending (a body nobody read, the
+        rest of an oversized request): closing a socket with unread input resets it, and the
+        peer may lose the response. So shut our side and read until the peer's FIN, LINGER
+        seconds at most, as nginx's lingering_close does."""
+        if conn.lingering:
+            return
+        conn.lingering = True
+        conn.deadline = monotonic() + LINGER
+        try:
+            conn.sock.shutdown(socket.SHUT_WR)
+        except OSError:
             self.close(conn)
             return
-        conn.deadline = monotonic() + self.idle_timeout
-        if not self.inline:
-            self.sel.register(conn.sock, selectors.EVENT_READ, conn)
-            self.want_accept()
+        self.watch(conn)
 
     def sweep(self, now):
         """Close connections past their params or idle deadline."""
         for conn in [c for c in self.conns.values() if not c.running and c.deadline <= now]:
-            if conn.req is not None:
+            if conn.req is not None and not conn.lingering:
                 self.bad_peer(conn, "its params did not complete within %gs" % self.opts.params_timeout)
             self.close(conn)
 
