@@ -3,23 +3,25 @@
 
     python3 corral_worker.py [--app MOD:CALLABLE] [--root DIR] [--pythonpath P] [--threads N]
                              [--window BYTES] [--eof-grace SECONDS] [--trust-x-original-url]
-                             [--listen ADDR]
+                             [--listen ADDR | --direct-fd N [--backlog N] [--request-timeout S] ...]
     python3 -m corral_worker ...            (with this directory on sys.path)
 
 stdio mode (default): FastCGI records on this process's stdin/stdout plus corral's extension
 records (READY/FATAL, credit windows, PING/PONG, stop on stdin EOF); see src/fcgi/PROTOCOL.md.
 With --threads 1 (where the pipe's hang-up can be watched: not on Windows) the reader thread runs
 each request itself ("inline"), with no thread hand-off; see InlinePipeChannel.
-Standalone mode (--listen host:port or a socket path): a plain FastCGI server, e.g. behind nginx.
-A malformed request (params framing, a bad BEGIN_REQUEST, body before the end of its params) is
-answered alone (400 or END_REQUEST); only a corrupt stream (a bad version byte) ends the pipe
-(exit 3) or the connection.
+Direct mode (--direct-fd N, corral_direct/corral_loop/corral_conn): the worker accepts FastCGI
+connections itself on a listening socket the service bound; stdin/stdout are a control channel.
+Standalone mode (--listen host:port or a socket path): the same event loop, without a control
+channel, e.g. behind nginx. A malformed request (params framing, a bad BEGIN_REQUEST, body before
+the end of its params) is answered alone (400 or END_REQUEST); only a corrupt stream (a bad
+version byte) ends the pipe (exit 3) or the connection.
 
 --app defaults to $WSGI_APP, then $WSGI_HANDLER (wfastcgi), then wsgi:application, and takes
 module:callable, module.callable (Helicon Zoo), module.callable() (wfastcgi) or pkg.mod:factory().
 
 Stdlib only, Python 3.9+. Exit codes: 0 requested stop, 3 bad usage or boot failure,
-4 the app could not be imported.
+4 the app could not be imported, 5 a request ran past --request-timeout (direct mode).
 """
 import argparse
 import collections
@@ -1336,86 +1338,6 @@ class InlinePipeChannel(PipeChannel):
                 self.plock.release()
 
 
-class SocketChannel(Channel):
-    """One connection from a FastCGI client (standalone mode): plain FastCGI, no windows.
-
-    Body bytes beyond a window per request pause reading the connection (TCP backpressure).
-    """
-
-    def __init__(self, server, sock):
-        Channel.__init__(self, server)
-        self.sock = sock
-        self.live = 0  # requests begun and not yet ended
-        self.closing = False
-        self.closed = False
-
-    def _write_all(self, data):
-        self.sock.sendall(data)
-
-    def serve(self):
-        buf = bytearray(READ_SIZE)
-        view = memoryview(buf)
-        recv_into, feed = self.sock.recv_into, self.feed
-        rest = b""
-        try:
-            while True:
-                size = recv_into(buf)
-                if not size:
-                    break
-                chunk = view[:size].tobytes()
-                data = rest + chunk if rest else chunk
-                used = feed(data)
-                rest = data[used:] if used < len(data) else b""
-        except ProtocolError as exc:
-            log("closing a FastCGI connection: %s" % exc)
-        except OSError:
-            pass
-        finally:
-            self.input_closed()
-            with self.lock:
-                self.closing = True
-            self._close_if_done()
-
-    def on_begin(self):
-        with self.lock:
-            self.live += 1
-
-    max_params = 1 << 20  # clients reach this server directly: bound what one request holds
-
-    def stdin(self, req, content):
-        if not Channel.stdin(self, req, content):
-            return
-        inp = req.input
-        if inp.held > self.server.window:
-            self.flush_runnable()  # the app thread that will read this body must have it
-            with self.lock:
-                while inp.held > self.server.window and not req.ended and not req.aborted:
-                    self.wait()
-
-    def finished(self, req):
-        Channel.finished(self, req)
-        with self.lock:
-            self.live -= 1
-            self.wake()
-        if not req.keep_conn:
-            self.close_after_end()
-        self._close_if_done()
-
-    def close_after_end(self):
-        # Shutting down (not closing) wakes our reader, which closes once no request is left.
-        try:
-            self.sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-
-    def _close_if_done(self):
-        with self.lock:
-            if not self.closing or self.live or self.closed:
-                return
-            self.closed = True
-        self.sock.close()
-
-
 def exit_when_idle(server, code):
     """Give running requests up to --eof-grace seconds, then exit the process."""
     if not server.wait_idle(server.grace):
@@ -1771,10 +1693,6 @@ def exit_soon(server, code):
     return code
 
 
-class Stop(Exception):
-    """SIGINT/SIGTERM in standalone mode."""
-
-
 def open_listener(address):
     """A listening socket for host:port, [v6]:port, or a unix socket path; (sock, shown name)."""
     if "/" in address or "\\" in address or address.startswith("unix:"):
@@ -1798,58 +1716,10 @@ def open_listener(address):
     return sock, shown
 
 
-def serve_listen(server, opts):
-    """Standalone FastCGI server: accept connections until SIGINT/SIGTERM."""
-    try:
-        listener, shown = open_listener(opts.listen)
-    except (UsageError, OSError) as exc:
-        log("cannot listen on %r: %s" % (opts.listen, exc))
-        return EXIT_BOOT
-    is_tcp = listener.family != getattr(socket, "AF_UNIX", None)
-
-    def on_signal(signum, frame):
-        raise Stop()
-    for name in ("SIGINT", "SIGTERM"):
-        if hasattr(signal, name):
-            signal.signal(getattr(signal, name), on_signal)
-    if os.name == "nt":
-        listener.settimeout(1.0)  # Windows: accept() is not interrupted by Ctrl-C otherwise
-    server.start_threads()
-    log("listening on %s" % shown)
-    try:
-        while True:
-            try:
-                conn, _ = listener.accept()
-            except socket.timeout:
-                continue
-            conn.settimeout(None)
-            if is_tcp:
-                conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            chan = SocketChannel(server, conn)
-            threading.Thread(target=chan.serve, name="corral-conn", daemon=True).start()
-    except Stop:
-        for name in ("SIGINT", "SIGTERM"):
-            if hasattr(signal, name):
-                signal.signal(getattr(signal, name), signal.SIG_DFL)  # a second one kills
-        log("stopping")
-    finally:
-        listener.close()
-        if not is_tcp:
-            try:
-                os.unlink(shown)
-            except OSError:
-                pass
-    if not server.wait_idle(server.grace):
-        log("%d request(s) still running after %.1fs" % (server.active, server.grace))
-        flush_std()
-        os._exit(EXIT_OK)
-    return exit_soon(server, EXIT_OK)
-
-
 def main(argv=None):
-    global corral_loop
+    global corral_direct
     setup_stderr()
-    corral_loop = _import_loop()
+    corral_direct = _import_loop()
     booted = boot(sys.argv[1:] if argv is None else argv)
     if isinstance(booted, int):
         return booted
@@ -1859,22 +1729,22 @@ def main(argv=None):
     server.app_name = opts.app
     server.trust_original_url = opts.trust_x_original_url
     if opts.listen is not None or opts.direct_fd is not None:
-        return corral_loop.serve(server, opts, rfd, wfd)
+        return corral_direct.serve(server, opts, rfd, wfd)
     return serve_stdio(server, opts, rfd, wfd)
 
 
 def _import_loop():
-    """corral_loop, from this file's directory (boot takes it off sys.path before the app loads)."""
+    """corral_direct (and corral_loop), from this file's directory (boot takes it off sys.path before the app loads)."""
     sys.modules.setdefault("corral_worker", sys.modules[__name__])  # one copy of our classes
     if HERE not in sys.path:
         sys.path.insert(0, HERE)
         try:
-            import corral_loop
+            import corral_direct
         finally:
             sys.path.remove(HERE)
     else:
-        import corral_loop
-    return corral_loop
+        import corral_direct
+    return corral_direct
 
 
 if __name__ == "__main__":
