@@ -245,6 +245,43 @@ describe('direct-mode worker', () => {
     expect(w.access().map((e) => e.status)).toEqual([413, 200, 431]);
   });
 
+  it('aborts a request whose body grows past --max-body-size without a CONTENT_LENGTH, and closes its connection', async () => {
+    const { listener, addr } = share();
+    const w = await spawnDirect(listener, ['--max-body-size', '1000']);
+    const c = await connect(addr);
+    const answer = c.request(1, cgiParams('POST', '/sha256'), Buffer.alloc(5000, 0x62)).catch((e: Error) => e);
+    await c.closed;
+    const r = await answer;
+    // Either no answer at all or END_REQUEST without a response: never the app's digest.
+    if (!(r instanceof Error)) expect(r.body.length).toBe(0);
+    expect(w.stderr).toContain('grew past --max-body-size 1000');
+  });
+
+  it('closes a kept connection idle for --idle-timeout', async () => {
+    const { listener, addr } = share();
+    const w = await spawnDirect(listener, ['--idle-timeout', '0.5']);
+    const c = await connect(addr);
+    expect((await get(c, 1, '/')).status).toBe(200);
+    await c.closed;
+    await w.report((r) => r.conns === 0 && r.served === 1, 'a REPORT without the connection');
+  });
+
+  it('accepts no more than --max-connections at once; the next one is served once one closes', async () => {
+    const { listener, addr } = share();
+    const w = await spawnDirect(listener, ['--max-connections', '1']);
+    const first = await connect(addr);
+    expect((await get(first, 1, '/')).status).toBe(200);
+    const second = await connect(addr); // the kernel completes it; the worker does not accept it yet
+    const answer = get(second, 1, '/');
+    await w.report((r) => r.served === 1 && r.conns === 1, 'a REPORT with one connection');
+    let answered = false;
+    void answer.then(() => { answered = true; });
+    await w.ping('barrier'); // the worker is alive and has had the second connection's bytes for a while
+    expect(answered).toBe(false);
+    first.close();
+    expect((await answer).status).toBe(200);
+  });
+
   it('answers GET_VALUES (no multiplexing) and refuses a second request id on a busy connection (CANT_MPX_CONN)', async () => {
     const { listener, addr } = share();
     await spawnDirect(listener, ['--max-connections', '7'], 'misbehaving_app:application');
