@@ -160,4 +160,6 @@ class Conn(cw.Channel):
         if not req.keep_conn:
             self.close_now = True
         self.req = None
+        if not self.running:  # answered while the loop parsed (400, 413, 431): now idle
+            self.deadline = monotonic() + self.loop.idle_timeout
         self.loop.finished(self, req)

@@ -293,6 +293,8 @@ class Loop:
                     serve_request(pending.popleft())
                 while returned:
                     self.settle(returned.popleft())
+            while returned:  # in case a wake-up was lost
+                self.settle(returned.popleft())
             if self.draining_asked and not self.draining:
                 self.start_drain()
             now = monotonic()
@@ -305,13 +307,15 @@ class Loop:
     draining_asked = False
 
     def ask_drain(self):
-        """Any thread or a signal handler: stop accepting and finish (the loop does it)."""
-        self.draining_asked = True
+        """Any thread or a signal handler: stop accepting and finish (the loop does it, once
+        the request it may be running inline has ended; the grace counts from now)."""
+        if not self.draining_asked:
+            self.draining_asked = True
+            self.drain_deadline = monotonic() + self.server.grace
         self.wake()
 
     def start_drain(self):
         self.draining = True
-        self.drain_deadline = monotonic() + self.server.grace
         self.accept_on(False)
         if self.listener is not None:
             self.listener.close()  # this process's copy only: other workers keep accepting

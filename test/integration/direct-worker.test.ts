@@ -3,7 +3,9 @@
 // PING/PONG, REPORT, stdin EOF = drain). See src/fcgi/PROTOCOL.md, "Direct mode".
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
 import net from 'node:net';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { bindShared, type SharedListener } from '../../src/pool/shared-listener.js';
@@ -63,11 +65,13 @@ const started: ChildProcess[] = [];
 const listeners: SharedListener[] = [];
 const clients: FcgiClient[] = [];
 const sockets: net.Socket[] = [];
+const dirs: string[] = [];
 afterEach(() => {
   for (const c of clients.splice(0)) c.close();
   for (const s of sockets.splice(0)) s.destroy();
   for (const p of started.splice(0)) if (p.exitCode === null && p.signalCode === null) p.kill('SIGKILL');
   for (const l of listeners.splice(0)) l.close();
+  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
 });
 
 function share(): { listener: SharedListener; addr: { host: string; port: number } } {
@@ -152,6 +156,20 @@ describe.each([
 });
 
 describe('direct-mode worker', () => {
+  it('serves on a unix socket too (READY names its path, no listen queue figure)', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'corral-direct-'));
+    dirs.push(dir);
+    const sock = path.join(dir, 'fcgi.sock');
+    const listener = bindShared({ kind: 'unix', path: sock });
+    listeners.push(listener);
+    const w = await spawnDirect(listener);
+    expect((await w.ready()).listen).toBe(sock);
+    const c = await FcgiClient.connect({ path: sock });
+    clients.push(c);
+    expect((await get(c, 1, '/')).body.toString()).toBe('Hello, world');
+    expect((await w.report((r) => r.served === 1, 'a REPORT with one served')).queue).toBeNull();
+  });
+
   it('two workers on one socket both serve', async () => {
     const { listener, addr } = share();
     const workers = [await spawnDirect(listener, [], 'misbehaving_app:application'), await spawnDirect(listener, [], 'misbehaving_app:application')];
@@ -189,6 +207,18 @@ describe('direct-mode worker', () => {
     const last = w.reports().at(-1)!;
     expect(last).toMatchObject({ busy: 0, conns: 0 });
     expect(w.access().map((e) => e.path)).toEqual(['/pid', '/sleep?s=1']);
+  });
+
+  it('exits 0 after --eof-grace when a request is still running at the drain', async () => {
+    const { listener, addr } = share();
+    const w = await spawnDirect(listener, ['--eof-grace', '0.5'], 'misbehaving_app:application');
+    const c = await connect(addr);
+    const answer = get(c, 1, '/sleep?s=60').catch((e: Error) => e);
+    await w.until(() => (w.stderr.includes('sleep start') ? true : undefined), 'the sleep to start');
+    w.drain();
+    expect(await w.exited).toBe(0);
+    expect(w.stderr).toMatch(/still running 0.5s after the stop/);
+    expect(await answer).toBeInstanceOf(Error); // the connection closed without an answer
   });
 
   it('--request-timeout: 504 with X-Corral-Error on the connection, then exit 5', async () => {
