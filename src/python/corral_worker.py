@@ -3,23 +3,25 @@
 
     python3 corral_worker.py [--app MOD:CALLABLE] [--root DIR] [--pythonpath P] [--threads N]
                              [--window BYTES] [--eof-grace SECONDS] [--trust-x-original-url]
-                             [--listen ADDR]
+                             [--listen ADDR | --direct-fd N [--backlog N] [--request-timeout S] ...]
     python3 -m corral_worker ...            (with this directory on sys.path)
 
 stdio mode (default): FastCGI records on this process's stdin/stdout plus corral's extension
 records (READY/FATAL, credit windows, PING/PONG, stop on stdin EOF); see src/fcgi/PROTOCOL.md.
 With --threads 1 (where the pipe's hang-up can be watched: not on Windows) the reader thread runs
 each request itself ("inline"), with no thread hand-off; see InlinePipeChannel.
-Standalone mode (--listen host:port or a socket path): a plain FastCGI server, e.g. behind nginx.
-A malformed request (params framing, a bad BEGIN_REQUEST, body before the end of its params) is
-answered alone (400 or END_REQUEST); only a corrupt stream (a bad version byte) ends the pipe
-(exit 3) or the connection.
+Direct mode (--direct-fd N, corral_direct/corral_loop/corral_conn): the worker accepts FastCGI
+connections itself on a listening socket the service bound; stdin/stdout are a control channel.
+Standalone mode (--listen host:port or a socket path): the same event loop, without a control
+channel, e.g. behind nginx. A malformed request (params framing, a bad BEGIN_REQUEST, body before
+the end of its params) is answered alone (400 or END_REQUEST); only a corrupt stream (a bad
+version byte) ends the pipe (exit 3) or the connection.
 
 --app defaults to $WSGI_APP, then $WSGI_HANDLER (wfastcgi), then wsgi:application, and takes
 module:callable, module.callable (Helicon Zoo), module.callable() (wfastcgi) or pkg.mod:factory().
 
 Stdlib only, Python 3.9+. Exit codes: 0 requested stop, 3 bad usage or boot failure,
-4 the app could not be imported.
+4 the app could not be imported, 5 a request ran past --request-timeout (direct mode).
 """
 import argparse
 import collections
@@ -530,7 +532,7 @@ class Request:
     """One request id on a channel: params, body buffer and output credit."""
 
     __slots__ = ("chan", "id", "keep_conn", "params", "params_size", "environ", "input", "credit",
-                 "queued", "aborted", "ended")
+                 "queued", "aborted", "ended", "out", "status")
 
     def __init__(self, chan, rid, keep_conn):
         self.chan = chan
@@ -542,6 +544,8 @@ class Request:
         self.input = Input(chan, rid)
         self.credit = chan.window
         self.queued = self.aborted = self.ended = False
+        self.out = 0  # STDOUT content bytes sent or being sent (CGI head included)
+        self.status = 0  # the response's status code, from its CGI head (for the access log)
 
     def send(self, parts, end=False, app_status=APP_OK):
         """Send parts (bytes) as STDOUT records within the credit; end=True ends the request."""
@@ -551,6 +555,11 @@ class Request:
         for part in parts:
             total += len(part)
         if total:
+            if not self.out:
+                head = parts[0]
+                if type(head) is bytes and head[:8] == b"Status: " and head[8:11].isdigit():
+                    self.status = int(head[8:11])
+            self.out += total
             if not end:
                 self.chan.catch_up()  # inline: an ABORT may be waiting unread
             if self.aborted:
@@ -1146,6 +1155,8 @@ class Channel:
         if not req.queued:
             req.finish_quietly()  # no app thread has it: end it here
 
+    values_answers = GET_VALUES_ANSWERS
+
     def get_values(self, content):
         asked = {}
         try:
@@ -1153,7 +1164,8 @@ class Channel:
         except (IndexError, struct.error, ProtocolError):
             log("malformed GET_VALUES from the %s: answered with no values" % self.peer)
             asked = {}
-        answer = encode_params({k: GET_VALUES_ANSWERS[k] for k in asked if k in GET_VALUES_ANSWERS})
+        known = self.values_answers
+        answer = encode_params({k: known[k] for k in asked if k in known})
         self.reply(pack_header(1, GET_VALUES_RESULT, 0, len(answer), 0) + answer)
 
     def other(self, rtype, req, content):
@@ -1326,86 +1338,6 @@ class InlinePipeChannel(PipeChannel):
                 self.plock.release()
 
 
-class SocketChannel(Channel):
-    """One connection from a FastCGI client (standalone mode): plain FastCGI, no windows.
-
-    Body bytes beyond a window per request pause reading the connection (TCP backpressure).
-    """
-
-    def __init__(self, server, sock):
-        Channel.__init__(self, server)
-        self.sock = sock
-        self.live = 0  # requests begun and not yet ended
-        self.closing = False
-        self.closed = False
-
-    def _write_all(self, data):
-        self.sock.sendall(data)
-
-    def serve(self):
-        buf = bytearray(READ_SIZE)
-        view = memoryview(buf)
-        recv_into, feed = self.sock.recv_into, self.feed
-        rest = b""
-        try:
-            while True:
-                size = recv_into(buf)
-                if not size:
-                    break
-                chunk = view[:size].tobytes()
-                data = rest + chunk if rest else chunk
-                used = feed(data)
-                rest = data[used:] if used < len(data) else b""
-        except ProtocolError as exc:
-            log("closing a FastCGI connection: %s" % exc)
-        except OSError:
-            pass
-        finally:
-            self.input_closed()
-            with self.lock:
-                self.closing = True
-            self._close_if_done()
-
-    def on_begin(self):
-        with self.lock:
-            self.live += 1
-
-    max_params = 1 << 20  # clients reach this server directly: bound what one request holds
-
-    def stdin(self, req, content):
-        if not Channel.stdin(self, req, content):
-            return
-        inp = req.input
-        if inp.held > self.server.window:
-            self.flush_runnable()  # the app thread that will read this body must have it
-            with self.lock:
-                while inp.held > self.server.window and not req.ended and not req.aborted:
-                    self.wait()
-
-    def finished(self, req):
-        Channel.finished(self, req)
-        with self.lock:
-            self.live -= 1
-            self.wake()
-        if not req.keep_conn:
-            self.close_after_end()
-        self._close_if_done()
-
-    def close_after_end(self):
-        # Shutting down (not closing) wakes our reader, which closes once no request is left.
-        try:
-            self.sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-
-    def _close_if_done(self):
-        with self.lock:
-            if not self.closing or self.live or self.closed:
-                return
-            self.closed = True
-        self.sock.close()
-
-
 def exit_when_idle(server, code):
     """Give running requests up to --eof-grace seconds, then exit the process."""
     if not server.wait_idle(server.grace):
@@ -1472,7 +1404,36 @@ def parse_args(argv):
                         "client can send it: only behind a front that sets or strips it)")
     parser.add_argument("--listen", metavar="ADDR",
                         help="standalone FastCGI server on host:port or a unix socket path")
+    # Direct mode (corral_loop): accept FastCGI connections on a socket the service bound; stdin
+    # and stdout are then only the control channel (PROTOCOL.md, "Direct mode").
+    parser.add_argument("--direct-fd", metavar="N", type=int,
+                        help="listening socket to accept on (direct mode); stdio = control channel")
+    parser.add_argument("--backlog", metavar="N", type=int, default=1024,
+                        help="listen backlog of --direct-fd (default 1024)")
+    for name, default, what in (
+            ("--request-timeout", 0.0, "a longer request: 504 (or close), exit 5; 0 = none"),
+            ("--params-timeout", 10.0, "BEGIN_REQUEST to the end of PARAMS; over: close"),
+            ("--idle-timeout", 75.0, "a kept connection without a request; over: close"),
+            ("--body-timeout", 60.0, "silence while the app waits for body bytes, and a "
+                                     "response write's send timeout")):
+        parser.add_argument(name, metavar="SECONDS", type=float, default=default,
+                            help="%s (default %g)" % (what, default))
+    parser.add_argument("--max-connections", metavar="N", type=int, default=1000,
+                        help="open connections at once; at the limit stop accepting (default 1000)")
+    parser.add_argument("--max-body-size", metavar="BYTES", type=int, default=0,
+                        help="request body limit: 413, or an aborted request (default 0 = none)")
+    parser.add_argument("--max-params", metavar="BYTES", type=int, default=65536,
+                        help="params bytes per request; over: 431 and close (default 65536)")
     opts = parser.parse_args(argv)
+    if opts.direct_fd is not None and opts.listen is not None:
+        raise UsageError("--direct-fd and --listen exclude each other")
+    for name in ("backlog", "max_connections"):
+        if getattr(opts, name) < 1:
+            raise UsageError("--%s must be at least 1" % name.replace("_", "-"))
+    for name in ("request_timeout", "params_timeout", "idle_timeout", "body_timeout",
+                 "max_body_size", "max_params"):
+        if getattr(opts, name) < 0:
+            raise UsageError("--%s must not be negative" % name.replace("_", "-"))
     if opts.threads < 1:
         raise UsageError("--threads must be at least 1, got %d" % opts.threads)
     if not 1024 <= opts.window <= 0x7FFFFFFF:
@@ -1657,7 +1618,15 @@ def boot(argv):
         return EXIT_BOOT
     opts.malloc_tuned = tune_malloc()
     rfd = wfd = None
+    opts.listener = None
     try:
+        if opts.direct_fd is not None:
+            # listen() first, before the app's import: connections queue from here on (and
+            # another worker may accept them), while this one accepts only after READY.
+            opts.listener = listener = socket.socket(fileno=opts.direct_fd)
+            listener.set_inheritable(False)  # not the app's children's business
+            listener.setblocking(False)  # its O_NONBLOCK is shared: it must stay set
+            listener.listen(opts.backlog)
         if opts.listen is None:
             rfd, wfd = take_protocol_fds()
             # Console Ctrl-C and a terminal hang-up hit the whole process group; the service
@@ -1724,10 +1693,6 @@ def exit_soon(server, code):
     return code
 
 
-class Stop(Exception):
-    """SIGINT/SIGTERM in standalone mode."""
-
-
 def open_listener(address):
     """A listening socket for host:port, [v6]:port, or a unix socket path; (sock, shown name)."""
     if "/" in address or "\\" in address or address.startswith("unix:"):
@@ -1751,56 +1716,10 @@ def open_listener(address):
     return sock, shown
 
 
-def serve_listen(server, opts):
-    """Standalone FastCGI server: accept connections until SIGINT/SIGTERM."""
-    try:
-        listener, shown = open_listener(opts.listen)
-    except (UsageError, OSError) as exc:
-        log("cannot listen on %r: %s" % (opts.listen, exc))
-        return EXIT_BOOT
-    is_tcp = listener.family != getattr(socket, "AF_UNIX", None)
-
-    def on_signal(signum, frame):
-        raise Stop()
-    for name in ("SIGINT", "SIGTERM"):
-        if hasattr(signal, name):
-            signal.signal(getattr(signal, name), on_signal)
-    if os.name == "nt":
-        listener.settimeout(1.0)  # Windows: accept() is not interrupted by Ctrl-C otherwise
-    server.start_threads()
-    log("listening on %s" % shown)
-    try:
-        while True:
-            try:
-                conn, _ = listener.accept()
-            except socket.timeout:
-                continue
-            conn.settimeout(None)
-            if is_tcp:
-                conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            chan = SocketChannel(server, conn)
-            threading.Thread(target=chan.serve, name="corral-conn", daemon=True).start()
-    except Stop:
-        for name in ("SIGINT", "SIGTERM"):
-            if hasattr(signal, name):
-                signal.signal(getattr(signal, name), signal.SIG_DFL)  # a second one kills
-        log("stopping")
-    finally:
-        listener.close()
-        if not is_tcp:
-            try:
-                os.unlink(shown)
-            except OSError:
-                pass
-    if not server.wait_idle(server.grace):
-        log("%d request(s) still running after %.1fs" % (server.active, server.grace))
-        flush_std()
-        os._exit(EXIT_OK)
-    return exit_soon(server, EXIT_OK)
-
-
 def main(argv=None):
+    global corral_direct
     setup_stderr()
+    corral_direct = _import_loop()
     booted = boot(sys.argv[1:] if argv is None else argv)
     if isinstance(booted, int):
         return booted
@@ -1809,10 +1728,27 @@ def main(argv=None):
     server = Server(app, opts.threads, opts.window, opts.eof_grace, app_dirs, dev_errors)
     server.app_name = opts.app
     server.trust_original_url = opts.trust_x_original_url
-    if opts.listen is not None:
-        return serve_listen(server, opts)
+    if opts.listen is not None or opts.direct_fd is not None:
+        return corral_direct.serve(server, opts, rfd, wfd)
     return serve_stdio(server, opts, rfd, wfd)
 
 
+def _import_loop():
+    """corral_direct (and corral_loop), from this file's directory (boot takes it off sys.path before the app loads)."""
+    sys.modules.setdefault("corral_worker", sys.modules[__name__])  # one copy of our classes
+    if HERE not in sys.path:
+        sys.path.insert(0, HERE)
+        try:
+            import corral_direct
+        finally:
+            sys.path.remove(HERE)
+    else:
+        import corral_direct
+    return corral_direct
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    # Run as a script this file is __main__; corral_loop imports corral_worker, which must be
+    # this same module, not a second copy with its own classes.
+    import corral_worker
+    sys.exit(corral_worker.main())

@@ -41,7 +41,7 @@ function spawnWorker(args: string[], app = 'misbehaving_app:application'): { pee
 }
 
 /** A worker in standalone --listen mode on a free port (`out`: its pipes, for stderr), and a connection to it. */
-async function standalone(args: string[]): Promise<{ peer: Peer; out: Peer }> {
+async function standalone(args: string[]): Promise<{ peer: Peer; out: Peer; port: number }> {
   const { peer: out } = spawnWorker(['--listen', '127.0.0.1:0', ...args]);
   const port = Number(await out.until(() => /listening on 127\.0\.0\.1:(\d+)/.exec(out.stderr)?.[1], 'the listening line'));
   const socket = net.connect(port, '127.0.0.1');
@@ -49,7 +49,7 @@ async function standalone(args: string[]): Promise<{ peer: Peer; out: Peer }> {
   await new Promise((resolve, reject) => socket.once('connect', resolve).once('error', reject));
   const peer = new Peer(socket, socket);
   socket.on('close', () => { peer.closed = true; peer.notify(); });
-  return { peer, out };
+  return { peer, out, port };
 }
 
 /** PARAMS whose second pair says its value is 100 bytes long, in a 20-byte record. */
@@ -57,10 +57,14 @@ function overrunParams(id: number): Buffer {
   return Buffer.concat([record(T.PARAMS, id, Buffer.concat([pairs({ REQUEST_METHOD: 'GET' }), Buffer.from([4, 100]), Buffer.from('PATHxx')])), record(T.PARAMS, id)]);
 }
 
-/** Sends each kind of malformed request and checks that each is answered alone and the peer serves on. */
-async function malformedRequestsCostOnlyThemselves(peer: Peer): Promise<void> {
+/**
+ * Sends each kind of malformed request and checks that each is answered alone and the peer serves
+ * on. `multiplexed`: the peer takes several requests at once (the service's pipe), so a request
+ * stays open meanwhile; a socket of the worker's own loop serves one request at a time.
+ */
+async function malformedRequestsCostOnlyThemselves(peer: Peer, multiplexed = true): Promise<void> {
   // A request that stays open meanwhile (its body still to come): it must survive the others.
-  peer.send(Buffer.concat([begin(9), record(T.PARAMS, 9, pairs(params('/upload', { REQUEST_METHOD: 'POST', CONTENT_LENGTH: '5' }))), record(T.PARAMS, 9)]));
+  if (multiplexed) peer.send(Buffer.concat([begin(9), record(T.PARAMS, 9, pairs(params('/upload', { REQUEST_METHOD: 'POST', CONTENT_LENGTH: '5' }))), record(T.PARAMS, 9)]));
 
   peer.send(Buffer.concat([begin(1), overrunParams(1)]));
   const bad = await peer.response(1);
@@ -80,8 +84,10 @@ async function malformedRequestsCostOnlyThemselves(peer: Peer): Promise<void> {
 
   // The open request goes on, and a new one on the same channel is served.
   const from = peer.records.length;
-  peer.send(Buffer.concat([record(T.STDIN, 9, Buffer.from('hello')), record(T.STDIN, 9)]));
-  expect((await peer.response(9, from)).body.toString()).toBe('got 5');
+  if (multiplexed) {
+    peer.send(Buffer.concat([record(T.STDIN, 9, Buffer.from('hello')), record(T.STDIN, 9)]));
+    expect((await peer.response(9, from)).body.toString()).toBe('got 5');
+  }
   peer.send(request(4, params('/pid')));
   const ok = await peer.response(4, from);
   expect(ok.status).toBe(200);
@@ -98,36 +104,40 @@ describe('a malformed request costs only itself', () => {
   });
 
   it('in standalone --listen mode: the connection and its other requests go on', async () => {
-    const { peer } = await standalone(['--threads', '2']);
+    const { peer, port } = await standalone(['--threads', '2']);
     // Standalone mode answers GET_VALUES, not PING: use a request as the barrier instead.
     peer.ping = async (): Promise<void> => {
       const from = peer.records.length;
       peer.send(request(50, params('/pid')));
       expect((await peer.response(50, from)).status).toBe(200);
     };
-    await malformedRequestsCostOnlyThemselves(peer);
-    // Too many params for one request (more than 1 MiB): 431 for it alone.
+    await malformedRequestsCostOnlyThemselves(peer, false);
+    // Too many params for one request (more than --max-params): 431 for it, then the connection
+    // is closed (the rest of an oversized request is not read); the worker serves on.
     const big = Buffer.alloc(60_000, 0x41);
     const parts = [begin(6)];
     for (let i = 0; i < 20; i++) parts.push(record(T.PARAMS, 6, Buffer.concat([Buffer.from([1, 0x80, 0, 0xea, 0x60]), Buffer.from('X'), big])));
     peer.send(Buffer.concat(parts));
     expect((await peer.response(6)).status).toBe(431);
-    expect(peer.closed).toBe(false);
-    const from = peer.records.length;
-    peer.send(request(7, params('/pid')));
-    expect((await peer.response(7, from)).status).toBe(200);
+    await peer.until(() => (peer.closed ? true : undefined), 'the connection to close');
+    const again = net.connect(port, '127.0.0.1');
+    sockets.push(again);
+    const next = new Peer(again, again);
+    next.send(request(7, params('/pid')));
+    expect((await next.response(7)).status).toBe(200);
   });
 
-  it('in standalone --listen mode: requests beyond FCGI_MAX_REQS open on one connection are refused (FCGI_OVERLOADED)', async () => {
-    const { peer, out } = await standalone([]);
+  it('in standalone --listen mode: one request at a time per connection; BEGINs for other ids meanwhile are refused (FCGI_CANT_MPX_CONN)', async () => {
+    const { peer } = await standalone([]);
     const begins: Buffer[] = [];
-    for (let id = 1; id <= 1025; id++) begins.push(begin(id));
-    peer.send(Buffer.concat(begins)); // 1025 requests that never send their params
-    const refused = await peer.until(() => peer.records.find((r) => r.type === T.END && r.id === 1025), 'END of request 1025');
-    expect(refused.content[4]).toBe(2); // FCGI_OVERLOADED
-    expect(peer.records.filter((r) => r.type === T.END)).toHaveLength(1);
-    await out.until(() => (/refusing new ones/.test(out.stderr) ? true : undefined), 'the log line');
-    peer.send(record(T.ABORT, 1)); // one leaves: room for one more
+    for (let id = 1; id <= 5; id++) begins.push(begin(id));
+    peer.send(Buffer.concat(begins)); // request 1 never sends its params
+    const refused = await peer.until(() => {
+      const ends = peer.records.filter((r) => r.type === T.END);
+      return ends.length === 4 ? ends : undefined;
+    }, 'END of requests 2 to 5');
+    expect(refused.map((r) => [r.id, r.content[4]])).toEqual([[2, 1], [3, 1], [4, 1], [5, 1]]); // FCGI_CANT_MPX_CONN
+    peer.send(record(T.ABORT, 1)); // it ends: the connection takes a new request
     await peer.until(() => peer.records.find((r) => r.type === T.END && r.id === 1), 'END of request 1');
     const from = peer.records.length;
     peer.send(request(2000, params('/pid')));

@@ -1,0 +1,165 @@
+"""corral worker: one FastCGI connection of the event loop (corral_loop).
+
+Plain FastCGI, one request at a time (a BEGIN for another id meanwhile gets FCGI_CANT_MPX_CONN).
+Between requests the loop reads the connection; while a request runs, the request itself reads
+(wsgi.input waiting for body bytes) and writes (its response) on it, blocking with timeouts: in
+--threads 1 mode on the loop's own thread, else on an app thread while the loop leaves the
+connection alone. Limits of the hardening issue: params bytes (431, then close), body size (413
+before the app, or abort and close), silence while the app waits for body bytes.
+"""
+import select
+import time
+
+import corral_worker as cw
+from corral_worker import END_RECORD, END_REQUEST, log
+
+CANT_MPX_CONN = 1  # FastCGI protocolStatus
+READ_SIZE = 65536
+HAVE_POLL = hasattr(select, "poll")  # not on Windows
+monotonic = time.monotonic
+
+
+def wait_ready(sock, writing, timeout):
+    """Block until sock is readable (or writable); TimeoutError after timeout seconds (0: never)."""
+    if HAVE_POLL:
+        poller = select.poll()
+        poller.register(sock, select.POLLOUT if writing else select.POLLIN)
+        ready = poller.poll(timeout * 1000 if timeout else None)
+    else:
+        ready = select.select([], [sock], [sock], timeout or None)[1] if writing else \
+            select.select([sock], [], [sock], timeout or None)[0]
+    if not ready:
+        raise TimeoutError("no progress on the connection for %gs" % timeout)
+
+
+class Conn(cw.Channel):
+    """One FastCGI connection: plain FastCGI, one request at a time, owned by the loop between
+    requests and by its request (which does blocking reads and writes) while one runs."""
+
+    def __init__(self, loop, sock):
+        cw.Channel.__init__(self, loop.server)
+        self.loop = loop
+        self.sock = sock
+        self.fd = sock.fileno()
+        self.rest = b""  # the start of a record that has not fully arrived
+        self.req = None  # the request begun and not ended
+        self.running = False  # its params are complete: the app has it
+        self.began = 0.0
+        self.body = 0  # body bytes of the current request
+        self.deadline = monotonic() + loop.idle_timeout
+        self.close_now = False  # close once no request runs
+        self.lingering = False  # our side is shut: reading the rest until the peer's FIN
+        self.watched = False  # registered with the selector
+        self.max_params = loop.opts.max_params or cw.sys.maxsize
+        self.values_answers = loop.values
+
+    # -- output: non-blocking sends, waiting in poll() up to the body timeout when the peer is slow
+
+    def _write_all(self, data):
+        sock = self.sock
+        try:
+            done = sock.send(data)
+        except BlockingIOError:
+            done = 0
+        if done == len(data):
+            return
+        view = memoryview(data)[done:]
+        while view:
+            wait_ready(sock, True, self.loop.opts.body_timeout)
+            try:
+                view = view[sock.send(view):]
+            except BlockingIOError:
+                pass
+
+    def _write_parts(self, parts):
+        if sum(map(len, parts)) < cw.WRITEV_FROM:
+            self._write_all(b"".join(parts))
+            return
+        for part in parts:  # large: no joined copy (each part is up to a record's content)
+            self._write_all(part)
+
+    # -- input
+
+    def take(self, data):
+        """Dispatch every whole record of what arrived (raises ProtocolError on bad framing)."""
+        rest = self.rest
+        if rest:
+            data = rest + data
+        used = self.feed(data)
+        self.rest = data[used:] if used < len(data) else b""
+
+    def wait(self):
+        """A request waits for body bytes (called with lock held, as Condition.wait): read the
+        connection itself. Silence past the body timeout, EOF or bad framing abort the request
+        (its reads raise ClientDisconnected) and close the connection after it."""
+        self.lock.release()
+        try:
+            try:
+                wait_ready(self.sock, False, self.loop.opts.body_timeout)
+                data = self.sock.recv(READ_SIZE)
+                if not data:
+                    raise EOFError("the client closed the connection")
+                self.take(data)
+                return
+            except (OSError, EOFError, cw.ProtocolError) as exc:
+                self.loop.bad_peer(self, exc)
+            self.close_now = True
+            for req in list(self.requests.values()):
+                self.abort(req)
+        finally:
+            self.lock.acquire()
+
+    def begin(self, rid, content):
+        req = self.req
+        if req is not None and rid != req.id and rid:
+            self.reply(END_RECORD.pack(1, END_REQUEST, rid, 8, 0, 0, CANT_MPX_CONN))
+            return
+        cw.Channel.begin(self, rid, content)
+        req = self.requests.get(rid)
+        if req is not None and self.req is None:
+            self.req, self.body = req, 0
+            self.began = now = monotonic()
+            self.deadline = now + self.loop.params_timeout
+
+    def stdin(self, req, content):
+        if not cw.Channel.stdin(self, req, content):
+            return False
+        self.body += len(content)
+        limit = self.loop.opts.max_body_size
+        if limit and self.body > limit:
+            log("a request body grew past --max-body-size %d: aborted, connection closed" % limit)
+            self.close_now = True
+            self.abort(req)
+        return True
+
+    def params(self, req, content):
+        cw.Channel.params(self, req, content)
+        limit = self.loop.opts.max_body_size
+        if limit and req.queued:  # complete: check the length before any body byte counts
+            length = req.environ.get("CONTENT_LENGTH", "")
+            if length.isdigit() and int(length) > limit:
+                self.reject(req, "CONTENT_LENGTH %s over --max-body-size" % length,
+                            "413 Payload Too Large")
+
+    def reject(self, req, reason, status="400 Bad Request"):
+        if status[:3] == "431":
+            self.close_now = True
+        cw.Channel.reject(self, req, reason, status)
+
+    def close_after_end(self):
+        self.close_now = True
+
+    def flush_runnable(self):
+        runnable, self.runnable = self.runnable, []
+        for req in runnable:
+            if not req.ended:  # else answered already (413)
+                self.loop.dispatch(self, req)
+
+    def finished(self, req):
+        cw.Channel.finished(self, req)
+        if not req.keep_conn:
+            self.close_now = True
+        self.req = None
+        if not self.running:  # answered while the loop parsed (400, 413, 431): now idle
+            self.deadline = monotonic() + self.loop.idle_timeout
+        self.loop.finished(self, req)

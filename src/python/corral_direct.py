@@ -1,0 +1,245 @@
+"""corral worker, direct mode: the service's side of the event loop (corral_loop).
+
+The service bound the listening socket and passed it as --direct-fd; the worker listens on it
+(at boot) and accepts on it. Its stdin/stdout are the control channel: READY, PING -> PONG
+(answered by a thread, so a running request does not delay it), REPORTs (busy, connections,
+served, listen queue, the running requests, access entries) at most every TICK, stdin EOF =
+drain. A watchdog thread ends a request over --request-timeout (504, exit 5) and the drain after
+--eof-grace. Standalone --listen mode runs the same loop, without a control channel.
+See src/fcgi/PROTOCOL.md, "Direct mode".
+"""
+import json
+import os
+import platform
+import signal
+import socket
+import struct
+import threading
+import time
+
+import corral_loop
+import corral_worker as cw
+from corral_worker import END_REQUEST, STDOUT, TERMINATOR, log, pack_header
+
+CORRAL_REPORT = 0xC5
+EXIT_TIMEOUT = 5
+TICK = 0.1  # the watchdog's period: REPORTs at most this often, timeouts this precise
+TCP_INFO_UNACKED = struct.Struct("=I")  # struct tcp_info: 8 one-byte fields, rto, ato, snd_mss, rcv_mss, unacked
+monotonic = time.monotonic
+
+
+class Supervisor:
+    """What the service sees of a loop: the control channel, REPORTs and the watchdog."""
+
+    def __init__(self, loop, wfd):
+        self.loop = loop
+        self.control = wfd  # None: standalone (or the service is gone)
+        self.wlock = threading.Lock()
+
+    def report(self, final=False):
+        """A REPORT if something changed since the last one (final: in any case)."""
+        loop = self.loop
+        with loop.lock:
+            if not (loop.changed or final):
+                return
+            loop.changed = False
+            access, loop.access = loop.access, []
+            dropped, loop.access_dropped = loop.access_dropped, 0
+            now = monotonic()
+            current = [{"method": (r.environ or {}).get("REQUEST_METHOD", "-"),
+                        "path": (r.environ or {}).get("REQUEST_URI", "-"),
+                        "age_ms": round((now - c.began) * 1000, 1)} for c, r in loop.running.items()]
+            body = {"busy": loop.busy, "conns": len(loop.conns), "served": loop.served,
+                    "queue": self.queue_depth(), "current": current, "access": access}
+        if dropped:
+            body["access_dropped"] = dropped
+        self.send_report(body, access)
+
+    def send_report(self, body, access):
+        """One REPORT record, or several when the access entries do not fit in one (a record
+        holds 65535 bytes): each a whole object with the same counters and a share of them."""
+        body["access"] = access
+        payload = json.dumps(body, separators=(",", ":")).encode("utf-8")
+        if len(payload) <= cw.MAX_CONTENT:
+            self.send_control(CORRAL_REPORT, payload)
+        elif len(access) > 1:
+            half = len(access) // 2
+            self.send_report(body, access[:half])
+            body.pop("access_dropped", None)
+            self.send_report(body, access[half:])
+        else:  # one entry too large (a huge path): cut its path
+            access[0]["path"] = access[0]["path"][:2000]
+            self.send_control(CORRAL_REPORT, json.dumps(body, separators=(",", ":")).encode("utf-8")[:cw.MAX_CONTENT])
+
+    def queue_depth(self):
+        """Connections waiting in the listen queue (Linux TCP only), else None."""
+        loop = self.loop
+        if not loop.tcp or loop.listener is None or not hasattr(socket, "TCP_INFO"):
+            return None
+        try:
+            info = loop.listener.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 104)
+            return TCP_INFO_UNACKED.unpack_from(info, 24)[0]
+        except (OSError, struct.error):
+            return None
+
+    def send_control(self, rtype, payload):
+        if self.control is None:
+            return
+        with self.wlock:
+            try:
+                cw.write_all(self.control, pack_header(1, rtype, 0, len(payload), 0) + payload)
+            except OSError:
+                self.control = None
+                self.loop.ask_drain()
+
+    def watchdog(self):
+        """Every TICK: end a request over --request-timeout; the drain's grace; a REPORT."""
+        while True:
+            time.sleep(TICK)
+            try:
+                self.tick()
+            except Exception as exc:  # a bug of ours: keep watching
+                log("watchdog error: %s" % cw.format_exc(exc))
+
+    def tick(self):
+        loop = self.loop
+        limit = loop.opts.request_timeout
+        now = monotonic()
+        if limit:
+            with loop.lock:
+                late = [(c, r) for c, r in loop.running.items() if now - c.began > limit]
+            if late:
+                self.time_out(*late[0])
+        if loop.drain_deadline is not None and now >= loop.drain_deadline:
+            log("%d request(s) still running %gs after the stop: exiting" % (loop.busy, loop.server.grace))
+            self.report(final=True)
+            cw.flush_std()
+            os._exit(cw.EXIT_OK)
+        self.report()
+
+    def time_out(self, conn, req):
+        """A request ran past --request-timeout: a 504 if it has sent nothing, else the connection
+        is closed; then the worker exits (its app thread may be stuck for good)."""
+        loop = self.loop
+        body = (b"<!doctype html><html><head><title>504 Gateway Timeout</title></head><body>"
+                b"<h1>504 Gateway Timeout</h1><p><code>CORRAL_REQUEST_TIMEOUT</code>: The application "
+                b"took too long to answer.</p></body></html>\n")
+        head = ("Status: 504 Gateway Timeout\r\nX-Corral-Error: CORRAL_REQUEST_TIMEOUT\r\n"
+                "Content-Type: text/html; charset=utf-8\r\nContent-Length: %d\r\n\r\n" % len(body)).encode("latin-1")
+        answered = False
+        if conn.wlock.acquire(timeout=1):
+            try:
+                if not req.out and not conn.broken:
+                    out = []
+                    cw.frame_stdout(out, req.id, head + body)
+                    out.append(TERMINATOR.pack(1, STDOUT, req.id, 0, 0, 1, END_REQUEST, req.id, 8, 0,
+                                               cw.APP_FAILED, cw.REQUEST_COMPLETE))
+                    req.out = len(head) + len(body)
+                    try:
+                        conn.sock.settimeout(1.0)
+                        conn.sock.sendall(b"".join(out))
+                        answered = True
+                    except OSError:
+                        pass
+                conn.broken = True
+                conn.sock.close()
+            finally:
+                conn.wlock.release()
+        env = req.environ or {}
+        log("request %s %s ran longer than --request-timeout %gs: %s; exiting (code %d)"
+            % (env.get("REQUEST_METHOD"), env.get("REQUEST_URI"), loop.opts.request_timeout,
+               "answered 504" if answered else "connection closed", EXIT_TIMEOUT))
+        with loop.lock:
+            loop.access.append({"method": env.get("REQUEST_METHOD", "-"), "path": env.get("REQUEST_URI", "-"),
+                                "status": 504 if answered else req.status, "bytes": req.out,
+                                "ms": round((monotonic() - conn.began) * 1000, 3),
+                                "error": "CORRAL_REQUEST_TIMEOUT"})
+            loop.running.pop(conn, None)
+        self.report(final=True)
+        cw.flush_std()
+        os._exit(EXIT_TIMEOUT)
+
+    def control_reader(self, rfd):
+        """Direct mode: the service's records on stdin. PING -> PONG (here, so that a running
+        request does not delay it); EOF -> drain."""
+        rest = b""
+        while True:
+            try:
+                chunk = os.read(rfd, 65536)
+            except OSError:
+                chunk = b""
+            if not chunk:
+                break
+            data = rest + chunk
+            pos = 0
+            while len(data) - pos >= 8:
+                version, rtype, _, clen, plen = cw.HEADER.unpack_from(data, pos)
+                end = pos + 8 + clen
+                if end + plen > len(data):
+                    break
+                if version != 1:
+                    log("malformed control record stream from the service: stopping")
+                    self.loop.ask_drain()
+                    return
+                if rtype == cw.CORRAL_PING:
+                    self.send_control(cw.CORRAL_PONG, data[pos + 8:end])
+                else:
+                    log("unexpected record type %d on the control channel: ignored" % rtype)
+                pos = end + plen
+            rest = data[pos:]
+        self.loop.ask_drain()
+
+
+def sockname(sock):
+    name = sock.getsockname()
+    if isinstance(name, tuple):
+        return "[%s]:%d" % name[:2] if sock.family == socket.AF_INET6 else "%s:%d" % name[:2]
+    return name if isinstance(name, str) else name.decode("utf-8", "replace")
+
+
+def serve(server, opts, rfd, wfd):
+    """Direct mode (opts.listener from --direct-fd, control on rfd/wfd) or standalone --listen."""
+    standalone = opts.listener is None
+    if standalone:
+        try:
+            listener, shown = cw.open_listener(opts.listen)
+            listener.setblocking(False)
+        except (cw.UsageError, OSError) as exc:
+            log("cannot listen on %r: %s" % (opts.listen, exc))
+            return cw.EXIT_BOOT
+    else:
+        listener, shown = opts.listener, sockname(opts.listener)
+    loop = corral_loop.Loop(server, opts, listener)
+    sup = Supervisor(loop, wfd)
+    if not loop.inline:
+        server.start_threads()
+    threading.Thread(target=sup.watchdog, name="corral-watchdog", daemon=True).start()
+    if standalone:
+        def on_signal(signum, frame):
+            for name in ("SIGINT", "SIGTERM"):
+                signal.signal(getattr(signal, name), signal.SIG_DFL)  # a second one kills
+            loop.ask_drain()
+        for name in ("SIGINT", "SIGTERM"):
+            if hasattr(signal, name):
+                signal.signal(getattr(signal, name), on_signal)
+        log("listening on %s" % shown)
+    else:
+        ready = {"pid": os.getpid(), "python": platform.python_version(), "app": opts.app,
+                 "threads": opts.threads, "window": opts.window, "protocol": cw.PROTOCOL_VERSION,
+                 "inline": loop.inline, "malloc_tuned": opts.malloc_tuned, "direct": True,
+                 "listen": shown}
+        sup.send_control(cw.CORRAL_READY, json.dumps(ready).encode("utf-8"))
+        sup.report(final=True)
+        threading.Thread(target=sup.control_reader, args=(rfd,), name="corral-control",
+                         daemon=True).start()
+    loop.run()
+    if standalone:
+        log("stopping")
+        if not loop.tcp:
+            try:
+                os.unlink(shown)
+            except OSError:
+                pass
+    sup.report(final=True)
+    cw.flush_std()
+    return cw.exit_soon(server, cw.EXIT_OK)
