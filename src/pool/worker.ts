@@ -260,6 +260,7 @@ export class Worker implements WorkerHandle {
         }
         this.#report = report;
         this.requests = report.served;
+        this.log.trace({ busy: report.busy, conns: report.conns, served: report.served, queue: report.queue, access: report.access.length }, 'worker report');
         this.#events.report?.(this, report);
         return;
       }

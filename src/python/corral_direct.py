@@ -35,14 +35,19 @@ class Supervisor:
         self.loop = loop
         self.control = wfd  # None: standalone (or the service is gone)
         self.wlock = threading.Lock()
+        self.last_queue = None
 
     def report(self, final=False):
-        """A REPORT if something changed since the last one (final: in any case)."""
+        """A REPORT if something changed since the last one (final: in any case). The listen
+        queue counts as a change: while every request runs long, it is what tells the service
+        that more workers are needed."""
         loop = self.loop
+        queue = self.queue_depth()
         with loop.lock:
-            if not (loop.changed or final):
+            if not (loop.changed or final or queue != self.last_queue):
                 return
             loop.changed = False
+            self.last_queue = queue
             access, loop.access = loop.access, []
             dropped, loop.access_dropped = loop.access_dropped, 0
             now = monotonic()
@@ -50,7 +55,7 @@ class Supervisor:
                         "path": (r.environ or {}).get("REQUEST_URI", "-"),
                         "age_ms": round((now - c.began) * 1000, 1)} for c, r in loop.running.items()]
             body = {"busy": loop.busy, "conns": len(loop.conns), "served": loop.served,
-                    "queue": self.queue_depth(), "current": current, "access": access}
+                    "queue": queue, "current": current, "access": access}
         if dropped:
             body["access_dropped"] = dropped
         self.send_report(body, access)

@@ -19,6 +19,10 @@ from corral_conn import READ_SIZE, Conn
 from corral_worker import log
 
 ACCEPT_BATCH = 64  # connections per readiness event: then serve the ones we have
+# Inline, a worker serves one request at a time: a connection it accepts while another's request
+# is about to run waits behind it, although an idle sibling could have taken it from the listen
+# queue. So an inline worker takes one connection per turn of its loop.
+ACCEPT_BATCH_INLINE = 1
 ACCESS_LIMIT = 1000  # access entries kept for the next REPORT; older ones are dropped (counted)
 LINGER = 2.0  # seconds a closing connection may still deliver what its peer sent (see linger)
 monotonic = time.monotonic
@@ -73,6 +77,15 @@ class Loop:
         limit = str(opts.max_connections)
         self.values = {"FCGI_MAX_CONNS": limit, "FCGI_MAX_REQS": limit, "FCGI_MPXS_CONNS": "0"}
         self.tcp = listener.family != getattr(socket, "AF_UNIX", None)
+        if self.tcp and self.inline and hasattr(socket, "TCP_DEFER_ACCEPT"):
+            # Linux: accept() only once the client's first bytes are there (FastCGI clients speak
+            # first), so an inline worker reads and runs the request of the connection it just
+            # took, instead of holding it while a sibling is idle (and a silent connection never
+            # takes a worker's turn). The option is the shared socket's: every worker sets the same.
+            try:
+                listener.setsockopt(socket.IPPROTO_TCP, socket.TCP_DEFER_ACCEPT, 5)
+            except OSError:
+                pass
         self.sel = Poller()
         self.conns = {}  # fd -> Conn
         self.accepting = False
@@ -111,7 +124,7 @@ class Loop:
 
     def accept(self):
         listener, conns, register = self.listener, self.conns, self.sel.register
-        for _ in range(ACCEPT_BATCH):
+        for _ in range(ACCEPT_BATCH_INLINE if self.inline else ACCEPT_BATCH):
             if len(conns) >= self.opts.max_connections:
                 break
             try:
@@ -128,6 +141,9 @@ class Loop:
             conns[conn.fd] = conn
             register(sock, conn)
             conn.watched = True
+            if self.inline:
+                # Its request is most likely there already: take it now, before another accept.
+                self.on_readable(conn)
         self.changed = True
         self.want_accept()
 

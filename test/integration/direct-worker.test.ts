@@ -74,8 +74,8 @@ afterEach(() => {
   for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
 });
 
-function share(): { listener: SharedListener; addr: { host: string; port: number } } {
-  const listener = bindShared({ kind: 'tcp', host: '127.0.0.1', port: 0 });
+async function share(): Promise<{ listener: SharedListener; addr: { host: string; port: number } }> {
+  const listener = await bindShared({ kind: 'tcp', host: '127.0.0.1', port: 0 });
   listeners.push(listener);
   return { listener, addr: splitHostPort(listener.bound) };
 }
@@ -115,7 +115,7 @@ describe.each([
   { mode: 'app threads (--threads 2)', args: ['--threads', '2'], inline: false },
 ])('direct-mode worker, $mode', ({ args, inline }) => {
   it('says direct in READY and serves GETs and a 1 MiB POST echo on one kept connection', async () => {
-    const { listener, addr } = share();
+    const { listener, addr } = await share();
     const w = await spawnDirect(listener, args);
     const ready = await w.ready();
     expect(ready).toMatchObject({ direct: true, listen: listener.bound, inline, protocol: 1 });
@@ -141,7 +141,7 @@ describe.each([
   });
 
   it('answers PING while a request sleeps, and REPORTs it as busy with its age', async () => {
-    const { listener, addr } = share();
+    const { listener, addr } = await share();
     const w = await spawnDirect(listener, args, 'misbehaving_app:application');
     const c = await connect(addr);
     const slow = get(c, 1, '/sleep?s=1.5');
@@ -160,7 +160,7 @@ describe('direct-mode worker', () => {
     const dir = mkdtempSync(path.join(tmpdir(), 'corral-direct-'));
     dirs.push(dir);
     const sock = path.join(dir, 'fcgi.sock');
-    const listener = bindShared({ kind: 'unix', path: sock });
+    const listener = await bindShared({ kind: 'unix', path: sock });
     listeners.push(listener);
     const w = await spawnDirect(listener);
     expect((await w.ready()).listen).toBe(sock);
@@ -171,7 +171,7 @@ describe('direct-mode worker', () => {
   });
 
   it('two workers on one socket both serve', async () => {
-    const { listener, addr } = share();
+    const { listener, addr } = await share();
     const workers = [await spawnDirect(listener, [], 'misbehaving_app:application'), await spawnDirect(listener, [], 'misbehaving_app:application')];
     const pids = new Set<string>();
     // Connections held open at once: a worker serving one kept connection inline leaves the
@@ -186,7 +186,7 @@ describe('direct-mode worker', () => {
   });
 
   it('drains at stdin EOF: idle connections close at once, a running request completes and then its connection closes; exit 0', async () => {
-    const { listener, addr } = share();
+    const { listener, addr } = await share();
     const w = await spawnDirect(listener, [], 'misbehaving_app:application');
     const idle = await connect(addr);
     expect((await get(idle, 1, '/pid')).status).toBe(200);
@@ -210,7 +210,7 @@ describe('direct-mode worker', () => {
   });
 
   it('exits 0 after --eof-grace when a request is still running at the drain', async () => {
-    const { listener, addr } = share();
+    const { listener, addr } = await share();
     const w = await spawnDirect(listener, ['--eof-grace', '0.5'], 'misbehaving_app:application');
     const c = await connect(addr);
     const answer = get(c, 1, '/sleep?s=60').catch((e: Error) => e);
@@ -222,7 +222,7 @@ describe('direct-mode worker', () => {
   });
 
   it('--request-timeout: 504 with X-Corral-Error on the connection, then exit 5', async () => {
-    const { listener, addr } = share();
+    const { listener, addr } = await share();
     const w = await spawnDirect(listener, ['--request-timeout', '0.5'], 'misbehaving_app:application');
     const c = await connect(addr);
     const r = await get(c, 7, '/sleep?s=30');
@@ -235,7 +235,7 @@ describe('direct-mode worker', () => {
   });
 
   it('malformed bytes close only their connection', async () => {
-    const { listener, addr } = share();
+    const { listener, addr } = await share();
     const w = await spawnDirect(listener);
     const good = await connect(addr);
     expect((await get(good, 1, '/')).status).toBe(200);
@@ -248,7 +248,7 @@ describe('direct-mode worker', () => {
   });
 
   it('closes a connection whose params do not complete within --params-timeout', async () => {
-    const { listener, addr } = share();
+    const { listener, addr } = await share();
     const w = await spawnDirect(listener, ['--params-timeout', '0.3']);
     const half = await rawConnect(addr);
     half.socket.write(Buffer.concat([begin(1), record(T.PARAMS, 1, pairs({ REQUEST_METHOD: 'GET' }))]));
@@ -260,7 +260,7 @@ describe('direct-mode worker', () => {
   });
 
   it('answers 413 over --max-body-size without calling the app, and 431 over --max-params (then closes)', async () => {
-    const { listener, addr } = share();
+    const { listener, addr } = await share();
     const w = await spawnDirect(listener, ['--max-body-size', '1000', '--max-params', '2000']);
     const c = await connect(addr);
     const big = Buffer.alloc(5000, 0x61);
@@ -276,7 +276,7 @@ describe('direct-mode worker', () => {
   });
 
   it('aborts a request whose body grows past --max-body-size without a CONTENT_LENGTH, and closes its connection', async () => {
-    const { listener, addr } = share();
+    const { listener, addr } = await share();
     const w = await spawnDirect(listener, ['--max-body-size', '1000']);
     const c = await connect(addr);
     const answer = c.request(1, cgiParams('POST', '/sha256'), Buffer.alloc(5000, 0x62)).catch((e: Error) => e);
@@ -288,7 +288,7 @@ describe('direct-mode worker', () => {
   });
 
   it('closes a kept connection idle for --idle-timeout', async () => {
-    const { listener, addr } = share();
+    const { listener, addr } = await share();
     const w = await spawnDirect(listener, ['--idle-timeout', '0.5']);
     const c = await connect(addr);
     expect((await get(c, 1, '/')).status).toBe(200);
@@ -297,7 +297,7 @@ describe('direct-mode worker', () => {
   });
 
   it('accepts no more than --max-connections at once; the next one is served once one closes', async () => {
-    const { listener, addr } = share();
+    const { listener, addr } = await share();
     const w = await spawnDirect(listener, ['--max-connections', '1']);
     const first = await connect(addr);
     expect((await get(first, 1, '/')).status).toBe(200);
@@ -313,7 +313,7 @@ describe('direct-mode worker', () => {
   });
 
   it('answers GET_VALUES (no multiplexing) and refuses a second request id on a busy connection (CANT_MPX_CONN)', async () => {
-    const { listener, addr } = share();
+    const { listener, addr } = await share();
     await spawnDirect(listener, ['--max-connections', '7'], 'misbehaving_app:application');
     const c = await connect(addr);
     c.write(record(T.GET_VALUES, 0, pairs({ FCGI_MAX_CONNS: '', FCGI_MAX_REQS: '', FCGI_MPXS_CONNS: '' })));
