@@ -83,9 +83,9 @@ class Supervisor:
             return None
 
     def send_control(self, rtype, payload):
-        if self.control is None:
-            return
-        with self.wlock:
+        with self.wlock:  # checked under the lock: another thread may have found it gone
+            if self.control is None:
+                return
             try:
                 cw.write_all(self.control, pack_header(1, rtype, 0, len(payload), 0) + payload)
             except OSError:
