@@ -43,7 +43,8 @@ class Supervisor:
             if not (loop.changed or final):
                 return
             loop.changed = False
-            access, loop.access = loop.access, []
+            access = list(loop.access)
+            loop.access.clear()
             dropped, loop.access_dropped = loop.access_dropped, 0
             now = monotonic()
             current = [{"method": (r.environ or {}).get("REQUEST_METHOD", "-"),
@@ -210,6 +211,7 @@ def serve(server, opts, rfd, wfd):
     else:
         listener, shown = opts.listener, sockname(opts.listener)
     loop = corral_loop.Loop(server, opts, listener)
+    loop.access_log = not standalone
     sup = Supervisor(loop, wfd)
     if not loop.inline:
         server.start_threads()
