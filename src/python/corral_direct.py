@@ -48,7 +48,8 @@ class Supervisor:
                 return
             loop.changed = False
             self.last_queue = queue
-            access, loop.access = loop.access, []
+            access = list(loop.access)
+            loop.access.clear()
             dropped, loop.access_dropped = loop.access_dropped, 0
             now = monotonic()
             current = [{"method": (r.environ or {}).get("REQUEST_METHOD", "-"),
@@ -88,9 +89,9 @@ class Supervisor:
             return None
 
     def send_control(self, rtype, payload):
-        if self.control is None:
-            return
-        with self.wlock:
+        with self.wlock:  # checked under the lock: another thread may have found it gone
+            if self.control is None:
+                return
             try:
                 cw.write_all(self.control, pack_header(1, rtype, 0, len(payload), 0) + payload)
             except OSError:
@@ -215,6 +216,7 @@ def serve(server, opts, rfd, wfd):
     else:
         listener, shown = opts.listener, sockname(opts.listener)
     loop = corral_loop.Loop(server, opts, listener)
+    loop.access_log = not standalone
     sup = Supervisor(loop, wfd)
     if not loop.inline:
         server.start_threads()

@@ -94,7 +94,8 @@ class Loop:
         self.returned = collections.deque()  # connections whose request ended on an app thread
         self.pending = collections.deque()  # inline: requests to run after this event
         self.lock = threading.Lock()  # access, returned, counters the watchdog reads
-        self.access = []
+        self.access_log = True  # standalone mode has nobody to report to: no entries
+        self.access = collections.deque(maxlen=ACCESS_LIMIT)
         self.access_dropped = 0
         self.served = 0
         self.changed = True
@@ -218,22 +219,24 @@ class Loop:
 
     def finished(self, conn, req):
         """req ended (any thread): account it; hand its connection back to the loop."""
-        now = monotonic()
-        env = req.environ or {}
-        entry = {"method": env.get("REQUEST_METHOD", "-"), "path": env.get("REQUEST_URI") or
-                 env.get("SCRIPT_NAME", "") + env.get("PATH_INFO", "-"), "status": req.status,
-                 "bytes": req.out, "ms": round((now - conn.began) * 1000, 3)}
-        if "REMOTE_ADDR" in env:
-            entry["remote"] = env["REMOTE_ADDR"]
-        if req.aborted:
-            entry["error"] = "aborted"
+        entry = None
+        if self.access_log:
+            env = req.environ or {}
+            entry = {"method": env.get("REQUEST_METHOD", "-"), "path": env.get("REQUEST_URI") or
+                     env.get("SCRIPT_NAME", "") + env.get("PATH_INFO", "-"), "status": req.status,
+                     "bytes": req.out, "ms": round((monotonic() - conn.began) * 1000, 3)}
+            if "REMOTE_ADDR" in env:
+                entry["remote"] = env["REMOTE_ADDR"]
+            if req.aborted:
+                entry["error"] = "aborted"
         with self.lock:
             self.served += 1
             self.changed = True
-            self.access.append(entry)
-            if len(self.access) > ACCESS_LIMIT:
-                del self.access[0]
-                self.access_dropped += 1
+            if entry is not None:
+                access = self.access
+                if len(access) == ACCESS_LIMIT:
+                    self.access_dropped += 1  # the deque drops the oldest
+                access.append(entry)
             if self.running.pop(conn, None) is not None:
                 self.busy -= 1
                 self.returned.append(conn)
