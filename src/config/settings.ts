@@ -293,8 +293,8 @@ export const SETTINGS = [
   }),
   setting({
     key: 'config', env: ['CORRAL_CONFIG'], flag: '--config', cli: 'option', arg: 'FILE',
-    kind: nullable(pathName()), default: null, defaultDoc: 'none', inConfigFile: false,
-    doc: 'JSON config file whose keys are the keys of this table (schema: `config/corral.schema.json`); relative paths in it resolve against its directory. None by default: flags and environment suffice for one app.',
+    kind: nullable(pathName()), default: null, defaultDoc: '`APP_DIR/corral.json` if the app folder has one, else none', inConfigFile: false,
+    doc: 'JSON config file whose keys are the keys of this table (schema: `config/corral.schema.json`); relative paths in it resolve against its directory. By default the app folder\'s own `corral.json` when there is one, so an app ships its settings (`corral serve examples/django`); else none, as flags and environment suffice for one app.',
   }),
 ] as const;
 
