@@ -249,17 +249,20 @@ export function frameworkSuite(f: Framework): void {
   const ok = installed(f);
   const title = ok ? `examples/${f.name}` : `examples/${f.name} (skipped: ${f.debian} is not installed for ${DEBIAN_PYTHON})`;
 
-  describe.skipIf(!ok)(`${title}: nginx at / and under ${f.prefix}/ (one corral), IIS application ${f.prefix} (the service its relay starts)`, () => {
+  describe.skipIf(!ok)(`${title}: nginx at / and under ${f.prefix}/ (one corral), IIS application ${f.prefix} (the service its relay starts), corral dev --mount ${f.prefix}`, () => {
     const dirs: string[] = [];
     const emulators: IisEmulator[] = [];
     let corral: CorralProcess;
+    let dev: Dev;
+    let devDir: string;
     const fronts: Record<string, Front> = {};
     /** Requests sent through nginx (to the validated corral), to compare with its access log. */
     let sent = 0;
     let iisSocket = '';
     const counted = (front: Front): Front => ({ ...front, send: (...args) => ((sent += 1), front.send(...args)) });
 
-    beforeAll(async () => {
+    /** nginx before one validated `corral serve`. */
+    async function startServeAndNginx(): Promise<void> {
       const dir = copyExample(f.name, dirs);
       corral = startCorral(['serve', dir, '--python', DEBIAN_PYTHON, '--pythonpath', FIXTURES, '--wsgi-app', 'validated_example:application', '--listen', '127.0.0.1:0']);
       await corral.waitForMsg('app ready', 60_000);
@@ -269,8 +272,17 @@ export function frameworkSuite(f: Framework): void {
         startNginx({ upstream: fcgi, serverExtra: statics('') }),
         startNginx({ upstream: fcgi, mount: f.prefix, serverExtra: statics(f.prefix) }),
       ]);
-      // IIS: the relay auto-starts its own service for the site, which reads the example's own
-      // web.config (WSGI_HANDLER, DJANGO_SETTINGS_MODULE, DEPLOY_FILE): no validator in this run.
+      fronts.root = counted(nginxFront('nginx at /', atRoot, ''));
+      fronts.mounted = counted(nginxFront(`nginx under ${f.prefix}/`, mounted, f.prefix));
+    }
+
+    /**
+     * IIS: the relay auto-starts its own service for the site, which reads the example's own
+     * web.config (WSGI_HANDLER, DJANGO_SETTINGS_MODULE, DEPLOY_FILE): no validator in this run.
+     * Its first request waits for that start; it is sent here so the start overlaps the others.
+     */
+    async function startIisApplication(): Promise<void> {
+      const dir = copyExample(f.name, dirs);
       const place = mkdtempSync(join(tmpdir(), `corral-iis-${f.name}-`));
       dirs.push(place);
       iisSocket = join(place, 'corral.sock');
@@ -279,10 +291,18 @@ export function frameworkSuite(f: Framework): void {
         env: { CORRAL_SERVICE: iisSocket, CORRAL_RELAY_LOG: join(place, 'relay.log'), CORRAL_PYTHON: DEBIAN_PYTHON, CORRAL_LOG_FILE: join(place, 'service.log') },
       });
       emulators.push(iis);
-      fronts.root = counted(nginxFront('nginx at /', atRoot!, ''));
-      fronts.mounted = counted(nginxFront(`nginx under ${f.prefix}/`, mounted!, f.prefix));
+      await iis.request({ url: `${f.prefix}/` });
       fronts.iis = iisFront(iis, f.prefix);
-    });
+    }
+
+    /** `corral dev --mount PREFIX` on a copy the dev test edits. */
+    async function startDevCopy(): Promise<void> {
+      devDir = copyExample(f.name, dirs);
+      dev = await startDev(devDir, ['--python', DEBIAN_PYTHON, '--mount', f.prefix, ...(f.devArgs ?? [])], f.devEnv);
+    }
+
+    // Started together: most of the time is Python importing the framework (and Django's deploy step).
+    beforeAll(() => Promise.all([startServeAndNginx(), startIisApplication(), startDevCopy()]).then(() => undefined));
 
     afterAll(async () => {
       await Promise.all(emulators.splice(0).map((e) => e.stop()));
@@ -318,18 +338,8 @@ export function frameworkSuite(f: Framework): void {
       const logged = (): number => corral.logs.filter((l) => l.msg === 'request').length;
       await corral.waitForLog(() => logged() >= sent - staticByNginx, 5_000);
     });
-  });
 
-  describe.skipIf(!ok)(`${title}: corral dev --mount ${f.prefix} (the HTTP front) reloads on an edit`, () => {
-    const dirs: string[] = [];
-    afterAll(async () => {
-      await stopAll();
-      for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
-    });
-
-    it('serves the example under the prefix, static files included, and serves the edited code after saving', async () => {
-      const dir = copyExample(f.name, dirs);
-      const dev: Dev = await startDev(dir, ['--python', DEBIAN_PYTHON, '--mount', f.prefix, ...(f.devArgs ?? [])], f.devEnv);
+    it('corral dev --mount: serves the example under the prefix, static files included, and serves the edited code after saving', async () => {
       const base = `${dev.url}${f.prefix}`;
       const info = await httpRequest(`${base}/info`);
       expect(info.status, info.body.toString()).toBe(200);
@@ -342,7 +352,7 @@ export function frameworkSuite(f: Framework): void {
       const before = await httpRequest(`${base}/stream?n=2`);
       expect(before.body.toString()).toBe('chunk 0\nchunk 1\n');
 
-      const source = join(dir, f.streamSource);
+      const source = join(devDir, f.streamSource);
       const code = readFileSync(source, 'utf8');
       expect(code).toContain('chunk ');
       await saveAndReload(dev, () => writeFileSync(source, code.replaceAll('chunk ', 'piece ')));
