@@ -142,6 +142,8 @@ export class Service {
       trustForwarded: s.trustForwarded,
       mount: s.mount,
       pairingToken: this.#opts.pairingToken ?? null,
+      // Static files from the front are a development convenience; production has a web server for them.
+      staticFiles: dev ? s.devStatic : null,
     };
     // Apps with addresses of their own get fronts that serve only them.
     const ownFronts = this.#fromAppsList ? this.#configured.filter((a) => a.settings.listen.length > 0 || a.settings.http) : [];

@@ -1,7 +1,7 @@
 /**
  * examples/django end to end (suite.ts says what is covered): the admin, a model in SQLite written
  * by a CSRF-protected form, migrate + collectstatic through DEPLOY_FILE, static files from nginx
- * (`location /static/`, after collectstatic) and, in `corral dev` with DEBUG, from Django itself.
+ * (`location /static/`, after collectstatic) and, in `corral dev`, from corral's HTTP front (devStatic).
  */
 import { frameworkSuite } from './suite.js';
 
@@ -16,7 +16,4 @@ frameworkSuite({
   nginxStatic: true,
   csrf: true,
   streamSource: 'notes/views.py',
-  // DEBUG on: Django serves /static/ itself, as runserver does (wsgi.py); the variable must be passed to the app.
-  devArgs: ['--pass-env', 'DJANGO_DEBUG'],
-  devEnv: { DJANGO_DEBUG: '1' },
 });

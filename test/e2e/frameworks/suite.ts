@@ -45,9 +45,6 @@ export interface Framework {
   csrf?: boolean;
   /** The .py file (relative to the example) holding the streamed chunks' text, edited in the dev test. */
   streamSource: string;
-  /** Extra arguments and environment for `corral dev`. */
-  devArgs?: string[];
-  devEnv?: NodeJS.ProcessEnv;
 }
 
 /** One answer, whichever front gave it. */
@@ -298,7 +295,7 @@ export function frameworkSuite(f: Framework): void {
     /** `corral dev --mount PREFIX` on a copy the dev test edits. */
     async function startDevCopy(): Promise<void> {
       devDir = copyExample(f.name, dirs);
-      dev = await startDev(devDir, ['--python', DEBIAN_PYTHON, '--mount', f.prefix, ...(f.devArgs ?? [])], f.devEnv);
+      dev = await startDev(devDir, ['--python', DEBIAN_PYTHON, '--mount', f.prefix]);
     }
 
     // Started together: most of the time is Python importing the framework (and Django's deploy step).
