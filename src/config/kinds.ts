@@ -186,6 +186,28 @@ export function pathName(): Kind<string> {
   });
 }
 
+/**
+ * `URL=DIR`: a URL path (as urlPrefix) and a directory resolved against the base (`/static=static`).
+ * The directory need not exist yet: collectstatic may make it after the settings are read.
+ */
+export function staticMapping(): Kind<{ readonly url: string; readonly dir: string }> {
+  return textual({
+    label: 'URL=DIR',
+    expected: 'URL=DIR, a URL path starting with / and a directory (such as /static=static)',
+    schema: { type: 'string', pattern: '^/[^?#\\s=]*=.+$' },
+    fromText: (text, ctx) => {
+      const eq = text.indexOf('=');
+      if (eq < 0) return fail(text, 'has no = between the URL path and the directory');
+      const url = urlPrefix().fromText(text.slice(0, eq), ctx);
+      if (!url.ok) return fail(text, 'does not start with a URL path such as /static');
+      if (url.value === '') return fail(text, 'maps the whole site; name a URL path such as /static');
+      const dir = pathName().fromText(text.slice(eq + 1), ctx);
+      if (!dir.ok) return fail(text, 'names no directory after the =');
+      return ok({ url: url.value, dir: dir.value });
+    },
+  });
+}
+
 /** An environment variable name, or a prefix of names ending in `*` (`*` alone: every name). */
 export function envName(): Kind<string> {
   return textual({

@@ -1,5 +1,5 @@
 /** Loads settings: defaults < config file < environment < flags, validated once, all problems at once, frozen. */
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { parseCommandLine, suggest, type FlagValue } from './argv.js';
 import { pathApi, type Issue, type ParseContext, type Parsed } from './kinds.js';
 import { ConfigError, quote, type Problem, type Source } from './problems.js';
@@ -28,6 +28,9 @@ type Resolved = { readonly value: unknown; readonly source: Source };
 type FileValues = { readonly file: string; readonly values: ReadonlyMap<string, unknown>; readonly apps?: unknown };
 /** One source's parse of one setting, and how to name where an issue in it came from. */
 type Candidate = { readonly source: Source; readonly parsed: Parsed<unknown>; originAt(at: Issue['at']): string };
+
+/** The config file an app folder may hold, read when no other config file is named. */
+export const APP_FOLDER_CONFIG = 'corral.json';
 
 const CONFIG_KEYS = SETTING_ROWS.filter((r) => r.inConfigFile !== false).map((r) => r.key);
 
@@ -72,6 +75,14 @@ export function loadSettings(options: LoadOptions): LoadResult {
   if (configRow !== undefined && typeof configPath?.value === 'string') {
     const origin = cli.values.get('config')?.origin ?? firstEnv(configRow, env)?.name ?? 'config';
     file = readConfigFile(configPath.value, origin, problems);
+  } else if (configPath?.source === 'default') {
+    // No config file named: the app folder's own corral.json, if it has one, so that
+    // `corral serve examples/django` runs an app with the settings it ships.
+    // A bad APP_DIR is reported once, by the pass over every row below.
+    const mark = problems.length;
+    const own = appFolderConfig(resolve, platform);
+    problems.length = mark;
+    if (own !== null) file = readConfigFile(own, 'APP_DIR/corral.json', problems);
   }
 
   const values: Record<string, unknown> = {};
@@ -94,6 +105,15 @@ export function loadSettings(options: LoadOptions): LoadResult {
   }
   if (problems.length > 0) throw new ConfigError(problems);
   return deepFreeze({ settings, sources: sources as Record<SettingKey, Source>, apps });
+}
+
+/** `APP_DIR/corral.json` when it exists (APP_DIR from the command line, the environment or the default). */
+function appFolderConfig(resolve: (row: Row, file: FileValues | null) => Resolved | null, platform: NodeJS.Platform): string | null {
+  const rootRow = SETTING_ROWS.find((r) => r.key === 'root');
+  const root = rootRow === undefined ? null : resolve(rootRow, null);
+  if (typeof root?.value !== 'string') return null;
+  const candidate = pathApi(platform).join(root.value, APP_FOLDER_CONFIG);
+  return existsSync(candidate) ? candidate : null;
 }
 
 /** Rules between settings: the pool's bounds must fit together. */

@@ -6,7 +6,7 @@
 import type { ListenAddress } from './address.js';
 import { controlAddress } from './control-address.js';
 import { splitPathList } from './path-list.js';
-import { address, appRelativePath, boolean, command, directory, envName, fileMask, integer, list, nullable, oneOf, pathName, regex, urlPrefix, wsgiAppSpec, type Kind } from './kinds.js';
+import { address, appRelativePath, boolean, command, directory, envName, fileMask, integer, list, nullable, oneOf, pathName, regex, staticMapping, urlPrefix, wsgiAppSpec, type Kind } from './kinds.js';
 
 /** How a setting appears on the command line. */
 export type Placement = 'positional' | 'option' | 'repeatable';
@@ -87,6 +87,11 @@ export const SETTINGS = [
     key: 'mount', env: ['CORRAL_MOUNT'], flag: '--mount', cli: 'option', arg: 'PREFIX',
     kind: urlPrefix(), default: '/', defaultDoc: 'none (ANCM\'s `ASPNETCORE_APPL_PATH` when started by the ASP.NET Core Module)',
     doc: 'URL path the HTTP front serves the app under, such as `/app` for an IIS application: `SCRIPT_NAME` is the prefix and `PATH_INFO` the rest, so the app\'s URLs carry it; other paths get 404 from corral. None by default: the app owns the whole site.',
+  }),
+  setting({
+    key: 'devStatic', env: ['CORRAL_DEV_STATIC'], flag: '--dev-static', cli: 'option', arg: 'URL=DIR',
+    kind: nullable(staticMapping()), default: null, defaultDoc: 'none',
+    doc: '`corral dev` only: its HTTP front serves the files of DIR at the URL path (below `mount`) itself, as Django\'s runserver serves `STATIC_URL`: `/static=static` for a `STATIC_ROOT` that collectstatic filled. GET and HEAD; a path leaving DIR (`..`, a symlink out of it) is a 404. `serve` ignores it: in production nginx or IIS serve static files.',
   }),
   setting({
     key: 'control', env: ['CORRAL_CONTROL'], flag: '--control', cli: 'option', arg: 'ADDR',
@@ -300,8 +305,8 @@ export const SETTINGS = [
   }),
   setting({
     key: 'config', env: ['CORRAL_CONFIG'], flag: '--config', cli: 'option', arg: 'FILE',
-    kind: nullable(pathName()), default: null, defaultDoc: 'none', inConfigFile: false,
-    doc: 'JSON config file whose keys are the keys of this table (schema: `config/corral.schema.json`); relative paths in it resolve against its directory. None by default: flags and environment suffice for one app.',
+    kind: nullable(pathName()), default: null, defaultDoc: '`APP_DIR/corral.json` if the app folder has one, else none', inConfigFile: false,
+    doc: 'JSON config file whose keys are the keys of this table (schema: `config/corral.schema.json`); relative paths in it resolve against its directory. By default the app folder\'s own `corral.json` when there is one, so an app ships its settings (`corral serve examples/django`); else none, as flags and environment suffice for one app.',
   }),
 ] as const;
 

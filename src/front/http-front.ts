@@ -17,6 +17,7 @@ import { HttpExchange } from './http-exchange.js';
 import type { Front } from './listeners.js';
 import { formatAddress, listenFailure, type ListenAddress } from '../config/address.js';
 import { forwardedClient, forwardedHost, forwardedProto, isLoopback, splitMount, tokenMatches } from './forwarded.js';
+import { sendStatic, staticTarget, type StaticMapping } from './static-files.js';
 
 /** Options of the HTTP front. */
 export interface HttpFrontOptions {
@@ -40,6 +41,8 @@ export interface HttpFrontOptions {
   mount?: string;
   /** ANCM's pairing token: requests without it in MS-ASPNETCORE-TOKEN get 400 (null: no check). */
   pairingToken?: string | null;
+  /** `corral dev` only: a URL path under the mount whose files the front serves itself (static-files.ts). */
+  staticFiles?: StaticMapping | null;
 }
 
 /** How paramsFor reads a request besides the request itself. */
@@ -197,6 +200,16 @@ function refusal(req: http.IncomingMessage, opts: HttpFrontOptions): CorralError
   return null;
 }
 
+/** The request's decoded path below the mount (refusal() has already turned away paths outside it). */
+function pathBelowMount(req: http.IncomingMessage, mount: string): string {
+  const url = req.url ?? '/';
+  const q = url.indexOf('?');
+  const decoded = decodePathBytes(q >= 0 ? url.slice(0, q) : url);
+  const below = splitMount(decoded, mount)?.pathInfo ?? decoded;
+  // PATH_INFO's bytes-as-latin-1 back to the UTF-8 file names they spell.
+  return Buffer.from(below, 'latin1').toString('utf8');
+}
+
 /** Whether the request's Content-Length is over `limit` (0: no limit). */
 function overLimit(req: http.IncomingMessage, limit: number): boolean {
   const declared = req.headers['content-length'];
@@ -225,6 +238,10 @@ function serveRequest(req: http.IncomingMessage, res: http.ServerResponse, route
     sink.fail(refused);
     req.resume();
     return;
+  }
+  if (opts.staticFiles) {
+    const target = staticTarget(pathBelowMount(req, opts.mount ?? ''), opts.staticFiles);
+    if (target.kind !== 'not-static') return sendStatic(req, res, target);
   }
   const target = route.route(null);
   if (target instanceof CorralError) {

@@ -30,6 +30,13 @@ export interface NginxOptions {
   buffering?: boolean;
   /** Extra directives inside `location /`. */
   locationExtra?: string;
+  /**
+   * Serve the app under this prefix (`/app`) instead of at `/`, as the README shows:
+   * `fastcgi_split_path_info` makes SCRIPT_NAME the prefix and PATH_INFO the rest.
+   */
+  mount?: string;
+  /** Extra blocks inside `server` (e.g. a `location /static/` served by nginx itself). */
+  serverExtra?: string;
   /** How long to wait for nginx to accept connections. */
   startTimeoutMs?: number;
 }
@@ -55,6 +62,17 @@ fastcgi_param  SERVER_ADDR        $server_addr;
 fastcgi_param  SERVER_PORT        $server_port;
 fastcgi_param  SERVER_NAME        $server_name;
 `;
+
+/** The same params for an app under a prefix, less SCRIPT_NAME and PATH_INFO (mountedParams sets those). */
+export const FASTCGI_WSGI_PARAMS_MOUNTED = FASTCGI_WSGI_PARAMS.split('\n').filter((l) => !/^fastcgi_param\s+(SCRIPT_NAME|PATH_INFO)\s/.test(l)).join('\n');
+
+/** A prefix's SCRIPT_NAME and PATH_INFO, split from the request path by nginx. */
+function mountedParams(mount: string): string {
+  return `
+            fastcgi_split_path_info ^(${mount.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')})(/.*)$;
+            fastcgi_param SCRIPT_NAME $fastcgi_script_name;
+            fastcgi_param PATH_INFO $fastcgi_path_info;`;
+}
 
 /** The nginx.conf for one instance; every path is relative to the prefix dir. */
 export function nginxConf(port: number, o: NginxOptions): string {
@@ -86,8 +104,10 @@ ${(o.moreUpstreams ?? []).map((u) => `        server ${u.host}:${u.port};
     server {
         listen 127.0.0.1:${port};
         server_name localhost;
-        location / {
-            include fastcgi_wsgi_params;
+${o.serverExtra ?? ''}
+        location ${o.mount ? `= ${o.mount} { return 301 ${o.mount}/; }
+        location ${o.mount}/` : '/'} {
+            include ${o.mount ? `fastcgi_wsgi_params_mounted;${mountedParams(o.mount)}` : 'fastcgi_wsgi_params;'}
             fastcgi_keep_conn ${o.keepConn === false ? 'off' : 'on'};
             fastcgi_request_buffering ${o.requestBuffering === false ? 'off' : 'on'};
             fastcgi_buffering ${o.buffering === false ? 'off' : 'on'};
@@ -216,6 +236,7 @@ export async function startNginx(opts: NginxOptions): Promise<NginxProcess> {
     for (const d of ['logs', 'tmp']) mkdirSync(join(prefix, d));
     const port = await freePort();
     writeFileSync(join(prefix, 'fastcgi_wsgi_params'), FASTCGI_WSGI_PARAMS);
+    writeFileSync(join(prefix, 'fastcgi_wsgi_params_mounted'), FASTCGI_WSGI_PARAMS_MOUNTED);
     writeFileSync(join(prefix, 'nginx.conf'), nginxConf(port, opts));
     const nginx = new NginxProcess(prefix, port);
     try {

@@ -5,7 +5,8 @@
  * not JSON: these tests wait on the banner (stderr), on pretty lines (stdout) and on responses.
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import { startCorral, stopAll, type CorralProcess } from '../helpers/corral.js';
+import { startCorral, stopAll } from '../helpers/corral.js';
+import { mark, saveAndReload, startDev as startDevIn, waitForPretty } from '../helpers/dev.js';
 import { httpRequest, type HttpAnswer } from '../helpers/e2e.js';
 import { AppDir } from '../helpers/reload.js';
 
@@ -16,71 +17,13 @@ afterEach(async () => {
   for (const a of apps.splice(0)) a.remove();
 });
 
-/** Resolves once `c.stderr` matches `re`; rejects on timeout or exit. */
-function waitForStderr(c: CorralProcess, re: RegExp, timeoutMs = 20_000): Promise<RegExpExecArray> {
-  return waitFor(c, c.child.stderr!, () => re.exec(c.stderr), `stderr matching ${re}`, timeoutMs);
-}
-
-/** Resolves once a pretty log line (stdout) after index `from` matches `re`. */
-function waitForPretty(c: CorralProcess, re: RegExp, from = 0, timeoutMs = 20_000): Promise<string> {
-  return waitFor(c, c.child.stdout!, () => c.nonJson.slice(from).find((l) => re.test(l)) ?? null, `a log line matching ${re}`, timeoutMs);
-}
-
-function waitFor<T>(c: CorralProcess, stream: NodeJS.ReadableStream, check: () => T | null, what: string, timeoutMs: number): Promise<T> {
-  return new Promise((resolve, reject) => {
-    const done = (): void => {
-      clearTimeout(timer);
-      stream.off('data', onData);
-    };
-    // CorralProcess' own listener ran first (registered first), so its buffers are up to date here.
-    const onData = (): void => {
-      const found = check();
-      if (found !== null) {
-        done();
-        resolve(found);
-      }
-    };
-    const timer = setTimeout(() => {
-      done();
-      reject(new Error(`no ${what} within ${timeoutMs} ms\nstderr: ${c.stderr}\nstdout: ${c.nonJson.slice(-30).join('\n')}`));
-    }, timeoutMs);
-    void c.exited.then(({ code }) => {
-      done();
-      reject(new Error(`corral dev exited (code ${code}) before ${what}\nstderr: ${c.stderr}`));
-    });
-    stream.on('data', onData);
-    onData();
-  });
-}
-
-/** Pretty lines logged so far (an index for waitForPretty's `from`). */
-function mark(c: CorralProcess): number {
-  return c.nonJson.length;
-}
-
-interface Dev {
-  corral: CorralProcess;
-  url: string;
-  banner: string;
-}
-
-/** `corral dev APP --http 127.0.0.1:0`, the port read from the banner, the watcher ready. */
-async function startDev(app: AppDir, extra: string[] = []): Promise<Dev> {
-  const corral = startCorral(['dev', app.dir, '--http', '127.0.0.1:0', ...extra], { env: { PYTHONDONTWRITEBYTECODE: undefined } });
-  const m = await waitForStderr(corral, /serving\s+http:\/\/([^\s/]+)\/\n[\s\S]*Ctrl-C to stop\n/);
-  await waitForPretty(corral, /\bINFO\b.*: watching files$/);
-  return { corral, url: `http://${m[1]}`, banner: corral.stderr };
-}
-
 function text(r: HttpAnswer): string {
   return r.body.toString('utf8');
 }
 
-/** Saves `write()` and waits for the reload it causes to be done (dev reloads at once). */
-async function saveAndReload(dev: Dev, write: () => void): Promise<void> {
-  const from = mark(dev.corral);
-  write();
-  await waitForPretty(dev.corral, /: reload done$/, from);
+/** `corral dev` on a reload test app. */
+function startDev(app: AppDir, extra: string[] = []): ReturnType<typeof startDevIn> {
+  return startDevIn(app.dir, extra);
 }
 
 describe('corral dev', () => {

@@ -160,6 +160,25 @@ describe('loadSettings precedence', () => {
     expect(settings.python).toEqual([join(dir, 'bin/py')]);
   });
 
+  it("reads the app folder's own corral.json when no config file is named, and only then", () => {
+    mkdirSync(join(dir, 'app'));
+    writeFileSync(join(dir, 'app', 'corral.json'), JSON.stringify({ workers: 4, wsgiApp: 'site:app', pythonPath: ['lib'] }));
+    const own = load({ argv: ['app'] });
+    expect(own.settings).toMatchObject({ root: join(dir, 'app'), workers: 4, wsgiApp: 'site:app', pythonPath: [join(dir, 'app', 'lib')] });
+    expect(own.sources.workers).toBe('config');
+    // The environment and flags still win over it.
+    expect(load({ argv: ['app', '--workers', '6'], env: { CORRAL_WORKERS: '5' } }).settings.workers).toBe(6);
+    expect(load({ env: { CORRAL_APP_DIR: join(dir, 'app') } }).settings.workers).toBe(4);
+    // A named config file replaces it, it is not merged with it.
+    const other = writeConfig({ threads: 3 }, 'other.json');
+    const named = load({ argv: ['app', '--config', other] });
+    expect(named.settings).toMatchObject({ workers: 2, threads: 3, wsgiApp: 'wsgi:application' });
+    // A broken one is reported under its name; a missing APP_DIR is reported once.
+    writeFileSync(join(dir, 'app', 'corral.json'), '{"workers": "lots"}');
+    expect(problemsOf(() => load({ argv: ['app'] })).join('\n')).toMatch(/workers/);
+    expect(problemsOf(() => load({ argv: ['nowhere'] })).filter((p) => p.includes('nowhere'))).toHaveLength(1);
+  });
+
   it('accepts a BOM and "$schema" in the config file', () => {
     const file = writeConfig(`\uFEFF${JSON.stringify({ $schema: './corral.schema.json', workers: 5 })}`);
     expect(load({ env: { CORRAL_CONFIG: file } }).settings.workers).toBe(5);
