@@ -70,8 +70,8 @@ export const SETTINGS = [
   }),
   setting({
     key: 'dataPlane', env: ['CORRAL_DATA_PLANE'], flag: '--data-plane', cli: 'option', arg: 'MODE',
-    kind: oneOf(['auto', 'direct', 'proxy']), default: 'auto',
-    doc: 'Who accepts FastCGI connections. `direct`: the workers themselves, on a socket the service binds and hands them (as PHP-FPM and gunicorn do); the service supervises, off the request path. `proxy`: the service accepts and passes each request to a worker over its pipe. `auto` (the default) is `direct` for a single app on TCP or unix-socket listeners on Linux and macOS, and `proxy` otherwise: named pipes, IIS\'s stdin, the HTTP front, apps chosen per request (`allowedRoots`, the relay) and Windows always take the proxy path. Asking for `direct` where it cannot apply is a configuration error that says why.',
+    kind: oneOf(['auto', 'direct', 'proxy']), default: 'proxy',
+    doc: 'Who accepts FastCGI connections. `proxy` (the default): the service accepts and passes each request to a worker over its pipe. `direct`: the workers themselves, on a socket the service binds and hands them (as PHP-FPM and gunicorn do), with the service supervising off the request path: faster behind nginx, but while no worker is ready (an app that fails to import, all of them replaced at once) nobody answers and connections wait in the listen queue, where the proxy path answers 503 with the reason. `auto` is `direct` where it can apply and `proxy` elsewhere. Direct applies to one app on one TCP or unix-socket listener on Linux and macOS; named pipes, IIS\'s stdin, the HTTP front, apps chosen per request (`allowedRoots`, the relay) and Windows always take the proxy path, and asking for `direct` there is a configuration error that says why.',
   }),
   setting({
     key: 'http', env: ['CORRAL_HTTP'], flag: '--http', cli: 'option', arg: 'ADDR',
