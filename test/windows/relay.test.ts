@@ -8,7 +8,7 @@ import { copyFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { get, launchRelays, type Site } from './iis.js';
-import { cDriveDir, cmdline, killMarked, logLines, markedPids, PYTHON_CMD, pythonWorkers, RUN_MARK, skipReason, until, waitForLine, windowsTemp } from './wine.js';
+import { cDriveDir, cmdline, killMarked, logLines, markedPids, PYTHON_CMD, pythonWorkers, RUN_MARK, skipReason, waitForLine, windowsTemp, zPath } from './wine.js';
 
 const FIXTURE = path.join(import.meta.dirname, 'fixtures', 'site_app.py');
 
@@ -65,6 +65,20 @@ else
         expect(m[0]).toMatch(/^child-exited \d+ code 0 /);
       }
       // The service outlives its relays.
+      expect(services()).toHaveLength(1);
+    });
+
+    it('a service slower to start than the lock\'s staleness is started once, not again by another relay', async () => {
+      const site = makeSite('slow');
+      // 4 s more for the service to listen: past the 5 s after which a lock of a service that does
+      // not answer counts as hung, unless its relay keeps it fresh while it waits (lock.ts refresh).
+      const env = { ...relayEnv(site.pool), NODE_OPTIONS: `--require ${zPath(path.join(import.meta.dirname, 'fixtures', 'slow-serve.cjs'))}` };
+      const l = await launchRelays(env, { instances: 3, mode: 'close', graceMs: 60_000 });
+      // The answers come once the service listens, or as 502 after the relays' 10 s: either way the relays tried for that long.
+      await Promise.all(l.clients.map((c) => get(c, site, '/myapp/hello')));
+      const relayLog = logLines(path.join(windowsTemp(), `corral-relay-${site.pool}.log`));
+      expect(relayLog.filter((x) => x.msg === 'removed a stale auto-start lock')).toEqual([]);
+      expect(relayLog.filter((x) => x.msg === 'auto-started the corral service')).toHaveLength(1);
       expect(services()).toHaveLength(1);
     });
 
