@@ -51,6 +51,12 @@ async function ask(s: Started): Promise<{ r: FcgiResponse; json: { version: stri
   return { r, json: JSON.parse(r.body.toString()) as { version: string; pid: number; script_name: string } };
 }
 
+/** Whether something listens on this local TCP port (node.exe's sockets are the Linux host's). */
+function listening(port: number): boolean {
+  const hex = `:${port.toString(16).toUpperCase().padStart(4, '0')} `;
+  return readFileSync('/proc/net/tcp', 'utf8').split('\n').some((l) => l.includes(`0100007F${hex}`) && / 0A /.test(l));
+}
+
 /** The Linux pid of a node.exe started here (`wine` became it: the same pid). */
 function servicePids(s: Started): number[] {
   return markedPids().filter((p) => cmdline(p).includes('main.js serve') && cmdline(p).includes(s.windowsDir));
@@ -105,12 +111,13 @@ else describe('corral serve as node.exe under Wine', () => {
 
   it('keeps the log complete when CTRL_C comes right after the start', async () => {
     const s = await serve('early', { waitReady: false });
-    await until(() => servicePids(s).length === 1, 60_000, 'node.exe running');
-    // As soon as the first line is out: the start is under way, pino-roll's thread has lines buffered.
-    await until(() => logLines(s.logFile).length > 0, 60_000, 'the first log line');
+    // The earliest CTRL_C that the service handles: its handlers are set before it listens. Its
+    // log thread (pino-roll) may not have written a line yet: the stop must flush what it holds.
+    await until(() => listening(s.port), 90_000, 'the FastCGI port listening');
     process.kill(servicePids(s)[0]!, 'SIGINT');
     expect(await s.proc.exited).toBe(0);
     const msgs = logLines(s.logFile).map((l) => l.msg);
+    expect(msgs[0]).toBe('corral starting');
     expect(msgs).toContain('stop requested');
     expect(msgs).toContain('service stopped');
     await until(() => pythonWorkers().length === 0, 30_000, 'no Python worker left');
