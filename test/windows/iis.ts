@@ -3,14 +3,12 @@
  * iisfcgi.dll does (named pipe as stdin, client end connected first, _FCGI_SHUTDOWN_EVENT_), and
  * bridges each pipe to a TCP connection the Linux test speaks FastCGI on (FcgiClient).
  */
-import { randomBytes } from 'node:crypto';
 import { readFileSync, existsSync } from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { CLI } from '../helpers/corral.js';
 import { FcgiClient, type FcgiResponse } from '../helpers/fcgi-client.js';
 import { iisParams } from '../iis/emulator.js';
-import { BIN, NODE_EXE, startWine, waitForLine, zPath, type WineProcess } from './wine.js';
+import { BIN, NODE_EXE, startWine, tempFile, waitForLine, zPath, type WineProcess } from './wine.js';
 
 export interface Launch {
   readonly proc: WineProcess;
@@ -28,7 +26,7 @@ export interface Launch {
  */
 export async function launchRelays(env: Record<string, string>, opts: { instances?: number; mode?: 'stop' | 'leakprobe'; graceMs?: number } = {}): Promise<Launch> {
   const n = opts.instances ?? 1;
-  const statusFile = path.join(os.tmpdir(), `corral-iisfcgi-${randomBytes(4).toString('hex')}.txt`);
+  const statusFile = tempFile('corral-iisfcgi');
   const proc = startWine(path.join(BIN, 'iisfcgi.exe'), [zPath(statusFile), String(opts.graceMs ?? 30_000), opts.mode ?? 'stop', String(n)], {
     ...env,
     IISFCGI_CMD: `"${zPath(NODE_EXE)}" "${zPath(CLI)}" relay`,

@@ -68,11 +68,17 @@ export interface WineProcess {
 const started = new Set<ChildProcess>();
 const tmpFiles: string[] = [];
 
+/** A file name in the Linux temp directory, removed by killMarked(). */
+export function tempFile(prefix: string, ext = '.txt'): string {
+  const f = path.join(os.tmpdir(), `${prefix}-${RUN_MARK}-${randomBytes(4).toString('hex')}${ext}`);
+  tmpFiles.push(f);
+  return f;
+}
+
 /** Starts `wine EXE ARGS` with the given extra environment; stdio are a file, never a Linux pipe. */
 export function startWine(exe: string, args: readonly string[], env: Record<string, string> = {}): WineProcess {
-  const outFile = path.join(os.tmpdir(), `corral-wine-${RUN_MARK}-${randomBytes(4).toString('hex')}.out`);
+  const outFile = tempFile('corral-wine', '.out');
   const fd = openSync(outFile, 'w');
-  tmpFiles.push(outFile);
   const child = spawn('wine', [exe, ...args], {
     env: { ...process.env, ...wine.env, CORRAL_WINE_RUN: RUN_MARK, ...env },
     stdio: ['ignore', fd, fd],
@@ -144,6 +150,10 @@ export async function killMarked(): Promise<void> {
     await until(() => markedPids().length === 0, 5000).catch(() => undefined);
   }
   for (const f of tmpFiles.splice(0)) rmSync(f, { force: true });
+  // The sites, and what relays and services left in Wine's %TEMP% (logs, locks, secrets) for this run's pools.
+  rmSync(path.join(WINEPREFIX, 'drive_c', 'corral-test'), { recursive: true, force: true });
+  const temp = windowsTemp();
+  if (existsSync(temp)) for (const n of readdirSync(temp)) if (n.includes(RUN_MARK)) rmSync(path.join(temp, n), { recursive: true, force: true });
 }
 
 /** Resolves once `check()` is true (polled every 50 ms), rejects with `what` after `ms`. */
