@@ -22,9 +22,10 @@ export interface Launch {
 
 /**
  * Starts `instances` relays from one launcher (one w3wp). `mode` says what the launcher does when a
- * connection is closed (shim/iisfcgi.c): IIS's stop sequence with `graceMs`, or the leak probe.
+ * connection is closed (shim/iisfcgi.c): IIS's stop sequence with `graceMs` ('stop'), the same
+ * without setting the shutdown event ('close'), or the handle-leak probe.
  */
-export async function launchRelays(env: Record<string, string>, opts: { instances?: number; mode?: 'stop' | 'leakprobe'; graceMs?: number } = {}): Promise<Launch> {
+export async function launchRelays(env: Record<string, string>, opts: { instances?: number; mode?: 'stop' | 'close' | 'leakprobe'; graceMs?: number } = {}): Promise<Launch> {
   const n = opts.instances ?? 1;
   const statusFile = tempFile('corral-iisfcgi');
   const proc = startWine(path.join(BIN, 'iisfcgi.exe'), [zPath(statusFile), String(opts.graceMs ?? 30_000), opts.mode ?? 'stop', String(n)], {
