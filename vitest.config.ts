@@ -19,7 +19,7 @@ export default defineConfig({
         },
       },
       {
-        // The Windows side under Wine (test/windows/README.md), after the main suite: `npm run test:windows` alone.
+        // The Windows side under Wine (docs/windows.md), after the main suite: `npm run test:windows` alone.
         extends: true,
         test: {
           name: 'windows',
