@@ -1,7 +1,9 @@
 /**
  * Starting the corral service from a relay: `corral serve --listen ADDR --allowed-roots ROOTS`,
  * detached, with no stdio, so it outlives the relay (IIS recycles relays) and holds no handle on
- * the IIS pipe. Its lifetime: until it is stopped or killed. On Windows it stays in the job object
+ * the IIS pipe (Node clears the inherit flag of its std handles at start-up). It does inherit the
+ * handle of IIS's shutdown event, inheritable by IIS's choice: libuv passes every inheritable
+ * handle on and Node cannot close a raw handle (docs/windows.md, Handle inheritance). Its lifetime: until it is stopped or killed. On Windows it stays in the job object
  * (KILL_ON_JOB_CLOSE) of the w3wp that started its relay (libuv spawns without breakaway), so it
  * ends with that w3wp, like Helicon Zoo's backends; hence its address is per w3wp (discover.ts'
  * generationKey). Elsewhere it runs until killed.

@@ -8,7 +8,7 @@ import path from 'node:path';
 import type { Logger } from '../log/logger.js';
 import { serveCommand, spawnService, type StartedService } from './autostart.js';
 import type { ServiceLocation } from './discover.js';
-import { lockIsStale, pidAlive, readLock, removeIfUnchanged, tryLock } from './lock.js';
+import { lockIsStale, pidAlive, readLock, removeIfUnchanged, tryLock, type HeldLock } from './lock.js';
 
 /** How the link behaves; the defaults suit IIS. */
 export interface LinkOptions {
@@ -31,6 +31,8 @@ export interface LinkOptions {
 export class ServiceLink {
   readonly #o: Required<LinkOptions>;
   #inflight: Promise<net.Socket> | null = null;
+  /** The lock of the service this relay started and still waits for (refreshed meanwhile: lock.ts refresh). */
+  #starting: HeldLock | null = null;
   #warnedNoRoot = false;
 
   constructor(opts: LinkOptions) {
@@ -39,7 +41,10 @@ export class ServiceLink {
 
   /** A connected socket. `root` is the requesting app's directory, needed to auto-start the service. */
   connect(root: string | null): Promise<net.Socket> {
-    this.#inflight ??= this.#establish(root).finally(() => (this.#inflight = null));
+    this.#inflight ??= this.#establish(root).finally(() => {
+      this.#inflight = null;
+      this.#starting = null; // listening, or given up on: the lock is no longer refreshed
+    });
     return this.#inflight;
   }
 
@@ -50,6 +55,7 @@ export class ServiceLink {
     let started: StartedService | null = null;
     const seen: { exit: { code: number | null; signal: NodeJS.Signals | null } | null } = { exit: null };
     let lastError = '';
+    let lastRefresh = Date.now();
     for (;;) {
       try {
         return await this.#connectOnce();
@@ -68,6 +74,10 @@ export class ServiceLink {
         }
       }
       const e = seen.exit;
+      if (started !== null && e === null && Date.now() - lastRefresh >= 1000) {
+        this.#starting?.refresh();
+        lastRefresh = Date.now();
+      }
       if (e !== null) {
         // A service that another relay started (judging our lock stale while it was slow to listen)
         // may hold the address: ours then exits with EADDRINUSE, and that one serves.
@@ -109,6 +119,7 @@ export class ServiceLink {
       const cmd = serveCommand(location.text, root, this.#o.env, { secretFile: this.#o.secretFile });
       const started = spawnService(cmd);
       held.keep(started.pid);
+      this.#starting = held;
       log.info({ servicePid: started.pid, listen: location.text, root, args: cmd.args }, 'auto-started the corral service');
       this.#sweepOtherGenerations();
       return started;

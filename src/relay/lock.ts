@@ -8,7 +8,7 @@
  * creates a fresh one, the other must not remove the fresh one), so removal goes through a
  * second `wx` file, the breaker, and only deletes the lock if its content is still what was judged stale.
  */
-import { closeSync, ftruncateSync, openSync, readFileSync, rmSync, statSync, unlinkSync, writeSync } from 'node:fs';
+import { closeSync, ftruncateSync, openSync, readFileSync, rmSync, statSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
 
 /** What a lock file says. `at` is when it was written (ms since the epoch). */
 export interface LockInfo {
@@ -78,6 +78,12 @@ export function lockIsStale(info: LockInfo, now: number, failingForMs: number, s
 export interface HeldLock {
   /** Records the spawned service's pid; the lock stays for the service's life. */
   keep(servicePid: number): void;
+  /**
+   * After keep: rewrites the lock with the time now, while this relay waits for its service to
+   * listen, so that other relays do not judge a live service that is slow to start (node.exe under
+   * load, a virus scanner) hung and start a second one. A no-op once the lock was removed.
+   */
+  refresh(): void;
   /** Gives the lock up (the service turned out to be running already, or the spawn failed). */
   release(): void;
 }
@@ -102,10 +108,24 @@ export function tryLock(path: string): HeldLock | null {
     if (open) closeSync(fd);
     open = false;
   };
+  let kept: number | null = null;
   return {
     keep(servicePid) {
       write(servicePid);
       close();
+      kept = servicePid;
+    },
+    refresh() {
+      if (kept === null) return;
+      // Only our own lock: another relay may have judged it stale and replaced it meanwhile.
+      const now = readLock(path);
+      if (now === null || now.service !== kept || now.relay !== process.pid) return;
+      const text = JSON.stringify({ service: kept, relay: process.pid, at: Date.now() });
+      try {
+        writeFileSync(path, text);
+      } catch {
+        /* removed meanwhile: nothing to refresh */
+      }
     },
     release() {
       close();

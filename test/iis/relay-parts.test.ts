@@ -110,6 +110,24 @@ describe('the auto-start lock', () => {
     expect(lockIsStale({ service: null, relay: null, at: now - 5_000, raw: '' }, now, 0, 3_000)).toBe(true);
   });
 
+  it('is refreshed by its relay while the service starts, and only while it is still that relay\'s lock', () => {
+    const lock = join(tempDir(), 's.sock.lock');
+    const held = tryLock(lock)!;
+    held.keep(4242);
+    // As if written long ago: a slow start (node.exe under Wine, a virus scan) would look hung.
+    writeFileSync(lock, JSON.stringify({ service: 4242, relay: process.pid, at: 1 }));
+    held.refresh();
+    const after = readLock(lock)!;
+    expect(after).toMatchObject({ service: 4242, relay: process.pid });
+    expect(after.at).toBeGreaterThan(1);
+    expect(lockIsStale(after, after.at + 1_000, 10_000, 5_000, () => true)).toBe(false);
+    // Replaced by another relay's lock (it judged ours stale): left alone.
+    const theirs = JSON.stringify({ service: 777, relay: 1, at: 1 });
+    writeFileSync(lock, theirs);
+    held.refresh();
+    expect(readLock(lock)!.raw).toBe(theirs);
+  });
+
   it('removes a stale lock only if it is still the one judged stale (two relays racing)', () => {
     const lock = join(tempDir(), 's.sock.lock');
     writeFileSync(lock, JSON.stringify({ service: 999_999_999, relay: 1, at: 1 }));
