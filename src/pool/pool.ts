@@ -457,7 +457,7 @@ export class Pool implements Upstream {
     }
   }
 
-  /** A direct worker's report: whether it is idle (for scale-down), its request budget, the listen queue (for scale-up). */
+  /** A direct worker's report: whether it is idle (for scale-down) and the listen queue (for scale-up). */
   #onReport(w: WorkerHandle, r: DirectReport, now: number): void {
     const slot = this.#slots.get(w);
     if (!slot) return;
@@ -466,10 +466,7 @@ export class Pool implements Upstream {
     else slot.idleSince ??= now;
     if (r.queue !== null) this.#listenQueue = r.queue;
     if (r.accessDropped > 0) this.#warnOnce(`access dropped ${w.pid}`, { pid: w.pid, dropped: r.accessDropped }, 'a worker dropped access-log entries the service did not read in time');
-    if (slot.maxRequests > 0 && w.requests >= slot.maxRequests && slot.recycle === null && slot.drainingSince === null && this.#state !== 'stopping') {
-      slot.recycle = `served maxRequests (${slot.maxRequests})`;
-      w.log.info({ reason: slot.recycle, requests: w.requests }, 'recycling worker: its replacement starts first');
-    }
+    // Its request count (maxRequests) is the report's `served`: #checkRecycle sees it at the next tick.
   }
 
   #onReady(w: WorkerHandle, now: number): void {
@@ -496,6 +493,7 @@ export class Pool implements Upstream {
     this.#slots.delete(w);
     this.#deps.budget?.give();
     this.#clearWarning(`memory ${w.pid}`);
+    this.#clearWarning(`access dropped ${w.pid}`);
     const lost = w.forgetExchanges();
     const uptimeMs = now - slot.spawnedAt;
     // Exits we caused on purpose (stop, drain, recycle, discard, a timeout kill) are not failures.

@@ -13,7 +13,7 @@ import { DEBIAN_PYTHON, FIXTURES, alive, startCorral, stopAll, type CorralProces
 import { httpRequest, workersReady } from '../helpers/e2e.js';
 import { FcgiClient, cgiParams } from '../helpers/fcgi-client.js';
 import { freePort, startNginx, stopAllNginx } from '../helpers/nginx.js';
-import { AppDir, Load } from '../helpers/reload.js';
+import { AppDir, Load, keepAliveLoad } from '../helpers/reload.js';
 
 const apps: AppDir[] = [];
 const loads: Load[] = [];
@@ -103,12 +103,8 @@ describe('direct data plane', () => {
     const fcgi = await c.fcgiAddress();
     await workersReady(c, 2);
     const nginx = await startNginx({ upstream: fcgi, keepalive: 8, keepConn: true });
-    const clientAgents = Array.from({ length: 4 }, () => new http.Agent({ keepAlive: true, maxSockets: 1 }));
+    const { load, agents: clientAgents } = keepAliveLoad(`${nginx.url}/`, 4);
     agents.push(...clientAgents);
-    const load = new Load(4, async (client) => {
-      const r = await httpRequest(`${nginx.url}/`, { agent: clientAgents[client]!, timeoutMs: 10_000 });
-      return { status: r.status, body: r.body.toString('utf8') };
-    });
     loads.push(load);
     load.known.add('v1');
     load.start();

@@ -9,7 +9,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { startCorral, stopAll } from '../helpers/corral.js';
 import { httpRequest, workersReady } from '../helpers/e2e.js';
 import { startNginx, stopAllNginx } from '../helpers/nginx.js';
-import { AppDir, Load, latencies, median } from '../helpers/reload.js';
+import { AppDir, Load, keepAliveLoad, latencies, median } from '../helpers/reload.js';
 
 const apps: AppDir[] = [];
 const loads: Load[] = [];
@@ -36,12 +36,8 @@ describe('reload under load through nginx', () => {
     const nginx = await startNginx({ upstream: fcgi });
 
     // One keep-alive connection per client, as browsers and load balancers hold them.
-    const clientAgents = Array.from({ length: 4 }, () => new http.Agent({ keepAlive: true, maxSockets: 1 }));
+    const { load, agents: clientAgents } = keepAliveLoad(`${nginx.url}/`, 4);
     agents.push(...clientAgents);
-    const load = new Load(4, async (client) => {
-      const r = await httpRequest(`${nginx.url}/`, { agent: clientAgents[client]!, timeoutMs: 10_000 });
-      return { status: r.status, body: r.body.toString('utf8') };
-    });
     loads.push(load);
     load.known.add('v1');
     const began = performance.now();

@@ -4,9 +4,11 @@
  * write), and a load of N clients looping requests that records every answer, so a test can wait
  * for "the first answer with version X" and check that none failed.
  */
+import http from 'node:http';
 import { mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { httpRequest } from './e2e.js';
 
 /**
  * The app: `VERSION PID` on /, a ValueError with a known message on /boom. `bootSeconds` makes
@@ -221,4 +223,17 @@ export function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
   const mid = s.length >> 1;
   return s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
+}
+
+/**
+ * `n` HTTP clients looping GETs of `url`, each on one keep-alive connection (as browsers and load
+ * balancers hold them). The caller stops the load and destroys the agents.
+ */
+export function keepAliveLoad(url: string, n: number): { load: Load; agents: http.Agent[] } {
+  const agents = Array.from({ length: n }, () => new http.Agent({ keepAlive: true, maxSockets: 1 }));
+  const load = new Load(n, async (client) => {
+    const r = await httpRequest(url, { agent: agents[client]!, timeoutMs: 10_000 });
+    return { status: r.status, body: r.body.toString('utf8') };
+  });
+  return { load, agents };
 }

@@ -2,6 +2,7 @@
  * A test's side of a Python worker's FastCGI stream (its stdin/stdout pipes, or a socket in
  * standalone mode): the records it sent, and waits that re-check on every record, stderr chunk or close.
  */
+import type { ChildProcess } from 'node:child_process';
 import type { Readable, Writable } from 'node:stream';
 import { Decoder, parseCgi, record, T, windowRecord, type CgiResponse, type Rec } from './rawfcgi.js';
 
@@ -76,5 +77,29 @@ export class Peer {
 
   stdoutBytes(id: number): number {
     return this.records.filter((r) => r.id === id && r.type === T.STDOUT).reduce((n, r) => n + r.content.length, 0);
+  }
+}
+
+/** A worker process as a peer: its stdin/stdout are the protocol (or control) pipe; stderr and exit wake the waits. */
+export class ProcessPeer extends Peer {
+  readonly exited: Promise<number | null>;
+  constructor(readonly proc: ChildProcess) {
+    super(proc.stdin!, proc.stdout!);
+    proc.stderr!.setEncoding('utf8').on('data', (text: string) => {
+      this.stderr += text;
+      this.notify();
+    });
+    this.exited = new Promise((resolve) =>
+      proc.on('close', (code) => {
+        this.closed = true;
+        this.notify();
+        resolve(code);
+      }),
+    );
+  }
+
+  /** Its CORRAL_READY, parsed. */
+  async ready(): Promise<Record<string, unknown>> {
+    return JSON.parse((await this.find(T.READY, 0)).content.toString('utf8')) as Record<string, unknown>;
   }
 }

@@ -12,7 +12,7 @@ import { bindShared, type SharedListener } from '../../src/pool/shared-listener.
 import { FIXTURES, ROOT, splitHostPort } from '../helpers/corral.js';
 import { cgiParams, FcgiClient, header, type FcgiResponse } from '../helpers/fcgi-client.js';
 import { begin, decodePairs, pairs, record, T } from '../helpers/rawfcgi.js';
-import { Peer } from '../helpers/worker-peer.js';
+import { ProcessPeer } from '../helpers/worker-peer.js';
 
 const WORKER = path.join(ROOT, 'src/python/corral_worker.py');
 const PYTHON = process.env.CORRAL_TEST_PYTHON ?? 'python3';
@@ -29,18 +29,7 @@ interface Report {
 }
 
 /** A direct-mode worker: `records` are its control channel's. */
-class DirectWorker extends Peer {
-  readonly exited: Promise<number | null>;
-  constructor(readonly proc: ChildProcess) {
-    super(proc.stdin!, proc.stdout!);
-    proc.stderr!.setEncoding('utf8').on('data', (text: string) => { this.stderr += text; this.notify(); });
-    this.exited = new Promise((resolve) => proc.on('close', (code) => { this.closed = true; this.notify(); resolve(code); }));
-  }
-
-  async ready(): Promise<Record<string, unknown>> {
-    return JSON.parse((await this.find(T.READY, 0)).content.toString('utf8')) as Record<string, unknown>;
-  }
-
+class DirectWorker extends ProcessPeer {
   reports(): Report[] {
     return this.records.filter((r) => r.type === REPORT).map((r) => JSON.parse(r.content.toString('utf8')) as Report);
   }

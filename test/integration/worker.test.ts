@@ -10,7 +10,7 @@ import {
   begin, decodePairs, pairs, record, request, T, windowRecord,
   type CgiResponse, type Rec,
 } from '../helpers/rawfcgi.js';
-import { Peer } from '../helpers/worker-peer.js';
+import { ProcessPeer } from '../helpers/worker-peer.js';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const WORKER = path.join(ROOT, 'src/python/corral_worker.py');
@@ -36,18 +36,7 @@ function params(pathAndQuery: string, extra: Record<string, string> = {}): Recor
 const header = (r: CgiResponse, name: string): string[] =>
   r.headers.filter(([k]) => k.toLowerCase() === name.toLowerCase()).map(([, v]) => v);
 
-class Worker extends Peer {
-  readonly exited: Promise<number | null>;
-  constructor(readonly proc: ChildProcess) {
-    super(proc.stdin!, proc.stdout!);
-    proc.stderr!.setEncoding('utf8').on('data', (text: string) => { this.stderr += text; this.notify(); });
-    this.exited = new Promise((resolve) => proc.on('close', (code) => { this.closed = true; this.notify(); resolve(code); }));
-  }
-
-  async ready(): Promise<Record<string, unknown>> {
-    return JSON.parse((await this.find(T.READY, 0)).content.toString('utf8')) as Record<string, unknown>;
-  }
-
+class Worker extends ProcessPeer {
   async get(id: number, pathAndQuery: string, extra: Record<string, string> = {}, body: Buffer = Buffer.alloc(0)): Promise<CgiResponse & { end: Rec }> {
     this.send(request(id, params(pathAndQuery, extra), body));
     return this.response(id);
