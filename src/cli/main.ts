@@ -18,11 +18,11 @@ Usage:
   corral stop [--control ADDR] [--no-wait]  graceful stop; waits until the service is gone
   corral service install|uninstall|start|stop   the Windows service (corral service --help)
   corral migrate-webconfig [PATH] [--write]     a Helicon Zoo or wfastcgi web.config into corral's form
-  corral serve --help      every option, its environment variable and default
-  corral --version
+  corral serve --help      every option, its environment variable and default (also: corral help serve)
+  corral --version         (also -V, corral version)
 `;
 
-const COMMANDS = ['serve', 'dev', 'relay', 'status', 'reload', 'stop', 'service', 'migrate-webconfig', 'help', '--version'];
+const COMMANDS = ['serve', 'dev', 'relay', 'status', 'reload', 'stop', 'service', 'migrate-webconfig', 'help', 'version'];
 
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
@@ -44,12 +44,18 @@ async function main(argv: string[]): Promise<number> {
       return (await import('./migrate-webconfig.js')).runMigrateWebConfig(rest);
     case '--version':
     case '-v':
+    case '-V':
+    case 'version':
       process.stdout.write(`${VERSION}\n`);
+      return 0;
+    case 'help':
+      // `corral help serve` is `corral serve --help`.
+      if (rest[0] !== undefined && rest[0] !== 'help' && COMMANDS.includes(rest[0])) return main([rest[0], '--help']);
+      process.stdout.write(USAGE);
       return 0;
     case undefined:
     case '--help':
     case '-h':
-    case 'help':
       process.stdout.write(USAGE);
       return 0;
     default: {
