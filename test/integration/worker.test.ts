@@ -10,7 +10,7 @@ import {
   begin, decodePairs, pairs, record, request, T, windowRecord,
   type CgiResponse, type Rec,
 } from '../helpers/rawfcgi.js';
-import { ProcessPeer } from '../helpers/worker-peer.js';
+import { Peer, ProcessPeer } from '../helpers/worker-peer.js';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const WORKER = path.join(ROOT, 'src/python/corral_worker.py');
