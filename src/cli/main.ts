@@ -8,7 +8,7 @@ const VERSION = (JSON.parse(readFileSync(new URL('../../package.json', import.me
 const USAGE = `corral ${VERSION}: hosts Python WSGI apps behind IIS, nginx or Apache over FastCGI
 
 Usage:
-  corral serve [APP_DIR] [--wsgi-app MOD:CALLABLE] [--listen ADDR]... [--http ADDR]
+  corral serve [APP_DIR] [MODULE:CALLABLE | --wsgi-app MOD:CALLABLE] [--listen ADDR]... [--http ADDR]
                [--workers N] [--threads N] [--python CMD] [--config FILE]
   corral dev [APP_DIR] [--http ADDR] [options of serve]
                HTTP on 127.0.0.1:8000, reload on *.py changes, tracebacks in the browser

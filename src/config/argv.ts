@@ -42,6 +42,9 @@ const OPTIONS = optionsFromTable();
 const KNOWN_FLAGS = Object.keys(OPTIONS).map((name) => `--${name}`);
 const POSITIONAL = SETTING_ROWS.find((row) => row.cli === 'positional');
 
+/** A positional `module:callable` (dotted names, an optional trailing `()`): the app, as gunicorn's APP_MODULE. */
+const APP_MODULE = /^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*(?:\(\))?$/;
+
 /** The row a long option name belongs to (its flag or an alias). */
 function rowOf(name: string): (typeof SETTING_ROWS)[number] | undefined {
   const flag = `--${name}`;
@@ -140,6 +143,14 @@ export function parseCommandLine(argv: readonly string[]): CommandLine {
     values.set(row.key, { origin: token.rawName, texts: [...previous, token.value] });
   }
 
+  // gunicorn's habit: `corral serve mysite.wsgi:application` names the app, not a directory.
+  const appIndex = POSITIONAL === undefined ? -1 : positionals.findIndex((p) => APP_MODULE.test(p));
+  if (appIndex >= 0) {
+    const [text] = positionals.splice(appIndex, 1);
+    const given = values.get('wsgiApp');
+    if (given) problems.push({ origin: 'argument', key: 'wsgiApp', received: quote(text!), reason: 'is given twice', expected: `MODULE:CALLABLE or ${given.origin}, not both` });
+    else values.set('wsgiApp', { origin: 'MODULE:CALLABLE', texts: [text!] });
+  }
   const [first, ...extra] = positionals;
   if (first !== undefined && POSITIONAL !== undefined) {
     if (values.has(POSITIONAL.key)) problems.push({ origin: 'argument', key: POSITIONAL.key, received: quote(first), reason: 'is given twice', expected: `${POSITIONAL.arg} or ${values.get(POSITIONAL.key)!.origin}, not both` });

@@ -41,11 +41,13 @@ function rowHelp(row: SettingSpec<SettingKey, unknown>): string {
 export function renderHelp(command: string): string {
   const positional = SETTING_ROWS.filter((r) => r.cli === 'positional');
   const options = SETTING_ROWS.filter((r) => r.cli !== 'positional');
-  const usage = `Usage: corral ${command} ${positional.map((r) => `[${r.arg}] `).join('')}[options]`;
+  const usage = `Usage: corral ${command} ${positional.map((r) => `[${r.arg}] `).join('')}[MODULE:CALLABLE] [options]`;
   return [
     usage,
     '',
-    ...(positional.length > 0 ? ['Arguments:', ...positional.map(rowHelp), ''] : []),
+    ...(positional.length > 0
+      ? ['Arguments:', ...positional.map(rowHelp), entry('MODULE:CALLABLE', 'The WSGI app, as gunicorn takes it (`mysite.wsgi:application`): the same as `--wsgi-app`.'), '']
+      : []),
     'Options:',
     ...options.map(rowHelp),
     entry('--reload', 'Watch `*.py` and reload on changes: gunicorn\'s `--reload`, the same as `--watch "*.py"`.'),

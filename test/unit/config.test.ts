@@ -252,6 +252,11 @@ describe('loadSettings problems', () => {
     expect(s.root).toBe(dir);
     expect(problemsOf(() => load({ argv: ['--wrokers', '2'] }))).toEqual([expect.stringMatching(/^--wrokers: is not a known option; did you mean --workers\? \(expected an option that corral serve --help lists\)$/)]);
     expect(problemsOf(() => load({ argv: ['--chdir', dir, dir] }))[0]).toMatch(/^argument: ".*" is given twice/);
+    // A positional module:callable is the app (gunicorn's APP_MODULE), beside or instead of APP_DIR.
+    expect(load({ argv: ['mysite.wsgi:application'] }).settings.wsgiApp).toBe('mysite.wsgi:application');
+    const both = load({ argv: [dir, 'app:make_app()'] }).settings;
+    expect([both.root, both.wsgiApp]).toEqual([dir, 'app:make_app()']);
+    expect(problemsOf(() => load({ argv: ['a:b', '--wsgi-app', 'c:d'] }))[0]).toMatch(/^argument: "a:b" is given twice/);
     expect(problemsOf(() => load({ argv: ['--config', writeConfig('{\n  "workers": 2,\n  "threads": 3,,\n}')] }))[0]).toMatch(/is not valid JSON \(line 3, column 16: /);
   });
 
