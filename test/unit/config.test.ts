@@ -291,7 +291,7 @@ describe('help', () => {
 
   it('lists every flag, environment variable and default', () => {
     const help = renderHelp('serve');
-    expect(help).toMatch(/^Usage: corral serve \[APP_DIR\] \[options\]/);
+    expect(help).toMatch(/^Usage: corral serve \[APP_DIR\] \[MODULE:CALLABLE\] \[options\]/);
     for (const row of SETTINGS) {
       if (row.flag !== null) expect(help).toContain(row.flag);
       for (const name of row.env) expect(help).toContain(name);
