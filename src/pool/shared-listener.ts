@@ -13,7 +13,6 @@
  * The file status flags (O_NONBLOCK) of the socket are shared by every process that holds it:
  * a worker must keep it non-blocking (libuv created it so).
  */
-import { chmodSync } from 'node:fs';
 import net from 'node:net';
 import { getSystemErrorName } from 'node:util';
 import { formatAddress, listenFailure, type ListenAddress } from '../config/address.js';
@@ -45,16 +44,15 @@ export function directCapable(address: ListenAddress, platform: NodeJS.Platform 
 
 /**
  * Creates and binds the socket for a TCP or unix-socket address (a stale unix socket file is the
- * caller's to remove first). `mode` sets a unix socket's permissions. Rejects with a message that
- * names the address.
+ * caller's to remove first). Rejects with a message that names the address.
  *
  * libuv binds TCP with SO_REUSEADDR, with which Linux lets the bind succeed even where another
  * process listens; only listen() would fail, in a worker, too late. So a TCP port is probed: if
  * something answers there, it is in use.
  */
-export async function bindShared(address: ListenAddress, mode: number | null = null): Promise<SharedListener> {
-  const listener = bindNow(address, mode);
-  if (address.kind === 'tcp' && (await answers(probeHost(address.host), Number(listener.bound.slice(listener.bound.lastIndexOf(':') + 1))))) {
+export async function bindShared(address: ListenAddress): Promise<SharedListener> {
+  const { listener, host, port } = bindNow(address);
+  if (port !== null && (await answers(probeHost(host), port))) {
     listener.close();
     throw new Error(`cannot listen on ${formatAddress(address)}: ${listenFailure('EADDRINUSE', '--listen')}`);
   }
@@ -63,9 +61,8 @@ export async function bindShared(address: ListenAddress, mode: number | null = n
 
 /** Where to look for another listener on a wildcard address. */
 function probeHost(host: string): string {
-  if (host === '0.0.0.0' || host === '') return '127.0.0.1';
-  if (host === '::') return '::1';
-  return host === 'localhost' ? '127.0.0.1' : host;
+  if (host === '0.0.0.0') return '127.0.0.1';
+  return host === '::' ? '::1' : host;
 }
 
 function answers(host: string, port: number): Promise<boolean> {
@@ -82,14 +79,15 @@ function answers(host: string, port: number): Promise<boolean> {
   });
 }
 
-function bindNow(address: ListenAddress, mode: number | null): SharedListener {
+/** The bound socket, and for TCP the numeric host and the port it really bound (for `:0`). */
+function bindNow(address: ListenAddress): { listener: SharedListener; host: string; port: number | null } {
   const create = (net as unknown as { _createServerHandle?: CreateServerHandle })._createServerHandle;
   if (typeof create !== 'function') throw new Error('this Node has no net._createServerHandle: use --data-plane proxy');
   let result: RawHandle | number;
+  const host = address.kind === 'tcp' && address.host === 'localhost' ? '127.0.0.1' : address.kind === 'tcp' ? address.host : '';
   if (address.kind === 'tcp') {
-    const type = net.isIPv6(address.host) ? 6 : 4;
-    if (!net.isIP(address.host) && address.host !== 'localhost') throw new Error(`cannot listen on ${formatAddress(address)}: the direct data plane needs a numeric host`);
-    result = create(address.host === 'localhost' ? '127.0.0.1' : address.host, address.port, type, undefined, 0);
+    if (!net.isIP(host)) throw new Error(`cannot listen on ${formatAddress(address)}: the direct data plane needs a numeric host`);
+    result = create(host, address.port, net.isIPv6(host) ? 6 : 4, undefined, 0);
   } else if (address.kind === 'unix') {
     result = create(address.path, -1, -1, undefined, 0);
   } else {
@@ -101,16 +99,17 @@ function bindNow(address: ListenAddress, mode: number | null): SharedListener {
     handle.close();
     throw new Error(`cannot listen on ${formatAddress(address)}: no file descriptor for the socket (use --data-plane proxy)`);
   }
-  if (address.kind === 'unix' && mode !== null) chmodSync(address.path, mode);
   let bound = formatAddress(address);
+  let port = address.kind === 'tcp' ? address.port : null;
   if (address.kind === 'tcp' && handle.getsockname) {
     const out: Record<string, unknown> = {};
     if (handle.getsockname(out) === 0 && typeof out.port === 'number') {
-      bound = formatAddress({ kind: 'tcp', host: typeof out.address === 'string' ? out.address : address.host, port: out.port });
+      port = out.port;
+      bound = formatAddress({ kind: 'tcp', host: typeof out.address === 'string' ? out.address : host, port });
     }
   }
   let open = true;
-  return {
+  const listener: SharedListener = {
     address,
     fd: handle.fd,
     bound,
@@ -120,6 +119,7 @@ function bindNow(address: ListenAddress, mode: number | null): SharedListener {
       handle.close();
     },
   };
+  return { listener, host, port };
 }
 
 function errName(code: number): string {

@@ -11,7 +11,7 @@ import net from 'node:net';
 import { afterEach, describe, expect, it, onTestFailed } from 'vitest';
 import { DEBIAN_PYTHON, FIXTURES, alive, startCorral, stopAll, type CorralProcess, type LogLine } from '../helpers/corral.js';
 import { httpRequest, workersReady } from '../helpers/e2e.js';
-import { FcgiClient, cgiParams } from '../helpers/fcgi-client.js';
+import { FcgiClient, cgiParams, fcgiGet } from '../helpers/fcgi-client.js';
 import { freePort, startNginx, stopAllNginx } from '../helpers/nginx.js';
 import { AppDir, Load, keepAliveLoad } from '../helpers/reload.js';
 
@@ -46,11 +46,9 @@ async function serveDirect(extra: string[] = [], workers = 2): Promise<{ c: Corr
   return { c, addr };
 }
 
+/** A GET on `client`'s kept connection, or on a fresh one (fcgiGet) without it. */
 async function get(addr: { host: string; port: number }, path: string, client?: FcgiClient): Promise<{ status: number; body: string; headers: Record<string, string> }> {
-  const own = client ?? (await FcgiClient.connect(addr));
-  if (!client) clients.push(own);
-  const r = await own.request(1, cgiParams('GET', path), undefined, { keepConn: client !== undefined });
-  if (!client) own.close();
+  const r = client ? await client.request(1, cgiParams('GET', path)) : await fcgiGet(addr, path);
   return { status: r.status, body: r.body.toString('utf8'), headers: Object.fromEntries(r.headers.map(([n, v]) => [n.toLowerCase(), v])) };
 }
 
