@@ -124,10 +124,6 @@ export class Worker implements WorkerHandle {
   get running(): readonly RunningRequest[] {
     return this.#report?.current ?? [];
   }
-  /** A direct worker's last report. */
-  get report(): DirectReport | null {
-    return this.#report;
-  }
   /** The last stderr output, for error messages about a worker that died during boot. */
   get stderrTail(): string {
     return this.#stderrTail;
