@@ -11,8 +11,9 @@ worker's user+system CPU per request from /proc/PID/stat (Linux), measured after
 --depth 1 is what the service does with --threads 1 (one request at a time per worker); with
 --threads 1 the worker runs the app inline on its reader thread (no thread hand-off). --repeat N
 runs N fresh workers and also prints the median and the best run. --worker measures another
-version of the worker script, e.g. `git show HEAD:src/python/corral_worker.py > /tmp/old.py`;
-interleave the runs of both when comparing.
+version of the worker (its entry script, with its corral_wsgi package beside it), e.g.
+`mkdir /tmp/old && git archive HEAD src/python | tar -x -C /tmp/old` and then
+--worker /tmp/old/src/python/corral_worker.py; interleave the runs of both when comparing.
 
 The CPU figure is noisy on a small or shared machine. At --depth 1 the worker sleeps once per
 request, and on a VM whose CPUs go idle in between, waking up from idle costs more than the

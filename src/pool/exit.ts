@@ -1,6 +1,6 @@
 /**
  * Exit classification: one pure function from how a worker ended to what the pool logs and does.
- * Exit codes come from the worker (src/python/corral_worker.py): 3 = bad usage/boot, 4 = app
+ * Exit codes come from the worker (src/python/corral_wsgi/common.py, direct.py): 3 = bad usage/boot, 4 = app
  * import failed, 0 = stopped on stdin EOF, 5 = a direct-mode worker ended a request that ran over
  * requestTimeout (it answered 504 itself) and exited to be replaced.
  */

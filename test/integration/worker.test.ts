@@ -1,6 +1,6 @@
 // Integration tests of the Python worker (src/python/corral_worker.py): the real process, driven
 // byte by byte over its stdin/stdout (stdio mode) or over TCP (standalone mode).
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import net from 'node:net';
 import path from 'node:path';
@@ -499,29 +499,6 @@ describe.runIf(INLINE)('worker over stdio: inline requests (--threads 1)', () =>
     const { stdout } = await w.exchange(1);
     expect(stdout.length).toBe(window);
     expect(await w.exited).toBe(0);
-  });
-});
-
-describe('worker output helpers', () => {
-  it('writev_all resumes partial writes where they stopped, across and inside parts', () => {
-    // os.writev that takes at most 7 bytes per call (a pipe under a signal can do that).
-    const code = [
-      'import importlib.util, os, sys',
-      `spec = importlib.util.spec_from_file_location("corral_worker", ${JSON.stringify(WORKER)})`,
-      'w = importlib.util.module_from_spec(spec); spec.loader.exec_module(w)',
-      'out = bytearray()',
-      'def short_writev(fd, bufs):',
-      '    data = b"".join(bytes(b) for b in bufs)[:7]',
-      '    out.extend(data)',
-      '    return len(data)',
-      'w.os.writev = short_writev',
-      'parts = [b"head", b"", memoryview(b"0123456789abcdef")[3:], b"x" * 20, b"tail"]',
-      'w.writev_all(1, parts)',
-      'sys.stdout.write(out.decode())',
-    ].join('\n');
-    const r = spawnSync(PYTHON, ['-c', code], { encoding: 'utf8' });
-    expect(r.stderr).toBe('');
-    expect(r.stdout).toBe(`head3456789abcdef${'x'.repeat(20)}tail`);
   });
 });
 

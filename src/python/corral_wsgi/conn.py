@@ -1,4 +1,4 @@
-"""corral worker: one FastCGI connection of the event loop (corral_loop).
+"""corral worker: one FastCGI connection of the event loop (loop.py).
 
 Plain FastCGI, one request at a time (a BEGIN for another id meanwhile gets FCGI_CANT_MPX_CONN).
 Between requests the loop reads the connection; while a request runs, the request itself reads
@@ -8,10 +8,12 @@ connection alone. Limits of the hardening issue: params bytes (431, then close),
 before the app, or abort and close), silence while the app waits for body bytes.
 """
 import select
+import sys
 import time
 
-import corral_worker as cw
-from corral_worker import END_RECORD, END_REQUEST, log
+from .channel import WRITEV_FROM, Channel
+from .codec import END_RECORD, END_REQUEST, ProtocolError
+from .common import log
 
 CANT_MPX_CONN = 1  # FastCGI protocolStatus
 READ_SIZE = 65536
@@ -32,12 +34,12 @@ def wait_ready(sock, writing, timeout):
         raise TimeoutError("no progress on the connection for %gs" % timeout)
 
 
-class Conn(cw.Channel):
+class Conn(Channel):
     """One FastCGI connection: plain FastCGI, one request at a time, owned by the loop between
     requests and by its request (which does blocking reads and writes) while one runs."""
 
     def __init__(self, loop, sock):
-        cw.Channel.__init__(self, loop.server)
+        Channel.__init__(self, loop.server)
         self.loop = loop
         self.sock = sock
         self.fd = sock.fileno()
@@ -50,7 +52,7 @@ class Conn(cw.Channel):
         self.close_now = False  # close once no request runs
         self.lingering = False  # our side is shut: reading the rest until the peer's FIN
         self.watched = False  # registered with the selector
-        self.max_params = loop.opts.max_params or cw.sys.maxsize
+        self.max_params = loop.opts.max_params or sys.maxsize
         self.values_answers = loop.values
 
     # -- output: non-blocking sends, waiting in poll() up to the body timeout when the peer is slow
@@ -72,7 +74,7 @@ class Conn(cw.Channel):
                 pass
 
     def _write_parts(self, parts):
-        if sum(map(len, parts)) < cw.WRITEV_FROM:
+        if sum(map(len, parts)) < WRITEV_FROM:
             self._write_all(b"".join(parts))
             return
         for part in parts:  # large: no joined copy (each part is up to a record's content)
@@ -101,7 +103,7 @@ class Conn(cw.Channel):
                     raise EOFError("the client closed the connection")
                 self.take(data)
                 return
-            except (OSError, EOFError, cw.ProtocolError) as exc:
+            except (OSError, EOFError, ProtocolError) as exc:
                 self.loop.bad_peer(self, exc)
             self.close_now = True
             for req in list(self.requests.values()):
@@ -114,7 +116,7 @@ class Conn(cw.Channel):
         if req is not None and rid != req.id and rid:
             self.reply(END_RECORD.pack(1, END_REQUEST, rid, 8, 0, 0, CANT_MPX_CONN))
             return
-        cw.Channel.begin(self, rid, content)
+        Channel.begin(self, rid, content)
         req = self.requests.get(rid)
         if req is not None and self.req is None:
             self.req, self.body = req, 0
@@ -122,7 +124,7 @@ class Conn(cw.Channel):
             self.deadline = now + self.loop.params_timeout
 
     def stdin(self, req, content):
-        if not cw.Channel.stdin(self, req, content):
+        if not Channel.stdin(self, req, content):
             return False
         self.body += len(content)
         limit = self.loop.opts.max_body_size
@@ -133,7 +135,7 @@ class Conn(cw.Channel):
         return True
 
     def params(self, req, content):
-        cw.Channel.params(self, req, content)
+        Channel.params(self, req, content)
         limit = self.loop.opts.max_body_size
         if limit and req.queued:  # complete: check the length before any body byte counts
             length = req.environ.get("CONTENT_LENGTH", "")
@@ -144,7 +146,7 @@ class Conn(cw.Channel):
     def reject(self, req, reason, status="400 Bad Request"):
         if status[:3] == "431":
             self.close_now = True
-        cw.Channel.reject(self, req, reason, status)
+        Channel.reject(self, req, reason, status)
 
     def close_after_end(self):
         self.close_now = True
@@ -156,7 +158,7 @@ class Conn(cw.Channel):
                 self.loop.dispatch(self, req)
 
     def finished(self, req):
-        cw.Channel.finished(self, req)
+        Channel.finished(self, req)
         if not req.keep_conn:
             self.close_now = True
         self.req = None

@@ -5,7 +5,7 @@ no thread per connection. A connection's records are parsed as they arrive; once
 params are complete the request runs (inline on the loop's thread with --threads 1, else on an
 app thread) and does its own blocking I/O on its connection, with timeouts, until it ends: one
 request at a time per connection (FCGI_MPXS_CONNS=0). While a request runs inline the loop does
-not accept: other workers on the same socket take the new connections. corral_direct adds the
+not accept: other workers on the same socket take the new connections. direct.py adds the
 service's side (control channel, REPORTs, watchdog). See src/fcgi/PROTOCOL.md, "Direct mode".
 """
 import collections
@@ -14,9 +14,9 @@ import socket
 import threading
 import time
 
-import corral_worker as cw
-from corral_conn import READ_SIZE, Conn
-from corral_worker import log
+from .codec import ProtocolError
+from .common import log
+from .conn import READ_SIZE, Conn
 
 ACCEPT_BATCH = 64  # connections per readiness event: then serve the ones we have
 # Inline, a worker serves one request at a time: a connection it accepts while another's request
@@ -167,7 +167,7 @@ class Loop:
             return
         try:
             conn.take(data)
-        except cw.ProtocolError as exc:
+        except ProtocolError as exc:
             self.bad_peer(conn, exc)
             conn.input_closed()
             self.close(conn)

@@ -1,4 +1,4 @@
-"""corral worker, direct mode: the service's side of the event loop (corral_loop).
+"""corral worker, direct mode: the service's side of the event loop (loop.py).
 
 The service bound the listening socket and passed it as --direct-fd; the worker listens on it
 (at boot) and accepts on it. Its stdin/stdout are the control channel: READY, PING -> PONG
@@ -17,9 +17,12 @@ import struct
 import threading
 import time
 
-import corral_loop
-import corral_worker as cw
-from corral_worker import END_REQUEST, STDOUT, TERMINATOR, log, pack_header
+from .channel import write_all
+from .codec import (APP_FAILED, CORRAL_PING, CORRAL_PONG, CORRAL_READY, END_REQUEST, HEADER,
+                    MAX_CONTENT, PROTOCOL_VERSION, REQUEST_COMPLETE, STDOUT, TERMINATOR, frame_stdout,
+                    pack_header)
+from .common import EXIT_BOOT, EXIT_OK, UsageError, exit_soon, flush_std, format_exc, log
+from .loop import Loop
 
 CORRAL_REPORT = 0xC5
 EXIT_TIMEOUT = 5
@@ -66,7 +69,7 @@ class Supervisor:
         holds 65535 bytes): each a whole object with the same counters and a share of them."""
         body["access"] = access
         payload = json.dumps(body, separators=(",", ":")).encode("utf-8")
-        if len(payload) <= cw.MAX_CONTENT:
+        if len(payload) <= MAX_CONTENT:
             self.send_control(CORRAL_REPORT, payload)
         elif len(access) > 1:
             half = len(access) // 2
@@ -75,7 +78,7 @@ class Supervisor:
             self.send_report(body, access[half:])
         else:  # one entry too large (a huge path): cut its path
             access[0]["path"] = access[0]["path"][:2000]
-            self.send_control(CORRAL_REPORT, json.dumps(body, separators=(",", ":")).encode("utf-8")[:cw.MAX_CONTENT])
+            self.send_control(CORRAL_REPORT, json.dumps(body, separators=(",", ":")).encode("utf-8")[:MAX_CONTENT])
 
     def queue_depth(self):
         """Connections waiting in the listen queue (Linux TCP only), else None."""
@@ -93,7 +96,7 @@ class Supervisor:
             if self.control is None:
                 return
             try:
-                cw.write_all(self.control, pack_header(1, rtype, 0, len(payload), 0) + payload)
+                write_all(self.control, pack_header(1, rtype, 0, len(payload), 0) + payload)
             except OSError:
                 self.control = None
                 self.loop.ask_drain()
@@ -105,7 +108,7 @@ class Supervisor:
             try:
                 self.tick()
             except Exception as exc:  # a bug of ours: keep watching
-                log("watchdog error: %s" % cw.format_exc(exc))
+                log("watchdog error: %s" % format_exc(exc))
 
     def tick(self):
         loop = self.loop
@@ -119,8 +122,8 @@ class Supervisor:
         if loop.drain_deadline is not None and now >= loop.drain_deadline:
             log("%d request(s) still running %gs after the stop: exiting" % (loop.busy, loop.server.grace))
             self.report(final=True)
-            cw.flush_std()
-            os._exit(cw.EXIT_OK)
+            flush_std()
+            os._exit(EXIT_OK)
         self.report()
 
     def time_out(self, conn, req):
@@ -137,9 +140,9 @@ class Supervisor:
             try:
                 if not req.out and not conn.broken:
                     out = []
-                    cw.frame_stdout(out, req.id, head + body)
+                    frame_stdout(out, req.id, head + body)
                     out.append(TERMINATOR.pack(1, STDOUT, req.id, 0, 0, 1, END_REQUEST, req.id, 8, 0,
-                                               cw.APP_FAILED, cw.REQUEST_COMPLETE))
+                                               APP_FAILED, REQUEST_COMPLETE))
                     req.out = len(head) + len(body)
                     try:
                         conn.sock.settimeout(1.0)
@@ -162,7 +165,7 @@ class Supervisor:
                                 "error": "CORRAL_REQUEST_TIMEOUT"})
             loop.running.pop(conn, None)
         self.report(final=True)
-        cw.flush_std()
+        flush_std()
         os._exit(EXIT_TIMEOUT)
 
     def control_reader(self, rfd):
@@ -179,7 +182,7 @@ class Supervisor:
             data = rest + chunk
             pos = 0
             while len(data) - pos >= 8:
-                version, rtype, _, clen, plen = cw.HEADER.unpack_from(data, pos)
+                version, rtype, _, clen, plen = HEADER.unpack_from(data, pos)
                 end = pos + 8 + clen
                 if end + plen > len(data):
                     break
@@ -187,13 +190,36 @@ class Supervisor:
                     log("malformed control record stream from the service: stopping")
                     self.loop.ask_drain()
                     return
-                if rtype == cw.CORRAL_PING:
-                    self.send_control(cw.CORRAL_PONG, data[pos + 8:end])
+                if rtype == CORRAL_PING:
+                    self.send_control(CORRAL_PONG, data[pos + 8:end])
                 else:
                     log("unexpected record type %d on the control channel: ignored" % rtype)
                 pos = end + plen
             rest = data[pos:]
         self.loop.ask_drain()
+
+
+def open_listener(address):
+    """A listening socket for host:port, [v6]:port, or a unix socket path; (sock, shown name)."""
+    if "/" in address or "\\" in address or address.startswith("unix:"):
+        path = address[5:] if address.startswith("unix:") else address
+        if not hasattr(socket, "AF_UNIX"):
+            raise UsageError("unix sockets are not available here: %r" % address)
+        if os.path.exists(path):
+            os.unlink(path)  # a stale socket from a previous run
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.bind(path)
+        sock.listen(128)
+        return sock, path
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit():
+        raise UsageError("--listen wants host:port or a socket path, got %r" % address)
+    host = host.strip("[]") or "0.0.0.0"
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.create_server((host, int(port)), family=family, backlog=128)
+    bound = sock.getsockname()
+    shown = "[%s]:%d" % bound[:2] if family == socket.AF_INET6 else "%s:%d" % bound[:2]
+    return sock, shown
 
 
 def sockname(sock):
@@ -208,14 +234,14 @@ def serve(server, opts, rfd, wfd):
     standalone = opts.listener is None
     if standalone:
         try:
-            listener, shown = cw.open_listener(opts.listen)
+            listener, shown = open_listener(opts.listen)
             listener.setblocking(False)
-        except (cw.UsageError, OSError) as exc:
+        except (UsageError, OSError) as exc:
             log("cannot listen on %r: %s" % (opts.listen, exc))
-            return cw.EXIT_BOOT
+            return EXIT_BOOT
     else:
         listener, shown = opts.listener, sockname(opts.listener)
-    loop = corral_loop.Loop(server, opts, listener)
+    loop = Loop(server, opts, listener)
     loop.access_log = not standalone
     sup = Supervisor(loop, wfd)
     if not loop.inline:
@@ -232,10 +258,10 @@ def serve(server, opts, rfd, wfd):
         log("listening on %s" % shown)
     else:
         ready = {"pid": os.getpid(), "python": platform.python_version(), "app": opts.app,
-                 "threads": opts.threads, "window": opts.window, "protocol": cw.PROTOCOL_VERSION,
+                 "threads": opts.threads, "window": opts.window, "protocol": PROTOCOL_VERSION,
                  "inline": loop.inline, "malloc_tuned": opts.malloc_tuned, "direct": True,
                  "listen": shown}
-        sup.send_control(cw.CORRAL_READY, json.dumps(ready).encode("utf-8"))
+        sup.send_control(CORRAL_READY, json.dumps(ready).encode("utf-8"))
         sup.report(final=True)
         threading.Thread(target=sup.control_reader, args=(rfd,), name="corral-control",
                          daemon=True).start()
@@ -248,5 +274,5 @@ def serve(server, opts, rfd, wfd):
             except OSError:
                 pass
     sup.report(final=True)
-    cw.flush_std()
-    return cw.exit_soon(server, cw.EXIT_OK)
+    flush_std()
+    return exit_soon(server, EXIT_OK)

@@ -1,0 +1,170 @@
+"""corral worker: the request body the app reads (wsgi.input) and wsgi.file_wrapper."""
+import sys
+
+from .codec import CORRAL_WINDOW, CREDIT_RECORD
+from .common import ClientDisconnected, ClientGone
+
+
+class Input:
+    """wsgi.input: reads block until body bytes or the end of the body arrive.
+
+    On a windowed channel the bytes the app has read are handed back to the sender as credit
+    (CORRAL_WINDOW), batched per a quarter window or whenever the app has to wait.
+    """
+
+    __slots__ = ("_chan", "_rid", "_buf", "_pos", "_pending", "held", "eof", "ended", "_unacked",
+                 "cut_off")
+
+    def __init__(self, chan, rid):
+        self._chan = chan  # no reference to the Request: no cycle, freed at once when done
+        self._rid = rid
+        self._buf = b""
+        self._pos = 0
+        self._pending = []
+        self.held = 0  # bytes received and not yet read by the app
+        self.eof = False
+        self.ended = False  # the request has ended: no more credit
+        self._unacked = 0
+        self.cut_off = False  # aborted: reads raise ClientDisconnected
+
+    def feed(self, data):
+        """Reader thread: body bytes arrived (b'' = end of body)."""
+        chan = self._chan
+        with chan.lock:
+            if self.eof:
+                return
+            if data:
+                self._pending.append(data)
+                self.held += len(data)
+            else:
+                self.eof = True
+            chan.wake()
+
+    def cut(self):
+        """The request is aborted: drop what is held; reads raise ClientDisconnected unless the
+        app had read the whole body already (then they return end-of-data)."""
+        self.cut_off = not self.eof or self.held > 0
+        self._buf, self._pos, self._pending, self.held, self.eof = b"", 0, [], 0, True
+
+    def read(self, size=-1):
+        if size is None or size < 0:
+            size = sys.maxsize
+        parts = []
+        while size > 0:
+            piece = self._take(size, False)
+            if not piece:
+                break
+            parts.append(piece)
+            size -= len(piece)
+        return parts[0] if len(parts) == 1 else b"".join(parts)
+
+    def readline(self, limit=-1):
+        if limit is None or limit < 0:
+            limit = sys.maxsize
+        parts = []
+        while limit > 0:
+            piece = self._take(limit, True)
+            if not piece:
+                break
+            parts.append(piece)
+            limit -= len(piece)
+            if piece[-1:] == b"\n":
+                break
+        return parts[0] if len(parts) == 1 else b"".join(parts)
+
+    def readlines(self, hint=-1):
+        lines, total = [], 0
+        for line in self:
+            lines.append(line)
+            total += len(line)
+            if 0 < hint <= total:
+                break
+        return lines
+
+    def __iter__(self):
+        while True:
+            line = self.readline()
+            if not line:
+                return
+            yield line
+
+    def _take(self, limit, to_newline):
+        """Up to limit bytes (stopping after a newline if asked); b'' at the end of the body."""
+        chan = self._chan
+        while True:
+            piece = None
+            with chan.lock:
+                if self._pos >= len(self._buf) and self._pending:
+                    pending = self._pending
+                    self._buf = pending[0] if len(pending) == 1 else b"".join(pending)
+                    self._pos = 0
+                    self._pending = []
+                if self._pos < len(self._buf):
+                    piece = self._slice(limit, to_newline)
+                    credit = self._consumed(len(piece))
+                elif self.eof:
+                    if self.cut_off:
+                        raise ClientDisconnected("the client went away before the whole body arrived")
+                    return b""
+                else:  # nothing to read: give back credit first so the sender can go on
+                    credit, self._unacked = self._unacked, 0
+                    if not credit:
+                        chan.wait()
+            if credit:
+                self._give_credit(credit)
+            if piece is not None:
+                return piece
+
+    def _slice(self, limit, to_newline):
+        buf, pos = self._buf, self._pos
+        end = min(len(buf), pos + limit)
+        if to_newline:
+            nl = buf.find(b"\n", pos, end)
+            if nl >= 0:
+                end = nl + 1
+        self._pos = end
+        if end >= len(buf):
+            self._buf, self._pos = b"", 0
+            return buf[pos:] if pos else buf
+        return buf[pos:end]
+
+    def _consumed(self, size):
+        """Account size bytes read; return the credit to give back now (0 = not yet)."""
+        self.held -= size
+        chan = self._chan
+        if not chan.windowed:
+            chan.wake()  # the connection's reader may wait for room (standalone mode)
+            return 0
+        if self.eof:
+            return 0  # the whole body is here: the sender needs no more credit
+        self._unacked += size
+        if self._unacked < chan.quarter:
+            return 0
+        credit, self._unacked = self._unacked, 0
+        return credit
+
+    def _give_credit(self, size):
+        """Tell the sender the app has read size more body bytes."""
+        if not self.ended and not self.eof:
+            try:
+                self._chan.write(CREDIT_RECORD.pack(1, CORRAL_WINDOW, self._rid, 4, 0, size))
+            except ClientGone:
+                pass
+
+
+class FileWrapper:
+    """wsgi.file_wrapper: iterates a file-like object in blocks and closes it."""
+
+    def __init__(self, filelike, blksize=65536):
+        self.filelike = filelike
+        self.blksize = blksize
+        if hasattr(filelike, "close"):
+            self.close = filelike.close
+
+    def __iter__(self):
+        read, size = self.filelike.read, self.blksize
+        while True:
+            block = read(size)
+            if not block:
+                return
+            yield block

@@ -1,0 +1,61 @@
+"""corral worker: what every module shares: exit codes, exceptions, the log line, exiting."""
+import os
+import sys
+import threading
+import time
+import traceback
+
+EXIT_OK, EXIT_BOOT, EXIT_IMPORT = 0, 3, 4
+TRUE_WORDS = ("on", "1", "yes")
+
+
+class UsageError(Exception):
+    """Bad command line or settings (exit 3)."""
+
+    usage = ""
+
+
+class ClientGone(Exception):
+    """The request was aborted or its connection is gone: the app's output goes nowhere."""
+
+
+class ClientDisconnected(ClientGone, OSError):
+    """wsgi.input read of a request that was aborted: the body will not come (an OSError, as a
+    socket read would raise, so that frameworks report a broken upload rather than parse a
+    truncated body as whole)."""
+
+
+class ResponseEnded(RuntimeError):
+    """write() after the response ended: its request id may already serve another request."""
+
+
+def log(message):
+    """One line on stderr (the service captures it per app)."""
+    try:
+        sys.stderr.write("corral_worker: %s\n" % message)
+        sys.stderr.flush()
+    except (OSError, ValueError, AttributeError):
+        pass
+
+
+def format_exc(exc):
+    """The full traceback text (the 3-argument form works on Python 3.9)."""
+    return "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+
+
+def flush_std():
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError, AttributeError):
+            pass
+
+
+def exit_soon(server, code):
+    """Return code for a normal interpreter exit, with a watchdog in case app threads hang it."""
+    def watchdog():
+        time.sleep(max(server.grace, 0.5))
+        flush_std()
+        os._exit(code)
+    threading.Thread(target=watchdog, name="corral-exit", daemon=True).start()
+    return code
