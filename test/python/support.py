@@ -109,3 +109,50 @@ class MemChannel(Channel):
     def take(self):
         data, self.out = bytes(self.out), bytearray()
         return data
+
+
+class Opts:
+    """The options the event loop reads (args.parse_args's defaults, shortened timeouts)."""
+
+    def __init__(self, **kw):
+        self.params_timeout = 10.0
+        self.idle_timeout = 75.0
+        self.body_timeout = 5.0
+        self.request_timeout = 0.0
+        self.max_connections = 100
+        self.max_params = 65536
+        self.max_body_size = 0
+        self.__dict__.update(kw)
+
+
+def unix_listener():
+    """A listening unix socket in a fresh directory: (sock, cleanup)."""
+    import shutil
+    import socket
+    import tempfile
+    where = tempfile.mkdtemp()
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.bind(os.path.join(where, "s"))
+    sock.listen(16)
+    sock.setblocking(False)
+
+    def cleanup():
+        sock.close()
+        shutil.rmtree(where, ignore_errors=True)
+    return sock, cleanup
+
+
+def read_until_end(sock, rid, timeout=10.0):
+    """Read records from sock until END_REQUEST for rid (or EOF): the bytes."""
+    sock.settimeout(timeout)
+    data = b""
+    while True:
+        try:
+            if (codec.END_REQUEST, rid) in [(t, r) for t, r, _ in parse(data)]:
+                return data
+        except AssertionError:
+            pass  # a partial record
+        chunk = sock.recv(65536)
+        if not chunk:
+            return data
+        data += chunk

@@ -1,0 +1,189 @@
+"""corral_wsgi.direct: listeners, REPORTs (split to fit a record), the control channel."""
+import contextlib
+import io
+import json
+import os
+import socket
+import tempfile
+import threading
+import unittest
+from unittest import mock
+
+import support
+from corral_wsgi import codec, direct, stdio
+from corral_wsgi.common import UsageError
+from corral_wsgi.loop import Loop
+
+
+class Listeners(unittest.TestCase):
+    def test_tcp_host_port(self):
+        sock, shown = direct.open_listener("127.0.0.1:0")
+        self.addCleanup(sock.close)
+        self.assertRegex(shown, r"^127\.0\.0\.1:\d+$")
+        self.assertEqual(direct.sockname(sock), shown)
+
+    @unittest.skipUnless(socket.has_ipv6, "no IPv6")
+    def test_ipv6_brackets(self):
+        try:
+            sock, shown = direct.open_listener("[::1]:0")
+        except OSError as exc:
+            self.skipTest("no IPv6 loopback: %s" % exc)
+        self.addCleanup(sock.close)
+        self.assertRegex(shown, r"^\[::1\]:\d+$")
+
+    @unittest.skipUnless(hasattr(socket, "AF_UNIX"), "no unix sockets")
+    def test_unix_path_replaces_a_stale_socket(self):
+        with tempfile.TemporaryDirectory() as where:
+            path = os.path.join(where, "fcgi.sock")
+            with open(path, "w"):
+                pass
+            sock, shown = direct.open_listener("unix:" + path)
+            sock.close()
+            self.assertEqual(shown, path)
+            sock, shown = direct.open_listener(path)
+            self.addCleanup(sock.close)
+            self.assertEqual(direct.sockname(sock), path)
+
+    def test_bad_addresses(self):
+        for bad in ("nohost", "host:port", "127.0.0.1:"):
+            with self.subTest(address=bad), self.assertRaises(UsageError):
+                direct.open_listener(bad)
+
+
+class Supervision(unittest.TestCase):
+    def setUp(self):
+        listener, cleanup = support.unix_listener()
+        self.addCleanup(cleanup)
+        self.loop = Loop(support.make_server(), support.Opts(), listener)
+        self.addCleanup(self.loop.wake_w.close)
+        self.addCleanup(self.loop.wake_r.close)
+        self.from_worker, wfd = os.pipe()
+        self.addCleanup(os.close, self.from_worker)
+        self.addCleanup(os.close, wfd)
+        stdio.grow_pipe(wfd)  # room for every report of a test: nobody reads until it is done
+        self.sup = direct.Supervisor(self.loop, wfd)
+
+    def reports(self):
+        data = os.read(self.from_worker, 1 << 20)
+        out = []
+        for rtype, _, content in support.parse(data):
+            self.assertEqual(rtype, direct.CORRAL_REPORT)
+            out.append(json.loads(content))
+        return out
+
+    def test_a_report_only_when_something_changed(self):
+        self.sup.report()
+        [first] = self.reports()
+        self.assertEqual((first["busy"], first["conns"], first["served"], first["queue"]), (0, 0, 0, None))
+        self.sup.report()  # nothing changed: nothing sent
+        self.sup.report(final=True)
+        self.assertEqual(len(self.reports()), 1)
+
+    def test_access_entries_are_split_over_records_that_fit(self):
+        entry = {"method": "GET", "path": "/" + "p" * 300, "status": 200, "bytes": 1, "ms": 1.0}
+        with self.loop.lock:
+            self.loop.access.extend(dict(entry) for _ in range(250))
+            self.loop.access_dropped = 3
+        self.sup.report(final=True)
+        reports = self.reports()
+        self.assertGreater(len(reports), 1)
+        self.assertEqual(sum(len(r["access"]) for r in reports), 250)
+        self.assertEqual([r.get("access_dropped") for r in reports][0], 3)
+        self.assertEqual(sum(1 for r in reports if "access_dropped" in r), 1)
+        self.assertEqual(len(self.loop.access), 0)
+
+    def test_one_huge_entry_is_cut(self):
+        with self.loop.lock:
+            self.loop.access.append({"method": "GET", "path": "/" + "p" * 100000, "status": 200})
+        self.sup.report(final=True)
+        [report] = self.reports()
+        self.assertEqual(len(report["access"][0]["path"]), 2000)
+
+    def test_control_reader_answers_ping_and_drains_at_eof(self):
+        rfd, to_worker = os.pipe()
+        self.addCleanup(os.close, rfd)
+        os.write(to_worker, support.record(codec.CORRAL_PING, 0, b"p1") + support.record(0x77, 0, b""))
+        os.close(to_worker)
+        err = io.StringIO()
+        with contextlib.redirect_stderr(err):
+            self.sup.control_reader(rfd)
+        self.assertEqual(support.parse(os.read(self.from_worker, 100)), [(codec.CORRAL_PONG, 0, b"p1")])
+        self.assertTrue(self.loop.draining_asked)
+        self.assertIn("unexpected record type 119 on the control channel", err.getvalue())
+
+    def test_a_gone_control_channel_asks_for_a_drain(self):
+        os.close(self.from_worker)
+        self.from_worker = os.open(os.devnull, os.O_RDONLY)  # for the cleanup
+        self.sup.send_control(direct.CORRAL_REPORT, b"{}")
+        self.assertIsNone(self.sup.control)
+        self.assertTrue(self.loop.draining_asked)
+
+    def test_queue_depth_of_a_tcp_listener(self):
+        sock, _ = direct.open_listener("127.0.0.1:0")
+        self.addCleanup(sock.close)
+        loop = Loop(support.make_server(), support.Opts(), sock)
+        self.addCleanup(loop.wake_w.close)
+        self.addCleanup(loop.wake_r.close)
+        depth = direct.Supervisor(loop, None).queue_depth()
+        if hasattr(socket, "TCP_INFO"):
+            self.assertEqual(depth, 0)
+            client = socket.create_connection(sock.getsockname())
+            self.addCleanup(client.close)
+            client.sendall(support.begin(1))  # the inline loop set TCP_DEFER_ACCEPT: queued once it speaks
+            for _ in range(500):
+                depth = direct.Supervisor(loop, None).queue_depth()
+                if depth:
+                    break
+                threading.Event().wait(0.01)
+            self.assertEqual(depth, 1)
+        else:
+            self.assertIsNone(depth)
+
+
+class Standalone(unittest.TestCase):
+    def test_serve_standalone_until_drained(self):
+        loops = []
+
+        class KeptLoop(Loop):
+            def __init__(self, *args):
+                Loop.__init__(self, *args)
+                loops.append(self)
+        with tempfile.TemporaryDirectory() as where:
+            path = os.path.join(where, "s")
+            opts = support.Opts(listen=path, listener=None)
+            result = []
+            err = io.StringIO()
+
+            def serve():
+                with contextlib.redirect_stderr(err):
+                    result.append(direct.serve(support.make_server(), opts, None, None))
+            thread = threading.Thread(target=serve, daemon=True)
+            # signal.signal works on the main thread only; SIGTERM's handler would call ask_drain.
+            with mock.patch.object(direct, "Loop", KeptLoop), mock.patch.object(direct.signal, "signal"), \
+                    mock.patch.object(direct, "exit_soon", lambda server, code: code), \
+                    mock.patch.object(direct.Supervisor, "watchdog", lambda sup: None):  # no os._exit here
+                thread.start()
+                client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                self.addCleanup(client.close)
+                while True:
+                    try:
+                        client.connect(path)
+                        break
+                    except (FileNotFoundError, ConnectionRefusedError):
+                        self.assertTrue(thread.is_alive(), err.getvalue())
+                        threading.Event().wait(0.01)
+                client.sendall(support.request(1, {"PATH_INFO": "/alone"}))
+                data = support.read_until_end(client, 1)
+                self.assertEqual(support.split_cgi(support.responses(data)[1][0])[2], b"hello /alone")
+                loops[0].ask_drain()
+                thread.join(10)
+            for loop in loops:
+                loop.wake_r.close()
+                loop.wake_w.close()
+            self.assertEqual(result, [0])
+            self.assertIn("listening on " + path, err.getvalue())
+            self.assertFalse(os.path.exists(path))  # its socket file is removed at the stop
+
+
+if __name__ == "__main__":
+    unittest.main()
