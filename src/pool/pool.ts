@@ -483,12 +483,14 @@ export class Pool implements Upstream {
     w.log.info({ threads: w.capacity, python: w.info?.python, bootMs: Math.round(now - slot.spawnedAt) }, 'worker ready');
     if (this.#state === 'stopping') return;
     if (w.generation === this.#servingGen && (this.#state === 'starting' || this.#state === 'failed')) {
-      if (this.#state === 'failed') this.log.info({ gen: w.generation }, 'pool recovered');
+      const recovered = this.#state === 'failed';
+      if (recovered) this.log.info({ gen: w.generation }, 'pool recovered');
       this.#crashes = 0;
       this.#failure = null;
       this.#failedRetries = 0;
       this.#transition('running');
-      if (this.#opts.direct) this.#deps.answer?.(null);
+      // The answerer (direct mode) drains now, like an old generation: this worker accepts too.
+      if (recovered && this.#opts.direct) this.#deps.answer?.(null);
       this.#settle(this.#readyWaiters, null);
       this.#settle(this.#reloadWaiters, null);
     }
