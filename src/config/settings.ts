@@ -191,7 +191,7 @@ export const SETTINGS = [
   setting({
     key: 'queueLength', env: ['CORRAL_QUEUE_LENGTH'], flag: '--queue-length', cli: 'option', arg: 'N',
     kind: integer(0, 1_000_000), default: 1000,
-    doc: 'Requests that may wait for a free worker thread; beyond it the answer is 503 with `Retry-After`. 1000 is IIS\'s FastCGI `queueLength`. On the direct data plane it is the listen backlog instead: connections wait in the kernel, and past it the kernel refuses new ones (the web server answers its own 502).',
+    doc: 'Requests that may wait for a free worker thread; beyond it the answer is 503 with `Retry-After`. 1000 is IIS\'s FastCGI `queueLength`. On the direct data plane it is the listen backlog instead: connections wait in the kernel, and past it new ones are not taken (the web server answers its own error: nginx 502 on a unix socket, 504 after `fastcgi_connect_timeout` on TCP).',
   }),
   setting({
     key: 'queueTimeout', env: ['CORRAL_QUEUE_TIMEOUT'], flag: '--queue-timeout', cli: 'option', arg: 'SECONDS',
