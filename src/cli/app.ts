@@ -3,7 +3,12 @@
  * for the app it was started with, and one per app that requests name (IIS sites through the relay).
  */
 import { fileURLToPath } from 'node:url';
-import { basename, delimiter, isAbsolute, join, relative } from 'node:path';
+import { mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { basename, delimiter, dirname, isAbsolute, join, relative } from 'node:path';
+import { Answerer } from '../pool/answerer.js';
+import { errorResponse } from '../front/error-page.js';
+import type { DirectReport } from '../pool/report.js';
 import { runDeploy, type DeploySpec } from '../pool/deploy.js';
 import { RotatingFile, appFileStem, dailyPath, stderrLine } from '../log/stderr-file.js';
 import type { WorkerHandle } from '../pool/handle.js';
@@ -11,6 +16,7 @@ import type { Metrics } from '../control/metrics.js';
 import type { Settings } from '../config/settings.js';
 import { workerBounds } from '../config/settings.js';
 import type { Logger } from '../log/logger.js';
+import type { CorralError } from '../errors.js';
 import { Pool, type PoolOptions } from '../pool/pool.js';
 import type { WorkerBudget } from '../pool/budget.js';
 import { Worker, type WorkerSpawnSpec } from '../pool/worker.js';
@@ -27,6 +33,13 @@ import { TracebackLines } from '../log/traceback-lines.js';
 
 /** The Python worker shipped with corral (src/python), found from this file in src/ or dist/. */
 export const WORKER_SCRIPT = fileURLToPath(new URL('../../src/python/corral_worker.py', import.meta.url));
+
+/** corral's own Python packages (corral_wsgi: the answerer's app). */
+const PYTHON_DIR = dirname(WORKER_SCRIPT);
+
+/** The answerer's WSGI app (src/python/corral_wsgi/answer.py) and how it finds its page. */
+const ANSWER_APP = 'corral_wsgi.answer:app';
+const ANSWER_PAGE_VAR = 'CORRAL_ANSWER_PAGE';
 
 /** Per-request response credit given to each worker (bytes). */
 const RESPONSE_WINDOW = 1024 * 1024;
@@ -111,6 +124,19 @@ export function spawnSpec(s: Readonly<Settings>, dev: boolean, appVars: Readonly
   return { command: s.python, args, cwd: s.root, env, responseWindow: RESPONSE_WINDOW };
 }
 
+/**
+ * How the answerer starts (direct data plane, while the pool is failed): the app's interpreter, but
+ * corral's own app, in the directory of its page, with the base environment only (not the app's
+ * variables: its code never runs there).
+ */
+export function answererSpec(s: Readonly<Settings>, pageFile: string): WorkerSpawnSpec {
+  const dir = dirname(pageFile);
+  const args = [WORKER_SCRIPT, '--app', ANSWER_APP, '--root', dir, '--pythonpath', PYTHON_DIR, '--threads', '1', '--window', String(RESPONSE_WINDOW)];
+  const env = workerEnv(process.env);
+  env[ANSWER_PAGE_VAR] = pageFile;
+  return { command: s.python, args, cwd: dir, env, responseWindow: RESPONSE_WINDOW };
+}
+
 /** How DEPLOY_FILE runs: the worker's interpreter, directory and environment (plus the app's sys.path). */
 export function deploySpec(s: Readonly<Settings>, worker: WorkerSpawnSpec): DeploySpec {
   const inApp = (p: string): string => (isAbsolute(p) ? p : join(s.root, p));
@@ -149,6 +175,10 @@ export class App {
   #shared: SharedListener | null = null;
   /** Where a direct worker's finished requests go (the access log and metrics); set by the service. */
   observe: RequestObserver | null = null;
+  /** Direct data plane: answers on the socket while the pool is failed. */
+  readonly #answerer: Answerer | null = null;
+  /** The answerer's page (a file in a private temporary directory), made when first needed. */
+  #answerPage: string | null = null;
 
   /** `env`: the app's own variables (request-started apps: from its web.config), logged once here by name. */
   constructor(settings: Readonly<Settings>, log: Logger, opts: AppOptions, env: AppEnvironment | null = null) {
@@ -171,16 +201,26 @@ export class App {
         ...(opts.metrics ? { workerExit: (reason: string) => opts.metrics?.workerExit(settings.wsgiApp, reason) } : {}),
         ...(opts.budget ? { budget: opts.budget } : {}),
         ...(settings.deployFile ? { beforeGeneration: (gen: number) => runDeploy(deploySpec(settings, spec), gen, this.log) } : {}),
-        report: (w, r) => {
-          const observe = this.observe;
-          if (!observe) return;
-          for (const a of r.access) {
-            observe({ app: settings.wsgiApp, method: a.method, path: a.path, status: a.status, bytes: a.bytes, durationMs: a.ms, pid: w.pid, queueMs: null, error: a.error });
-          }
-        },
+        report: (w, r) => this.#observeReport(w, r),
+        ...(opts.direct ? { answer: (error: CorralError | null) => (error ? this.#answerer?.show(error) : this.#answerer?.clear()) } : {}),
       },
       log,
     );
+    if (opts.direct) {
+      this.#answerer = new Answerer({
+        spawn: (events) => new Worker(this.#withShared(answererSpec(settings, this.#answerPageFile())), 0, events, workerLog.child({ answerer: true }), performance.now()),
+        render: (error) => errorResponse(error, opts.dev),
+        writePage: (page) => {
+          const file = this.#answerPageFile();
+          writeFileSync(`${file}.new`, page, { mode: 0o600 });
+          renameSync(`${file}.new`, file);
+        },
+        report: (w, r) => this.#observeReport(w, r),
+        log: this.log,
+        startupTimeoutMs: settings.startupTimeout * 1000,
+        gracefulTimeoutMs: settings.gracefulTimeout * 1000,
+      });
+    }
     if (this.#stderrFile) this.log.info({ file: this.#stderrFile.path }, 'worker stderr goes to a file');
   }
 
@@ -216,8 +256,30 @@ export class App {
 
   async stop(): Promise<void> {
     await this.#watcher?.close();
-    await this.pool.stop();
+    await Promise.all([this.pool.stop(), this.#answerer?.stop()]);
     this.#stderrFile?.close();
+    if (this.#answerPage) rmSync(dirname(this.#answerPage), { recursive: true, force: true });
+  }
+
+  /** The answerer's pid while one runs. */
+  get answererPid(): number | null {
+    return this.#answerer?.pid ?? null;
+  }
+
+  /** Where the answerer's page lives: a private directory (mode 0700) made on first use. */
+  #answerPageFile(): string {
+    this.#answerPage ??= join(mkdtempSync(join(tmpdir(), 'corral-answer-')), 'page');
+    return this.#answerPage;
+  }
+
+  /** A direct worker's (or the answerer's) finished requests, to the access log and metrics. */
+  #observeReport(w: WorkerHandle, r: DirectReport): void {
+    const observe = this.observe;
+    if (!observe) return;
+    const app = this.settings.wsgiApp;
+    for (const a of r.access) {
+      observe({ app, method: a.method, path: a.path, status: a.status, bytes: a.bytes, durationMs: a.ms, pid: w.pid, queueMs: null, error: a.error });
+    }
   }
 
   /** The spawn spec with the shared socket as fd 3 and the direct-mode arguments, when direct. */

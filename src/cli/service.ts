@@ -21,7 +21,7 @@ import { PromMetrics } from '../control/metrics.js';
 import { startControlServer, type ControlServer } from '../control/server.js';
 import { accessLogger, observers, type RequestObserver } from '../front/access-log.js';
 import { removeStaleSocket } from '../front/listeners.js';
-import { bindShared, type SharedListener } from '../pool/shared-listener.js';
+import { bindShared, listenNow, type SharedListener } from '../pool/shared-listener.js';
 import { chooseDataPlane, type PlaneChoice } from './data-plane.js';
 
 export { WORKER_SCRIPT, poolOptions, workerEnv } from './app.js';
@@ -196,6 +196,9 @@ export class Service {
     if (address.kind === 'unix') await removeStaleSocket(address.path);
     const listener = await bindShared(address);
     this.#fronts.push({ address, bound: listener.bound, close: async () => listener.close() });
+    const s = this.#settings;
+    const failed = listenNow(listener, s.python, Math.max(1, s.queueLength));
+    if (failed) this.#log.warn({ listen: listener.bound, err: failed }, 'could not listen before the workers boot; until the first one does, connections are refused');
     this.#log.info({ listen: listener.bound, kind: address.kind, dataPlane: 'direct' }, 'FastCGI front listening');
     return listener;
   }

@@ -70,8 +70,8 @@ export const SETTINGS = [
   }),
   setting({
     key: 'dataPlane', env: ['CORRAL_DATA_PLANE'], flag: '--data-plane', cli: 'option', arg: 'MODE',
-    kind: oneOf(['auto', 'direct', 'proxy']), default: 'proxy',
-    doc: 'Who accepts FastCGI connections. `proxy` (the default): the service accepts and passes each request to a worker over its pipe. `direct`: the workers themselves, on a socket the service binds and hands them (as PHP-FPM and gunicorn do), with the service supervising off the request path: faster behind nginx, but while no worker is ready (an app that fails to import, all of them replaced at once) nobody answers and connections wait in the listen queue, where the proxy path answers 503 with the reason. `auto` is `direct` where it can apply and `proxy` elsewhere. Direct applies to one app on one TCP or unix-socket listener on Linux and macOS; named pipes, IIS\'s stdin, the HTTP front, apps chosen per request (`allowedRoots`, the relay) and Windows always take the proxy path, and asking for `direct` there is a configuration error that says why.',
+    kind: oneOf(['auto', 'direct', 'proxy']), default: 'auto',
+    doc: 'Who accepts FastCGI connections. `auto` (the default): `direct` where it can apply, `proxy` elsewhere. `direct`: the workers themselves, on a socket the service binds and hands them (as PHP-FPM and gunicorn do), with the service supervising off the request path: faster behind nginx (no hop through Node). While the app has no ready worker because it failed (an import error, a failed DEPLOY_FILE, a crash storm), one answerer process takes the connections and answers the same 503 page as the proxy path; while workers merely start, connections wait in the listen queue (`queueLength` is its backlog). `proxy`: the service accepts and passes each request to a worker over its pipe. Direct applies to one app on one TCP or unix-socket listener on Linux and macOS; named pipes, IIS\'s stdin (IIS always takes the proxy path), the HTTP front, apps chosen per request (`allowedRoots`, the relay) and Windows take the proxy path, and asking for `direct` there is a configuration error that says why.',
   }),
   setting({
     key: 'http', env: ['CORRAL_HTTP'], flag: '--http', cli: 'option', arg: 'ADDR',
@@ -191,12 +191,12 @@ export const SETTINGS = [
   setting({
     key: 'queueLength', env: ['CORRAL_QUEUE_LENGTH'], flag: '--queue-length', cli: 'option', arg: 'N',
     kind: integer(0, 1_000_000), default: 1000,
-    doc: 'Requests that may wait for a free worker thread; beyond it the answer is 503 with `Retry-After`. 1000 is IIS\'s FastCGI `queueLength`.',
+    doc: 'Requests that may wait for a free worker thread; beyond it the answer is 503 with `Retry-After`. 1000 is IIS\'s FastCGI `queueLength`. On the direct data plane it is the listen backlog instead: connections wait in the kernel, and past it new ones are not taken (the web server answers its own error: nginx 502 on a unix socket, 504 after `fastcgi_connect_timeout` on TCP).',
   }),
   setting({
     key: 'queueTimeout', env: ['CORRAL_QUEUE_TIMEOUT'], flag: '--queue-timeout', cli: 'option', arg: 'SECONDS',
     kind: integer(0, 86_400), default: 30,
-    doc: 'A request that waited this long in the queue gets 503 (`0`: wait as long as it takes). 30 s: a user has given up by then, and the worker time is better spent on newer requests.',
+    doc: 'A request that waited this long in the queue gets 503 (`0`: wait as long as it takes). 30 s: a user has given up by then, and the worker time is better spent on newer requests. Proxy path only: on the direct data plane a connection waits in the listen queue until a worker accepts it, and the web server\'s own timeout (nginx\'s `fastcgi_read_timeout`) is the limit.',
   }),
   setting({
     key: 'gracefulTimeout', env: ['CORRAL_GRACEFUL_TIMEOUT'], flag: '--graceful-timeout', cli: 'option', arg: 'SECONDS',

@@ -87,6 +87,12 @@ export interface PoolDeps {
   budget?: { take(): boolean; give(): void };
   /** A direct worker's report, as it arrives (its finished requests go to the access log and metrics). */
   report?(w: WorkerHandle, r: DirectReport): void;
+  /**
+   * Direct mode: the pool failed and no worker of the app accepts (`error`: what clients should be
+   * answered), or a worker is ready again (null). Nothing else would answer on the shared socket:
+   * the service keeps an answerer there meanwhile (answerer.ts).
+   */
+  answer?(error: CorralError | null): void;
 }
 
 export type PoolState = 'starting' | 'running' | 'reloading' | 'failed' | 'stopping' | 'stopped';
@@ -477,11 +483,14 @@ export class Pool implements Upstream {
     w.log.info({ threads: w.capacity, python: w.info?.python, bootMs: Math.round(now - slot.spawnedAt) }, 'worker ready');
     if (this.#state === 'stopping') return;
     if (w.generation === this.#servingGen && (this.#state === 'starting' || this.#state === 'failed')) {
-      if (this.#state === 'failed') this.log.info({ gen: w.generation }, 'pool recovered');
+      const recovered = this.#state === 'failed';
+      if (recovered) this.log.info({ gen: w.generation }, 'pool recovered');
       this.#crashes = 0;
       this.#failure = null;
       this.#failedRetries = 0;
       this.#transition('running');
+      // The answerer (direct mode) drains now, like an old generation: this worker accepts too.
+      if (recovered && this.#opts.direct) this.#deps.answer?.(null);
       this.#settle(this.#readyWaiters, null);
       this.#settle(this.#reloadWaiters, null);
     }
@@ -580,22 +589,26 @@ export class Pool implements Upstream {
     this.#fail(error, now);
   }
 
-  #fail(error: CorralError, now: number): void {
+  #fail(cause: CorralError, now: number): void {
     const first = this.#state !== 'failed';
     // Once per distinct failure: retries failing the same way stay quiet, a new error (after a reload) is shown.
-    if (first || error.message !== this.#failure?.message)
-      this.log.error({ code: error.code, err: error.message, traceback: error.detail }, 'pool failed: answering 503 and retrying slowly');
+    if (first || cause.message !== this.#failure?.message)
+      this.log.error({ code: cause.code, err: cause.message, traceback: cause.detail }, 'pool failed: answering 503 and retrying slowly');
     if (first) this.#failedRetries = 0;
     this.#transition('failed');
-    this.#failure = error;
     const delay = Math.min(FAILED_RETRY_MAX_MS, this.#opts.failedRetryMs * 2 ** this.#failedRetries);
     this.#failedRetries++;
     this.#retryAt = now + delay;
+    // Clients are told when the next attempt comes (Retry-After), on either data plane.
+    const error = cause.retryAfter !== undefined ? cause : new CorralError(cause.code, cause.message, { ...(cause.detail !== undefined ? { detail: cause.detail } : {}), retryAfter: Math.max(1, Math.ceil(delay / 1000)) });
+    this.#failure = error;
     for (const s of this.#slots.values()) {
       if (s.readyAt === null) this.#kill(s, 'pool failed');
       else if (s.drainingSince === null) this.#drain(s, now);
     }
     this.#failQueue(error);
+    // Direct mode: nobody of the app accepts now; the answerer does, with this error's page.
+    if (this.#opts.direct) this.#deps.answer?.(error);
     this.#settle(this.#readyWaiters, error);
     this.#settle(this.#reloadWaiters, error);
   }

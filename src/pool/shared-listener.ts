@@ -13,6 +13,7 @@
  * The file status flags (O_NONBLOCK) of the socket are shared by every process that holds it:
  * a worker must keep it non-blocking (libuv created it so).
  */
+import { spawnSync } from 'node:child_process';
 import net from 'node:net';
 import { getSystemErrorName } from 'node:util';
 import { formatAddress, listenFailure, type ListenAddress } from '../config/address.js';
@@ -57,6 +58,23 @@ export async function bindShared(address: ListenAddress): Promise<SharedListener
     throw new Error(`cannot listen on ${formatAddress(address)}: ${listenFailure('EADDRINUSE', '--listen')}`);
   }
   return listener;
+}
+
+/**
+ * Puts the socket in the listening state now, so that from the moment the service says it listens
+ * connections wait in the backlog (this path's queue) while the first workers boot, instead of
+ * being refused until one of them calls listen(). The listening state belongs to the socket, not
+ * to a descriptor, so a short-lived child holding it as fd 3 can do it; Node cannot, as its
+ * listen() also accepts. `python`: the workers' interpreter command. Returns why it failed, or
+ * null (the workers listen at boot anyway: a failure only leaves that short gap).
+ */
+export function listenNow(listener: SharedListener, python: readonly string[], backlog: number): string | null {
+  const [cmd, ...pre] = python;
+  const code = 'import socket, sys; s = socket.socket(fileno=3); s.listen(int(sys.argv[1])); s.detach()';
+  const r = spawnSync(cmd!, [...pre, '-c', code, String(backlog)], { stdio: ['ignore', 'ignore', 'pipe', listener.fd], timeout: 10_000, windowsHide: true });
+  if (r.error) return r.error.message;
+  if (r.status !== 0) return `exit ${r.status ?? r.signal}: ${String(r.stderr).trim().split('\n').pop() ?? ''}`;
+  return null;
 }
 
 /** Where to look for another listener on a wildcard address. */

@@ -5,6 +5,7 @@
 import { describe, expect, it } from 'vitest';
 import { parseAddress } from '../../src/config/address.js';
 import { chooseDataPlane } from '../../src/cli/data-plane.js';
+import { SETTING_ROWS, defaultOf } from '../../src/config/settings.js';
 import { parseReport } from '../../src/pool/report.js';
 
 const base = { dataPlane: 'auto' as const, listen: [parseAddress('127.0.0.1:9000')], http: null, allowedRoots: [] as string[] };
@@ -16,6 +17,12 @@ describe('chooseDataPlane', () => {
     expect(chooseDataPlane({ ...base, listen: [parseAddress('/run/app.sock')] }, ctx)).toMatchObject({ plane: 'direct', address: { kind: 'unix' } });
     expect(chooseDataPlane({ ...base, listen: [] }, ctx)).toMatchObject({ plane: 'direct', address: { kind: 'tcp', host: '127.0.0.1', port: 9000 } });
     expect(chooseDataPlane({ ...base, dataPlane: 'proxy' }, ctx)).toMatchObject({ plane: 'proxy' });
+  });
+
+  it('defaults to auto: direct where it applies, proxy elsewhere (IIS, pipes, Windows, the HTTP front, several apps)', () => {
+    const row = SETTING_ROWS.find((r) => r.key === 'dataPlane')!;
+    expect(defaultOf(row, 'linux')).toBe('auto');
+    expect(defaultOf(row, 'win32')).toBe('auto');
   });
 
   it('falls back to proxy with the reason under auto, and refuses direct with it', () => {

@@ -1421,6 +1421,49 @@ describe('direct data plane (workers accept their own connections)', () => {
     expect(h.logsMatching(/answered 504/)).toHaveLength(4);
   });
 
+  it('asks for the answerer when it fails with nobody serving (the error with Retry-After), and lets it go once a worker is READY', async () => {
+    const answers: Array<CorralError | null> = [];
+    const h = await setup({ ...DIRECT, failedRetryMs: 2_000 }, undefined, { answer: (e) => void answers.push(e) });
+    h.w(0).failImport(IMPORT_ERROR, TRACEBACK);
+    await flush();
+    expect(h.pool.state).toBe('failed');
+    expect(answers).toHaveLength(1);
+    expect(answers[0]).toMatchObject({ code: 'CORRAL_APP_IMPORT_FAILED', retryAfter: 2 });
+    // The retry fails the same way: the page is given again, with the next, longer delay.
+    await h.clock.advance(2_100);
+    h.w(1).failImport(IMPORT_ERROR, TRACEBACK);
+    await flush();
+    expect(answers.map((a) => a?.retryAfter)).toEqual([2, 4]);
+    // A reload of the failed pool boots the fixed code; the answerer stays until it is READY.
+    const reloaded = h.pool.reload('fixed');
+    await h.clock.advance(100);
+    expect(answers).toHaveLength(2);
+    h.inState('starting')[0]!.ready();
+    expect(await reloaded).toBeNull();
+    expect(answers.at(-1)).toBeNull();
+    expect(h.pool.state).toBe('running');
+  });
+
+  it('asks for no answerer on a failed reload (the old generation serves on), nor off the direct plane', async () => {
+    const answers: Array<CorralError | null> = [];
+    const h = await setup({ ...DIRECT }, undefined, { answer: (e) => void answers.push(e) });
+    h.w(0).ready();
+    await flush();
+    const reloaded = h.pool.reload('broken');
+    await h.clock.advance(100);
+    h.w(1).failImport(IMPORT_ERROR, TRACEBACK);
+    expect(await reloaded).toMatchObject({ code: 'CORRAL_APP_IMPORT_FAILED' });
+    expect(h.pool.state).toBe('running');
+    expect(answers).toEqual([]);
+    const proxied: Array<CorralError | null> = [];
+    const p = await setup({}, undefined, { answer: (e) => void proxied.push(e) });
+    p.w(0).failImport(IMPORT_ERROR, TRACEBACK);
+    await flush();
+    expect(p.pool.state).toBe('failed');
+    expect(p.pool.failure?.retryAfter).toBe(1);
+    expect(proxied).toEqual([]);
+  });
+
   it('kills a worker whose reported request runs far over requestTimeout (its own watchdog failed)', async () => {
     const h = await running({ ...DIRECT, requestTimeoutMs: 1_000 });
     h.w(0).report({ busy: 1, current: [{ method: 'GET', path: '/hang', ageMs: 500 }] });
