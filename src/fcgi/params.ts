@@ -80,6 +80,22 @@ export function decodeParams(body: Buffer): DecodedParams {
   return { ok: true, pairs };
 }
 
+/** The offset after the length last read by `lengthAt` (a module variable: no pair allocated per length on the hot path). */
+let lengthEnd = 0;
+
+/** The length at `off`, or -1 when it does not fit in `b`; sets `lengthEnd`. */
+function lengthAt(b: Buffer, off: number): number {
+  if (off >= b.length) return -1;
+  const first = b[off]!;
+  if (first < 128) {
+    lengthEnd = off + 1;
+    return first;
+  }
+  if (off + 4 > b.length) return -1;
+  lengthEnd = off + 4;
+  return (first & 0x7f) * 0x1000000 + (b[off + 1]! << 16) + (b[off + 2]! << 8) + b[off + 3]!;
+}
+
 /**
  * Why a params body is not a valid name-value list (truncated pair or length), or null if it is.
  * Checks framing only, without decoding: what the front runs on every request before forwarding.
@@ -87,10 +103,10 @@ export function decodeParams(body: Buffer): DecodedParams {
 export function checkParams(body: Buffer): string | null {
   let off = 0;
   while (off < body.length) {
-    const nl = readLength(body, off);
-    const vl = nl && readLength(body, nl[1]);
-    if (!nl || !vl) return `params truncated in a length at byte ${off}`;
-    const end = vl[1] + nl[0] + vl[0];
+    const nl = lengthAt(body, off);
+    const vl = nl < 0 ? -1 : lengthAt(body, lengthEnd);
+    if (vl < 0) return `params truncated in a length at byte ${off}`;
+    const end = lengthEnd + nl + vl;
     if (end > body.length) return `params truncated: the pair at byte ${off} needs ${end - body.length} more bytes`;
     off = end;
   }
@@ -114,15 +130,15 @@ export function scanParams(body: Buffer, wanted: readonly string[], into: Record
   let off = 0;
   let left = wanted.length;
   while (off < body.length && left > 0) {
-    const nl = readLength(body, off);
-    const vl = nl && readLength(body, nl[1]);
-    if (!nl || !vl) return;
-    const start = vl[1];
-    const mid = start + nl[0];
-    const end = mid + vl[0];
+    const nl = lengthAt(body, off);
+    const vl = nl < 0 ? -1 : lengthAt(body, lengthEnd);
+    if (vl < 0) return;
+    const start = lengthEnd;
+    const mid = start + nl;
+    const end = mid + vl;
     if (end > body.length) return;
     for (const name of wanted) {
-      if (name.length === nl[0] && into[name] === undefined && body.toString('latin1', start, mid) === name) {
+      if (name.length === nl && into[name] === undefined && sameBytes(body, start, name)) {
         into[name] = body.toString('latin1', mid, end);
         left--;
         break;
@@ -130,6 +146,12 @@ export function scanParams(body: Buffer, wanted: readonly string[], into: Record
     }
     off = end;
   }
+}
+
+/** Whether `b` holds `name`'s latin-1 bytes at `off` (compared in place: no string made per candidate name). */
+function sameBytes(b: Buffer, off: number, name: string): boolean {
+  for (let i = 0; i < name.length; i++) if (b[off + i] !== name.charCodeAt(i)) return false;
+  return true;
 }
 
 /**

@@ -54,10 +54,20 @@ export function frameStream(type: number, requestId: number, data: Buffer): Buff
   return parts;
 }
 
+// The 8-byte bodies below are built in pooled memory (allocUnsafe) with every byte set: one
+// such record goes out per request, and Buffer.alloc would give each its own zeroed allocation.
+
+/** An 8-byte-body record with every body byte zero, in pooled memory. */
+function record8(type: number, requestId: number): Buffer {
+  const b = Buffer.allocUnsafe(HEADER_LEN + 8);
+  writeHeader(b, 0, type, requestId, 8);
+  b.fill(0, HEADER_LEN);
+  return b;
+}
+
 /** BEGIN_REQUEST with a role and flags (FCGI_KEEP_CONN). */
 export function encodeBeginRequest(requestId: number, role: number, flags: number): Buffer {
-  const b = Buffer.alloc(HEADER_LEN + 8);
-  writeHeader(b, 0, RecordType.BEGIN_REQUEST, requestId, 8);
+  const b = record8(RecordType.BEGIN_REQUEST, requestId);
   b.writeUInt16BE(role, HEADER_LEN);
   b[HEADER_LEN + 2] = flags;
   return b;
@@ -65,8 +75,7 @@ export function encodeBeginRequest(requestId: number, role: number, flags: numbe
 
 /** END_REQUEST with the app's exit status and a protocol status. */
 export function encodeEndRequest(requestId: number, appStatus: number, protocolStatus: number): Buffer {
-  const b = Buffer.alloc(HEADER_LEN + 8);
-  writeHeader(b, 0, RecordType.END_REQUEST, requestId, 8);
+  const b = record8(RecordType.END_REQUEST, requestId);
   b.writeUInt32BE(appStatus >>> 0, HEADER_LEN);
   b[HEADER_LEN + 4] = protocolStatus;
   return b;
@@ -74,8 +83,7 @@ export function encodeEndRequest(requestId: number, appStatus: number, protocolS
 
 /** UNKNOWN_TYPE answer to a record type we do not know. */
 export function encodeUnknownType(unknownType: number): Buffer {
-  const b = Buffer.alloc(HEADER_LEN + 8);
-  writeHeader(b, 0, RecordType.UNKNOWN_TYPE, NULL_REQUEST_ID, 8);
+  const b = record8(RecordType.UNKNOWN_TYPE, NULL_REQUEST_ID);
   b[HEADER_LEN] = unknownType;
   return b;
 }

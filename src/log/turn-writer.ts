@@ -1,6 +1,11 @@
 /**
  * A log destination for stdout (or any fd) that writes the lines of one event-loop turn with
- * one synchronous write at the end of the turn.
+ * one synchronous write at the end of the turn; while lines keep coming (an access line per
+ * request under load), at most one write every `minGapMs`, carrying the lines of every turn
+ * since. Under load a turn serves a request or two, so a write per turn was nearly a write per
+ * request: measured through nginx at 16 connections, 0.75 extra write syscalls per request
+ * with the access log on (node's writes per request 2.8 instead of 2.0); with the gap, about
+ * one per 5 ms. A line waits at most that long; at exit `flushSync` writes what waits.
  *
  * Why not pino's sonic-boom: asynchronous, it sends each small write through libuv's thread
  * pool (a round trip per line or two at low load); synchronous, it makes one syscall per line,
@@ -21,18 +26,37 @@ export interface TurnWriter {
 
 /** Lines held while the fd refuses them, beyond which new lines are dropped (and counted). */
 const MAX_HELD_BYTES = 16 * 1024 * 1024;
+/** Shortest time between two writes while lines keep coming (default of `minGapMs`). */
+const MIN_GAP_MS = 5;
+/** Lines waiting for the gap to pass are written at the end of the turn once they reach this size. */
+const FLUSH_BYTES = 64 * 1024;
+
+/** Tuning for tests. */
+export interface TurnWriterOptions {
+  /** Shortest time between two writes while lines keep coming (0: one write per turn). */
+  minGapMs?: number;
+}
 
 /**
  * `onLost` is told the first time lines are lost because the fd refuses them for good (ENOSPC,
  * EPIPE, EBADF...), and again only after a write went through since.
  */
-export function turnWriter(fd: number, write: (fd: number, b: Buffer) => number = writeSync, onLost: (err: NodeJS.ErrnoException) => void = () => undefined): TurnWriter {
+export function turnWriter(
+  fd: number,
+  write: (fd: number, b: Buffer) => number = writeSync,
+  onLost: (err: NodeJS.ErrnoException) => void = () => undefined,
+  opts: TurnWriterOptions = {},
+): TurnWriter {
+  const minGap = opts.minGapMs ?? MIN_GAP_MS;
   let lost = false;
   let lines: string[] = [];
   let held: Buffer | null = null; // bytes refused by a full fd, written before anything newer
   let heldBytes = 0;
   let dropped = 0;
   let scheduled = false;
+  /** The flush waits for the gap to pass (a timer, not the end of the turn). */
+  let gapTimer: NodeJS.Timeout | null = null;
+  let lastFlush = -Infinity;
   let retrying = false;
 
   /** Writes `b` as far as the fd takes it; returns what is left (null when all went out). */
@@ -62,7 +86,12 @@ export function turnWriter(fd: number, write: (fd: number, b: Buffer) => number 
 
   const flush = (): void => {
     scheduled = false;
+    if (gapTimer !== null) {
+      clearTimeout(gapTimer);
+      gapTimer = null;
+    }
     if (lines.length === 0 && held === null) return;
+    lastFlush = performance.now();
     let out = lines.length > 0 ? Buffer.from(lines.join(''), 'utf8') : null;
     lines = [];
     heldBytes = 0;
@@ -89,8 +118,18 @@ export function turnWriter(fd: number, write: (fd: number, b: Buffer) => number 
       }
       lines.push(line);
       heldBytes += line.length;
-      if (!scheduled && !retrying) {
+      if (retrying) return;
+      if (!scheduled) {
         scheduled = true;
+        const wait = minGap > 0 ? lastFlush + minGap - performance.now() : 0;
+        if (wait <= 0) setImmediate(flush);
+        else {
+          // Not unref'd: a command that logs and ends still writes its last lines, at most minGapMs later.
+          gapTimer = setTimeout(flush, Math.ceil(wait));
+        }
+      } else if (gapTimer !== null && heldBytes >= FLUSH_BYTES) {
+        clearTimeout(gapTimer);
+        gapTimer = null;
         setImmediate(flush);
       }
     },

@@ -13,6 +13,7 @@ import {
   decodeEndRequest,
   decodeParams,
   encodeParams,
+  checkParams,
   getValuesResult,
   paramsToMap,
   scanParams,
@@ -21,6 +22,13 @@ import {
 } from '../../src/fcgi/index.js';
 import { chunkingArb, fcOptions, split } from '../fcgi/util.js';
 import { hostileInputArb, hostileRecordArb, mutate, mutationArb, requestStreamArb } from './streams.js';
+
+/** Bytes of the whole pairs at the start of a params body (the decoder's own framing, pair by pair). */
+function prefixLength(body: Buffer): number {
+  let best = 0;
+  for (let n = 1; n <= body.length; n++) if (decodeParams(body.subarray(0, n)).ok) best = n;
+  return best;
+}
 
 /** A cheap assertion for hot loops (expect() per record is slow). */
 function check(ok: boolean, what: string): void {
@@ -211,6 +219,36 @@ describe('params (name-value pairs) on hostile input', () => {
     }
     // 6000 allocations of what the prefixes claim would be terabytes; allow for unrelated noise.
     expect(process.memoryUsage().arrayBuffers - before).toBeLessThan(64 * 1024 * 1024);
+  });
+
+  test('checkParams and scanParams (which read in place) agree with the full decoder', () => {
+    const names = ['REQUEST_METHOD', 'REQUEST_URI', 'CONTENT_LENGTH', 'A', ''];
+    const pairArb = fc.tuple(fc.constantFrom(...names, 'REQUEST_METHOX', 'request_method', 'Ä'), fc.string({ maxLength: 200 }));
+    const bodyArb = fc.oneof(
+      hostileParamsArb,
+      fc.tuple(fc.array(pairArb, { maxLength: 12 }), fc.nat(40)).map(([pairs, cut]) => {
+        const b = encodeParams(pairs);
+        return cut < 20 ? b.subarray(0, Math.max(0, b.length - cut)) : b;
+      }),
+    );
+    fc.assert(
+      fc.property(bodyArb, fc.subarray(names, { minLength: 1 }), (body, wanted) => {
+        const decoded = decodeParams(body);
+        expect(checkParams(body) === null).toBe(decoded.ok);
+        // The oracle: the first pair with each wanted name among the whole pairs before any broken one.
+        const expected: Record<string, string> = {};
+        const whole = decodeParams(body.subarray(0, prefixLength(body)));
+        if (whole.ok)
+          for (const [n, v] of whole.pairs) {
+            const name = n.toString('latin1');
+            if (wanted.includes(name) && expected[name] === undefined) expected[name] = v.toString('latin1');
+          }
+        const into: Record<string, string> = {};
+        scanParams(body, wanted, into);
+        expect(into).toEqual(expected);
+      }),
+      fcOptions(1000),
+    );
   });
 
   test('scanParams and getValuesResult never throw; GET_VALUES is answered iff its body decodes', () => {

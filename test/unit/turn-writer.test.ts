@@ -8,7 +8,7 @@ const errno = (code: string): NodeJS.ErrnoException => Object.assign(new Error(c
 describe('turnWriter', () => {
   it('writes the lines of one turn with one write, at the end of the turn', async () => {
     const writes: string[] = [];
-    const w = turnWriter(1, (_fd, b) => (writes.push(b.toString()), b.length));
+    const w = turnWriter(1, (_fd, b) => (writes.push(b.toString()), b.length), undefined, { minGapMs: 0 });
     w.write('a\n');
     w.write('b\n');
     expect(writes).toEqual([]);
@@ -17,6 +17,50 @@ describe('turnWriter', () => {
     w.write('c\n');
     await turn();
     expect(writes).toEqual(['a\nb\n', 'c\n']);
+  });
+
+  it('while lines keep coming, writes at most once per gap, carrying every turn since; a large batch goes at once', async () => {
+    const writes: string[] = [];
+    const w = turnWriter(1, (_fd, b) => (writes.push(b.toString()), b.length), undefined, { minGapMs: 60_000 });
+    w.write('a\n');
+    await turn();
+    expect(writes).toEqual(['a\n']); // the first line after a quiet spell goes at the end of its turn
+    w.write('b\n');
+    await turn();
+    w.write('c\n');
+    await turn();
+    expect(writes).toEqual(['a\n']); // within the gap: held
+    const big = `${'x'.repeat(64 * 1024)}\n`;
+    w.write(big);
+    expect(writes).toEqual(['a\n']);
+    await turn();
+    expect(writes).toEqual(['a\n', `b\nc\n${big}`]);
+    w.write('d\n');
+    await turn();
+    expect(writes.length).toBe(2);
+    w.flushSync();
+    expect(writes).toEqual(['a\n', `b\nc\n${big}`, 'd\n']);
+  });
+
+  it('writes lines held for the gap when it has passed, with no further line to prompt it', async () => {
+    const writes: string[] = [];
+    let wrote: () => void = () => undefined;
+    const w = turnWriter(
+      1,
+      (_fd, b) => {
+        writes.push(b.toString());
+        wrote();
+        return b.length;
+      },
+      undefined,
+      { minGapMs: 20 },
+    );
+    w.write('a\n');
+    await turn();
+    const second = new Promise<void>((r) => (wrote = r));
+    w.write('b\n');
+    await second;
+    expect(writes).toEqual(['a\n', 'b\n']);
   });
 
   it('resumes partial writes and keeps lines refused with EAGAIN, in order, until the fd takes them', async () => {
@@ -69,6 +113,7 @@ describe('turnWriter', () => {
         return b.length;
       },
       (err) => lost.push(err.code ?? ''),
+      { minGapMs: 0 },
     );
     for (let i = 0; i < 3; i++) {
       w.write(`line ${i}\n`);
