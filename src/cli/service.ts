@@ -86,6 +86,7 @@ export class Service {
     this.stopped = new Promise((resolve) => (this.#resolveStopped = resolve));
     const budget = new WorkerBudget(settings.maxTotalWorkers);
     const appOpts = { dev: opts.dev ?? false, reloadDebounceMs: opts.reloadDebounceMs ?? 200, budget, names: new AppNames(), ...(settings.control ? { metrics: this.metrics, stats: this.stats } : {}) };
+    if (settings.control) this.metrics.collectProcessMetrics();
     const own = apps.length > 0 ? apps : opts.defaultApp === false ? [] : [settings];
     this.plane = chooseDataPlane(settings, { platform: process.platform, appsList: apps.length > 0, defaultApp: own.length > 0 });
     const direct = this.plane.error === undefined && this.plane.plane === 'direct';

@@ -123,13 +123,19 @@ export class PromMetrics implements Metrics {
     if (!NOT_RESTARTS.has(label)) this.#restarts.inc({ app, reason: label });
   }
 
+  /**
+   * Adds Node's own process metrics (CPU, memory, event loop lag, handles), prefixed `corral_`.
+   * Called by a service with a control listener at its start, so CPU counts from there; idempotent.
+   */
+  collectProcessMetrics(): void {
+    if (this.#defaults) return;
+    this.#defaults = true;
+    collectDefaultMetrics({ register: this.registry, prefix: 'corral_' });
+  }
+
   /** The exposition text, with the gauges set from `doc`. */
   async text(doc: StatusDocument): Promise<string> {
-    if (!this.#defaults) {
-      // Node's own process metrics (CPU, memory, event loop lag, handles), begun at the first scrape.
-      this.#defaults = true;
-      collectDefaultMetrics({ register: this.registry, prefix: 'corral_' });
-    }
+    this.collectProcessMetrics();
     this.#setGauges(doc);
     return this.registry.metrics();
   }
