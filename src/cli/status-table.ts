@@ -1,6 +1,6 @@
 /** `corral status` output: the status document as plain-text tables for a terminal. */
 import { formatClock, formatCpu, formatMB, formatMs, formatPercent, formatRate, formatUptime } from '../control/format.js';
-import type { AppStatus, StatusDocument, WorkerInfo } from '../control/snapshot.js';
+import { groupErrors, type AppStatus, type StatusDocument, type WorkerInfo } from '../control/snapshot.js';
 
 /** Columns padded to their widest cell; numbers right-aligned. */
 export function table(rows: string[][], rightAligned: ReadonlySet<number>): string {
@@ -73,8 +73,10 @@ export function workerTable(a: AppStatus, workers: readonly WorkerInfo[]): strin
 /** The last `n` requests answered 5xx. */
 export function recentErrorLines(a: AppStatus, n: number): string[] {
   if (a.recentErrors.length === 0) return [];
-  const rows = a.recentErrors.slice(0, n).map((e) => [formatClock(e.at), String(e.status), `${e.method} ${e.path ?? '(path hidden)'}`, e.pid === null ? '–' : String(e.pid), [e.code, e.exception].filter((x) => x !== null).join(' ')]);
-  return ['  recent errors (UTC):', ...table(rows, new Set([1, 3])).split('\n').map((line) => `    ${line}`)];
+  const rows = groupErrors(a.recentErrors)
+    .slice(0, n)
+    .map(({ latest: e, count }) => [formatClock(e.at), `${count}x`, String(e.status), `${e.method} ${e.path ?? '(path hidden)'}`, e.pid === null ? '–' : String(e.pid), [e.code, e.exception].filter((x) => x !== null).join(' ')]);
+  return [`  recent errors (UTC, last ${a.recentErrors.length}, repeats folded):`, ...table(rows, new Set([1, 2, 4])).split('\n').map((line) => `    ${line}`)];
 }
 
 /** The last `n` reload results. */

@@ -220,6 +220,25 @@ function traffic(f: StatsFigures): TrafficStatus {
   };
 }
 
+/** One line of the recent errors as people read them: repeats of the same failure folded into one. */
+export interface ErrorGroup {
+  /** The newest of the group. */
+  latest: AppStatus['recentErrors'][number];
+  count: number;
+}
+
+/** Folds recent errors (newest first) that share status, request, code and exception, keeping the order of their newest. */
+export function groupErrors(errors: AppStatus['recentErrors']): ErrorGroup[] {
+  const groups = new Map<string, ErrorGroup>();
+  for (const e of errors) {
+    const key = JSON.stringify([e.status, e.method, e.path, e.code, e.exception]);
+    const g = groups.get(key);
+    if (g) g.count++;
+    else groups.set(key, { latest: e, count: 1 });
+  }
+  return [...groups.values()];
+}
+
 /** The sentence a redacted error carries instead of its message. */
 export const HIDDEN_MESSAGE = 'details hidden: send the control token (corral status does)';
 

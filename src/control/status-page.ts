@@ -5,7 +5,7 @@
  */
 import { renderChart } from './chart.js';
 import { formatClock, formatCpu, formatMB, formatMs, formatPercent, formatRate, formatUptime } from './format.js';
-import { HIDDEN_MESSAGE, type AppStatus, type ErrorInfo, type StatusDocument, type TrafficStatus, type WorkerInfo } from './snapshot.js';
+import { groupErrors, HIDDEN_MESSAGE, type AppStatus, type ErrorInfo, type StatusDocument, type TrafficStatus, type WorkerInfo } from './snapshot.js';
 
 /** Escapes text for HTML content and quoted attribute values. */
 export function esc(value: unknown): string {
@@ -49,6 +49,7 @@ table{border-collapse:collapse;width:auto;min-width:50%;font-variant-numeric:tab
 th,td{padding:.3em 1em;border-bottom:1px solid var(--line);text-align:right;white-space:nowrap}
 th{background:var(--soft);font-size:.8em;text-transform:uppercase;letter-spacing:.04em;color:var(--idle)}
 th:nth-child(3),td:nth-child(3),td.note,th.note{text-align:left}
+table.errors td:nth-child(3){text-align:right}
 td.note{white-space:normal;color:var(--idle)}
 tr.old td{color:var(--idle)}
 .none{color:var(--idle);font-style:italic}
@@ -136,13 +137,13 @@ function renderTraffic(tr: TrafficStatus): string {
 
 function renderRecentErrors(a: AppStatus): string {
   if (a.recentErrors.length === 0) return '';
-  const rows = a.recentErrors
+  const rows = groupErrors(a.recentErrors)
     .map(
-      (e) =>
-        `<tr><td>${esc(formatClock(e.at))}</td><td>${esc(e.status)}</td><td class="path">${esc(e.method)} ${e.path === null ? '<span class="none">(hidden)</span>' : esc(e.path)}</td><td>${esc(e.pid ?? '–')}</td><td class="exc">${esc(e.code ?? e.exception ?? '')}${e.code && e.exception ? ` ${esc(e.exception)}` : ''}</td></tr>`,
+      ({ latest: e, count }) =>
+        `<tr><td>${esc(formatClock(e.at))}</td><td>${esc(count)}×</td><td>${esc(e.status)}</td><td class="path">${esc(e.method)} ${e.path === null ? '<span class="none">(hidden)</span>' : esc(e.path)}</td><td>${esc(e.pid ?? '–')}</td><td class="exc">${esc([e.code, e.exception].filter((x) => x !== null).join(' '))}</td></tr>`,
     )
     .join('\n');
-  return `<h3>Recent errors</h3><table class="events errors"><thead><tr><th>time (UTC)</th><th>status</th><th class="note">request</th><th>pid</th><th class="note">error</th></tr></thead><tbody>
+  return `<h3>Recent errors <small>(last ${esc(a.recentErrors.length)}, repeats folded; the newest shown)</small></h3><table class="events errors"><thead><tr><th>newest (UTC)</th><th>times</th><th>status</th><th class="note">request</th><th>pid</th><th class="note">error</th></tr></thead><tbody>
 ${rows}
 </tbody></table>\n`;
 }
