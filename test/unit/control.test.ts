@@ -12,7 +12,9 @@ import { parseAddress } from '../../src/config/address.js';
 import { controlAddress, controlAddressProblem, isLoopbackHost } from '../../src/config/control-address.js';
 import { CorralError } from '../../src/errors.js';
 import { silentLogger } from '../../src/log/logger.js';
-import type { AppStats } from '../../src/monitor/app-stats.js';
+import { AppStats } from '../../src/monitor/app-stats.js';
+import { AppNames } from '../../src/cli/app-names.js';
+import { renderStatusTable } from '../../src/cli/status-table.js';
 import type { PoolState, WorkerStatus } from '../../src/pool/pool.js';
 import { PromMetrics, restartReason } from '../../src/control/metrics.js';
 import { redact, selectApps, snapshot, STATUS_SCHEMA, type StatusDocument } from '../../src/control/snapshot.js';
@@ -152,6 +154,63 @@ describe('status document', () => {
     const hidden = redact(doc);
     expect(hidden.apps[0]!.workers[0]!.current).toEqual([{ method: 'POST', path: null, ageSeconds: 1.3 }]);
     expect(renderStatusPage(hidden, 5)).not.toContain('/upload/');
+  });
+
+  it('carries the last minute of traffic, lifetime counts and recent errors; page, table and redaction show them', () => {
+    const t = twoApps();
+    let now = Date.parse('2025-01-01T00:59:30Z');
+    const stats = new AppStats(() => now);
+    t.apps[0]!.stats = stats;
+    t.apps[0]!.queueHighWater = 7;
+    t.apps[0]!.maxWorkersReached = 2;
+    t.apps[0]!.longestWaitMs = 1_250;
+    const rec = { app: 'shop.wsgi:application', method: 'GET', bytes: 1, pid: 101, queueMs: 0, error: null };
+    for (let i = 0; i < 30; i++) stats.request({ ...rec, path: '/ok', status: 200, durationMs: 8 });
+    stats.stderr(101, 'Traceback (most recent call last):');
+    stats.stderr(101, 'KeyError: <b>');
+    for (let i = 0; i < 10; i++) stats.request({ ...rec, path: '/cart?session=s3cret', status: 500, durationMs: 40 });
+    stats.reload('SIGHUP', 2, null);
+    now += 500;
+    const doc = snapshot(t, facts, new Date(now));
+    const shop = doc.apps[0]!;
+    expect(shop).toMatchObject({ queueHighWater: 7, maxWorkersReached: 2, longestWaitSeconds: 1.3 });
+    expect(shop.totals.requests).toBe(40); // the app's count, not the live workers' 12
+    expect(shop.traffic).toMatchObject({ requests: 40, byClass: { '2xx': 30, '5xx': 10 }, errorRate: 0.25, slow: 0 });
+    expect(shop.traffic!.latencyMs.p50).toBeGreaterThan(5); // within the (5, 10] ms bucket the 8 ms requests fell in
+    expect(shop.traffic!.latencyMs.p50).toBeLessThanOrEqual(10);
+    expect(shop.traffic!.series).toHaveLength(60);
+    expect(shop.recentErrors[0]).toMatchObject({ status: 500, path: '/cart', exception: 'KeyError: <b>', pid: 101 });
+    expect(shop.recentReloads[0]).toMatchObject({ ok: true, generation: 2, reason: 'SIGHUP' });
+    expect(JSON.stringify(doc)).not.toContain('s3cret');
+
+    const html = renderStatusPage(doc);
+    expect(html).toContain('data-error-rate="0.25"');
+    expect(html).toContain('25 % errors');
+    expect(html).toMatch(/<td>10×<\/td><td>500<\/td><td class="path">GET \/cart<\/td>/);
+    expect(html).toContain('KeyError: &#60;b&#62;');
+    expect(html).toContain('<svg class="chart"');
+    expect(html).not.toMatch(/<(?:script|img|link)\b/);
+    const text = renderStatusTable(doc);
+    expect(text).toMatch(/5xx 25 %\s+p50 \S+ ms/);
+    expect(text).toContain('queue 3/100 (high 7, oldest 1.3 s, max workers reached 2x)');
+    expect(text).toMatch(/10x\s+500\s+GET \/cart\s+101\s+KeyError: <b>/);
+
+    const hidden = redact(doc);
+    expect(hidden.apps[0]!.recentErrors[0]).toMatchObject({ path: null, exception: null, status: 500 });
+    const hiddenHtml = renderStatusPage(hidden);
+    expect(hiddenHtml).toContain('25 % errors');
+    expect(hiddenHtml).not.toContain('/cart');
+    expect(hiddenHtml).not.toContain('KeyError');
+  });
+
+  it('names apps uniquely when two share a callable, and the same way every time', () => {
+    const names = new AppNames();
+    expect(names.take({ root: '/sites/a', wsgiApp: 'wsgi:application' })).toBe('wsgi:application');
+    expect(names.take({ root: '/sites/b/', wsgiApp: 'wsgi:application' })).toBe('wsgi:application@b');
+    expect(names.take({ root: '/other/b', wsgiApp: 'wsgi:application' })).toBe('wsgi:application@b#2');
+    expect(names.take({ root: '/sites/b/', wsgiApp: 'wsgi:application' })).toBe('wsgi:application@b');
+    expect(names.take({ root: '/sites/a', wsgiApp: 'wsgi:application' })).toBe('wsgi:application');
+    expect(names.take({ root: '/sites/c', wsgiApp: 'c:app' })).toBe('c:app');
   });
 
   it('selects apps for reload by WSGI callable, root or directory name', () => {
@@ -568,9 +627,9 @@ describe('control server', () => {
     expect(await runControlCommand('status', ['--control', server!.bound], io)).toBe(0);
     expect(io.stdout).toMatch(/^corral 9\.9\.9 {2}pid \d+/);
     expect(io.stdout).toContain('app shop.wsgi:application  /srv/shop');
-    expect(io.stdout).toContain('state running  generation 1  queue 3/100  workers 2 ready of 2 (min 2, max 4)  busy threads 1/4');
+    expect(io.stdout).toContain('state running  generation 1  queue 3/100 (high 0, oldest 0 s)  workers 2 ready of 2 (min 2, max 4)  busy threads 1/4');
     expect(io.stdout).toMatch(/PID\s+GEN\s+STATE\s+REQUESTS/);
-    expect(io.stdout).toMatch(/101\s+1\s+ready\s+7\s+1\/2\s+1\.3\s+30\.0\s+1 min/);
+    expect(io.stdout).toMatch(/101\s+1\s+ready\s+7\s+1\/2\s+1\.3\s+4\.5\s+30\.0\s+1 min/);
     expect(io.stdout).toContain('FAILED: app wsgi:application: import failed');
     const json = captureIo({ ...env, CORRAL_CONTROL: server!.bound });
     expect(await runControlCommand('status', ['--json'], json)).toBe(0);
