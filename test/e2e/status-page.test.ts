@@ -11,7 +11,10 @@ import http from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
-import type { StatusDocument } from '../../src/control/snapshot.js';
+import { snapshot, type StatusDocument } from '../../src/control/snapshot.js';
+import { renderStatusPage } from '../../src/control/status-page.js';
+import type { ControlApp } from '../../src/control/target.js';
+import { AppStats } from '../../src/monitor/app-stats.js';
 import { readTokenFile } from '../../src/control/token.js';
 import { CHROMIUM, closeBrowser, newPage, screenshot } from '../helpers/browser.js';
 import { FIXTURES, startCorral, stopAll, type CorralProcess } from '../helpers/corral.js';
@@ -149,5 +152,30 @@ describe.skipIf(CHROMIUM === null)('status page under load', () => {
     expect(fresh.length).toBeGreaterThan(0);
     expect(fresh.reduce((n, w) => n + w.requests, 0)).toBe(1);
     expect(after.apps[0]!.recentReloads[0]).toMatchObject({ ok: true, generation: 2, code: null });
+  });
+
+  it('stays compact with 50 workers: one short row each', async () => {
+    const stats = new AppStats();
+    for (let i = 0; i < 500; i++) stats.request({ app: 'big', method: 'GET', path: `/item/${i % 7}`, status: i % 50 === 0 ? 500 : 200, bytes: 1, durationMs: 5 + (i % 40), pid: 1000 + (i % 50), queueMs: 0, error: null });
+    const workers = Array.from({ length: 50 }, (_, i) => ({
+      pid: 1000 + i, generation: 1, state: 'ready', inflight: i % 3 === 0 ? 1 : 0, requests: 10 * i, uptimeMs: 3_600_000, cpu: 2.5, cpuSeconds: 12.5, rssBytes: 40 * 1048576, recycle: null,
+      running: i % 3 === 0 ? [{ method: 'GET', path: `/item/${i}`, ageMs: 120 }] : [],
+    }));
+    const app: ControlApp = {
+      name: 'big.wsgi:application',
+      settings: { root: '/srv/big', wsgiApp: 'big.wsgi:application', threads: 1, workers: 50, minWorkers: 50, maxWorkers: 50, queueLength: 1000 },
+      pool: { state: 'running', servingGeneration: 1, queued: 0, failure: null, lastReloadError: null, queueHighWater: 4, maxWorkersReached: 1, longestWaitMs: 0, status: () => workers },
+      stats,
+      reload: async () => null,
+    };
+    const html = renderStatusPage(snapshot({ apps: [app], draining: false, stop: async () => {} }, { version: 'test', startedAt: new Date(Date.now() - 3_600_000) }));
+    const page = await newPage(1280, 900);
+    await page.setContent(html);
+    const rows = page.locator('table.workers tbody tr');
+    expect(await rows.count()).toBe(50);
+    const box = (await page.locator('table.workers').boundingBox())!;
+    // Each worker a single line (no wrapping), so 50 fit in about two screens.
+    expect(box.height / 51).toBeLessThan(30);
+    await screenshot(page, 'status-page-50-workers');
   });
 });
