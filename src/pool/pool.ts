@@ -168,7 +168,7 @@ export interface WorkerStatus {
   cpuSeconds: number | null;
   rssBytes: number | null;
   recycle: string | null;
-  /** Requests running on a direct worker as it last reported. */
+  /** Requests running on it: as a direct worker last reported, or the service's exchanges on a proxied one (as their fronts describe them). */
   running: readonly RunningRequest[];
 }
 
