@@ -30,6 +30,8 @@ import type { AppEnvironment } from '../config/app-settings.js';
 import type { RequestObserver } from '../front/access-log.js';
 import type { SharedListener } from '../pool/shared-listener.js';
 import { TracebackLines } from '../log/traceback-lines.js';
+import type { AppStats, StatsBook } from '../monitor/app-stats.js';
+import type { AppNames } from './app-names.js';
 
 /** The Python worker shipped with corral (src/python), found from this file in src/ or dist/. */
 export const WORKER_SCRIPT = fileURLToPath(new URL('../../src/python/corral_worker.py', import.meta.url));
@@ -59,6 +61,10 @@ export interface AppOptions {
   budget?: WorkerBudget;
   /** Direct data plane: the workers accept on the listener `start()` is given. */
   direct?: boolean;
+  /** Request figures and recent events for the status page (with a control listener). */
+  stats?: StatsBook;
+  /** Gives each app a name unique in the service (the `app` label of metrics and records). */
+  names?: AppNames;
 }
 
 /** The environment workers start with: the base list and `passEnv` of `base` (worker-env.ts), and corral's own. */
@@ -179,6 +185,10 @@ export class App {
   readonly #answerer: Answerer | null = null;
   /** The answerer's page (a file in a private temporary directory), made when first needed. */
   #answerPage: string | null = null;
+  /** The pool's name, unique in the service: the WSGI callable, or `callable@directory` when two apps share one. */
+  readonly name: string;
+  /** Figures for the status page; null without a control listener. */
+  readonly stats: AppStats | null;
 
   /** `env`: the app's own variables (request-started apps: from its web.config), logged once here by name. */
   constructor(settings: Readonly<Settings>, log: Logger, opts: AppOptions, env: AppEnvironment | null = null) {
@@ -190,15 +200,24 @@ export class App {
       this.log.info({ exported: env.exported, ignored: env.ignored }, 'app environment from its settings (names only)');
     const workerLog = log.child({ app: settings.wsgiApp });
     this.#stderrFile = stderrFileFor(settings);
+    const name = (this.name = opts.names?.take(settings) ?? settings.wsgiApp);
+    const stats = (this.stats = opts.stats?.for(name) ?? null);
     this.pool = new Pool(
-      { ...poolOptions(settings, opts.dev), direct: opts.direct ?? false },
+      { ...poolOptions(settings, opts.dev), app: name, direct: opts.direct ?? false },
       {
         spawn: (gen, events) => new Worker(this.#withShared(spec), gen, events, workerLog, performance.now()),
         clock: realClock,
         random: Math.random,
         sample: sampleUsage,
         stderr: (w, line) => this.#onStderr(w, line),
-        ...(opts.metrics ? { workerExit: (reason: string) => opts.metrics?.workerExit(settings.wsgiApp, reason) } : {}),
+        ...(opts.metrics || stats
+          ? {
+              workerExit: (reason: string, pid: number | null) => {
+                opts.metrics?.workerExit(name, reason);
+                stats?.exit(pid, reason);
+              },
+            }
+          : {}),
         ...(opts.budget ? { budget: opts.budget } : {}),
         ...(settings.deployFile ? { beforeGeneration: (gen: number) => runDeploy(deploySpec(settings, spec), gen, this.log) } : {}),
         report: (w, r) => this.#observeReport(w, r),
@@ -250,6 +269,7 @@ export class App {
   /** A rolling reload: new workers first, then the old ones drain. Resolves with the boot error, if any. */
   async reload(reason: string): Promise<Error | null> {
     const err = await this.pool.reload(reason);
+    this.stats?.reload(reason, this.pool.servingGeneration, err);
     if (!err) this.log.info({ reason }, 'reload done');
     return err;
   }
@@ -276,7 +296,7 @@ export class App {
   #observeReport(w: WorkerHandle, r: DirectReport): void {
     const observe = this.observe;
     if (!observe) return;
-    const app = this.settings.wsgiApp;
+    const app = this.name;
     for (const a of r.access) {
       observe({ app, method: a.method, path: a.path, status: a.status, bytes: a.bytes, durationMs: a.ms, pid: w.pid, queueMs: null, error: a.error });
     }
@@ -293,6 +313,7 @@ export class App {
   readonly #tracebacks = new WeakMap<WorkerHandle, TracebackLines>();
 
   #onStderr(w: WorkerHandle, line: string): void {
+    this.stats?.stderr(w.pid, line);
     const file = this.#stderrFile;
     if (!file) {
       if (!this.#opts.dev) {

@@ -1,5 +1,5 @@
 /**
- * `corral status`, `corral reload [APP]` and `corral stop`: calls to a running service's control
+ * `corral status`, `corral top`, `corral reload [APP]` and `corral stop`: calls to a running service's control
  * listener. Exit codes: 0 done, 1 the service answered with an error, 2 bad usage, 3 nothing
  * answers at the address, 4 the token could not be read or was refused.
  */
@@ -10,15 +10,17 @@ import type { ControlAnswer } from '../control/routes.js';
 import type { StatusDocument } from '../control/snapshot.js';
 import { readTokenFile, tokenPath } from '../control/token.js';
 import { renderStatusTable } from './status-table.js';
+import { runTop } from './top.js';
 
 /** The commands this file runs. */
-export type ControlCommand = 'status' | 'reload' | 'stop';
+export type ControlCommand = 'status' | 'top' | 'reload' | 'stop';
 
 /** Exit codes, as the header says. */
 export const EXIT = { OK: 0, FAILED: 1, USAGE: 2, NOT_RUNNING: 3, TOKEN: 4 } as const;
 
 const USAGE: Record<ControlCommand, string> = {
   status: 'corral status [--control ADDR] [--json]',
+  top: 'corral top [--control ADDR] [--interval SECONDS]   (q or Ctrl-C quits)',
   reload: 'corral reload [APP] [--control ADDR]',
   stop: 'corral stop [--control ADDR] [--no-wait]',
 };
@@ -47,6 +49,8 @@ interface Parsed {
   json: boolean;
   wait: boolean;
   app: string | null;
+  /** `corral top`: time between refreshes. */
+  intervalMs: number;
 }
 
 /** Runs one control command; resolves with the exit code. */
@@ -60,6 +64,8 @@ export async function runControlCommand(command: ControlCommand, argv: string[],
     switch (command) {
       case 'status':
         return await status(p, io);
+      case 'top':
+        return await top(p, io);
       case 'reload':
         return await reload(p, io);
       case 'stop':
@@ -76,6 +82,7 @@ function parseArgs(command: ControlCommand, argv: string[], env: NodeJS.ProcessE
   let addressText = env.CORRAL_CONTROL || DEFAULT_CONTROL;
   let json = false;
   let wait = true;
+  let intervalMs = 1000;
   const positional: string[] = [];
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!;
@@ -85,6 +92,11 @@ function parseArgs(command: ControlCommand, argv: string[], env: NodeJS.ProcessE
       addressText = value;
     } else if (arg === '--json' && command === 'status') json = true;
     else if (arg === '--no-wait' && command === 'stop') wait = false;
+    else if ((arg === '--interval' || arg.startsWith('--interval=')) && command === 'top') {
+      const value = Number(arg === '--interval' ? argv[++i] : arg.slice('--interval='.length));
+      if (!Number.isFinite(value) || value < 0.2 || value > 3600) throw new CommandError(EXIT.USAGE, `--interval takes seconds between 0.2 and 3600 (usage: ${USAGE[command]})`);
+      intervalMs = Math.round(value * 1000);
+    }
     else if (arg.startsWith('-')) throw new CommandError(EXIT.USAGE, `unknown option ${arg} (usage: ${USAGE[command]})`);
     else positional.push(arg);
   }
@@ -96,7 +108,7 @@ function parseArgs(command: ControlCommand, argv: string[], env: NodeJS.ProcessE
   } catch (err) {
     throw new CommandError(EXIT.USAGE, `control address ${(err as Error).message}`);
   }
-  return { address, json, wait, app: positional[0] ?? null };
+  return { address, json, wait, app: positional[0] ?? null, intervalMs };
 }
 
 async function status(p: Parsed, io: ControlIo): Promise<number> {
@@ -112,6 +124,18 @@ async function status(p: Parsed, io: ControlIo): Promise<number> {
   if (p.json) io.out(r.body.endsWith('\n') ? r.body : `${r.body}\n`);
   else io.out(renderStatusTable(JSON.parse(r.body) as StatusDocument));
   return EXIT.OK;
+}
+
+async function top(p: Parsed, io: ControlIo): Promise<number> {
+  if (!process.stdout.isTTY) throw new CommandError(EXIT.USAGE, 'top needs a terminal; in scripts use corral status (or corral status --json)');
+  const token = tryReadToken(p.address, io.env);
+  const load = async (): Promise<StatusDocument | string> => {
+    const r = await call(p.address, 'GET', '/status.json', token?.value ?? null, 10_000);
+    if (r.status === 401) return `the service reads status only with its token; none accepted from ${tokenPath(p.address, io.env)}`;
+    if (r.status !== 200) return serverError(r).message;
+    return JSON.parse(r.body) as StatusDocument;
+  };
+  return runTop({ where: formatAddress(p.address), intervalMs: p.intervalMs, load, stdin: process.stdin, stdout: process.stdout });
 }
 
 async function reload(p: Parsed, io: ControlIo): Promise<number> {

@@ -14,6 +14,7 @@ Usage:
                HTTP on 127.0.0.1:8000, reload on *.py changes, tracebacks in the browser
   corral relay             the FastCGI program IIS starts; forwards to the service (see --help)
   corral status [--control ADDR] [--json]   apps, workers, queue and last errors of a running service
+  corral top [--control ADDR]               the same, refreshed every second (q quits), like uwsgitop
   corral reload [APP] [--control ADDR]      rolling reload of every app (or APP); answers once it serves
   corral stop [--control ADDR] [--no-wait]  graceful stop; waits until the service is gone
   corral service install|uninstall|start|stop   the Windows service (corral service --help)
@@ -22,7 +23,7 @@ Usage:
   corral --version         (also -V, corral version)
 `;
 
-const COMMANDS = ['serve', 'dev', 'relay', 'status', 'reload', 'stop', 'service', 'migrate-webconfig', 'help', 'version'];
+const COMMANDS = ['serve', 'dev', 'relay', 'status', 'top', 'reload', 'stop', 'service', 'migrate-webconfig', 'help', 'version'];
 
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
@@ -35,6 +36,7 @@ async function main(argv: string[]): Promise<number> {
     case 'relay':
       return (await import('./relay.js')).runRelay(rest, VERSION);
     case 'status':
+    case 'top':
     case 'reload':
     case 'stop':
       return (await import('./control-client.js')).runControlCommand(command, rest);

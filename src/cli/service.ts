@@ -18,6 +18,8 @@ import { App } from './app.js';
 import { AppRouter } from './router.js';
 import { WorkerBudget } from '../pool/budget.js';
 import { PromMetrics } from '../control/metrics.js';
+import { StatsBook } from '../monitor/app-stats.js';
+import { AppNames } from './app-names.js';
 import { startControlServer, type ControlServer } from '../control/server.js';
 import { accessLogger, observers, type RequestObserver } from '../front/access-log.js';
 import { removeStaleSocket } from '../front/listeners.js';
@@ -59,6 +61,8 @@ export class Service {
   httpBound: string | null = null;
   /** Requests and worker exits counted for the control listener's /metrics. */
   readonly metrics = new PromMetrics();
+  /** Request rates, latency and recent errors per app for the status page (fed only with a control listener). */
+  readonly stats = new StatsBook();
   #control: ControlServer | null = null;
   /** Where the control listener listens, as bound (null without one). */
   controlBound: string | null = null;
@@ -81,7 +85,8 @@ export class Service {
     this.#opts = opts;
     this.stopped = new Promise((resolve) => (this.#resolveStopped = resolve));
     const budget = new WorkerBudget(settings.maxTotalWorkers);
-    const appOpts = { dev: opts.dev ?? false, reloadDebounceMs: opts.reloadDebounceMs ?? 200, budget, ...(settings.control ? { metrics: this.metrics } : {}) };
+    const appOpts = { dev: opts.dev ?? false, reloadDebounceMs: opts.reloadDebounceMs ?? 200, budget, names: new AppNames(), ...(settings.control ? { metrics: this.metrics, stats: this.stats } : {}) };
+    if (settings.control) this.metrics.collectProcessMetrics();
     const own = apps.length > 0 ? apps : opts.defaultApp === false ? [] : [settings];
     this.plane = chooseDataPlane(settings, { platform: process.platform, appsList: apps.length > 0, defaultApp: own.length > 0 });
     const direct = this.plane.error === undefined && this.plane.plane === 'direct';
@@ -124,7 +129,8 @@ export class Service {
     const metrics = s.control ? this.metrics : null;
     const observe = observers(
       s.accessLog ? accessLogger(this.#log) : null,
-      metrics ? (r) => metrics.requestDone(r.app ?? 'none', r.status, r.durationMs / 1000) : null,
+      metrics ? (r) => metrics.requestDone(r.app ?? 'none', r.status, r.durationMs / 1000, r.error) : null,
+      metrics ? this.stats.observe : null,
       this.#opts.observe ?? null,
     );
     const connOpts: ConnectionOptions = {

@@ -20,3 +20,32 @@ export function formatMB(bytes: number | null): string {
 export function formatCpu(percent: number | null): string {
   return percent === null ? '–' : percent.toFixed(1);
 }
+
+/** Milliseconds as people read latency: `0.8 ms`, `12 ms`, `1.25 s`; `–` when unknown. */
+export function formatMs(ms: number | null): string {
+  if (ms === null) return '–';
+  if (ms < 10) return `${ms.toFixed(1)} ms`;
+  if (ms < 1000) return `${Math.round(ms)} ms`;
+  return `${(ms / 1000).toFixed(ms < 10_000 ? 2 : 1)} s`;
+}
+
+/** Requests per second: `0`, `0.35`, `12.4`, `1250`. */
+export function formatRate(perSecond: number): string {
+  if (perSecond === 0) return '0';
+  if (perSecond < 1) return perSecond.toFixed(2);
+  if (perSecond < 100) return perSecond.toFixed(1);
+  return String(Math.round(perSecond));
+}
+
+/** A share 0..1 as a percent: `0 %`, `0.4 %`, `12 %`, `100 %`. */
+export function formatPercent(share: number): string {
+  const p = share * 100;
+  if (p === 0) return '0 %';
+  if (p < 10) return `${p.toFixed(1)} %`;
+  return `${Math.round(p)} %`;
+}
+
+/** The UTC time of day of an ISO timestamp: `12:04:31`. */
+export function formatClock(iso: string): string {
+  return iso.slice(11, 19);
+}

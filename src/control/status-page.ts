@@ -3,8 +3,9 @@
  * (inline CSS, no script, no external asset, served with a CSP that forbids them), every value
  * escaped: app paths, reasons and Python tracebacks are not ours to trust.
  */
-import { formatCpu, formatMB, formatUptime } from './format.js';
-import { HIDDEN_MESSAGE, type AppStatus, type ErrorInfo, type StatusDocument, type WorkerInfo } from './snapshot.js';
+import { renderChart } from './chart.js';
+import { formatClock, formatCpu, formatMB, formatMs, formatPercent, formatRate, formatUptime } from './format.js';
+import { groupErrors, HIDDEN_MESSAGE, type AppStatus, type ErrorInfo, type StatusDocument, type TrafficStatus, type WorkerInfo } from './snapshot.js';
 
 /** Escapes text for HTML content and quoted attribute values. */
 export function esc(value: unknown): string {
@@ -48,6 +49,7 @@ table{border-collapse:collapse;width:auto;min-width:50%;font-variant-numeric:tab
 th,td{padding:.3em 1em;border-bottom:1px solid var(--line);text-align:right;white-space:nowrap}
 th{background:var(--soft);font-size:.8em;text-transform:uppercase;letter-spacing:.04em;color:var(--idle)}
 th:nth-child(3),td:nth-child(3),td.note,th.note{text-align:left}
+table.errors td:nth-child(3){text-align:right}
 td.note{white-space:normal;color:var(--idle)}
 tr.old td{color:var(--idle)}
 .none{color:var(--idle);font-style:italic}
@@ -56,6 +58,17 @@ tr.old td{color:var(--idle)}
 .error summary{cursor:pointer;font-weight:600}
 .error code{font-weight:400;color:var(--idle)}
 .error pre{overflow:auto;max-height:28em;background:#fff;border:1px solid var(--line);padding:.6em;font-size:12.5px}
+.traffic{display:flex;flex-wrap:wrap;gap:.5em 1.5em;align-items:flex-start;margin:0 0 .9em}
+.traffic .classes{margin:.2em 0;color:var(--idle);font-variant-numeric:tabular-nums}
+.traffic .classes b{color:#1f2328}.traffic .classes .c5 b{color:var(--bad)}
+svg.chart{border:1px solid var(--line);border-radius:6px;background:#fff;max-width:100%;height:auto}
+table.workers td,table.workers th,table.events td,table.events th{padding:.12em .7em}
+table.events{margin:.4em 0 .8em}
+td.path,td.exc{text-align:left;white-space:normal;word-break:break-all;font-family:ui-monospace,Consolas,monospace;font-size:.92em}
+td.exc{color:var(--bad)}
+td.current{text-align:left;white-space:normal;font-family:ui-monospace,Consolas,monospace;font-size:.92em}
+h3{font-size:.85em;text-transform:uppercase;letter-spacing:.04em;color:var(--idle);margin:1em 0 .2em}
+.ok-text{color:var(--ok)}.bad-text{color:var(--bad)}
 `;
 
 /** The page for `doc`; `refreshSeconds` adds a meta refresh (0: none); `token` (given as ?token=) is kept in its links. */
@@ -84,27 +97,83 @@ function renderApp(a: AppStatus): string {
   const t = a.totals;
   const l = a.limits;
   const figure = (label: string, value: string, warn = false): string => `<div${warn ? ' class="warn"' : ''}><dt>${esc(label)}</dt><dd>${value}</dd></div>`;
+  const tr = a.traffic;
   const figures = [
+    ...(tr
+      ? [
+          figure('requests/s', `${esc(formatRate(tr.perSecond))} <small>${esc(formatRate(tr.perSecondMinute))} over ${esc(tr.windowSeconds)} s</small>`),
+          figure('5xx errors', `${esc(formatPercent(tr.errorRate))} <small>${esc(tr.byClass['5xx'])} of ${esc(tr.requests)}</small>`, tr.errorRate > 0),
+          figure('latency p50 · p95 · p99', `${esc(formatMs(tr.latencyMs.p50))} <small>· ${esc(formatMs(tr.latencyMs.p95))} · ${esc(formatMs(tr.latencyMs.p99))}</small>`),
+        ]
+      : []),
     figure('generation', esc(a.servingGeneration)),
-    figure('queue', `${esc(a.queued)} <small>/ ${esc(l.queueLength)}</small>`, a.queued > 0),
+    figure('queue', `${esc(a.queued)} <small>/ ${esc(l.queueLength)} · high ${esc(a.queueHighWater)}${a.queued > 0 ? ` · oldest ${esc(a.longestWaitSeconds)} s` : ''}</small>`, a.queued > 0),
     figure('workers ready', `${esc(t.ready)} <small>of ${esc(t.workers)} · min ${esc(l.minWorkers)} max ${esc(l.maxWorkers)}</small>`, t.ready === 0),
     figure('busy threads', `${esc(t.inflight)} <small>/ ${esc(t.threads)}</small>`, t.threads > 0 && t.inflight >= t.threads),
     figure('requests', esc(t.requests)),
+    figure('max workers reached', esc(a.maxWorkersReached), a.maxWorkersReached > 0),
+    ...(tr ? [figure('slow (> 1 s)', esc(tr.slow), tr.slow > 0)] : []),
     figure('memory', `${esc(formatMB(t.rssBytes))} <small>MB</small>`),
   ].join('');
+  // An app that answers mostly errors is not "running" to its users: say so next to its state.
+  const errorBadge = tr && tr.requests > 0 && tr.errorRate >= 0.05 ? ` <span class="badge bad" data-error-rate="${esc(tr.errorRate)}">${esc(formatPercent(tr.errorRate))} errors</span>` : '';
   return `<section class="app" data-app="${esc(a.name)}">
-<h2>${esc(a.name)} <span class="badge ${TONE[a.state] ?? 'idle'}" data-state="${esc(a.state)}">${esc(a.state)}</span></h2>
+<h2>${esc(a.name)} <span class="badge ${TONE[a.state] ?? 'idle'}" data-state="${esc(a.state)}">${esc(a.state)}</span>${errorBadge}</h2>
 ${a.root === null ? '' : `<p class="root" title="app directory">${esc(a.root)}</p>`}
 <dl class="figures">${figures}</dl>
+${tr ? renderTraffic(tr) : ''}
 ${renderWorkers(a)}
 ${renderError('Pool failed', a.failure, false)}${renderError('Last reload failed', a.lastReloadError, true)}
+${renderRecentErrors(a)}${renderReloads(a)}${renderExits(a)}
 </section>`;
+}
+
+function renderTraffic(tr: TrafficStatus): string {
+  const classes = (['2xx', '3xx', '4xx', '5xx'] as const).map((c) => `<span class="c${c[0]}">${c} <b>${esc(tr.byClass[c])}</b></span>`).join(' · ');
+  const codes = Object.entries(tr.byErrorCode);
+  const byCode = codes.length > 0 ? `<p class="classes">answered by corral since start: ${codes.map(([code, n]) => `${esc(code)} <b>${esc(n)}</b>`).join(' · ')}</p>` : '';
+  return `<div class="traffic">${renderChart(tr.series)}<div><p class="classes">last ${esc(tr.windowSeconds)} s: ${classes} · max ${esc(formatMs(tr.latencyMs.max))}</p>${byCode}</div></div>`;
+}
+
+function renderRecentErrors(a: AppStatus): string {
+  if (a.recentErrors.length === 0) return '';
+  const rows = groupErrors(a.recentErrors)
+    .map(
+      ({ latest: e, count }) =>
+        `<tr><td>${esc(formatClock(e.at))}</td><td>${esc(count)}×</td><td>${esc(e.status)}</td><td class="path">${esc(e.method)} ${e.path === null ? '<span class="none">(hidden)</span>' : esc(e.path)}</td><td>${esc(e.pid ?? '–')}</td><td class="exc">${esc([e.code, e.exception].filter((x) => x !== null).join(' '))}</td></tr>`,
+    )
+    .join('\n');
+  return `<h3>Recent errors <small>(last ${esc(a.recentErrors.length)}, repeats folded; the newest shown)</small></h3><table class="events errors"><thead><tr><th>newest (UTC)</th><th>times</th><th>status</th><th class="note">request</th><th>pid</th><th class="note">error</th></tr></thead><tbody>
+${rows}
+</tbody></table>\n`;
+}
+
+function renderReloads(a: AppStatus): string {
+  if (a.recentReloads.length === 0) return '';
+  const rows = a.recentReloads
+    .slice(0, 5)
+    .map((r) => `<tr><td>${esc(formatClock(r.at))}</td><td class="${r.ok ? 'ok-text' : 'bad-text'}">${r.ok ? 'ok' : 'failed'}</td><td>${esc(r.generation)}</td><td class="note">${esc(r.reason)}${r.ok ? '' : ` — ${esc(r.message ?? '')} <code>${esc(r.code ?? '')}</code>`}</td></tr>`)
+    .join('\n');
+  return `<h3>Recent reloads</h3><table class="events reloads"><thead><tr><th>time (UTC)</th><th>result</th><th>generation</th><th class="note">why</th></tr></thead><tbody>
+${rows}
+</tbody></table>\n`;
+}
+
+function renderExits(a: AppStatus): string {
+  if (a.recentExits.length === 0) return '';
+  const rows = a.recentExits
+    .slice(0, 5)
+    .map((e) => `<tr><td>${esc(formatClock(e.at))}</td><td>${esc(e.pid ?? '–')}</td><td class="note">${esc(e.reason)}</td></tr>`)
+    .join('\n');
+  return `<h3>Recent worker exits</h3><table class="events exits"><thead><tr><th>time (UTC)</th><th>pid</th><th class="note">reason</th></tr></thead><tbody>
+${rows}
+</tbody></table>\n`;
 }
 
 function renderWorkers(a: AppStatus): string {
   if (a.workers.length === 0) return '<p class="none">No worker running.</p>';
   const rows = a.workers.map((w) => renderWorker(w, a)).join('\n');
-  return `<table class="workers"><thead><tr><th>pid</th><th>gen</th><th>state</th><th>requests</th><th>in flight</th><th>CPU %</th><th>RSS MB</th><th>uptime</th><th class="note">note</th></tr></thead>
+  return `<table class="workers"><thead><tr><th>pid</th><th>gen</th><th>state</th><th>requests</th><th>in flight</th><th>CPU %</th><th>CPU s</th><th>RSS MB</th><th>uptime</th><th class="note">current request · note</th></tr></thead>
 <tbody>
 ${rows}
 </tbody></table>`;
@@ -112,8 +181,9 @@ ${rows}
 
 function renderWorker(w: WorkerInfo, a: AppStatus): string {
   const running = w.current.map((c) => `${c.method} ${c.path ?? '(path hidden)'} ${c.ageSeconds} s`).join('; ');
-  const note = w.recycle ?? (w.generation > a.servingGeneration ? 'new generation booting' : w.generation < a.servingGeneration ? 'previous generation' : running);
-  return `<tr class="worker${w.generation < a.servingGeneration ? ' old' : ''}" data-pid="${esc(w.pid)}"><td>${esc(w.pid)}</td><td>${esc(w.generation)}</td><td><span class="badge ${TONE[w.state] ?? 'idle'}">${esc(w.state)}</span></td><td>${esc(w.requests)}</td><td>${esc(w.inflight)} / ${esc(a.limits.threadsPerWorker)}</td><td>${esc(formatCpu(w.cpuPercent))}</td><td>${esc(formatMB(w.rssBytes))}</td><td>${esc(formatUptime(w.uptimeSeconds))}</td><td class="note">${esc(note)}</td></tr>`;
+  const why = w.recycle ?? (w.generation > a.servingGeneration ? 'new generation booting' : w.generation < a.servingGeneration ? 'previous generation' : '');
+  const note = [running, why].filter((p) => p !== '').join(' · ');
+  return `<tr class="worker${w.generation < a.servingGeneration ? ' old' : ''}" data-pid="${esc(w.pid)}"><td>${esc(w.pid)}</td><td>${esc(w.generation)}</td><td><span class="badge ${TONE[w.state] ?? 'idle'}">${esc(w.state)}</span></td><td>${esc(w.requests)}</td><td>${esc(w.inflight)} / ${esc(a.limits.threadsPerWorker)}</td><td>${esc(formatCpu(w.cpuPercent))}</td><td>${esc(w.cpuSeconds === null ? '–' : w.cpuSeconds.toFixed(1))}</td><td>${esc(formatMB(w.rssBytes))}</td><td>${esc(formatUptime(w.uptimeSeconds))}</td><td class="note current">${esc(note)}</td></tr>`;
 }
 
 function renderError(title: string, e: ErrorInfo | null, past: boolean): string {

@@ -4,6 +4,7 @@
  */
 import type { Settings } from '../config/settings.js';
 import type { CorralError } from '../errors.js';
+import type { StatsFigures } from '../monitor/app-stats.js';
 import type { PoolState, WorkerStatus } from '../pool/pool.js';
 
 /** The pool figures the status page reads; all synchronous, so it never waits on a worker. */
@@ -13,6 +14,10 @@ export interface ControlPool {
   readonly queued: number;
   readonly failure: CorralError | null;
   readonly lastReloadError: CorralError | null;
+  /** Most requests waiting at once so far; times maxWorkers made requests wait; the oldest wait now (ms). */
+  readonly queueHighWater: number;
+  readonly maxWorkersReached: number;
+  readonly longestWaitMs: number;
   status(): WorkerStatus[];
 }
 
@@ -20,6 +25,10 @@ export interface ControlPool {
 export interface ControlApp {
   readonly settings: Readonly<Pick<Settings, 'root' | 'wsgiApp' | 'threads' | 'workers' | 'minWorkers' | 'maxWorkers' | 'queueLength'>>;
   readonly pool: ControlPool;
+  /** Unique in the service: the `app` label (the WSGI callable, or `callable@directory` when two apps share one). */
+  readonly name: string;
+  /** Request rates, latency and recent events; null when the service keeps none. */
+  readonly stats: { read(): StatsFigures } | null;
   /** A rolling reload; resolves once the new generation serves, or with its boot error. */
   reload(reason: string): Promise<Error | null>;
 }

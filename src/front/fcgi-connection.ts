@@ -149,6 +149,11 @@ class FrontRequest implements ExchangeSink {
     if (seen.REQUEST_METHOD === undefined || seen.REQUEST_URI === undefined) scanParams(content, ACCESS_PARAMS, seen);
   }
 
+  describe(): { method: string; path: string } | null {
+    const seen = this.seen;
+    return seen ? { method: seen.REQUEST_METHOD ?? '-', path: seen.REQUEST_URI ?? ((seen.SCRIPT_NAME ?? '') + (seen.PATH_INFO ?? '') || '-') } : null;
+  }
+
   /** The access record, once the request is over. */
   record(): RequestRecord {
     const now = performance.now();

@@ -39,6 +39,10 @@ export class HttpExchange implements ExchangeSink {
     this.#log = log;
   }
 
+  describe(): { method: string; path: string } {
+    return { method: this.#req.method ?? '-', path: this.#req.url ?? '-' };
+  }
+
   /** True once the front answered itself (the app's output, if any, is ignored). */
   get answered(): boolean {
     return this.#answered;

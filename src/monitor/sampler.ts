@@ -10,7 +10,7 @@ export async function sampleUsage(pids: number[]): Promise<Map<number, Usage>> {
   const results = await Promise.allSettled(pids.map((pid) => pidusage(pid)));
   const out = new Map<number, Usage>();
   results.forEach((r, i) => {
-    if (r.status === 'fulfilled') out.set(pids[i]!, { cpu: r.value.cpu, memory: r.value.memory });
+    if (r.status === 'fulfilled') out.set(pids[i]!, { cpu: r.value.cpu, memory: r.value.memory, cpuSeconds: r.value.ctime / 1000 });
   });
   return out;
 }

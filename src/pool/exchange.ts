@@ -22,6 +22,8 @@ export interface ExchangeSink {
   resumeInput(): void;
   /** Bytes of this request's records held by the exchange grew (or shrank, if negative): the front's memory budget. */
   held?(delta: number): void;
+  /** Method and path (query included) for the status page's current requests; read only when a status is asked for. */
+  describe?(): { method: string; path: string } | null;
 }
 
 /** The worker side of an exchange, as the exchange needs it. */

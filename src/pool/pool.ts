@@ -66,6 +66,8 @@ export interface Usage {
   cpu: number;
   /** Resident set size, bytes. */
   memory: number;
+  /** CPU time used since the process started (user + system), seconds; absent where unknown. */
+  cpuSeconds?: number;
 }
 
 /** What the supervisor needs from the outside world. */
@@ -77,7 +79,7 @@ export interface PoolDeps {
   /** Where a worker's stderr lines go (default: the log, as `worker stderr`). */
   stderr?(w: WorkerHandle, line: string): void;
   /** A worker exited (for metrics); `reason` as in the exit log line, or why it was recycled. */
-  workerExit?(reason: string): void;
+  workerExit?(reason: string, pid: number | null): void;
   /**
    * Runs once before the first worker of each generation starts (Helicon Zoo's DEPLOY_FILE:
    * migrations and the like). An error blocks that generation like a boot failure.
@@ -168,10 +170,22 @@ export interface WorkerStatus {
   requests: number;
   uptimeMs: number;
   cpu: number | null;
+  /** CPU time used so far, seconds, at the last sample. */
+  cpuSeconds: number | null;
   rssBytes: number | null;
   recycle: string | null;
-  /** Requests running on a direct worker as it last reported. */
+  /** Requests running on it: as a direct worker last reported, or the service's exchanges on a proxied one (as their fronts describe them). */
   running: readonly RunningRequest[];
+}
+
+/** The requests the service has on a proxied worker, as its fronts describe them (path without the query: it may carry tokens). */
+function proxied(w: WorkerHandle, now: number): RunningRequest[] {
+  const out: RunningRequest[] = [];
+  for (const ex of w.exchanges) {
+    const d = ex.sink.describe?.();
+    if (d) out.push({ method: d.method, path: d.path.split('?')[0] ?? d.path, ageMs: Math.max(0, now - ex.dispatchedAt) });
+  }
+  return out;
 }
 
 /** Workers of one app and the queue in front of them. */
@@ -213,6 +227,10 @@ export class Pool implements Upstream {
   #reloadWaiters: Array<(err: CorralError | null) => void> = [];
   /** Last boot error of a discarded generation, for status pages. */
   lastReloadError: CorralError | null = null;
+  /** Most requests (direct: connections in the listen queue) ever waiting at once, for status pages. */
+  queueHighWater = 0;
+  /** Times requests had to wait because maxWorkers were running (PHP-FPM's "max children reached"). */
+  maxWorkersReached = 0;
 
   constructor(opts: PoolOptions, deps: PoolDeps, log: Logger) {
     this.#opts = opts;
@@ -237,6 +255,11 @@ export class Pool implements Upstream {
   get servingGeneration(): number {
     return this.#servingGen;
   }
+  /** How long the oldest request still waiting has waited, ms (0 with none). */
+  get longestWaitMs(): number {
+    const oldest = this.#queue.find((q) => q.state === 'queued');
+    return oldest ? Math.max(0, this.#deps.clock.now() - oldest.createdAt) : 0;
+  }
 
   /** Figures per worker. */
   status(): WorkerStatus[] {
@@ -249,9 +272,10 @@ export class Pool implements Upstream {
       requests: s.w.requests,
       uptimeMs: Math.round(now - s.spawnedAt),
       cpu: s.usage?.cpu ?? null,
+      cpuSeconds: s.usage?.cpuSeconds ?? null,
       rssBytes: s.usage?.memory ?? null,
       recycle: s.recycle,
-      running: s.w.running,
+      running: this.#opts.direct ? s.w.running : proxied(s.w, now),
     }));
   }
 
@@ -299,6 +323,7 @@ export class Pool implements Upstream {
       return ex;
     }
     this.#queue.push(ex);
+    if (this.#queue.length > this.queueHighWater) this.queueHighWater = this.#queue.length;
     // Scale up (or start the first worker with minWorkers 0) without waiting for the next tick.
     if (this.#slots.size < this.#opts.maxWorkers) this.#schedule();
     return ex;
@@ -471,6 +496,7 @@ export class Pool implements Upstream {
     if (r.busy > 0) slot.idleSince = null;
     else slot.idleSince ??= now;
     if (r.queue !== null) this.#listenQueue = r.queue;
+    if (r.queue !== null && r.queue > this.queueHighWater) this.queueHighWater = r.queue;
     if (r.accessDropped > 0) this.#warnOnce(`access dropped ${w.pid}`, { pid: w.pid, dropped: r.accessDropped }, 'a worker dropped access-log entries the service did not read in time');
     // Its request count (maxRequests) is the report's `served`: #checkRecycle sees it at the next tick.
   }
@@ -517,7 +543,7 @@ export class Pool implements Upstream {
       inflight: lost.length,
     });
     const reason = slot.killReason ?? verdict.reason;
-    this.#deps.workerExit?.(slot.recycle ?? reason);
+    this.#deps.workerExit?.(slot.recycle ?? reason, w.pid);
     const fields = { code, signal, uptimeMs: Math.round(uptimeMs), requests: w.requests, lost: lost.length, reason };
     if (slot.killReason) w.log.warn(fields, `worker killed: ${slot.killReason}`);
     else w.log[verdict.level](fields, verdict.message);
@@ -751,6 +777,7 @@ export class Pool implements Upstream {
     const uncovered = this.#queue.length - booting * threads;
     if (uncovered <= 0) return;
     if (this.#target >= this.#opts.maxWorkers) {
+      if (!this.#warned.has('max workers')) this.maxWorkersReached++;
       this.#warnOnce('max workers', { maxWorkers: this.#opts.maxWorkers, queued: this.#queue.length }, 'maxWorkers reached: requests wait in the queue');
       return;
     }
@@ -782,6 +809,7 @@ export class Pool implements Upstream {
     const pressure = waiting !== null ? waiting > 0 : now - this.#allBusySince >= DIRECT_BUSY_SCALE_MS;
     if (!pressure || active.some((s) => s.readyAt === null)) return;
     if (this.#target >= this.#opts.maxWorkers) {
+      if (!this.#warned.has('max workers')) this.maxWorkersReached++;
       this.#warnOnce('max workers', { maxWorkers: this.#opts.maxWorkers, listenQueue: waiting }, 'maxWorkers reached: connections wait in the listen queue');
       return;
     }

@@ -54,7 +54,8 @@ export function parsePrometheus(text: string): Map<string, Family> {
     if (!m) throw new Error(`${where}: not a sample`);
     const name = m[1]!;
     const value = m[3]!;
-    if (!/^(?:[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?|NaN|[+-]Inf)$/.test(value)) throw new Error(`${where}: value ${value} is not a number`);
+    // Go's ParseFloat, which Prometheus uses, takes NaN and Inf in any case (prom-client writes `Nan`).
+    if (!/^(?:[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?|nan|[+-]?inf)$/i.test(value)) throw new Error(`${where}: value ${value} is not a number`);
     const family = familyOf(families, name);
     if (!family) throw new Error(`${where}: sample of ${name} without a TYPE or HELP line`);
     const labels: Record<string, string> = {};
@@ -62,7 +63,7 @@ export function parsePrometheus(text: string): Map<string, Family> {
       if (lm[1]! in labels) throw new Error(`${where}: label ${lm[1]} twice`);
       labels[lm[1]!] = JSON.parse(lm[2]!.replace(/\\n/g, '\\n')) as string;
     }
-    family.samples.push({ name, labels, value: Number(value.replace('Inf', 'Infinity')) });
+    family.samples.push({ name, labels, value: /inf/i.test(value) ? (value.startsWith('-') ? -Infinity : Infinity) : Number(value) });
   });
   return families;
 }

@@ -89,22 +89,27 @@ describe('control listener with real workers', () => {
     }
     expect(app.totals.requests).toBe(10);
 
-    // RSS comes from the sampler (about once a second): wait for a sample taken after the boot (one
-    // taken just after the spawn sees the process before Python has loaded: some 100 KB).
+    // RSS and CPU come from the sampler (about once a second): wait for samples taken after the boot
+    // (one taken just after the spawn sees the process before Python has loaded: some 100 KB).
     let families = parsePrometheus((await controlCall(t, 'GET', '/metrics')).body.toString());
     const deadline = Date.now() + 10_000;
-    const booted = (pid: number): boolean => (sampleValue(families, 'corral_worker_rss_bytes', { pid: String(pid) }) ?? 0) > 1_000_000;
-    while (!pids.every(booted) && Date.now() < deadline) {
+    const booted = (): boolean => (sampleValue(families, 'corral_workers_rss_bytes', { app: 'worker_ok:application' }) ?? 0) > 2_000_000 && (sampleValue(families, 'corral_workers_cpu_seconds_total', { app: 'worker_ok:application' }) ?? 0) > 0;
+    while (!booted() && Date.now() < deadline) {
       await new Promise((r) => setTimeout(r, 100));
       families = parsePrometheus((await controlCall(t, 'GET', '/metrics')).body.toString());
     }
-    for (const name of ['corral_requests_total', 'corral_request_duration_seconds', 'corral_queue_length', 'corral_workers', 'corral_worker_restarts_total', 'corral_worker_rss_bytes']) {
+    for (const name of ['corral_requests_total', 'corral_request_duration_seconds', 'corral_queue_length', 'corral_workers', 'corral_worker_restarts_total', 'corral_worker_exits_total', 'corral_workers_rss_bytes', 'corral_workers_cpu_seconds_total', 'corral_busy_threads', 'corral_build_info']) {
       expect(families.has(name), name).toBe(true);
     }
     const label = { app: 'worker_ok:application' };
     expect(sampleValue(families, 'corral_workers', { ...label, state: 'ready' })).toBe(2);
     expect(sampleValue(families, 'corral_queue_length', label)).toBe(0);
-    for (const pid of pids) expect(sampleValue(families, 'corral_worker_rss_bytes', { ...label, pid: String(pid) })).toBeGreaterThan(1_000_000);
+    expect(sampleValue(families, 'corral_workers_rss_bytes', label)).toBeGreaterThan(2_000_000);
+    // Seconds of CPU, not a percent: a booted Python used some, and less than it has lived.
+    const cpu = sampleValue(families, 'corral_workers_cpu_seconds_total', label)!;
+    expect(cpu).toBeGreaterThan(0);
+    expect(cpu).toBeLessThan(2 * (Math.max(...app.workers.map((w) => w.uptimeSeconds)) + 5));
+    expect(sampleValue(families, 'corral_busy_threads', label)).toBe(0);
 
     // The page a person reads has the same pids.
     const page = (await controlCall(t, 'GET', '/status')).body.toString();

@@ -12,6 +12,9 @@ import { parseAddress } from '../../src/config/address.js';
 import { controlAddress, controlAddressProblem, isLoopbackHost } from '../../src/config/control-address.js';
 import { CorralError } from '../../src/errors.js';
 import { silentLogger } from '../../src/log/logger.js';
+import { AppStats } from '../../src/monitor/app-stats.js';
+import { AppNames } from '../../src/cli/app-names.js';
+import { renderStatusTable } from '../../src/cli/status-table.js';
 import type { PoolState, WorkerStatus } from '../../src/pool/pool.js';
 import { PromMetrics, restartReason } from '../../src/control/metrics.js';
 import { redact, selectApps, snapshot, STATUS_SCHEMA, type StatusDocument } from '../../src/control/snapshot.js';
@@ -32,6 +35,10 @@ class FakeApp implements ControlApp {
   failure: CorralError | null = null;
   lastReloadError: CorralError | null = null;
   workers: WorkerStatus[] = [];
+  queueHighWater = 0;
+  maxWorkersReached = 0;
+  longestWaitMs = 0;
+  stats: AppStats | null = null;
   reloads = 0;
   /** What the next reload resolves with; `hold` keeps it pending until released. */
   nextReload: CorralError | null = null;
@@ -40,6 +47,10 @@ class FakeApp implements ControlApp {
 
   constructor(root: string, wsgiApp: string, threads = 2) {
     this.settings = { root, wsgiApp, threads, workers: 2, minWorkers: null, maxWorkers: 4, queueLength: 100 };
+  }
+
+  get name(): string {
+    return this.settings.wsgiApp;
   }
 
   /** The fake is its own pool. */
@@ -65,7 +76,7 @@ class FakeApp implements ControlApp {
 }
 
 function worker(pid: number, over: Partial<WorkerStatus> = {}): WorkerStatus {
-  return { pid, generation: 1, state: 'ready', inflight: 0, requests: 0, uptimeMs: 65_000, cpu: 1.25, rssBytes: 30 * 1048576, recycle: null, running: [], ...over };
+  return { pid, generation: 1, state: 'ready', inflight: 0, requests: 0, uptimeMs: 65_000, cpu: 1.25, cpuSeconds: 4.5, rssBytes: 30 * 1048576, recycle: null, running: [], ...over };
 }
 
 class FakeTarget implements ControlTarget {
@@ -112,12 +123,19 @@ describe('status document', () => {
       state: 'running',
       servingGeneration: 1,
       queued: 3,
+      queueHighWater: 0,
+      longestWaitSeconds: 0,
+      maxWorkersReached: 0,
       limits: { minWorkers: 2, maxWorkers: 4, threadsPerWorker: 2, queueLength: 100 },
       totals: { workers: 2, ready: 2, inflight: 1, threads: 4, requests: 12, rssBytes: 60 * 1048576 },
       workers: [
-        { pid: 101, generation: 1, state: 'ready', requests: 7, inflight: 1, cpuPercent: 1.3, rssBytes: 30 * 1048576, uptimeSeconds: 65, recycle: null, current: [] },
-        { pid: 102, generation: 1, state: 'ready', requests: 5, inflight: 0, cpuPercent: 1.3, rssBytes: 30 * 1048576, uptimeSeconds: 65, recycle: null, current: [] },
+        { pid: 101, generation: 1, state: 'ready', requests: 7, inflight: 1, cpuPercent: 1.3, cpuSeconds: 4.5, rssBytes: 30 * 1048576, uptimeSeconds: 65, recycle: null, current: [] },
+        { pid: 102, generation: 1, state: 'ready', requests: 5, inflight: 0, cpuPercent: 1.3, cpuSeconds: 4.5, rssBytes: 30 * 1048576, uptimeSeconds: 65, recycle: null, current: [] },
       ],
+      traffic: null,
+      recentErrors: [],
+      recentExits: [],
+      recentReloads: [],
       failure: null,
       lastReloadError: null,
     });
@@ -136,6 +154,63 @@ describe('status document', () => {
     const hidden = redact(doc);
     expect(hidden.apps[0]!.workers[0]!.current).toEqual([{ method: 'POST', path: null, ageSeconds: 1.3 }]);
     expect(renderStatusPage(hidden, 5)).not.toContain('/upload/');
+  });
+
+  it('carries the last minute of traffic, lifetime counts and recent errors; page, table and redaction show them', () => {
+    const t = twoApps();
+    let now = Date.parse('2025-01-01T00:59:30Z');
+    const stats = new AppStats(() => now);
+    t.apps[0]!.stats = stats;
+    t.apps[0]!.queueHighWater = 7;
+    t.apps[0]!.maxWorkersReached = 2;
+    t.apps[0]!.longestWaitMs = 1_250;
+    const rec = { app: 'shop.wsgi:application', method: 'GET', bytes: 1, pid: 101, queueMs: 0, error: null };
+    for (let i = 0; i < 30; i++) stats.request({ ...rec, path: '/ok', status: 200, durationMs: 8 });
+    stats.stderr(101, 'Traceback (most recent call last):');
+    stats.stderr(101, 'KeyError: <b>');
+    for (let i = 0; i < 10; i++) stats.request({ ...rec, path: '/cart?session=s3cret', status: 500, durationMs: 40 });
+    stats.reload('SIGHUP', 2, null);
+    now += 500;
+    const doc = snapshot(t, facts, new Date(now));
+    const shop = doc.apps[0]!;
+    expect(shop).toMatchObject({ queueHighWater: 7, maxWorkersReached: 2, longestWaitSeconds: 1.3 });
+    expect(shop.totals.requests).toBe(40); // the app's count, not the live workers' 12
+    expect(shop.traffic).toMatchObject({ requests: 40, byClass: { '2xx': 30, '5xx': 10 }, errorRate: 0.25, slow: 0 });
+    expect(shop.traffic!.latencyMs.p50).toBeGreaterThan(5); // within the (5, 10] ms bucket the 8 ms requests fell in
+    expect(shop.traffic!.latencyMs.p50).toBeLessThanOrEqual(10);
+    expect(shop.traffic!.series).toHaveLength(60);
+    expect(shop.recentErrors[0]).toMatchObject({ status: 500, path: '/cart', exception: 'KeyError: <b>', pid: 101 });
+    expect(shop.recentReloads[0]).toMatchObject({ ok: true, generation: 2, reason: 'SIGHUP' });
+    expect(JSON.stringify(doc)).not.toContain('s3cret');
+
+    const html = renderStatusPage(doc);
+    expect(html).toContain('data-error-rate="0.25"');
+    expect(html).toContain('25 % errors');
+    expect(html).toMatch(/<td>10×<\/td><td>500<\/td><td class="path">GET \/cart<\/td>/);
+    expect(html).toContain('KeyError: &#60;b&#62;');
+    expect(html).toContain('<svg class="chart"');
+    expect(html).not.toMatch(/<(?:script|img|link)\b/);
+    const text = renderStatusTable(doc);
+    expect(text).toMatch(/5xx 25 %\s+p50 \S+ ms/);
+    expect(text).toContain('queue 3/100 (high 7, oldest 1.3 s, max workers reached 2x)');
+    expect(text).toMatch(/10x\s+500\s+GET \/cart\s+101\s+KeyError: <b>/);
+
+    const hidden = redact(doc);
+    expect(hidden.apps[0]!.recentErrors[0]).toMatchObject({ path: null, exception: null, status: 500 });
+    const hiddenHtml = renderStatusPage(hidden);
+    expect(hiddenHtml).toContain('25 % errors');
+    expect(hiddenHtml).not.toContain('/cart');
+    expect(hiddenHtml).not.toContain('KeyError');
+  });
+
+  it('names apps uniquely when two share a callable, and the same way every time', () => {
+    const names = new AppNames();
+    expect(names.take({ root: '/sites/a', wsgiApp: 'wsgi:application' })).toBe('wsgi:application');
+    expect(names.take({ root: '/sites/b/', wsgiApp: 'wsgi:application' })).toBe('wsgi:application@b');
+    expect(names.take({ root: '/other/b', wsgiApp: 'wsgi:application' })).toBe('wsgi:application@b#2');
+    expect(names.take({ root: '/sites/b/', wsgiApp: 'wsgi:application' })).toBe('wsgi:application@b');
+    expect(names.take({ root: '/sites/a', wsgiApp: 'wsgi:application' })).toBe('wsgi:application');
+    expect(names.take({ root: '/sites/c', wsgiApp: 'c:app' })).toBe('c:app');
   });
 
   it('selects apps for reload by WSGI callable, root or directory name', () => {
@@ -172,9 +247,12 @@ describe('metrics', () => {
     m.workerExit('shop.wsgi:application', 'served maxRequests (1000)');
     m.workerExit('shop.wsgi:application', 'request ran over requestTimeout (90 s)');
     m.workerExit('shop.wsgi:application', 'signal SIGSEGV');
+    m.workerExit('shop.wsgi:application', 'idle above minWorkers');
+    m.requestDone('shop.wsgi:application', 503, 0.002, 'CORRAL_QUEUE_FULL');
+    m.requestDone('wsgi:application', 503, 1.5, 'CORRAL_APP_IMPORT_FAILED');
     const text = await m.text(snapshot(twoApps(), facts));
     const f = parsePrometheus(text);
-    for (const name of ['corral_requests_total', 'corral_request_duration_seconds', 'corral_queue_length', 'corral_workers', 'corral_worker_restarts_total', 'corral_worker_rss_bytes']) {
+    for (const name of ['corral_requests_total', 'corral_request_duration_seconds', 'corral_queue_length', 'corral_workers', 'corral_worker_restarts_total', 'corral_worker_exits_total', 'corral_workers_rss_bytes', 'corral_workers_cpu_seconds_total', 'corral_busy_threads', 'corral_error_responses_total', 'corral_build_info', 'corral_max_workers_reached_total', 'corral_queue_high_water', 'corral_slow_requests_total']) {
       expect(f.get(name), name).toBeDefined();
       expect(f.get(name)!.help.length, `${name} has help`).toBeGreaterThan(10);
     }
@@ -182,9 +260,27 @@ describe('metrics', () => {
     expect(f.get('corral_request_duration_seconds')!.type).toBe('histogram');
     const app = 'shop.wsgi:application';
     expect(sampleValue(f, 'corral_requests_total', { app, status: '200' })).toBe(2);
-    expect(sampleValue(f, 'corral_requests_total', { app, status: '503' })).toBe(1);
-    expect(sampleValue(f, 'corral_request_duration_seconds', { app }, 'corral_request_duration_seconds_count')).toBe(3);
-    expect(sampleValue(f, 'corral_request_duration_seconds', { app, le: '0.025' }, 'corral_request_duration_seconds_bucket')).toBe(2);
+    expect(sampleValue(f, 'corral_requests_total', { app, status: '503' })).toBe(2);
+    expect(sampleValue(f, 'corral_request_duration_seconds', { app }, 'corral_request_duration_seconds_count')).toBe(4);
+    // 503s say why: the queue was full, or the app does not import.
+    expect(sampleValue(f, 'corral_error_responses_total', { app, code: 'CORRAL_QUEUE_FULL', status: '503' })).toBe(1);
+    expect(sampleValue(f, 'corral_error_responses_total', { app: 'wsgi:application', code: 'CORRAL_APP_IMPORT_FAILED' })).toBe(1);
+    expect(sampleValue(f, 'corral_slow_requests_total', { app: 'wsgi:application' })).toBe(1);
+    // Every exit is an exit; scaling down is no restart.
+    expect(sampleValue(f, 'corral_worker_exits_total', { app, reason: 'idle' })).toBe(1);
+    expect(sampleValue(f, 'corral_worker_restarts_total', { app, reason: 'idle' })).toBeUndefined();
+    expect(f.get('corral_worker_exits_total')!.samples.reduce((n, x) => n + x.value, 0)).toBe(4);
+    expect(sampleValue(f, 'corral_build_info', { version: '9.9.9', node: process.version })).toBe(1);
+    expect(sampleValue(f, 'corral_busy_threads', { app })).toBe(1);
+    expect(sampleValue(f, 'corral_threads', { app })).toBe(4);
+    expect(f.get('corral_workers_cpu_seconds_total')!.type).toBe('counter');
+    expect(sampleValue(f, 'corral_workers_cpu_seconds_total', { app })).toBe(9);
+    // Node's own process metrics, prefixed.
+    expect(f.get('corral_process_cpu_seconds_total')?.type).toBe('counter');
+    expect(f.get('corral_nodejs_eventloop_lag_seconds')).toBeDefined();
+    // No series per pid: a recycled worker must not start a new one.
+    expect(text).not.toMatch(/pid="/);
+    expect(sampleValue(f, 'corral_request_duration_seconds', { app, le: '0.025' }, 'corral_request_duration_seconds_bucket')).toBe(3);
     expect(sampleValue(f, 'corral_worker_restarts_total', { app, reason: 'max_requests' })).toBe(1);
     expect(sampleValue(f, 'corral_worker_restarts_total', { app, reason: 'request_timeout' })).toBe(1);
     expect(sampleValue(f, 'corral_worker_restarts_total', { app, reason: 'signal_SIGSEGV' })).toBe(1);
@@ -192,14 +288,16 @@ describe('metrics', () => {
     expect(sampleValue(f, 'corral_workers', { app, state: 'ready' })).toBe(2);
     expect(sampleValue(f, 'corral_workers', { app, state: 'draining' })).toBe(0);
     expect(sampleValue(f, 'corral_workers', { app: 'wsgi:application', state: 'starting' })).toBe(1);
-    expect(sampleValue(f, 'corral_worker_rss_bytes', { app, pid: '101' })).toBe(30 * 1048576);
+    expect(sampleValue(f, 'corral_workers_rss_bytes', { app })).toBe(60 * 1048576);
     expect(sampleValue(f, 'corral_pool_state', { app: 'wsgi:application', state: 'failed' })).toBe(1);
-    // Gauges are re-read at each scrape: a worker gone is a series gone.
+    // Gauges are re-read at each scrape; the CPU counter keeps what an exited worker used and adds what the new one uses.
     const t = twoApps();
     t.apps[0]!.workers.pop();
+    t.apps[0]!.workers.push(worker(103, { cpuSeconds: 0.5 }));
+    t.apps[0]!.workers[0]!.cpuSeconds = 6;
     const again = parsePrometheus(await m.text(snapshot(t, facts)));
-    expect(sampleValue(again, 'corral_worker_rss_bytes', { app, pid: '102' })).toBeUndefined();
-    expect(sampleValue(again, 'corral_workers', { app, state: 'ready' })).toBe(1);
+    expect(sampleValue(again, 'corral_workers', { app, state: 'ready' })).toBe(2);
+    expect(sampleValue(again, 'corral_workers_cpu_seconds_total', { app })).toBe(4.5 + 6 + 0.5);
   });
 
   it('turns exit reasons into a small set of labels', () => {
@@ -529,9 +627,9 @@ describe('control server', () => {
     expect(await runControlCommand('status', ['--control', server!.bound], io)).toBe(0);
     expect(io.stdout).toMatch(/^corral 9\.9\.9 {2}pid \d+/);
     expect(io.stdout).toContain('app shop.wsgi:application  /srv/shop');
-    expect(io.stdout).toContain('state running  generation 1  queue 3/100  workers 2 ready of 2 (min 2, max 4)  busy threads 1/4');
+    expect(io.stdout).toContain('state running  generation 1  queue 3/100 (high 0, oldest 0 s)  workers 2 ready of 2 (min 2, max 4)  busy threads 1/4');
     expect(io.stdout).toMatch(/PID\s+GEN\s+STATE\s+REQUESTS/);
-    expect(io.stdout).toMatch(/101\s+1\s+ready\s+7\s+1\/2\s+1\.3\s+30\.0\s+1 min/);
+    expect(io.stdout).toMatch(/101\s+1\s+ready\s+7\s+1\/2\s+1\.3\s+4\.5\s+30\.0\s+1 min/);
     expect(io.stdout).toContain('FAILED: app wsgi:application: import failed');
     const json = captureIo({ ...env, CORRAL_CONTROL: server!.bound });
     expect(await runControlCommand('status', ['--json'], json)).toBe(0);

@@ -444,6 +444,10 @@ describe('queue', () => {
       expect(r.sink.failed?.message).toContain('queueLength 2');
     }
     expect(h.logsMatching(/queue full/)).toHaveLength(1); // warned once, not per request
+    // For the status page: the most that waited at once, and how long the oldest has waited.
+    expect(h.pool.queueHighWater).toBe(2);
+    await h.clock.advance(300);
+    expect(h.pool.longestWaitMs).toBeGreaterThanOrEqual(300);
     for (const r of served) {
       expect(r.sink.failed).toBeNull();
       w.finish(r.ex);
@@ -980,10 +984,14 @@ describe('scaling', () => {
     expect(h.spawned.map((w) => w.inflight)).toEqual([1, 1, 1, 1]);
     for (const r of reqs) expect(r.ex.state).toBe('assigned');
     // At maxWorkers, more requests wait.
+    expect(h.pool.maxWorkersReached).toBe(0);
     h.request();
     await h.clock.advance(1_000);
     expect(h.spawned).toHaveLength(4);
     expect(h.logsMatching(/maxWorkers reached/)).toHaveLength(1);
+    // Counted once per time it happens (as the warning), not once per tick.
+    expect(h.pool.maxWorkersReached).toBe(1);
+    expect(h.pool.longestWaitMs).toBeGreaterThanOrEqual(1_000);
   });
 
   it('boots more only for the requests that workers already booting will not take', async () => {
