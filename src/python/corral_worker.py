@@ -44,6 +44,8 @@ import time
 import traceback
 from urllib.parse import unquote_to_bytes
 
+from corral_wsgi import apphints  # app-loading messages (new file; loaded before boot drops our dir from sys.path)
+
 EXIT_OK, EXIT_BOOT, EXIT_IMPORT = 0, 3, 4
 PROTOCOL_VERSION = 1
 DEFAULT_APP = "wsgi:application"
@@ -206,7 +208,7 @@ def load_app(spec):
         if call:
             obj = obj()
     if not callable(obj):
-        raise TypeError("%s resolves to %r, which is not callable" % (spec, obj))
+        raise TypeError(apphints.not_callable(spec, obj))
     return obj
 
 
@@ -1550,9 +1552,12 @@ def write_record(fd, rtype, payload):
         write_all(fd, pack_header(1, rtype, 0, len(payload), 0) + payload)
 
 
-def report_failure(kind, exc, fd, app_dirs=(), summary=None):
+def report_failure(kind, exc, fd, app_dirs=(), summary=None, hint=None):
     """Traceback and a one-line summary on stderr, CORRAL_FATAL on the protocol fd if usable."""
     info = failure_info(kind, exc, app_dirs)
+    if hint:  # apphints: where the import looked and with which interpreter
+        info["error"] += " (%s)" % hint
+        summary = summary and "%s (%s)" % (summary, hint)
     try:
         if not isinstance(exc, UsageError):
             sys.stderr.write(info["traceback"])
@@ -1650,7 +1655,8 @@ def boot(argv):
         if isinstance(exc, KeyboardInterrupt):
             raise
         report_failure("import", exc, wfd, app_dirs,
-                       summary="cannot import app %r: %s: %s" % (opts.app, type(exc).__name__, exc))
+                       summary="cannot import app %r: %s: %s" % (opts.app, type(exc).__name__, exc),
+                       hint=apphints.hint(exc, opts.app, app_dirs, sys.path))
         return EXIT_IMPORT
     return opts, app, app_dirs, rfd, wfd
 
