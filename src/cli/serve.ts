@@ -12,12 +12,26 @@ import { parseAddress } from '../config/address.js';
 import type { Settings } from '../config/settings.js';
 import { createLogger, createPrettyLogger, flushLogs, type Logger } from '../log/logger.js';
 import { Service } from './service.js';
+import { detectDefaultApp } from '../config/app-layout.js';
 import { detectPlatform, platformSettings, type PlatformMode } from './iis-platform.js';
 
 /** Signals that mean "stop gracefully". Windows has no SIGTERM to catch; Ctrl-Break is SIGBREAK there. */
 const STOP_SIGNALS: NodeJS.Signals[] = process.platform === 'win32' ? ['SIGINT', 'SIGBREAK'] : ['SIGINT', 'SIGTERM'];
 
 export type Mode = 'serve' | 'dev';
+
+/** `corral serve` exit codes when failFast stops it (gunicorn's: 3 worker boot error, 4 app load error). */
+export const FAIL_FAST_EXIT = { BOOT: 3, IMPORT: 4 } as const;
+
+/**
+ * The settings with the app found in Django's layout when the user named none and the default
+ * `wsgi.py` is not in APP_DIR (`corral serve mysite/` with mysite/mysite/wsgi.py); the found spec or null.
+ */
+export function withDetectedApp(loaded: LoadResult): { settings: Settings; detected: string | null } {
+  const s = loaded.settings;
+  const detected = loaded.sources.wsgiApp === 'default' && loaded.apps.length === 0 ? detectDefaultApp(s.root, s.wsgiApp) : null;
+  return { settings: detected === null ? s : { ...s, wsgiApp: detected }, detected };
+}
 
 /** Dev defaults, applied only where the user set nothing. */
 export function devSettings(loaded: LoadResult): Settings {
@@ -54,6 +68,8 @@ export async function runServe(argv: string[], version: string, mode: Mode = 'se
     process.stderr.write(`corral ${mode}: ${platform}\n`);
     return 2;
   }
+  const found = withDetectedApp(loaded);
+  loaded = { ...loaded, settings: found.settings };
   let settings = mode === 'dev' ? devSettings(loaded) : loaded.settings;
   let webConfig: readonly string[] = [];
   if (platform !== null) {
@@ -72,6 +88,7 @@ export async function runServe(argv: string[], version: string, mode: Mode = 'se
     log.debug({ settings, sources: loaded.sources }, 'resolved settings');
   } else log.info({ version, node: process.version, pid: process.pid, mode, settings, sources: loaded.sources }, 'corral starting');
   if (platform !== null) logPlatform(log, platform, settings, webConfig);
+  if (found.detected !== null) log.info({ app: found.detected, root: settings.root }, `no wsgi.py in the app directory: using ${found.detected} (Django's project layout); set --wsgi-app to choose another`);
   // Started only to serve apps that requests name (e.g. auto-started by `corral relay`): no app of its own.
   const defaultApp = !(settings.allowedRoots.length > 0 && loaded.sources.root === 'default');
   const pairingToken = platform?.pairingToken ?? null;
@@ -91,12 +108,22 @@ export async function runServe(argv: string[], version: string, mode: Mode = 'se
     return 1;
   }
   if (mode === 'dev') printBanner(service, settings);
+  let exitCode = 0;
   for (const app of service.apps)
     void app.pool.whenReady().then((failure) => {
-      if (!failure) log.info({ app: app.settings.wsgiApp, root: app.settings.root, workers: app.settings.workers, threads: app.settings.threads }, 'app ready');
+      if (!failure) {
+        log.info({ app: app.settings.wsgiApp, root: app.settings.root, workers: app.settings.workers, threads: app.settings.threads }, 'app ready');
+        return;
+      }
+      // failFast: the first generation did not boot; dev keeps retrying, since the developer is editing.
+      if (mode !== 'serve' || !app.settings.failFast || exitCode !== 0) return;
+      exitCode = failure.code === 'CORRAL_APP_IMPORT_FAILED' ? FAIL_FAST_EXIT.IMPORT : FAIL_FAST_EXIT.BOOT;
+      log.fatal({ code: failure.code, err: failure.message, exitCode }, 'worker failed to boot: stopping (failFast)');
+      process.stderr.write(`corral ${mode}: worker failed to boot, stopping (failFast, exit code ${exitCode}): ${failure.message}\n`);
+      void service.stop();
     });
   await service.stopped;
-  return 0;
+  return exitCode;
 }
 
 function logPlatform(log: Logger, p: PlatformMode, s: Settings, webConfig: readonly string[]): void {
