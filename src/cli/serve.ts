@@ -8,8 +8,8 @@ import { loadSettings, type LoadResult } from '../config/load.js';
 import { ConfigError } from '../config/problems.js';
 import { wantsHelp } from '../config/argv.js';
 import { renderHelp } from '../config/help.js';
-import { parseAddress } from '../config/address.js';
-import type { Settings } from '../config/settings.js';
+import { SETTING_ROWS, type Settings } from '../config/settings.js';
+import { DEV_DEFAULTS } from '../config/dev-defaults.js';
 import { createLogger, createPrettyLogger, flushLogs, type Logger } from '../log/logger.js';
 import { Service } from './service.js';
 import { detectDefaultApp } from '../config/app-layout.js';
@@ -33,17 +33,19 @@ export function withDetectedApp(loaded: LoadResult): { settings: Settings; detec
   return { settings: detected === null ? s : { ...s, wsgiApp: detected }, detected };
 }
 
-/** Dev defaults, applied only where the user set nothing. */
+/** Dev defaults (DEV_DEFAULTS), applied only where the user set nothing, neither that setting nor the one that would win. */
 export function devSettings(loaded: LoadResult): Settings {
   const { settings: s, sources } = loaded;
-  const unset = (k: keyof Settings): boolean => sources[k] === 'default';
-  return {
-    ...s,
-    http: unset('http') && unset('listen') ? parseAddress('127.0.0.1:8000') : s.http,
-    workers: unset('workers') ? 1 : s.workers,
-    threads: unset('threads') ? 4 : s.threads,
-    watchFileChangesMask: unset('watchFileChangesMask') && unset('restartFileRegex') ? '*.py' : s.watchFileChangesMask,
-  };
+  const out: Record<string, unknown> = { ...s };
+  const ctx = { baseDir: process.cwd(), platform: process.platform };
+  for (const row of SETTING_ROWS) {
+    const dev = DEV_DEFAULTS[row.key];
+    if (dev === undefined || sources[row.key] !== 'default' || (dev.unless !== undefined && sources[dev.unless] !== 'default')) continue;
+    const parsed = row.kind.fromText(dev.text, ctx);
+    if (!parsed.ok) throw new Error(`DEV_DEFAULTS.${row.key}: ${dev.text} does not parse`);
+    out[row.key] = parsed.value;
+  }
+  return out as Settings;
 }
 
 /** Runs `corral serve|dev ARGS`; resolves with the exit code once the service stopped. */

@@ -8,8 +8,16 @@ import path from 'node:path';
 
 const IDENTIFIER = /^[\p{L}_][\p{L}\p{N}_]*$/u;
 
-const isFile = (p: string): boolean => statSync(p, { throwIfNoEntry: false })?.isFile() ?? false;
-const isDir = (p: string): boolean => statSync(p, { throwIfNoEntry: false })?.isDirectory() ?? false;
+/** stat that answers undefined for anything unreadable: ENOTDIR (a file where a directory was looked for), EACCES. */
+function stat(p: string): ReturnType<typeof statSync> | undefined {
+  try {
+    return statSync(p, { throwIfNoEntry: false });
+  } catch {
+    return undefined;
+  }
+}
+const isFile = (p: string): boolean => stat(p)?.isFile() ?? false;
+const isDir = (p: string): boolean => stat(p)?.isDirectory() ?? false;
 
 /** The top-level module a WSGI app spec imports first (`mysite` of `mysite.wsgi:application`). */
 export function topModule(spec: string): string {
