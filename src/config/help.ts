@@ -99,6 +99,7 @@ export function renderHelp(command: SettingsCommand): string {
     `${g.title}:`,
     ...g.keys.map((k) => byKey.get(k)).filter((r): r is SettingSpec<SettingKey, unknown> => r !== undefined).map((r) => rowHelp(r, command)),
     ...(g.title === 'Reload' ? [entry('--reload', 'Watch `*.py` and reload on changes: gunicorn\'s `--reload`, the same as `--watch "*.py"`.')] : []),
+    ...(g.title === 'Logs' ? [entry('--access-logfile -', 'gunicorn\'s spelling of `--access-log true`: access lines go into corral\'s log (stdout or `--log-file`); a file of their own is not supported.')] : []),
   ]);
   return [
     usage,
