@@ -130,6 +130,8 @@ async function checkApp(s: Readonly<Settings>, detected: string | null, noImport
     return CHECK_EXIT.APP;
   }
   line('module', `${top}: ${p.origin}${local === null ? ' (installed for the interpreter, not in the app directory)' : ''}`);
+  // DEPLOY_FILE changes things (migrations): serve runs it, a check must not.
+  if (s.deployFile !== null) line('deploy', `${s.deployFile} is not run by check (serve runs it before the first workers)`);
   if (noImport) {
     line('import', 'skipped (--no-import)');
     return CHECK_EXIT.OK;

@@ -57,9 +57,9 @@ describe('corral check', () => {
   });
 
   it('--no-import finds the module without running any of its code', async () => {
-    const r = await check(top, 'marks:application', '--no-import', ...py);
+    const r = await check(top, 'marks:application', '--no-import', '--deploy-file', 'deploy.py', ...py);
     expect(r.code).toBe(0);
-    expect(r.stdout).toContain(`  module     marks: ${join(top, 'marks.py')}\n  import     skipped (--no-import)\n`);
+    expect(r.stdout).toContain(`  module     marks: ${join(top, 'marks.py')}\n  deploy     deploy.py is not run by check (serve runs it before the first workers)\n  import     skipped (--no-import)\n`);
     expect(existsSync(join(top, 'imported'))).toBe(false);
     // Without it, the app is imported (in a worker that is stopped again).
     expect((await check(top, 'marks:application', ...py)).code).toBe(0);
