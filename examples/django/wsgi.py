@@ -14,6 +14,6 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mysite.settings")
 from django.core.wsgi import get_wsgi_application  # noqa: E402
 
 # Static files: nginx (`location /static/`) or IIS (web.config <location path="static">) serve
-# STATIC_ROOT in production; under `corral dev` corral's HTTP front does (corral.json "devStatic"),
+# STATIC_ROOT in production; with `--http` or `corral dev` corral's HTTP front does (corral.json "static"),
 # as runserver would.
 application = get_wsgi_application()

@@ -25,6 +25,48 @@ const USAGE: Record<ControlCommand, string> = {
   stop: 'corral stop [--control ADDR] [--no-wait]',
 };
 
+/** What each command does and its own options, for --help; the address and exit codes are common. */
+const HELP: Record<ControlCommand, string> = {
+  status: `Shows a running service's apps, workers, queue and last errors as a table.
+
+Options:
+  --control ADDR   the service's control listener
+  --json           print the service's /status.json instead of the table (shape:
+                   StatusDocument in src/control/snapshot.ts)
+`,
+  reload: `Rolling reload of every app, or of APP (its WSGI callable, directory or name):
+new workers start, and the old ones drain once the new serve. Answers once the
+new generation serves, or with the error (and traceback) of one that does not
+boot, which leaves the old one serving.
+
+Options:
+  --control ADDR   the service's control listener
+`,
+  stop: `Graceful stop: requests in flight finish, workers stop, listeners close last.
+Waits until the service no longer answers (up to 2 minutes).
+
+Options:
+  --control ADDR   the service's control listener
+  --no-wait        return once the service accepted the stop request
+`,
+};
+
+const COMMON_HELP = `  -h, --help       show this help
+
+ADDR defaults to CORRAL_CONTROL, then ${DEFAULT_CONTROL} (loopback TCP, a unix
+socket or a named pipe). The token is read from the file the service wrote at
+start (CORRAL_CONTROL_TOKEN_FILE names another), so run this as its user.
+
+Exit codes: 0 done; 1 the service answered with an error (a reload that did not
+boot); 2 bad usage; 3 nothing answers at ADDR; 4 the token file cannot be read
+or the service refused the token.
+`;
+
+/** `corral status|reload|stop --help`. */
+export function controlHelp(command: ControlCommand): string {
+  return `Usage: ${USAGE[command]}\n\n${HELP[command]}${COMMON_HELP}`;
+}
+
 /** Where the output goes; tests pass their own. */
 export interface ControlIo {
   env: NodeJS.ProcessEnv;
@@ -57,7 +99,7 @@ interface Parsed {
 export async function runControlCommand(command: ControlCommand, argv: string[], io: ControlIo = processIo): Promise<number> {
   try {
     if (argv.includes('--help') || argv.includes('-h')) {
-      io.out(`Usage: ${USAGE[command]}\n  ADDR defaults to CORRAL_CONTROL, then ${DEFAULT_CONTROL}\n`);
+      io.out(controlHelp(command));
       return EXIT.OK;
     }
     const p = parseArgs(command, argv, io.env);

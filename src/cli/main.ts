@@ -12,6 +12,8 @@ Usage:
                [--workers N] [--threads N] [--python CMD] [--config FILE]
   corral dev [APP_DIR] [--http ADDR] [options of serve]
                HTTP on 127.0.0.1:8000, reload on *.py changes, tracebacks in the browser
+  corral check [APP_DIR] [options of serve] [--no-import]
+               the settings, interpreter and app import, without listening
   corral relay             the FastCGI program IIS starts; forwards to the service (see --help)
   corral status [--control ADDR] [--json]   apps, workers, queue and last errors of a running service
   corral top [--control ADDR]               the same, refreshed every second (q quits), like uwsgitop
@@ -23,7 +25,7 @@ Usage:
   corral --version         (also -V, corral version)
 `;
 
-const COMMANDS = ['serve', 'dev', 'relay', 'status', 'top', 'reload', 'stop', 'service', 'migrate-webconfig', 'help', 'version'];
+const COMMANDS = ['serve', 'dev', 'check', 'relay', 'status', 'top', 'reload', 'stop', 'service', 'migrate-webconfig', 'help', 'version'];
 
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
@@ -33,6 +35,8 @@ async function main(argv: string[]): Promise<number> {
       return (await import('./serve.js')).runServe(rest, VERSION, 'serve');
     case 'dev':
       return (await import('./serve.js')).runServe(rest, VERSION, 'dev');
+    case 'check':
+      return (await import('./check.js')).runCheck(rest);
     case 'relay':
       return (await import('./relay.js')).runRelay(rest, VERSION);
     case 'status':

@@ -8,10 +8,11 @@ import { loadSettings, type LoadResult } from '../config/load.js';
 import { ConfigError } from '../config/problems.js';
 import { wantsHelp } from '../config/argv.js';
 import { renderHelp } from '../config/help.js';
-import { parseAddress } from '../config/address.js';
-import type { Settings } from '../config/settings.js';
+import { SETTING_ROWS, type Settings } from '../config/settings.js';
+import { DEV_DEFAULTS } from '../config/dev-defaults.js';
 import { createLogger, createPrettyLogger, flushLogs, type Logger } from '../log/logger.js';
 import { Service } from './service.js';
+import { detectDefaultApp } from '../config/app-layout.js';
 import { detectPlatform, platformSettings, type PlatformMode } from './iis-platform.js';
 
 /** Signals that mean "stop gracefully". Windows has no SIGTERM to catch; Ctrl-Break is SIGBREAK there. */
@@ -19,17 +20,32 @@ const STOP_SIGNALS: NodeJS.Signals[] = process.platform === 'win32' ? ['SIGINT',
 
 export type Mode = 'serve' | 'dev';
 
-/** Dev defaults, applied only where the user set nothing. */
+/** `corral serve` exit codes when failFast stops it (gunicorn's: 3 worker boot error, 4 app load error). */
+export const FAIL_FAST_EXIT = { BOOT: 3, IMPORT: 4 } as const;
+
+/**
+ * The settings with the app found in Django's layout when the user named none and the default
+ * `wsgi.py` is not in APP_DIR (`corral serve mysite/` with mysite/mysite/wsgi.py); the found spec or null.
+ */
+export function withDetectedApp(loaded: LoadResult): { settings: Settings; detected: string | null } {
+  const s = loaded.settings;
+  const detected = loaded.sources.wsgiApp === 'default' && loaded.apps.length === 0 ? detectDefaultApp(s.root, s.wsgiApp) : null;
+  return { settings: detected === null ? s : { ...s, wsgiApp: detected }, detected };
+}
+
+/** Dev defaults (DEV_DEFAULTS), applied only where the user set nothing, neither that setting nor the one that would win. */
 export function devSettings(loaded: LoadResult): Settings {
   const { settings: s, sources } = loaded;
-  const unset = (k: keyof Settings): boolean => sources[k] === 'default';
-  return {
-    ...s,
-    http: unset('http') && unset('listen') ? parseAddress('127.0.0.1:8000') : s.http,
-    workers: unset('workers') ? 1 : s.workers,
-    threads: unset('threads') ? 4 : s.threads,
-    watchFileChangesMask: unset('watchFileChangesMask') && unset('restartFileRegex') ? '*.py' : s.watchFileChangesMask,
-  };
+  const out: Record<string, unknown> = { ...s };
+  const ctx = { baseDir: process.cwd(), platform: process.platform };
+  for (const row of SETTING_ROWS) {
+    const dev = DEV_DEFAULTS[row.key];
+    if (dev === undefined || sources[row.key] !== 'default' || (dev.unless !== undefined && sources[dev.unless] !== 'default')) continue;
+    const parsed = row.kind.fromText(dev.text, ctx);
+    if (!parsed.ok) throw new Error(`DEV_DEFAULTS.${row.key}: ${dev.text} does not parse`);
+    out[row.key] = parsed.value;
+  }
+  return out as Settings;
 }
 
 /** Runs `corral serve|dev ARGS`; resolves with the exit code once the service stopped. */
@@ -54,6 +70,8 @@ export async function runServe(argv: string[], version: string, mode: Mode = 'se
     process.stderr.write(`corral ${mode}: ${platform}\n`);
     return 2;
   }
+  const found = withDetectedApp(loaded);
+  loaded = { ...loaded, settings: found.settings };
   let settings = mode === 'dev' ? devSettings(loaded) : loaded.settings;
   let webConfig: readonly string[] = [];
   if (platform !== null) {
@@ -72,6 +90,7 @@ export async function runServe(argv: string[], version: string, mode: Mode = 'se
     log.debug({ settings, sources: loaded.sources }, 'resolved settings');
   } else log.info({ version, node: process.version, pid: process.pid, mode, settings, sources: loaded.sources }, 'corral starting');
   if (platform !== null) logPlatform(log, platform, settings, webConfig);
+  if (found.detected !== null) log.info({ app: found.detected, root: settings.root }, `no wsgi.py in the app directory: using ${found.detected} (Django's project layout); set --wsgi-app to choose another`);
   // Started only to serve apps that requests name (e.g. auto-started by `corral relay`): no app of its own.
   const defaultApp = !(settings.allowedRoots.length > 0 && loaded.sources.root === 'default');
   const pairingToken = platform?.pairingToken ?? null;
@@ -91,12 +110,22 @@ export async function runServe(argv: string[], version: string, mode: Mode = 'se
     return 1;
   }
   if (mode === 'dev') printBanner(service, settings);
+  let exitCode = 0;
   for (const app of service.apps)
     void app.pool.whenReady().then((failure) => {
-      if (!failure) log.info({ app: app.settings.wsgiApp, root: app.settings.root, workers: app.settings.workers, threads: app.settings.threads }, 'app ready');
+      if (!failure) {
+        log.info({ app: app.settings.wsgiApp, root: app.settings.root, workers: app.settings.workers, threads: app.settings.threads }, 'app ready');
+        return;
+      }
+      // failFast: the first generation did not boot; dev keeps retrying, since the developer is editing.
+      if (mode !== 'serve' || !app.settings.failFast || exitCode !== 0) return;
+      exitCode = failure.code === 'CORRAL_APP_IMPORT_FAILED' ? FAIL_FAST_EXIT.IMPORT : FAIL_FAST_EXIT.BOOT;
+      log.fatal({ code: failure.code, err: failure.message, exitCode }, 'worker failed to boot: stopping (failFast)');
+      process.stderr.write(`corral ${mode}: worker failed to boot, stopping (failFast, exit code ${exitCode}): ${failure.message}\n`);
+      void service.stop();
     });
   await service.stopped;
-  return 0;
+  return exitCode;
 }
 
 function logPlatform(log: Logger, p: PlatformMode, s: Settings, webConfig: readonly string[]): void {

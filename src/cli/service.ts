@@ -159,8 +159,7 @@ export class Service {
       trustForwarded: s.trustForwarded,
       mount: s.mount,
       pairingToken: this.#opts.pairingToken ?? null,
-      // Static files from the front are a development convenience; production has a web server for them.
-      staticFiles: dev ? s.devStatic : null,
+      staticFiles: s.static,
     };
     for (const app of this.#configured) app.observe = observe;
     // Apps with addresses of their own get fronts that serve only them.

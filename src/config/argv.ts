@@ -26,7 +26,7 @@ const RELOAD_MASK = '*.py';
  * the flag it stands for (`-w` of `--workers`, `-b` of `--bind`), plus --help and --reload.
  */
 function optionsFromTable(): Options {
-  const options: Options = { help: { type: 'boolean', short: 'h' }, reload: { type: 'boolean' } };
+  const options: Options = { help: { type: 'boolean', short: 'h' }, reload: { type: 'boolean' }, 'access-logfile': { type: 'string' } };
   for (const row of SETTING_ROWS) {
     const longs = [row.flag, ...(row.aliases ?? []).filter((a) => a.startsWith('--'))].filter((f): f is string => f !== null);
     for (const f of longs) options[f.slice(2)] = { type: 'string', multiple: row.cli === 'repeatable' };
@@ -113,6 +113,18 @@ export function parseCommandLine(argv: readonly string[]): CommandLine {
     if (token.name === 'reload') {
       if (token.value !== undefined) problems.push({ origin: token.rawName, key: null, received: quote(token.value), reason: 'is not allowed', expected: 'no value (it means --watch "*.py")' });
       else values.set('watchFileChangesMask', { origin: token.rawName, texts: [RELOAD_MASK] });
+      continue;
+    }
+    if (token.name === 'access-logfile') {
+      // gunicorn's `--access-logfile -`: access lines where the log goes. A file of their own does
+      // not map: corral writes them into its log (stdout, or --log-file).
+      if (token.value === '-') values.set('accessLog', { origin: token.rawName, texts: ['true'] });
+      else
+        problems.push({
+          origin: token.rawName, key: 'accessLog', received: token.value === undefined ? null : quote(token.value),
+          reason: token.value === undefined ? 'is missing its value' : 'is not supported for a file',
+          expected: '- (access lines go into corral\'s log: stdout, or the file of --log-file)',
+        });
       continue;
     }
     const row = rowOf(token.name);

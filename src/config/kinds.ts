@@ -148,7 +148,14 @@ export function boolean(): Kind<boolean> {
       const v = words[text.trim().toLowerCase()];
       return v === undefined ? fail(text, 'is not a boolean') : ok(v);
     },
-    fromJson: (value) => (typeof value === 'boolean' ? ok(value) : fail(value, 'is not a boolean')),
+    // A config file takes JSON's own true and false: the words are for flags and the environment,
+    // where everything is text. The message says so rather than list words the file refuses.
+    fromJson: (value) => {
+      if (typeof value === 'boolean') return ok(value);
+      const word = typeof value === 'string' && words[value.trim().toLowerCase()] !== undefined;
+      const expected = `true or false, JSON booleans without quotes${word ? '; on/off, yes/no and 1/0 are for flags and environment variables' : ''}`;
+      return { ok: false, issues: [{ at: [], received: value, reason: word ? 'is a string, not a boolean' : 'is not a boolean', expected }] };
+    },
   };
 }
 

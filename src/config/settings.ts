@@ -89,9 +89,9 @@ export const SETTINGS = [
     doc: 'URL path the HTTP front serves the app under, such as `/app` for an IIS application: `SCRIPT_NAME` is the prefix and `PATH_INFO` the rest, so the app\'s URLs carry it; other paths get 404 from corral. None by default: the app owns the whole site.',
   }),
   setting({
-    key: 'devStatic', env: ['CORRAL_DEV_STATIC'], flag: '--dev-static', cli: 'option', arg: 'URL=DIR',
-    kind: nullable(staticMapping()), default: null, defaultDoc: 'none',
-    doc: '`corral dev` only: its HTTP front serves the files of DIR at the URL path (below `mount`) itself, as Django\'s runserver serves `STATIC_URL`: `/static=static` for a `STATIC_ROOT` that collectstatic filled. GET and HEAD; a path leaving DIR (`..`, a symlink out of it) is a 404. `serve` ignores it: in production nginx or IIS serve static files.',
+    key: 'static', env: ['CORRAL_STATIC', 'CORRAL_DEV_STATIC'], flag: '--static', aliases: ['--dev-static'], cli: 'repeatable', arg: 'URL=DIR',
+    kind: list(staticMapping(), 'comma-separated', splitCommas), default: [], defaultDoc: 'none',
+    doc: 'Files the HTTP front (`--http`, `corral serve` and `corral dev`) serves itself: DIR\'s files at the URL path below `mount`, e.g. `/static/=staticfiles` for the `STATIC_ROOT` that Django\'s collectstatic fills; repeat the flag for several. GET and HEAD with `ETag` and `Last-Modified` (304 when unchanged); a path leaving DIR (`..`, a symlink out of it) is a 404. None by default; behind nginx or IIS let the web server serve them (README, "Static files"), since FastCGI requests never reach this.',
   }),
   setting({
     key: 'control', env: ['CORRAL_CONTROL'], flag: '--control', cli: 'option', arg: 'ADDR',
@@ -137,6 +137,11 @@ export const SETTINGS = [
     key: 'appIdleTimeout', env: ['CORRAL_APP_IDLE_TIMEOUT'], flag: '--app-idle-timeout', cli: 'option', arg: 'SECONDS',
     kind: integer(0, 604_800), default: 1800,
     doc: 'An app started by requests (under `allowedRoots`) that served nothing for this long is stopped and forgotten, freeing its workers (`0`: never). The configured apps are never reaped. 30 min, as IIS\'s app pool `idleTimeout` is 20.',
+  }),
+  setting({
+    key: 'failFast', env: ['CORRAL_FAIL_FAST'], flag: '--fail-fast', cli: 'option', arg: 'BOOL',
+    kind: boolean(), default: false,
+    doc: '`corral serve` exits when the first workers of an app cannot start, with code 4 if the app failed to import and 3 for any other boot failure (gunicorn\'s "Worker failed to boot"), so a service manager or a deploy script sees it. Off by default: the app answers 503 with the reason and retries slowly, since under IIS or a service a fix is usually a deployment away. `corral dev` always keeps retrying and watching.',
   }),
   setting({
     key: 'workers', env: ['CORRAL_WORKERS'], flag: '--workers', aliases: ['-w'], cli: 'option', arg: 'N',

@@ -17,7 +17,7 @@ import { HttpExchange } from './http-exchange.js';
 import type { Front } from './listeners.js';
 import { formatAddress, listenFailure, type ListenAddress } from '../config/address.js';
 import { forwardedClient, forwardedHost, forwardedProto, isLoopback, splitMount, tokenMatches } from './forwarded.js';
-import { sendStatic, staticTarget, type StaticMapping } from './static-files.js';
+import { sendStatic, staticTargetOf, type StaticMapping } from './static-files.js';
 
 /** Options of the HTTP front. */
 export interface HttpFrontOptions {
@@ -41,8 +41,8 @@ export interface HttpFrontOptions {
   mount?: string;
   /** ANCM's pairing token: requests without it in MS-ASPNETCORE-TOKEN get 400 (null: no check). */
   pairingToken?: string | null;
-  /** `corral dev` only: a URL path under the mount whose files the front serves itself (static-files.ts). */
-  staticFiles?: StaticMapping | null;
+  /** URL paths under the mount whose files the front serves itself (static-files.ts). */
+  staticFiles?: readonly StaticMapping[];
 }
 
 /** How paramsFor reads a request besides the request itself. */
@@ -239,8 +239,8 @@ function serveRequest(req: http.IncomingMessage, res: http.ServerResponse, route
     req.resume();
     return;
   }
-  if (opts.staticFiles) {
-    const target = staticTarget(pathBelowMount(req, opts.mount ?? ''), opts.staticFiles);
+  if (opts.staticFiles && opts.staticFiles.length > 0) {
+    const target = staticTargetOf(pathBelowMount(req, opts.mount ?? ''), opts.staticFiles);
     if (target.kind !== 'not-static') return sendStatic(req, res, target);
   }
   const target = route.route(null);

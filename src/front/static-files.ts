@@ -1,10 +1,10 @@
 /**
- * Static files served by `corral dev`'s HTTP front itself, as Django's runserver serves STATIC_URL:
- * one URL path (under the app's mount) mapped to one directory (`devStatic`, e.g. `/static=static`
- * for a STATIC_ROOT that collectstatic filled). Development only: in production nginx or IIS
- * serve these files. A path that would leave the directory (`..`, a NUL, a symlink pointing out
- * of it) is not found: the answer is the same 404 as for a missing file, so nothing outside is
- * revealed.
+ * Static files served by the HTTP front itself, as Django's runserver serves STATIC_URL: URL paths
+ * (under the app's mount) mapped to directories (`static`, e.g. `/static/=staticfiles` for a
+ * STATIC_ROOT that collectstatic filled). For `corral dev` and for `--http` without a web server
+ * in front; behind nginx or IIS the web server serves them. A path that would leave the directory
+ * (`..`, a NUL, a symlink pointing out of it) is not found: the answer is the same 404 as for a
+ * missing file, so nothing outside is revealed.
  */
 import { createReadStream, realpathSync, statSync } from 'node:fs';
 import type http from 'node:http';
@@ -70,6 +70,24 @@ export function staticTarget(pathInfo: string, m: StaticMapping): StaticTarget {
   }
 }
 
+/** The target of the mapping with the longest URL path that covers the request path. */
+export function staticTargetOf(pathInfo: string, mappings: readonly StaticMapping[]): StaticTarget {
+  let best: StaticMapping | null = null;
+  for (const m of mappings) if ((pathInfo === m.url || pathInfo.startsWith(`${m.url}/`)) && (best === null || m.url.length > best.url.length)) best = m;
+  return best === null ? { kind: 'not-static' } : staticTarget(pathInfo, best);
+}
+
+/** A weak validator from size and modification time, as nginx's; content hashing would read every file. */
+export function etagOf(size: number, mtime: Date): string {
+  return `W/"${size.toString(16)}-${Math.floor(mtime.getTime() / 1000).toString(16)}"`;
+}
+
+/** True when the request's If-None-Match (a list, or `*`) holds the tag; weak comparison, as RFC 9110 asks for GET. */
+function matchesTag(header: string, etag: string): boolean {
+  const bare = (t: string): string => t.trim().replace(/^W\//, '');
+  return header.trim() === '*' || header.split(',').some((t) => bare(t) === bare(etag));
+}
+
 /** Answers a request whose target is static (a file or missing); GET and HEAD only. */
 export function sendStatic(req: http.IncomingMessage, res: http.ServerResponse, target: Exclude<StaticTarget, { kind: 'not-static' }>): void {
   req.resume();
@@ -80,14 +98,19 @@ export function sendStatic(req: http.IncomingMessage, res: http.ServerResponse, 
   if (req.method !== 'GET' && req.method !== 'HEAD') return plain(405, 'Method Not Allowed\n', { allow: 'GET, HEAD' });
   if (target.kind === 'missing') return plain(404, 'Not Found\n');
   const lastModified = target.mtime.toUTCString();
+  const etag = etagOf(target.size, target.mtime);
+  // If-None-Match wins over If-Modified-Since when both are sent (RFC 9110 13.2.2).
+  const none = req.headers['if-none-match'];
   const since = req.headers['if-modified-since'];
-  if (since !== undefined && Date.parse(since) >= Math.floor(target.mtime.getTime() / 1000) * 1000) {
-    res.writeHead(304, { 'last-modified': lastModified });
+  const fresh = none !== undefined ? matchesTag(none, etag) : since !== undefined && Date.parse(since) >= Math.floor(target.mtime.getTime() / 1000) * 1000;
+  // no-cache: browsers revalidate each time (a 304 costs a stat), so an edit or a deploy shows at once.
+  const validators = { etag, 'last-modified': lastModified, 'cache-control': 'no-cache' };
+  if (fresh) {
+    res.writeHead(304, validators);
     res.end();
     return;
   }
-  // no-cache: a developer's edit shows on the next reload of the page.
-  res.writeHead(200, { 'content-type': contentType(target.file), 'content-length': String(target.size), 'last-modified': lastModified, 'cache-control': 'no-cache' });
+  res.writeHead(200, { 'content-type': contentType(target.file), 'content-length': String(target.size), ...validators });
   if (req.method === 'HEAD') {
     res.end();
     return;

@@ -12,7 +12,7 @@ import { ConfigError, formatProblem } from '../../src/config/problems.js';
 import { SETTINGS, listenAddresses, type Settings } from '../../src/config/settings.js';
 
 /** What the "unknown" messages list, derived from the table (so adding a setting does not break these tests). */
-const KNOWN_FLAGS = ['--help', '--reload', ...SETTINGS.flatMap((r) => [r.flag, ...(r.aliases ?? [])].filter((f): f is string => f !== null && f.startsWith('--')))].join(', ');
+const KNOWN_FLAGS = ['--help', '--reload', '--access-logfile', ...SETTINGS.flatMap((r) => [r.flag, ...(r.aliases ?? [])].filter((f): f is string => f !== null && f.startsWith('--')))].join(', ');
 const KNOWN_KEYS = SETTINGS.filter((r) => r.key !== 'config').map((r) => r.key).join(', ');
 
 let dir: string;
@@ -350,5 +350,23 @@ describe('the config file\'s apps list', () => {
 
   it('is empty without an apps key', () => {
     expect(load({ workers: 2 }).apps).toEqual([]);
+  });
+});
+
+describe('booleans and gunicorn\'s --access-logfile', () => {
+  it('a config file takes JSON true/false; "yes" there is refused without claiming yes is accepted', () => {
+    expect(load({ argv: ['--config', writeConfig({ accessLog: false }, 'c.json')] }).settings.accessLog).toBe(false);
+    const [yes] = problemsOf(() => load({ argv: ['--config', writeConfig({ accessLog: 'yes' }, 'c.json')] }));
+    expect(yes).toMatch(/\$\.accessLog: "yes" is a string, not a boolean \(accessLog: expected true or false, JSON booleans without quotes; on\/off, yes\/no and 1\/0 are for flags and environment variables\)$/);
+    expect(problemsOf(() => load({ argv: ['--config', writeConfig({ accessLog: 3 }, 'c.json')] }))[0]).toMatch(/3 is not a boolean \(accessLog: expected true or false, JSON booleans without quotes\)$/);
+    // Flags and the environment are text, where the words are accepted.
+    expect(load({ argv: ['--access-log', 'no'] }).settings.accessLog).toBe(false);
+    expect(load({ env: { CORRAL_ACCESS_LOG: 'off' } }).settings.accessLog).toBe(false);
+  });
+  it('--access-logfile - turns access lines on, where the log goes; a file of their own is refused with the reason', () => {
+    expect(load({ argv: ['--access-logfile', '-'], env: { CORRAL_ACCESS_LOG: 'false' } }).settings.accessLog).toBe(true);
+    expect(problemsOf(() => load({ argv: ['--access-logfile', '/var/log/access.log'] }))).toEqual([
+      '--access-logfile: "/var/log/access.log" is not supported for a file (accessLog: expected - (access lines go into corral\'s log: stdout, or the file of --log-file))',
+    ]);
   });
 });

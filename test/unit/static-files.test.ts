@@ -4,7 +4,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { staticMapping } from '../../src/config/kinds.js';
-import { contentType, staticTarget, type StaticMapping } from '../../src/front/static-files.js';
+import { contentType, etagOf, staticTarget, staticTargetOf, type StaticMapping } from '../../src/front/static-files.js';
+import { loadSettings } from '../../src/config/load.js';
 
 let top: string;
 let m: StaticMapping;
@@ -45,7 +46,35 @@ describe('staticTarget', () => {
   });
 });
 
-describe('the devStatic setting (URL=DIR)', () => {
+describe('staticTargetOf and etagOf', () => {
+  it('picks the longest URL path that covers the request, whatever the order given', () => {
+    mkdirSync(join(top, 'media'));
+    writeFileSync(join(top, 'media', 'site.css'), 'media');
+    const media = { url: '/static/css', dir: join(top, 'media') };
+    expect(staticTargetOf('/static/css/site.css', [m, media])).toMatchObject({ kind: 'file', file: join(top, 'media', 'site.css') });
+    expect(staticTargetOf('/static/css/site.css', [media, m])).toMatchObject({ kind: 'file', file: join(top, 'media', 'site.css') });
+    expect(staticTargetOf('/static/café.txt', [media, m])).toMatchObject({ kind: 'file', size: 6 });
+    expect(staticTargetOf('/app', [media, m])).toEqual({ kind: 'not-static' });
+    expect(staticTargetOf('/static/x', [])).toEqual({ kind: 'not-static' });
+  });
+  it('makes a weak tag that changes with size or whole-second mtime', () => {
+    const t = new Date(1_700_000_000_500);
+    expect(etagOf(6, t)).toBe('W/"6-6553f100"');
+    expect(etagOf(7, t)).not.toBe(etagOf(6, t));
+    expect(etagOf(6, new Date(1_700_000_001_000))).not.toBe(etagOf(6, t));
+  });
+});
+
+describe('the static setting (URL=DIR)', () => {
+  it('is repeatable on the command line, comma-separated in CORRAL_STATIC, a list in the config file; --dev-static is its old name', () => {
+    const load = (argv: string[], env: Record<string, string> = {}) => loadSettings({ argv, env, cwd: top, platform: 'linux' }).settings.static;
+    expect(load(['--static', '/static/=static', '--static', '/media=m'])).toEqual([{ url: '/static', dir: join(top, 'static') }, { url: '/media', dir: join(top, 'm') }]);
+    expect(load(['--dev-static', '/static=static'])).toEqual([{ url: '/static', dir: join(top, 'static') }]);
+    expect(load([], { CORRAL_STATIC: '/a=x,/b=y' })).toEqual([{ url: '/a', dir: join(top, 'x') }, { url: '/b', dir: join(top, 'y') }]);
+    writeFileSync(join(top, 'c.json'), JSON.stringify({ static: ['/s=static'] }));
+    expect(load(['--config', join(top, 'c.json')])).toEqual([{ url: '/s', dir: join(top, 'static') }]);
+    expect(load([])).toEqual([]);
+  });
   const ctx = { baseDir: '/srv/app', platform: 'linux' as const };
   it('takes a URL path and a directory relative to the base, which need not exist yet', () => {
     expect(staticMapping().fromText('/static=static', ctx)).toEqual({ ok: true, value: { url: '/static', dir: '/srv/app/static' } });

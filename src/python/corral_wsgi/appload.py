@@ -4,6 +4,7 @@ import importlib.machinery
 import os
 import traceback
 
+from . import apphints
 from .common import UsageError, format_exc
 
 PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
@@ -94,7 +95,7 @@ def load_app(spec):
         if call:
             obj = obj()
     if not callable(obj):
-        raise TypeError("%s resolves to %r, which is not callable" % (spec, obj))
+        raise TypeError(apphints.not_callable(spec, obj))
     return obj
 
 

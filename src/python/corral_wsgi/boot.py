@@ -11,7 +11,7 @@ import signal
 import socket
 import sys
 
-from . import direct
+from . import apphints, direct
 from .appload import app_script, failure_info, load_app
 from .args import parse_args
 from .channel import write_record
@@ -82,9 +82,12 @@ def setup_stderr():
         sys.stderr.reconfigure(line_buffering=True, errors="backslashreplace")
 
 
-def report_failure(kind, exc, fd, app_dirs=(), summary=None):
+def report_failure(kind, exc, fd, app_dirs=(), summary=None, hint=None):
     """Traceback and a one-line summary on stderr, CORRAL_FATAL on the protocol fd if usable."""
     info = failure_info(kind, exc, app_dirs)
+    if hint:  # apphints: where the import looked and with which interpreter
+        info["error"] += " (%s)" % hint
+        summary = summary and "%s (%s)" % (summary, hint)
     try:
         if not isinstance(exc, UsageError):
             sys.stderr.write(info["traceback"])
@@ -182,7 +185,8 @@ def boot(argv):
         if isinstance(exc, KeyboardInterrupt):
             raise
         report_failure("import", exc, wfd, app_dirs,
-                       summary="cannot import app %r: %s: %s" % (opts.app, type(exc).__name__, exc))
+                       summary="cannot import app %r: %s: %s" % (opts.app, type(exc).__name__, exc),
+                       hint=apphints.hint(exc, opts.app, app_dirs, sys.path))
         return EXIT_IMPORT
     return opts, app, app_dirs, rfd, wfd
 

@@ -1,7 +1,7 @@
 /**
  * examples/django end to end (suite.ts says what is covered): the admin, a model in SQLite written
  * by a CSRF-protected form, migrate + collectstatic through DEPLOY_FILE, static files from nginx
- * (`location /static/`, after collectstatic) and, in `corral dev`, from corral's HTTP front (devStatic).
+ * (`location /static/`, after collectstatic) and, in `corral dev`, from corral's HTTP front (static).
  */
 import { frameworkSuite } from './suite.js';
 

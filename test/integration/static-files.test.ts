@@ -1,7 +1,7 @@
 /**
- * `corral dev --dev-static /static=DIR`: the HTTP front serves those files itself (below the
- * mount), as Django's runserver serves STATIC_URL, and nothing outside DIR, however the path is
- * spelled; other paths go to the app; `corral serve` ignores the setting.
+ * `--static /static/=DIR` (repeatable): the HTTP front serves those files itself (below the
+ * mount), as Django's runserver serves STATIC_URL, in `corral dev` and `corral serve --http`, and
+ * nothing outside DIR, however the path is spelled; other paths go to the app.
  */
 import { mkdirSync, mkdtempSync, realpathSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
@@ -33,7 +33,9 @@ beforeAll(async () => {
   writeFileSync(join(top, 'static', 'css', 'site.css'), 'body { color: teal }\n');
   writeFileSync(join(top, 'secret.txt'), 'outside the static dir\n');
   symlinkSync(join(top, 'secret.txt'), join(top, 'static', 'out.txt'));
-  dev = await startDev(FIXTURES, ['--wsgi-app', 'hello_app:application', '--mount', '/app', '--dev-static', `/static=${join(top, 'static')}`]);
+  mkdirSync(join(top, 'media'));
+  writeFileSync(join(top, 'media', 'a.txt'), 'media file\n');
+  dev = await startDev(FIXTURES, ['--wsgi-app', 'hello_app:application', '--mount', '/app', '--static', `/static/=${join(top, 'static')}`, '--static', `/static/media=${join(top, 'media')}`]);
 });
 
 afterAll(async () => {
@@ -41,17 +43,32 @@ afterAll(async () => {
   rmSync(top, { recursive: true, force: true });
 });
 
-describe('corral dev --dev-static', () => {
-  it('serves a file below the mount with its type, length and Last-Modified; HEAD without the body; 304 when unchanged', async () => {
+describe('corral dev --static', () => {
+  it('serves a file below the mount with its type, length, ETag and Last-Modified; HEAD without the body; 304 when unchanged', async () => {
     const r = await httpRequest(`${dev.url}/app/static/css/site.css`);
     expect(r.status).toBe(200);
     expect(r.body.toString()).toBe('body { color: teal }\n');
     expect(r.headers).toMatchObject({ 'content-type': 'text/css; charset=utf-8', 'content-length': '21', 'cache-control': 'no-cache' });
+    expect(String(r.headers.etag)).toMatch(/^W\/"15-[0-9a-f]+"$/);
     const head = await httpRequest(`${dev.url}/app/static/css/site.css`, { method: 'HEAD' });
     expect(head.status).toBe(200);
     expect(head.body.length).toBe(0);
+    expect(head.headers.etag).toBe(r.headers.etag);
     const again = await httpRequest(`${dev.url}/app/static/css/site.css`, { headers: { 'if-modified-since': String(r.headers['last-modified']) } });
     expect(again.status).toBe(304);
+    const tagged = await httpRequest(`${dev.url}/app/static/css/site.css`, { headers: { 'if-none-match': String(r.headers.etag) } });
+    expect(tagged.status).toBe(304);
+    expect(tagged.headers.etag).toBe(r.headers.etag);
+    // A stale tag wins over a fresh date: the file is sent.
+    const stale = await httpRequest(`${dev.url}/app/static/css/site.css`, { headers: { 'if-none-match': 'W/"0-0"', 'if-modified-since': String(r.headers['last-modified']) } });
+    expect(stale.status).toBe(200);
+    expect(stale.body.toString()).toBe('body { color: teal }\n');
+  });
+
+  it('takes the longest matching URL path when mappings nest', async () => {
+    const r = await httpRequest(`${dev.url}/app/static/media/a.txt`);
+    expect(r.status).toBe(200);
+    expect(r.body.toString()).toBe('media file\n');
   });
 
   it('answers 404 for anything outside the directory however it is spelled, and 405 for POST', async () => {
@@ -70,12 +87,15 @@ describe('corral dev --dev-static', () => {
     expect((await httpRequest(`${dev.url}/app/staticky`)).body.toString()).toBe('not found');
   });
 
-  it('corral serve ignores it: the app gets /static paths', async () => {
+  it('corral serve --http serves them too (also by the old --dev-static spelling); other paths reach the app', async () => {
     const c = startCorral(['serve', FIXTURES, '--wsgi-app', 'hello_app:application', '--workers', '1', '--http', '127.0.0.1:0', '--dev-static', `/static=${join(top, 'static')}`]);
     const { port } = await c.httpAddress();
     await c.waitForMsg('app ready');
     const r = await httpRequest(`http://127.0.0.1:${port}/static/css/site.css`);
-    expect(r.status).toBe(404);
-    expect(r.body.toString()).toBe('not found');
+    expect(r.status).toBe(200);
+    expect(r.body.toString()).toBe('body { color: teal }\n');
+    expect(await rawStatus(port, '/static/../secret.txt')).toBe(404);
+    const app = await httpRequest(`http://127.0.0.1:${port}/env`);
+    expect(JSON.parse(app.body.toString())).toMatchObject({ SCRIPT_NAME: '', PATH_INFO: '/env' });
   });
 });
