@@ -25,7 +25,6 @@ Stdlib only, Python 3.9+. Exit codes: 0 requested stop, 3 bad usage or boot fail
 """
 import argparse
 import collections
-import html
 import importlib
 import importlib.machinery
 import io
@@ -81,6 +80,7 @@ MAX_REQS = 1024  # requests open at once per channel (FCGI_MAX_REQS); more are r
 GET_VALUES_ANSWERS = {"FCGI_MAX_CONNS": "1024", "FCGI_MAX_REQS": str(MAX_REQS), "FCGI_MPXS_CONNS": "1"}
 TRUE_WORDS = ("on", "1", "yes")
 HERE = os.path.dirname(os.path.abspath(__file__))
+from corral_wsgi import devtrace  # noqa: E402 (devpage: the dev error page's facts; HERE is sys.path[0] here)
 
 
 class UsageError(Exception):
@@ -824,8 +824,9 @@ class Exchange:
             self.req.finish_quietly(APP_FAILED)  # the client sees a truncated body
             return
         self.sent = True
-        body, ctype = self.server.error_body(exc)
+        body, ctype = self.server.error_body(exc, self.req.environ)
         block = ("Status: 500 Internal Server Error\r\nContent-Type: %s\r\n"
+                 "X-Corral-Error: CORRAL_APP_EXCEPTION\r\n"
                  "Content-Length: %d\r\n\r\n" % (ctype, len(body))).encode("latin-1")
         try:
             self.req.send((block, b"" if self.head else body), end=True)
@@ -838,17 +839,6 @@ class Exchange:
             sys.stderr.flush()
         except (OSError, ValueError, AttributeError):
             pass
-
-
-def error_page(exc, app_dirs):
-    """The CORRAL_DEV_ERRORS=1 page: exception, file and line, traceback, all escaped."""
-    path, line = locate_error(exc, app_dirs)
-    where = "%s, line %s" % (path, line) if path else "unknown location"
-    page = ("<!doctype html><html><head><meta charset=\"utf-8\"><title>500 %s</title></head>"
-            "<body><h1>%s</h1><p>%s</p><p>at %s</p><pre>%s</pre></body></html>\n") % (
-        html.escape(type(exc).__name__), html.escape(type(exc).__name__),
-        html.escape(str(exc)), html.escape(where), html.escape(format_exc(exc)))
-    return page.encode("utf-8", "backslashreplace")
 
 
 # ----------------------------------------------------------------------------- server
@@ -920,10 +910,10 @@ class Server:
         fix_environ(env, self.trust_original_url)
         return env
 
-    def error_body(self, exc):
-        """(body, content type) of the 500 answer to an app exception."""
+    def error_body(self, exc, environ=None):
+        """(body, content type) of the 500 answer to an app exception (dev: facts the front renders)."""
         if self.dev_errors:
-            return error_page(exc, self.app_dirs), "text/html; charset=utf-8"
+            return devtrace.body(exc, self.app_dirs, environ), devtrace.CONTENT_TYPE
         return b"Internal Server Error\n", "text/plain; charset=utf-8"
 
     def request_started(self):
@@ -1560,6 +1550,7 @@ def report_failure(kind, exc, fd, app_dirs=(), summary=None):
         pass
     log(summary or info["error"])
     try:
+        devtrace.attach(info, exc, app_dirs, MAX_CONTENT)  # devpage: dev only, if it fits
         payload = json.dumps(info).encode("utf-8")
         if len(payload) > MAX_CONTENT:  # e.g. a RecursionError: keep the innermost frames
             info["error"] = info["error"][:2000]
@@ -1725,6 +1716,8 @@ def main(argv=None):
         return booted
     opts, app, app_dirs, rfd, wfd = booted
     dev_errors = os.environ.get("CORRAL_DEV_ERRORS", "").lower() in TRUE_WORDS
+    if dev_errors:
+        app = devtrace.dev_app(app)  # devpage: Flask propagates; HTML held back to a cap
     server = Server(app, opts.threads, opts.window, opts.eof_grace, app_dirs, dev_errors)
     server.app_name = opts.app
     server.trust_original_url = opts.trust_x_original_url
