@@ -64,6 +64,8 @@ export interface DevTrace {
   python: string;
   /** What the worker left out to keep the facts small (e.g. 'locals'). */
   cut: string[];
+  /** The traceback as Python prints it. */
+  text: string;
 }
 
 type Obj = Record<string, unknown>;
@@ -130,7 +132,7 @@ export function parseDevTrace(v: unknown): DevTrace | null {
   if (exceptions.length === 0) return null;
   const r = v.request;
   const request = isObj(r) ? { method: str(r.method), path: str(r.path), query: str(r.query), headers: pairs(r.headers), environ: pairs(r.environ) } : null;
-  return { exceptions, request, python: str(v.python), cut: Array.isArray(v.cut) ? v.cut.map(str) : [] };
+  return { exceptions, request, python: str(v.python), cut: Array.isArray(v.cut) ? v.cut.map(str) : [], text: str(v.text) };
 }
 
 /** parseDevTrace of JSON bytes (a worker's 500 body); null if they do not parse. */

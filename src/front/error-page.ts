@@ -57,7 +57,7 @@ export function errorBody(error: CorralError, dev: boolean, ctx: DevContext = NO
       title: first ? first.type : APP_BROKEN.has(error.code) ? 'The app failed to start' : spec.title,
       message: first ? first.message : error.message,
       trace: error.trace ?? null,
-      detail: first ? `${error.message}\n\n${error.detail ?? ''}` : (error.detail ?? null),
+      detail: error.detail ?? null,
       generation: ctx.generation,
       method: ctx.method,
       nonce,

@@ -160,7 +160,7 @@ export class HttpExchange implements ExchangeSink {
     this.#devtrace = null;
     const trace = this.#devtraceBytes <= MAX_DEVTRACE ? parseDevTraceJson(Buffer.concat(held)) : null;
     const first = trace?.exceptions[0];
-    const error = new CorralError('CORRAL_APP_EXCEPTION', first ? `${first.type}: ${first.message}` : 'the app raised an exception (its facts could not be read; the traceback is in the log)', trace ? { trace } : {});
+    const error = new CorralError('CORRAL_APP_EXCEPTION', first ? `${first.type}: ${first.message}` : 'the app raised an exception (its facts could not be read; the traceback is in the log)', trace ? { trace, detail: trace.text } : {});
     this.#sendError(error, {}, false);
   }
 

@@ -80,7 +80,9 @@ MAX_REQS = 1024  # requests open at once per channel (FCGI_MAX_REQS); more are r
 GET_VALUES_ANSWERS = {"FCGI_MAX_CONNS": "1024", "FCGI_MAX_REQS": str(MAX_REQS), "FCGI_MPXS_CONNS": "1"}
 TRUE_WORDS = ("on", "1", "yes")
 HERE = os.path.dirname(os.path.abspath(__file__))
-from corral_wsgi import devtrace  # noqa: E402 (devpage: the dev error page's facts; HERE is sys.path[0] here)
+sys.path.insert(0, HERE)  # devpage: the dev error page's facts (corral_wsgi/devtrace.py), from our directory
+from corral_wsgi import devtrace  # noqa: E402
+del sys.path[0]
 
 
 class UsageError(Exception):

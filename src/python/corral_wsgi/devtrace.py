@@ -16,6 +16,7 @@ import os
 import reprlib
 import sys
 import sysconfig
+import traceback
 
 CONTENT_TYPE = "application/vnd.corral.devtrace+json"
 TRUE_WORDS = ("on", "1", "yes")
@@ -27,6 +28,7 @@ MAX_VALUE = 400          # characters of one local's or environ value's repr
 MAX_FRAME_LOCALS = 6000  # characters of all locals of one frame
 MAX_CHAIN = 6            # exceptions followed through __cause__/__context__
 MAX_MESSAGE = 4000
+MAX_TEXT = 60000          # characters of the plain traceback text
 # An HTML response is held back up to this many bytes, so that an exception while it is produced
 # can still be answered with the page; past it the response streams and a marker is appended.
 BUFFER_CAP = 1 << 20
@@ -188,7 +190,14 @@ def request_of(environ):
 def report(exc, app_dirs=(), environ=None):
     """The page's facts about exc (and the request it broke), as a JSON-able dict."""
     return {"version": 1, "exceptions": chain_of(exc, app_dirs), "request": request_of(environ),
-            "python": "%s %s" % (sys.executable, sys.version.split()[0]), "cut": []}
+            "python": "%s %s" % (sys.executable, sys.version.split()[0]), "cut": [],
+            "text": text_of(exc)}
+
+
+def text_of(exc):
+    """The traceback as Python prints it (to copy and paste), its innermost part if very long."""
+    text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    return text if len(text) <= MAX_TEXT else "...\n" + text[-MAX_TEXT:]
 
 
 def fitted(data, limit):
@@ -198,7 +207,8 @@ def fitted(data, limit):
         return json.dumps(data, ensure_ascii=False).encode("utf-8", "backslashreplace")
 
     body = encoded()
-    steps = (("locals", lambda f: f.update(locals=None)),
+    steps = (("traceback text", None),
+             ("locals", lambda f: f.update(locals=None)),
              ("environ", None),
              ("source of non-app frames", lambda f: f.update(source=None) if f["kind"] != "app" else None),
              ("middle frames", None))
@@ -206,7 +216,9 @@ def fitted(data, limit):
         if len(body) <= limit:
             return body
         data["cut"].append(what)
-        if what == "environ":
+        if what == "traceback text":
+            data["text"] = data["text"][-4000:]
+        elif what == "environ":
             if data["request"] is not None:
                 data["request"]["environ"] = []
         elif what == "middle frames":
@@ -231,7 +243,8 @@ def body(exc, app_dirs=(), environ=None):
     if data is None:
         data = json.dumps({"version": 1, "exceptions": [{"type": type(exc).__name__, "message": message_of(exc),
                                                          "via": None, "frames": [], "syntax": None}],
-                           "request": None, "python": "", "cut": ["everything"]}).encode("utf-8")
+                           "request": None, "python": "", "cut": ["everything"],
+                           "text": text_of(exc)[-20000:]}).encode("utf-8")
     return data
 
 
