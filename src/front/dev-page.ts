@@ -89,24 +89,35 @@ function frameHtml(f: DevFrame): string {
   );
 }
 
-/** Frames, innermost first; runs of frames that are not the app's folded into one <details>. */
+/**
+ * Frames, innermost first, the app's open and the others folded (one <details> per run). App
+ * frames come first: when the exception was raised inside code the app called (json, a library),
+ * those innermost frames follow the app frame that called them.
+ */
 function framesHtml(frames: DevFrame[]): string {
   const list = frames.slice(-CAPS.frames).reverse();
   const left = frames.length - list.length;
+  const firstApp = list.findIndex((f) => f.kind === 'app');
+  const inner = firstApp > 0 ? list.slice(0, firstApp) : [];
+  const rest = firstApp > 0 ? list.slice(firstApp) : list;
   let out = '';
   let run: DevFrame[] = [];
-  const flush = (): void => {
+  const flush = (note = ''): void => {
     if (run.length === 0) return;
     const kinds = [...new Set(run.map((f) => KIND_NAMES[f.kind] ?? f.kind))].join(', ');
-    out += `<details class="folded"><summary>${run.length} frame${run.length === 1 ? '' : 's'} of ${kinds}</summary>${run.map(frameHtml).join('')}</details>`;
+    out += `<details class="folded"><summary>${run.length} frame${run.length === 1 ? '' : 's'} of ${kinds}${note}</summary>${run.map(frameHtml).join('')}</details>`;
     run = [];
   };
-  for (const f of list) {
+  rest.forEach((f, i) => {
     if (f.kind === 'app') {
       flush();
       out += frameHtml(f);
+      if (i === 0 && inner.length > 0) {
+        run = inner;
+        flush(', called from here, where it was raised');
+      }
     } else run.push(f);
-  }
+  });
   flush();
   if (left > 0) out += `<p class="cut">${left} outer frames left out</p>`;
   return out;
@@ -158,7 +169,7 @@ const STYLE = `
 header{background:#8b1a1a;color:#fff;padding:1.2em 2em}header h1{margin:0;font-size:1.6em;word-break:break-word}
 header .msg{margin:.3em 0 0;font-size:1.15em;white-space:pre-wrap;word-break:break-word}
 header .meta{margin-top:.7em;font-size:.9em;opacity:.9}header code{background:rgba(255,255,255,.15);padding:.1em .4em;border-radius:3px}
-#live{display:block;background:#fff7d6;color:#5c4400;padding:.5em 2em;border-bottom:1px solid #e8d9a0;font-size:.9em}
+#live{display:block;margin:0;background:#fff7d6;color:#5c4400;padding:.5em 2em;border-bottom:1px solid #e8d9a0;font-size:.9em}
 main{padding:1em 2em 3em;max-width:1200px}h2{font-size:1.2em;margin:1.2em 0 .6em;word-break:break-word}h2 .type{color:#8b1a1a}
 .via{margin:2em 0 0;color:#555;font-style:italic}
 .frame{background:#fff;border:1px solid #ddd;border-radius:6px;margin:.6em 0;overflow:hidden}
