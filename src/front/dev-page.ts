@@ -35,6 +35,10 @@ export interface DevPageInput {
   generation: number | null;
   /** The request method, so that reloading a POST's page does not send the POST again. */
   method: string;
+  /** The request's path, shown when the trace has no request of its own (null: none). */
+  path: string | null;
+  /** What the error code means (the catalogue's text, `code` spans in backticks); null: nothing. */
+  explain: string | null;
   nonce: string;
 }
 
@@ -185,7 +189,7 @@ details.folded .frame{opacity:.85}
 table{border-collapse:collapse;width:100%;font-size:.85em;background:#fff}th,td{text-align:left;vertical-align:top;padding:.25em .8em;border-top:1px solid #f0f0f0}
 th{width:14em;font-weight:600;word-break:break-all}td code{white-space:pre-wrap;word-break:break-all}.cut{color:#888;font-style:italic}
 section.request,section.text{margin-top:2em}pre.detail{background:#fff;border:1px solid #ddd;padding:1em;overflow:auto;font-size:13px}
-footer{color:#888;font-size:.85em;margin-top:3em}
+footer{color:#888;font-size:.85em;margin-top:3em}.explain{background:#fff;border:1px solid #ddd;border-radius:6px;padding:.8em 1em;max-width:60em}
 `;
 
 function pollScript(generation: number, method: string): string {
@@ -201,6 +205,7 @@ export function renderDevPage(p: DevPageInput): string {
   const chain = t ? t.exceptions.slice(0, CAPS.chain) : [];
   const meta = [`<code>${e(p.code, 80)}</code>`, `HTTP ${p.status}`];
   if (t?.request) meta.push(`<code>${e(t.request.method, 40)} ${e(t.request.path, 300)}</code>`);
+  else if (p.path !== null) meta.push(`<code>${e(p.method, 40)} ${e(p.path, 300)}</code>`);
   if (place) meta.push(`at <code>${e(place, 600)}</code>`);
   const live = p.generation !== null ? '<p id="live">Waiting for a fix: save it and this page reloads itself.</p>' : '';
   const text = p.detail ? `<details class="text"${t ? '' : ' open'}><summary>${t ? 'Traceback as text' : 'Details'}</summary><pre class="detail">${e(p.detail, CAPS.detail)}</pre></details>` : '';
@@ -209,6 +214,7 @@ export function renderDevPage(p: DevPageInput): string {
     `<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">` +
     `<title>${e(`${p.title}: ${p.message}`, 140)}</title><style nonce="${p.nonce}">${STYLE}</style></head><body>` +
     `<header><h1>${e(p.title, 300)}</h1>${p.message ? `<p class="msg">${e(p.message, CAPS.message)}</p>` : ''}<div class="meta">${meta.join(' · ')}</div></header>${live}<main>` +
+    (p.explain ? `<p class="explain"><code>${e(p.code, 80)}</code>: ${e(p.explain).replace(/`([^`]+)`/g, '<code>$1</code>')}</p>` : '') +
     chain.map(exceptionHtml).join('') +
     (t && t.exceptions.length > chain.length ? `<p class="cut">${t.exceptions.length - chain.length} more exceptions in the chain left out</p>` : '') +
     cut +

@@ -37,9 +37,10 @@ export interface DevContext {
   /** The generation serving when the error happened; null: the page does not reload itself (no dev front to ask). */
   generation: number | null;
   method: string;
+  path: string | null;
 }
 
-const NO_RELOAD: DevContext = { generation: null, method: 'GET' };
+const NO_RELOAD: DevContext = { generation: null, method: 'GET', path: null };
 
 /**
  * The page body, content type and extra headers for an error: in dev mode the dev page
@@ -60,6 +61,9 @@ export function errorBody(error: CorralError, dev: boolean, ctx: DevContext = NO
       detail: error.detail ?? null,
       generation: ctx.generation,
       method: ctx.method,
+      path: ctx.path,
+      // A Python exception speaks for itself; corral's own errors get the catalogue's explanation.
+      explain: first ? null : spec.doc,
       nonce,
     });
     return { type: 'text/html; charset=utf-8', body: Buffer.from(html, 'utf8'), headers: { 'Content-Security-Policy': devPageCsp(nonce), 'Cache-Control': 'no-store' } };

@@ -166,7 +166,7 @@ export class HttpExchange implements ExchangeSink {
 
   #devContext(): DevContext {
     const gen = this.#opts.devGeneration?.() ?? null;
-    return { generation: gen?.generation ?? null, method: this.#req.method ?? 'GET' };
+    return { generation: gen?.generation ?? null, method: this.#req.method ?? 'GET', path: this.#req.url ?? null };
   }
 
   #write(body: Buffer, credit: number): void {

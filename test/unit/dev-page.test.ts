@@ -34,7 +34,7 @@ function trace(over: Partial<DevTrace> = {}): DevTrace {
 
 function page(over: Partial<DevPageInput> = {}): string {
   const t = trace();
-  return renderDevPage({ status: 500, code: 'CORRAL_APP_EXCEPTION', title: 'ValueError', message: t.exceptions[0]!.message, trace: t, detail: t.text, generation: 3, method: 'GET', nonce: 'N0nce', ...over });
+  return renderDevPage({ status: 500, code: 'CORRAL_APP_EXCEPTION', title: 'ValueError', message: t.exceptions[0]!.message, trace: t, detail: t.text, generation: 3, method: 'GET', path: null, explain: null, nonce: 'N0nce', ...over });
 }
 
 describe('dev page', () => {
@@ -113,9 +113,12 @@ describe('dev page', () => {
 
   it('every dev error uses it, with the code, a CSP and no cache; serve mode stays short', () => {
     for (const code of ['CORRAL_WORKER_LOST', 'CORRAL_REQUEST_TIMEOUT', 'CORRAL_APP_IMPORT_FAILED'] as const) {
-      const { body, headers } = errorBody(new CorralError(code, 'worker 12 exited <x>', { detail: 'last stderr <y>' }), true, { generation: 2, method: 'GET' });
+      const { body, headers } = errorBody(new CorralError(code, 'worker 12 exited <x>', { detail: 'last stderr <y>' }), true, { generation: 2, method: 'GET', path: '/p?<q>' });
       const html = body.toString();
       expect(html).toContain(`<code>${code}</code>`);
+      // What the code means, from the catalogue, and the request.
+      expect(html).toContain(`<p class="explain"><code>${code}</code>: `);
+      expect(html).toContain('<code>GET /p?&#60;q&#62;</code>');
       expect(html).toContain('last stderr &#60;y&#62;');
       expect(headers['Content-Security-Policy']).toMatch(/script-src 'nonce-[A-Za-z0-9+/=]+'/);
       expect(html).toContain(`<script nonce="${/nonce-([^']+)/.exec(headers['Content-Security-Policy']!)![1]}">`);
