@@ -11,12 +11,13 @@ reaches the page, and an HTML response that raises part way is replaced by the p
 """
 
 import json
-import linecache
 import os
 import reprlib
 import sys
-import sysconfig
 import traceback
+
+# linecache (with tokenize) and sysconfig are imported when a page is made: every worker imports
+# this module, and in serve mode it never makes one.
 
 CONTENT_TYPE = "application/vnd.corral.devtrace+json"
 TRUE_WORDS = ("on", "1", "yes")
@@ -36,8 +37,17 @@ BUFFER_CAP = 1 << 20
 MAX_BODY = 1 << 20
 
 HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # src/python: corral's own files
-_STDLIB = tuple(os.path.join(os.path.realpath(p), "") for p in {
-    sysconfig.get_paths().get("stdlib"), sysconfig.get_paths().get("platstdlib")} if p)
+_stdlib = None
+
+
+def stdlib_dirs():
+    global _stdlib
+    if _stdlib is None:
+        import sysconfig
+        paths = sysconfig.get_paths()
+        _stdlib = tuple(os.path.join(os.path.realpath(p), "") for p in
+                        {paths.get("stdlib"), paths.get("platstdlib")} if p)
+    return _stdlib
 
 _repr = reprlib.Repr()
 _repr.maxstring = MAX_VALUE
@@ -71,13 +81,14 @@ def frame_kind(filename, app_dirs):
         return "library"
     if any(path.startswith(os.path.join(os.path.realpath(d), "")) for d in app_dirs):
         return "app"
-    if path.startswith(_STDLIB):
+    if path.startswith(stdlib_dirs()):
         return "stdlib"
     return "app"
 
 
 def source_around(filename, line, module_globals=None):
     """{start, lines} around line (1-based), or None if the source cannot be read."""
+    import linecache
     try:
         lines = linecache.getlines(filename, module_globals)
     except Exception:
