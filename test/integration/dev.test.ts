@@ -153,7 +153,11 @@ describe('corral dev', () => {
     expect(boom.headers['content-type']).not.toMatch(/html/);
     expect(text(boom)).not.toContain('boom from version');
     expect(text(boom)).not.toContain('Traceback');
+    expect(boom.headers['x-corral-error']).toBe('CORRAL_APP_EXCEPTION');
     // The traceback goes to the log instead.
     await corral.waitForLog((l) => typeof l.line === 'string' && l.line.includes('boom from version v1'));
+    // The dev page's generation poll is `corral dev`'s alone: in serve the path is the app's.
+    const poll = await httpRequest(`http://${host}:${port}/.corral/dev/generation`);
+    expect(text(poll)).toMatch(/^v1 \d+$/);
   });
 });
