@@ -11,9 +11,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Page } from 'playwright-core';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
-import { stopAll } from '../helpers/corral.js';
+import { startCorral, stopAll } from '../helpers/corral.js';
+import { FcgiClient, cgiParams } from '../helpers/fcgi-client.js';
+import { freePort } from '../helpers/nginx.js';
 import { CHROMIUM, closeBrowser, newPage, screenshot } from '../helpers/browser.js';
-import { startDev } from '../helpers/dev.js';
+import { startDev, waitForPretty } from '../helpers/dev.js';
 import { AppDir } from '../helpers/reload.js';
 
 const dirs: string[] = [];
@@ -162,8 +164,33 @@ describe.skipIf(CHROMIUM === null)('the dev error page in a browser', () => {
   });
 });
 
-describe('past the hold-back cap', () => {
-  it('an HTML response that raises after 1 MiB streams on and ends with a visible marker', async () => {
+describe('without a browser', () => {
+  it('behind a FastCGI web server (corral dev --listen) a request exception gets the same page, rendered by the front', async () => {
+    const app = new AppDir('v1');
+    dirs.push(app.dir);
+    const port = await freePort();
+    const corral = startCorral(['dev', app.dir, '--listen', `127.0.0.1:${port}`], { env: { PYTHONDONTWRITEBYTECODE: undefined } });
+    await waitForPretty(corral, /\bINFO\b.*: watching files$/);
+    const c = await FcgiClient.connect({ host: '127.0.0.1', port });
+    try {
+      const r = await c.request(1, cgiParams('GET', '/boom'));
+      expect(r.status).toBe(500);
+      const head = new Map(r.headers.map(([n, v]) => [n.toLowerCase(), v]));
+      expect(head.get('content-type')).toBe('text/html; charset=utf-8');
+      expect(head.get('x-corral-error')).toBe('CORRAL_APP_EXCEPTION');
+      expect(head.get('content-security-policy')).toMatch(/default-src 'none'/);
+      const text = r.body.toString('utf8');
+      expect(text).toContain('<h1>ValueError</h1>');
+      expect(text).toContain('raise ValueError(&#34;boom from version &#34; + VERSION)');
+      // No generation poll there: that path is the HTTP front's.
+      expect(text).not.toContain('<script');
+    } finally {
+      c.close();
+    }
+  });
+
+
+  it('past the hold-back cap, an HTML response that raises after 1 MiB streams on and ends with a visible marker', async () => {
     const dev = await startDev(appDir(GENERATOR_APP));
     const body = await new Promise<string>((resolve, reject) => {
       http
