@@ -2,6 +2,7 @@
  * The error catalogue: every error a client or an operator can see, with a stable code, the
  * HTTP status it maps to and what it means. docs/errors.md is generated from this table.
  */
+import type { DevTrace } from './devtrace.js';
 
 /** One catalogue entry. */
 export interface ErrorSpec {
@@ -137,6 +138,11 @@ export const ERRORS = {
     title: 'Not Found',
     doc: 'The HTTP front serves the app under `mount` (or ANCM\'s `ASPNETCORE_APPL_PATH`) and the request path is outside that prefix. No Python code runs for it.',
   },
+  CORRAL_APP_EXCEPTION: {
+    status: 500,
+    title: 'Internal Server Error',
+    doc: 'The app raised an exception while handling the request (or while producing its body, before anything was sent). The worker answers 500 and logs the traceback; in `corral dev` the page shows the exception chain, the app\'s frames with their source and locals, and the request. An exception after the response started cuts the response instead.',
+  },
 } as const satisfies Record<string, ErrorSpec>;
 
 export type ErrorCode = keyof typeof ERRORS;
@@ -148,13 +154,16 @@ export class CorralError extends Error {
   readonly detail: string | undefined;
   /** Seconds for a Retry-After header, when it applies. */
   readonly retryAfter: number | undefined;
+  /** The Python exception's facts for the dev page (an import failure in `corral dev`). */
+  readonly trace: DevTrace | undefined;
 
-  constructor(code: ErrorCode, message: string, opts: { detail?: string; retryAfter?: number } = {}) {
+  constructor(code: ErrorCode, message: string, opts: { detail?: string; retryAfter?: number; trace?: DevTrace } = {}) {
     super(message);
     this.name = 'CorralError';
     this.code = code;
     this.detail = opts.detail;
     this.retryAfter = opts.retryAfter;
+    this.trace = opts.trace;
   }
 
   /** The HTTP status this error maps to. */

@@ -98,6 +98,8 @@ export function poolOptions(s: Readonly<Settings>, dev = false): PoolOptions {
     monitorIntervalMs: 1_000,
     tickMs: 250,
     keepOldOnFailedReload: !dev,
+    // Unless worker stderr goes to a file (ERROR_LOG_DIR, WSGI_LOG): then the record keeps it.
+    tracebackShownAbove: dev && s.errorLogDir === null && s.wsgiLog === null,
   };
 }
 
@@ -311,6 +313,8 @@ export class App {
 
   /** `corral dev`: a traceback is one ERROR record per worker, shown whole. */
   readonly #tracebacks = new WeakMap<WorkerHandle, TracebackLines>();
+  /** The last boot traceback shown: a failed pool's retries that fail the same way say so in one line. */
+  #lastBootTraceback: string | null = null;
 
   #onStderr(w: WorkerHandle, line: string): void {
     this.stats?.stderr(w.pid, line);
@@ -324,7 +328,12 @@ export class App {
       if (!grouper) {
         grouper = new TracebackLines((item) => {
           if (item.kind === 'line') w.log.info({ line: item.text }, 'worker stderr');
-          else w.log.error({ err: { type: 'Traceback', message: item.summary, stack: item.text } }, `worker traceback: ${item.summary}`);
+          else if (w.state === 'starting' && item.text === this.#lastBootTraceback) w.log.info(`worker failed to boot again, same traceback: ${item.summary}`);
+          else {
+            // Only a boot traceback is remembered: a request's exception is shown each time it happens.
+            this.#lastBootTraceback = w.state === 'starting' ? item.text : this.#lastBootTraceback;
+            w.log.error({ err: { type: 'Traceback', message: item.summary, stack: item.text } }, `worker traceback: ${item.summary}`);
+          }
         });
         this.#tracebacks.set(w, grouper);
       }

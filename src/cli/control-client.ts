@@ -34,6 +34,14 @@ Options:
   --json           print the service's /status.json instead of the table (shape:
                    StatusDocument in src/control/snapshot.ts)
 `,
+  top: `Shows the same as corral status, refreshed in the terminal like uwsgitop: rates,
+error rate, latency, queue, workers and their current requests. q or Ctrl-C quits and
+restores the terminal.
+
+Options:
+  --control ADDR      the service's control listener
+  --interval SECONDS  how often it refreshes (default 1)
+`,
   reload: `Rolling reload of every app, or of APP (its WSGI callable, directory or name):
 new workers start, and the old ones drain once the new serve. Answers once the
 new generation serves, or with the error (and traceback) of one that does not

@@ -25,6 +25,7 @@ import { accessLogger, observers, type RequestObserver } from '../front/access-l
 import { removeStaleSocket } from '../front/listeners.js';
 import { bindShared, listenNow, type SharedListener } from '../pool/shared-listener.js';
 import { chooseDataPlane, type PlaneChoice } from './data-plane.js';
+import type { DevGeneration } from '../front/dev-page.js';
 
 export { WORKER_SCRIPT, poolOptions, workerEnv } from './app.js';
 
@@ -160,6 +161,8 @@ export class Service {
       mount: s.mount,
       pairingToken: this.#opts.pairingToken ?? null,
       staticFiles: s.static,
+      // The dev error page's self-reload asks this; serve mode has no such path.
+      devGeneration: dev ? () => this.#devGeneration() : null,
     };
     for (const app of this.#configured) app.observe = observe;
     // Apps with addresses of their own get fronts that serve only them.
@@ -185,6 +188,12 @@ export class Service {
       await this.stop();
       throw err;
     }
+  }
+
+  /** `corral dev`: the configured app's serving generation and its pool's state. */
+  #devGeneration(): DevGeneration | null {
+    const app = this.#configured[0];
+    return app ? { generation: app.pool.servingGeneration, state: app.pool.state } : null;
   }
 
   /** A rolling reload of every app: new workers first, then the old ones drain. */

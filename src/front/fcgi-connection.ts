@@ -28,6 +28,12 @@ import type { Exchange, ExchangeSink } from '../pool/exchange.js';
 import type { Upstream } from '../pool/pool.js';
 import { Outbox } from '../pool/outbox.js';
 import { errorResponse } from './error-page.js';
+import { DEVTRACE_TYPE, parseDevTraceJson } from '../devtrace.js';
+
+/** How the worker starts its dev-mode answer to an app exception (corral_worker.py, Exchange.fail). */
+const DEVTRACE_HEAD = Buffer.from(`Status: 500 Internal Server Error\r\nContent-Type: ${DEVTRACE_TYPE}\r\n`, 'latin1');
+/** Largest devtrace body held to render (the worker keeps it under 1 MiB). */
+const MAX_DEVTRACE = 4 << 20;
 
 /** Limits, timeouts and answers for GET_VALUES. Timeouts in ms; 0 turns one off. */
 export interface ConnectionOptions {
@@ -96,6 +102,9 @@ class FrontRequest implements ExchangeSink {
   #head: Buffer | null = EMPTY;
   bytes = 0;
   error: string | null = null;
+  /** Dev: the worker's 500 carries an exception's facts, held to be sent as the dev page at the end. */
+  #devtrace: Buffer[] | null = null;
+  #devtraceBytes = 0;
 
   constructor(conn: FcgiConnection, id: number, keepConn: boolean, now: number) {
     this.conn = conn;
@@ -106,6 +115,10 @@ class FrontRequest implements ExchangeSink {
 
   stdout(content: Buffer): void {
     if (this.done) return;
+    if (this.#devtrace !== null || (this.bytes === 0 && this.conn.devErrors && content.subarray(0, DEVTRACE_HEAD.length).equals(DEVTRACE_HEAD))) {
+      this.#holdDevtrace(content);
+      return;
+    }
     // A fresh header and the content as it came from the worker (a view: no copy of the body).
     this.conn.write(header(RecordType.STDOUT, this.id, content.length));
     if (content.length > 0) this.conn.write(content);
@@ -116,7 +129,29 @@ class FrontRequest implements ExchangeSink {
   }
 
   end(appStatus: number): void {
-    if (!this.done) this.conn.endRequest(this, appStatus);
+    if (this.done) return;
+    if (this.#devtrace !== null) return this.#sendDevPage();
+    this.conn.endRequest(this, appStatus);
+  }
+
+  #holdDevtrace(content: Buffer): void {
+    this.#devtrace ??= [];
+    if (this.#devtraceBytes + content.length <= MAX_DEVTRACE) this.#devtrace.push(content);
+    this.#devtraceBytes += content.length;
+    const ex = this.exchange;
+    if (ex && content.length > 0) ex.credit(content.length);
+  }
+
+  /** Dev: the app raised; its facts become the dev page (the worker logged the traceback). */
+  #sendDevPage(): void {
+    const all = Buffer.concat(this.#devtrace ?? []);
+    this.#devtrace = null;
+    const at = headEnd(all);
+    const trace = at && this.#devtraceBytes <= MAX_DEVTRACE ? parseDevTraceJson(all.subarray(at.end + at.sep)) : null;
+    const first = trace?.exceptions[0];
+    const message = first ? `${first.type}: ${first.message}` : 'the app raised an exception (its facts could not be read; the traceback is in the log)';
+    this.error = 'CORRAL_APP_EXCEPTION';
+    this.#sendPage(new CorralError('CORRAL_APP_EXCEPTION', message, trace ? { trace, detail: trace.text } : {}));
   }
 
   /** The status for the access log, from the CGI head, which may come in more than one piece. */
@@ -134,13 +169,17 @@ class FrontRequest implements ExchangeSink {
     this.error = error.code;
     // The client gets the code (and in dev the message); the log gets the message and any traceback.
     if (!logged) this.conn.logFailure(this, error);
-    if (!this.exchange?.responseStarted) {
-      const page = errorResponse(error, this.conn.devErrors);
-      this.status = cgiStatus(page);
-      this.bytes += page.length;
-      for (const part of frameStream(RecordType.STDOUT, this.id, page)) this.conn.write(part);
-      this.conn.endRequest(this, 0);
-    } else this.conn.endRequest(this, 1);
+    if (!this.exchange?.responseStarted) this.#sendPage(error);
+    else this.conn.endRequest(this, 1);
+  }
+
+  /** corral's own answer (error page), and the end of the request. */
+  #sendPage(error: CorralError): void {
+    const page = errorResponse(error, this.conn.devErrors);
+    this.status = cgiStatus(page);
+    this.bytes += page.length;
+    for (const part of frameStream(RecordType.STDOUT, this.id, page)) this.conn.write(part);
+    this.conn.endRequest(this, 0);
   }
 
   /** Notes method and path from a PARAMS record (first records only: nginx sends them in one). */

@@ -10,13 +10,20 @@ import { CorralError } from '../errors.js';
 import type { Logger } from '../log/logger.js';
 import type { ExchangeSink, Exchange } from '../pool/exchange.js';
 import { CgiHeadParser } from './cgi-response.js';
-import { clientStatus, errorBody } from './error-page.js';
+import { clientStatus, errorBody, type DevContext } from './error-page.js';
 import { exchangeFacts, type RequestRecord } from './access-log.js';
+import { DEVTRACE_TYPE, parseDevTraceJson } from '../devtrace.js';
+import type { DevGeneration } from './dev-page.js';
 
 /** What an HttpExchange needs of the front's options. */
 export interface HttpExchangeOptions {
   devErrors: boolean;
+  /** `corral dev`: which generation of the app serves, for the dev page's reload (null: no reload). */
+  devGeneration?: (() => DevGeneration | null) | null;
 }
+
+/** Largest devtrace body the front holds to render (the worker keeps it under 1 MiB). */
+const MAX_DEVTRACE = 4 << 20;
 
 /** The HTTP front's sink for one request. */
 export class HttpExchange implements ExchangeSink {
@@ -29,6 +36,9 @@ export class HttpExchange implements ExchangeSink {
   /** The front answered on its own (error page or cut response): later output of the app is dropped. */
   #answered = false;
   exchange: Exchange | null = null;
+  /** Dev: the worker's 500 carries an exception's facts (devtrace.ts), held here to render the page at the end. */
+  #devtrace: Buffer[] | null = null;
+  #devtraceBytes = 0;
   bytes = 0;
   error: string | null = null;
 
@@ -59,6 +69,11 @@ export class HttpExchange implements ExchangeSink {
         return;
       }
       this.#started = true;
+      if (this.#opts.devErrors && r.head.status === 500 && r.head.headers.some(([n, v]) => n.toLowerCase() === 'content-type' && v === DEVTRACE_TYPE)) {
+        this.#devtrace = [];
+        this.#hold(r.rest, content.length);
+        return;
+      }
       const flat: string[] = [];
       for (const [n, v] of r.head.headers) flat.push(n, v);
       const reason = r.head.reason || STATUS_CODES[r.head.status] || '';
@@ -66,11 +81,13 @@ export class HttpExchange implements ExchangeSink {
       this.#write(r.rest, content.length);
       return;
     }
+    if (this.#devtrace) return this.#hold(content, content.length);
     this.#write(content, content.length);
   }
 
   end(appStatus = 0): void {
     if (this.#answered) return;
+    if (this.#devtrace) return this.#sendDevPage();
     if (!this.#started && !this.#res.headersSent) {
       this.#sendError(new CorralError('CORRAL_BAD_RESPONSE', 'the app ended the response without sending headers'));
       return;
@@ -135,6 +152,27 @@ export class HttpExchange implements ExchangeSink {
     this.exchange?.abort();
   }
 
+  #hold(body: Buffer, credit: number): void {
+    if (this.#devtraceBytes + body.length <= MAX_DEVTRACE) this.#devtrace?.push(body);
+    this.#devtraceBytes += body.length;
+    this.#credit(credit);
+  }
+
+  /** Dev: the app raised; its facts are rendered as the dev page (the worker already logged the traceback). */
+  #sendDevPage(): void {
+    const held = this.#devtrace ?? [];
+    this.#devtrace = null;
+    const trace = this.#devtraceBytes <= MAX_DEVTRACE ? parseDevTraceJson(Buffer.concat(held)) : null;
+    const first = trace?.exceptions[0];
+    const error = new CorralError('CORRAL_APP_EXCEPTION', first ? `${first.type}: ${first.message}` : 'the app raised an exception (its facts could not be read; the traceback is in the log)', trace ? { trace, detail: trace.text } : {});
+    this.#sendError(error, {}, false);
+  }
+
+  #devContext(): DevContext {
+    const gen = this.#opts.devGeneration?.() ?? null;
+    return { generation: gen?.generation ?? null, method: this.#req.method ?? 'GET', path: this.#req.url ?? null };
+  }
+
   #write(body: Buffer, credit: number): void {
     this.bytes += body.length;
     let flushed = true;
@@ -160,14 +198,17 @@ export class HttpExchange implements ExchangeSink {
     }
   }
 
-  #sendError(error: CorralError, extra: Record<string, string> = {}): void {
+  /** `log`: false when the worker already logged it (an app exception's traceback). */
+  #sendError(error: CorralError, extra: Record<string, string> = {}, log = true): void {
     this.#answered = true;
     this.error = error.code;
     if (this.#res.headersSent) return;
     // The client gets the code (and in dev the message); the log gets the message and any traceback.
-    this.#log.info({ app: this.exchange?.app ?? null, path: this.#req.url, code: error.code, err: error.message, ...(error.detail ? { detail: error.detail } : {}) }, 'request failed');
-    const { type, body } = errorBody(error, this.#opts.devErrors);
-    const headers: Record<string, string | number> = { ...extra, 'content-type': type, 'content-length': body.length, 'x-corral-error': error.code };
+    if (log) this.#log.info({ app: this.exchange?.app ?? null, path: this.#req.url, code: error.code, err: error.message, ...(error.detail ? { detail: error.detail } : {}) }, 'request failed');
+    const dev = this.#opts.devErrors;
+    const { type, body, headers: pageHeaders } = errorBody(error, dev, dev ? this.#devContext() : undefined);
+    const headers: Record<string, string | number> = { ...extra, ...pageHeaders, 'content-type': type, 'content-length': body.length, 'x-corral-error': error.code };
+    this.bytes += body.length;
     if (error.retryAfter !== undefined) headers['retry-after'] = error.retryAfter;
     try {
       this.#res.writeHead(clientStatus(error, this.#opts.devErrors), headers);

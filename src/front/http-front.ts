@@ -18,6 +18,7 @@ import type { Front } from './listeners.js';
 import { formatAddress, listenFailure, type ListenAddress } from '../config/address.js';
 import { forwardedClient, forwardedHost, forwardedProto, isLoopback, splitMount, tokenMatches } from './forwarded.js';
 import { sendStatic, staticTargetOf, type StaticMapping } from './static-files.js';
+import { DEV_GENERATION_PATH, type DevGeneration } from './dev-page.js';
 
 /** Options of the HTTP front. */
 export interface HttpFrontOptions {
@@ -43,6 +44,11 @@ export interface HttpFrontOptions {
   pairingToken?: string | null;
   /** URL paths under the mount whose files the front serves itself (static-files.ts). */
   staticFiles?: readonly StaticMapping[];
+  /**
+   * `corral dev` only: which generation of the app serves. The dev error page polls it at
+   * DEV_GENERATION_PATH and reloads itself once a fixed generation serves. Null: no such path.
+   */
+  devGeneration?: (() => DevGeneration | null) | null;
 }
 
 /** How paramsFor reads a request besides the request itself. */
@@ -226,6 +232,11 @@ function serveRequest(req: http.IncomingMessage, res: http.ServerResponse, route
   const sink = new HttpExchange(req, res, opts, log);
   const observe = opts.observe;
   if (observe) res.once('close', () => observe(sink.record(startedAt)));
+  if (opts.devGeneration && (req.url === DEV_GENERATION_PATH || req.url?.startsWith(`${DEV_GENERATION_PATH}?`))) {
+    sendGeneration(res, opts.devGeneration());
+    req.resume();
+    return;
+  }
   const limit = opts.maxBodySize ?? 0;
   if (overLimit(req, limit)) {
     log.warn({ path: req.url, peer: req.socket.remoteAddress, contentLength: req.headers['content-length'], maxBodySize: limit }, 'request body larger than maxBodySize: 413, the app does not run');
@@ -286,6 +297,13 @@ function serveRequest(req: http.IncomingMessage, res: http.ServerResponse, route
     idle.stop();
     if (!res.writableFinished) ex.abort();
   });
+}
+
+/** The dev page's poll: `{generation, state}` of the app, never cached; 404 when there is no app. */
+function sendGeneration(res: http.ServerResponse, gen: DevGeneration | null): void {
+  const body = Buffer.from(`${JSON.stringify(gen ?? { generation: null, state: 'none' })}\n`, 'utf8');
+  res.writeHead(gen ? 200 : 404, { 'content-type': 'application/json', 'content-length': body.length, 'cache-control': 'no-store' });
+  res.end(body);
 }
 
 /**

@@ -22,6 +22,8 @@ export interface FatalInfo {
   traceback?: string;
   file?: string;
   line?: number;
+  /** `corral dev`: the exception's facts for the dev page (src/devtrace.ts parses them). */
+  devtrace?: unknown;
 }
 
 export type WorkerState = 'starting' | 'ready' | 'draining' | 'stopping' | 'exited';

@@ -14,6 +14,7 @@ import { Exchange, type ExchangeSink } from './exchange.js';
 import { classifyExit, WorkerExit } from './exit.js';
 import type { DirectReport, RunningRequest } from './report.js';
 import type { WorkerEvents, WorkerHandle } from './handle.js';
+import { parseDevTrace } from '../devtrace.js';
 
 /** How a pool runs. Times in milliseconds; 0 turns a limit off where noted. */
 export interface PoolOptions {
@@ -51,6 +52,12 @@ export interface PoolOptions {
    * and answer with the error so the developer sees it (dev).
    */
   keepOldOnFailedReload: boolean;
+  /**
+   * `corral dev`: the worker's traceback is already in the terminal, whole and readable (the app
+   * groups its stderr): the "pool failed" record then names the error without repeating it as an
+   * escaped string.
+   */
+  tracebackShownAbove?: boolean;
   /**
    * Direct data plane: the workers accept their own connections and report what they do
    * (CORRAL_REPORT); the pool supervises only. No request passes through `begin()`: scaling follows
@@ -583,10 +590,11 @@ export class Pool implements Upstream {
     const fatal = w.fatal;
     const importFailed = reason === 'app import failed';
     const message = fatal?.error ?? w.spawnError?.message ?? (w.lastStderr.split('\n').pop() || reason);
+    const trace = fatal?.devtrace !== undefined ? parseDevTrace(fatal.devtrace) : null;
     const error = new CorralError(
       importFailed ? 'CORRAL_APP_IMPORT_FAILED' : 'CORRAL_WORKER_BOOT_FAILED',
       `app ${this.#opts.app}: ${importFailed ? 'import failed' : `worker boot failed (${reason})`}: ${message}`,
-      { detail: fatal?.traceback ?? w.lastStderr },
+      { detail: fatal?.traceback ?? w.lastStderr, ...(trace ? { trace } : {}) },
     );
     if (w.generation > this.#servingGen && this.#state === 'reloading' && !this.#opts.keepOldOnFailedReload) {
       // Dev mode: the developer wants to see the error, not yesterday's code.
@@ -619,7 +627,7 @@ export class Pool implements Upstream {
     const first = this.#state !== 'failed';
     // Once per distinct failure: retries failing the same way stay quiet, a new error (after a reload) is shown.
     if (first || cause.message !== this.#failure?.message)
-      this.log.error({ code: cause.code, err: cause.message, traceback: cause.detail }, 'pool failed: answering 503 and retrying slowly');
+      this.log.error({ code: cause.code, err: cause.message, ...(this.#opts.tracebackShownAbove ? {} : { traceback: cause.detail }) }, 'pool failed: answering 503 and retrying slowly');
     if (first) this.#failedRetries = 0;
     this.#transition('failed');
     const delay = Math.min(FAILED_RETRY_MAX_MS, this.#opts.failedRetryMs * 2 ** this.#failedRetries);

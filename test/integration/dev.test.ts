@@ -131,6 +131,17 @@ describe('corral dev', () => {
     expect(text(fixed)).toMatch(/^v2 \d+$/);
   });
 
+  it("a failed pool's retries that fail the same way print the traceback once, and the pool record does not repeat it escaped", async () => {
+    const app = new AppDir('v1');
+    app.writeText('raise RuntimeError("config missing")\n');
+    apps.push(app);
+    const dev = await startDev(app);
+    await waitForPretty(dev.corral, /: pool failed/);
+    await waitForPretty(dev.corral, /worker failed to boot again, same traceback: RuntimeError: config missing$/, 0, 20_000);
+    expect(dev.corral.nonJson.filter((l) => /ERROR.*worker traceback: RuntimeError: config missing/.test(l))).toHaveLength(1);
+    expect(dev.corral.nonJson.some((l) => /^\s+traceback: "Traceback/.test(l))).toBe(false);
+  });
+
   it('serve mode never shows the traceback to the client: a plain 500', async () => {
     const app = new AppDir('v1');
     apps.push(app);
@@ -142,7 +153,11 @@ describe('corral dev', () => {
     expect(boom.headers['content-type']).not.toMatch(/html/);
     expect(text(boom)).not.toContain('boom from version');
     expect(text(boom)).not.toContain('Traceback');
+    expect(boom.headers['x-corral-error']).toBe('CORRAL_APP_EXCEPTION');
     // The traceback goes to the log instead.
     await corral.waitForLog((l) => typeof l.line === 'string' && l.line.includes('boom from version v1'));
+    // The dev page's generation poll is `corral dev`'s alone: in serve the path is the app's.
+    const poll = await httpRequest(`http://${host}:${port}/.corral/dev/generation`);
+    expect(text(poll)).toMatch(/^v1 \d+$/);
   });
 });

@@ -11,6 +11,7 @@ import {
   type CgiResponse, type Rec,
 } from '../helpers/rawfcgi.js';
 import { Peer, ProcessPeer } from '../helpers/worker-peer.js';
+import { DEVTRACE_TYPE, parseDevTraceJson } from '../../src/devtrace.js';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const WORKER = path.join(ROOT, 'src/python/corral_worker.py');
@@ -218,17 +219,35 @@ describe.each(MODES)('worker over stdio, $mode', ({ args: modeArgs, threads, inl
     expect((await w.get(3, '/')).status).toBe(200);
   });
 
-  it('shows an escaped error page with CORRAL_DEV_ERRORS=1', async () => {
+  it('with CORRAL_DEV_ERRORS=1 answers the exception\'s facts as devtrace JSON for the front to render', async () => {
     const w = startWorker([], { CORRAL_DEV_ERRORS: '1' });
     await w.ready();
     const r = await w.get(1, '/raise');
     expect(r.status).toBe(500);
-    expect(header(r, 'Content-Type')[0]).toMatch(/^text\/html/);
-    const page = r.body.toString();
-    expect(page).toContain('RuntimeError');
-    expect(page).toContain('boom before start_response');
-    expect(page).toMatch(/hello_app\.py, line \d+/);
-    expect(page).not.toMatch(/<module>|<lambda>/); // escaped if present
+    expect(header(r, 'Content-Type')[0]).toBe(DEVTRACE_TYPE);
+    expect(header(r, 'X-Corral-Error')[0]).toBe('CORRAL_APP_EXCEPTION');
+    const trace = parseDevTraceJson(r.body);
+    expect(trace).not.toBeNull();
+    const first = trace!.exceptions[0]!;
+    expect(first.type).toBe('RuntimeError');
+    expect(first.message).toBe('boom before start_response');
+    // The innermost frame is the fixture's, an app frame with its source and locals.
+    const inner = first.frames[first.frames.length - 1]!;
+    expect(inner.file).toMatch(/hello_app\.py$/);
+    expect(inner.kind).toBe('app');
+    expect(inner.source?.lines.join('\n')).toContain('boom before start_response');
+    expect(inner.locals).not.toBeNull();
+    expect(trace!.request).toMatchObject({ method: 'GET', path: '/raise' });
+    expect(trace!.text).toContain('Traceback (most recent call last)');
+  });
+
+  it('without CORRAL_DEV_ERRORS the 500 is plain text with the code, no detail', async () => {
+    const w = startWorker();
+    await w.ready();
+    const r = await w.get(1, '/raise');
+    expect(r.status).toBe(500);
+    expect(header(r, 'X-Corral-Error')[0]).toBe('CORRAL_APP_EXCEPTION');
+    expect(r.body.toString()).toBe('Internal Server Error\n');
   });
 
   it('calls close() of the response, also when iterating it fails', async () => {

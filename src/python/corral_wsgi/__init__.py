@@ -14,7 +14,9 @@ Modules, along the worker's seams:
   loop       the event loop of direct and standalone mode (accept, connections)
   conn       one FastCGI connection of that loop
   direct     direct mode's control channel, REPORTs and watchdog; standalone --listen
-  errorpage  the CORRAL_DEV_ERRORS=1 page
+  devtrace   an exception's facts for the dev error page (the service renders it)
+  apphints   app-loading messages: what was found, where it looked, which interpreter
+  answer     the answerer: the service's error page while no worker of the app is ready
   appload    the --app spec, importing the app, where an error lies
   args       the command line
   boot       fds, sys.path, the app's import, FATAL reports; main()

@@ -11,7 +11,7 @@ import signal
 import socket
 import sys
 
-from . import apphints, direct
+from . import apphints, devtrace, direct
 from .appload import app_script, failure_info, load_app
 from .args import parse_args
 from .channel import write_record
@@ -95,6 +95,7 @@ def report_failure(kind, exc, fd, app_dirs=(), summary=None, hint=None):
         pass
     log(summary or info["error"])
     try:
+        devtrace.attach(info, exc, app_dirs, MAX_CONTENT)  # dev only, if it fits
         payload = json.dumps(info).encode("utf-8")
         if len(payload) > MAX_CONTENT:  # e.g. a RecursionError: keep the innermost frames
             info["error"] = info["error"][:2000]
@@ -198,6 +199,8 @@ def main(argv=None):
         return booted
     opts, app, app_dirs, rfd, wfd = booted
     dev_errors = os.environ.get("CORRAL_DEV_ERRORS", "").lower() in TRUE_WORDS
+    if dev_errors:
+        app = devtrace.dev_app(app)  # Flask propagates; HTML held back to a cap
     server = Server(app, opts.threads, opts.window, opts.eof_grace, app_dirs, dev_errors)
     server.app_name = opts.app
     server.trust_original_url = opts.trust_x_original_url

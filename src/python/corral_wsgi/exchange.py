@@ -176,8 +176,9 @@ class Exchange:
             self.req.finish_quietly(APP_FAILED)  # the client sees a truncated body
             return
         self.sent = True
-        body, ctype = self.server.error_body(exc)
+        body, ctype = self.server.error_body(exc, self.req.environ)
         block = ("Status: 500 Internal Server Error\r\nContent-Type: %s\r\n"
+                 "X-Corral-Error: CORRAL_APP_EXCEPTION\r\n"
                  "Content-Length: %d\r\n\r\n" % (ctype, len(body))).encode("latin-1")
         try:
             self.req.send((block, b"" if self.head else body), end=True)

@@ -6,7 +6,7 @@ import threading
 from .body import FileWrapper
 from .common import format_exc, log
 from .environ import DEFAULTS, build_environ, wsgi_base
-from .errorpage import error_page
+from . import devtrace
 from .exchange import Exchange
 
 
@@ -53,10 +53,10 @@ class Server:
         """The PEP 3333 environ of a request from its raw PARAMS bytes."""
         return build_environ(data, req.input, self.defaults, self.wsgi_base, self.trust_original_url)
 
-    def error_body(self, exc):
-        """(body, content type) of the 500 answer to an app exception."""
+    def error_body(self, exc, environ=None):
+        """(body, content type) of the 500 answer to an app exception (dev: facts the front renders)."""
         if self.dev_errors:
-            return error_page(exc, self.app_dirs), "text/html; charset=utf-8"
+            return devtrace.body(exc, self.app_dirs, environ), devtrace.CONTENT_TYPE
         return b"Internal Server Error\n", "text/plain; charset=utf-8"
 
     def request_started(self):
