@@ -10,8 +10,11 @@ import type { SecondPoint, StatusClass } from '../monitor/window.js';
 import type { PoolState } from '../pool/pool.js';
 import type { ControlApp, ControlTarget } from './target.js';
 
-/** Bumped when a field changes meaning or goes away (new fields do not bump it). */
-export const STATUS_SCHEMA = 1;
+/**
+ * Bumped when a field changes meaning or goes away (new fields do not bump it). 2: `totals.requests`
+ * counts since the app started (it was the live workers' sum, which a reload reset).
+ */
+export const STATUS_SCHEMA = 2;
 
 /** `GET /status.json`. */
 export interface StatusDocument {

@@ -7,6 +7,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import type { RequestObserver, RequestRecord } from '../../src/front/access-log.js';
 import { FcgiConnection } from '../../src/front/fcgi-connection.js';
 import type { Upstream } from '../../src/pool/pool.js';
+import { Exchange, type ExchangeSink } from '../../src/pool/exchange.js';
 import { ProtocolStatus, RecordType, Role } from '../../src/fcgi/constants.js';
 import { encodeParams, decodeParams } from '../../src/fcgi/params.js';
 import { encodeRecord } from '../../src/fcgi/records.js';
@@ -48,6 +49,17 @@ describe('FcgiConnection', () => {
       expect(r.protocolStatus).toBe(ProtocolStatus.REQUEST_COMPLETE);
     }
     expect(c.isClosed).toBe(false);
+  });
+
+  it('describes a request in flight (method and path) for the status page, once someone observes requests', async () => {
+    const sinks: ExchangeSink[] = [];
+    const hold: Upstream = { begin: (sink) => (sinks.push(sink), new Exchange(sink, 0)) };
+    const c = await client(await serve(hold, () => {}));
+    const answer = c.request(1, cgiParams('POST', '/upload?token=x'));
+    while (sinks.length === 0) await new Promise((r) => setImmediate(r)); // the request reaches the pool
+    expect(sinks[0]!.describe?.()).toEqual({ method: 'POST', path: '/upload?token=x' });
+    sinks[0]!.end(0);
+    expect((await answer).protocolStatus).toBe(ProtocolStatus.REQUEST_COMPLETE);
   });
 
   it('logs the status of a CGI head that came in pieces', async () => {
