@@ -2,6 +2,7 @@
 import contextlib
 import io
 import sys
+import json
 import unittest
 
 import support
@@ -144,9 +145,11 @@ class Bodies(unittest.TestCase):
         def app(environ, start_response):
             raise KeyError("<missing>")
         status, headers, body, _, _, _ = run(app, dev_errors=True)
-        self.assertEqual((status, headers["content-type"]), (500, "text/html; charset=utf-8"))
-        self.assertIn(b"KeyError", body)
-        self.assertIn(b"&lt;missing&gt;", body)
+        # dev: the exception's facts for the front's page (devtrace), with the error code
+        self.assertEqual((status, headers["content-type"]), (500, "application/vnd.corral.devtrace+json"))
+        self.assertEqual(headers["x-corral-error"], "CORRAL_APP_EXCEPTION")
+        first = json.loads(body.decode("utf-8"))["exceptions"][0]
+        self.assertEqual((first["type"], first["message"]), ("KeyError", "'<missing>'"))
         self.assertEqual(int(headers["content-length"]), len(body))
 
 

@@ -57,7 +57,7 @@ class Serving(unittest.TestCase):
         plain = (b"Internal Server Error\n", "text/plain; charset=utf-8")
         self.assertEqual(support.make_server().error_body(exc), plain)
         body, ctype = support.make_server(dev_errors=True).error_body(exc)
-        self.assertEqual(ctype, "text/html; charset=utf-8")
+        self.assertEqual(ctype, "application/vnd.corral.devtrace+json")  # facts the front renders
         self.assertIn(b"boom", body)
 
     def test_wait_idle(self):
