@@ -44,7 +44,25 @@ import time
 import traceback
 from urllib.parse import unquote_to_bytes
 
-from corral_wsgi import apphints  # app-loading messages (new file; loaded before boot drops our dir from sys.path)
+
+
+def _load_apphints():
+    """corral_wsgi.apphints (app-loading messages) from this file's directory, also when this file
+    is loaded by path without that directory on sys.path (tests do); imported before boot()
+    drops the directory from sys.path."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    added = here not in sys.path
+    if added:
+        sys.path.insert(0, here)
+    try:
+        from corral_wsgi import apphints as module
+    finally:
+        if added:
+            sys.path.remove(here)
+    return module
+
+
+apphints = _load_apphints()
 
 EXIT_OK, EXIT_BOOT, EXIT_IMPORT = 0, 3, 4
 PROTOCOL_VERSION = 1
