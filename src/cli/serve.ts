@@ -185,11 +185,12 @@ function printBanner(service: Service, s: Settings): void {
 /**
  * Which interpreter `python` really is: its full path and version, found as the workers will
  * start it (the usual trap is a `python3` on PATH that is not the one with your packages).
+ * 15 s: a pyenv shim on a loaded machine took more than 5 (the banner then said ETIMEDOUT).
  */
 export function describeInterpreter(python: readonly string[]): string {
   const [cmd, ...pre] = python;
   if (!cmd) return '(none)';
-  const r = spawnSync(cmd, [...pre, '-c', 'import sys; print(sys.executable); print(sys.version.split()[0])'], { encoding: 'utf8', timeout: 5_000, windowsHide: true });
+  const r = spawnSync(cmd, [...pre, '-c', 'import sys; print(sys.executable); print(sys.version.split()[0])'], { encoding: 'utf8', timeout: 15_000, windowsHide: true });
   if (r.error || r.status !== 0) return `${python.join(' ')} (cannot run it: ${r.error ? (r.error as NodeJS.ErrnoException).code ?? r.error.message : `exit code ${r.status}`})`;
   const [exe = cmd, version = '?'] = r.stdout.trim().split(/\r?\n/);
   return `${exe} (Python ${version}${exe === cmd ? '' : `, from ${python.join(' ')}`})`;

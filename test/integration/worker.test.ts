@@ -389,7 +389,8 @@ describe.each(MODES)('worker over stdio, $mode', ({ args: modeArgs, threads, inl
     const w = startWorker([], {}, 'import_fails:application');
     expect(await w.exited).toBe(4);
     const fatal = JSON.parse((await w.find(T.FATAL, 0)).content.toString()) as Record<string, unknown>;
-    expect(fatal).toMatchObject({ kind: 'import', error: "ModuleNotFoundError: No module named 'no_such_module_for_corral_tests'", line: 2 });
+    // The error line, then apphints' words: where the import looked, and with which interpreter.
+    expect(fatal).toMatchObject({ kind: 'import', error: expect.stringMatching(/^ModuleNotFoundError: No module named 'no_such_module_for_corral_tests' \(searched .+; the interpreter is .+ \(Python 3\.\d+\.\d+\); .*--python\)$/), line: 2 });
     expect(fatal.file).toBe(path.join(FIXTURES, 'import_fails.py'));
     expect(w.stderr).toContain('Traceback (most recent call last)');
     expect(w.stderr).toContain('import_fails.py');
