@@ -3,8 +3,9 @@
  * the workers. The service creates the socket and binds it (so a port in use or a bad path fails
  * before any worker starts, and the socket outlives every worker and every generation); each
  * worker gets it as fd 3 (spawn's stdio) and calls listen() and accept() itself, as PHP-FPM's
- * children and gunicorn's workers do with their master's socket. The service never listens on it
- * itself, so Node never accepts a connection that a worker should have had.
+ * children and gunicorn's workers do with their master's socket. Node never listens on it itself
+ * (its listen() accepts too), so it never takes a connection that a worker should have had; a
+ * short-lived child puts it in the listening state at once (listenNow).
  *
  * Node has no public API for a bound-but-not-listening socket; `net._createServerHandle` is what
  * its cluster module uses for exactly this (create and bind in the primary, listen in the

@@ -137,6 +137,23 @@ describe('direct data plane: a failed app is answered', () => {
   }, 60_000);
 });
 
+describe('direct data plane: while the workers start', () => {
+  it('connections wait in the listen queue from the service\'s start and are served once a worker is ready, none refused', async () => {
+    const app = new AppDir('v1');
+    apps.push(app);
+    app.write('v1', 2); // its import takes 2 s
+    const c = startCorral(['serve', app.dir, '--listen', '127.0.0.1:0', '--workers', '1', '--python', DEBIAN_PYTHON]);
+    showLogOnFailure(c);
+    const addr = await c.fcgiAddress();
+    const early = Array.from({ length: 3 }, () => fcgiGet(addr, '/'));
+    expect(c.logs.some((l) => l.msg === 'worker ready')).toBe(false);
+    for (const r of await Promise.all(early)) {
+      expect(r.status).toBe(200);
+      expect(r.body.toString()).toMatch(/^v1 \d+$/);
+    }
+  });
+});
+
 describe('the default data plane', () => {
   it('is direct for one app on a TCP listener and proxy with the HTTP front, each saying why', async () => {
     const direct = startCorral(['serve', FIXTURES, '--wsgi-app', 'worker_ok:application', '--listen', '127.0.0.1:0', '--python', DEBIAN_PYTHON, '--workers', '1']);

@@ -148,7 +148,9 @@ describe('fixtures app: nginx -> corral -> Python workers', () => {
   });
 
   it('answers 3 interleaved requests on one FastCGI connection, bodies sent interleaved', async () => {
-    const client = await FcgiClient.connect(fcgi);
+    // The proxy path on purpose: multiplexing is the service's (a direct worker says FCGI_MPXS_CONNS 0).
+    const proxied = await startApp([FIXTURES, '--wsgi-app', 'hello_app:application', '--threads', '3', '--max-body-size', '0', '--data-plane', 'proxy'], 1);
+    const client = await FcgiClient.connect(proxied.fcgi);
     try {
       const ids = [1, 2, 3];
       const parts = ids.map(() => [randomBytes(100_000), randomBytes(70_000), randomBytes(1)]);

@@ -24,7 +24,9 @@ async function site(responseBufferLimit?: number): Promise<{ iis: IisEmulator; d
   const dir = mkdtempSync(join(tmpdir(), 'corral-stream-'));
   dirs.push(dir);
   const sock = join(dir, 'corral.sock');
-  const c = startCorral(['serve', FIXTURES, '--wsgi-app', 'streaming_app:application', '--workers', '1', '--listen', sock]);
+  // The proxy path, as for every service IIS relays talk to: the relay speaks to the service, not to
+  // a worker (one a relay starts has allowedRoots, and Windows always takes the proxy path).
+  const c = startCorral(['serve', FIXTURES, '--wsgi-app', 'streaming_app:application', '--workers', '1', '--listen', sock, '--data-plane', 'proxy']);
   await c.waitForMsg('app ready');
   const iis = await startIis({
     relayCmd: [process.execPath, CLI, 'relay'],

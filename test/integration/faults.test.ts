@@ -11,7 +11,11 @@ afterEach(async () => {
 });
 
 // A request timeout far beyond the test timeouts: a request left hanging fails the test.
-const SERVE = ['--wsgi-app', 'misbehaving_app:application', '--request-timeout', '600'];
+// The proxy path on purpose: these faults are a worker breaking its pipe protocol with the service
+// (garbage, a closed pipe, output past its response window) and the 502 CORRAL_WORKER_LOST the
+// service gives for them; a direct worker's requests never cross that pipe (its crash is checked in
+// test/e2e/direct.test.ts).
+const SERVE = ['--wsgi-app', 'misbehaving_app:application', '--request-timeout', '600', '--data-plane', 'proxy'];
 
 async function serve(extra: string[]): Promise<{ c: CorralProcess; client: FcgiClient }> {
   const c = startCorral(['serve', FIXTURES, ...SERVE, '--listen', '127.0.0.1:0', ...extra]);

@@ -7,7 +7,10 @@ afterEach(() => stopAll());
 
 describe('log lines', () => {
   it('are all JSON, with an access line per request and the effective configuration', async () => {
-    const c = startCorral(['serve', FIXTURES, '--wsgi-app', 'worker_ok:application', '--listen', '127.0.0.1:0', '--workers', '2'], {
+    // The proxy path on purpose: its access lines come in request order and carry queueMs (the time
+    // in the service's queue). Direct workers' lines come from their batched REPORTs (no queue of
+    // the service's own): test/e2e/direct.test.ts checks those.
+    const c = startCorral(['serve', FIXTURES, '--wsgi-app', 'worker_ok:application', '--listen', '127.0.0.1:0', '--workers', '2', '--data-plane', 'proxy'], {
       env: { CORRAL_THREADS: '2' },
     });
     const addr = await c.fcgiAddress();

@@ -64,7 +64,11 @@ interface Running {
 async function start(how: 'flag' | 'env' = 'flag'): Promise<Running> {
   const app = new AppDir('v1');
   apps.push(app);
-  const args = ['serve', app.dir, '--listen', '127.0.0.1:0', '--workers', '2', '--threads', '1'];
+  // The proxy path on purpose: these clients keep one raw FastCGI connection each and never retry,
+  // which only the service's own front supports across a reload (it keeps the connection while the
+  // workers change). On the direct path a draining worker closes a kept connection after a
+  // response and the web server reconnects: test/e2e/direct.test.ts checks 20 reloads through nginx.
+  const args = ['serve', app.dir, '--listen', '127.0.0.1:0', '--workers', '2', '--threads', '1', '--data-plane', 'proxy'];
   // Python writes __pycache__ as it would for a user (the test environment may turn that off).
   const env: NodeJS.ProcessEnv = { PYTHONDONTWRITEBYTECODE: undefined };
   const corral =

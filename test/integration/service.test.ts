@@ -25,8 +25,15 @@ afterEach(async () => {
   for (const d of tmpDirs.splice(0)) rmSync(d, { recursive: true, force: true });
 });
 
+/**
+ * The proxy path on purpose: these tests check the service's own request path (its queue, requests
+ * multiplexed on one connection, credit windows towards a slow reader, 502 CORRAL_WORKER_LOST, 503
+ * from the failed pool). The direct path's counterparts: test/e2e/direct.test.ts,
+ * test/e2e/direct-answer.test.ts, test/integration/direct-worker.test.ts. (The unix-socket test
+ * below runs on the default plane, direct.)
+ */
 async function serveFixture(app: string, extra: string[] = []): Promise<{ c: CorralProcess; addr: { host: string; port: number } }> {
-  const c = startCorral(['serve', FIXTURES, '--wsgi-app', app, '--listen', '127.0.0.1:0', ...extra]);
+  const c = startCorral(['serve', FIXTURES, '--wsgi-app', app, '--listen', '127.0.0.1:0', '--data-plane', 'proxy', ...extra]);
   const addr = await c.fcgiAddress();
   return { c, addr };
 }

@@ -29,8 +29,14 @@ afterEach(async () => {
         }
 });
 
+/**
+ * The proxy path on purpose: these tests read the supervisor's guarantees where the service sees
+ * each request (502 CORRAL_WORKER_LOST for a lost request, the service's 504, its queue's 503,
+ * workers exiting with the service at once). The same guarantees on the direct path are in
+ * test/e2e/direct.test.ts, test/e2e/direct-answer.test.ts and test/unit/pool.test.ts.
+ */
 async function serve(app: string, extra: string[] = []): Promise<{ c: CorralProcess; addr: Addr }> {
-  const c = startCorral(['serve', FIXTURES, '--wsgi-app', app, '--listen', '127.0.0.1:0', ...extra]);
+  const c = startCorral(['serve', FIXTURES, '--wsgi-app', app, '--listen', '127.0.0.1:0', '--data-plane', 'proxy', ...extra]);
   started.push(c);
   onTestFailed(() => {
     console.log(`corral ${app} ${extra.join(' ')}: log without worker stderr:\n${c.logs.filter((l) => l.msg !== 'worker stderr' && l.msg !== 'corral starting').map((l) => JSON.stringify(l)).join('\n')}`);

@@ -191,7 +191,9 @@ describe('malformed requests through the service', () => {
 
 describe('write() after the response ended (through the service)', () => {
   it.each([['1'], ['3']])('raises in a later request and from a thread, small or large, and the worker serves on (--threads %s)', async (threads) => {
-    const { client } = await serve(['--workers', '1', '--threads', threads]);
+    // The proxy path on purpose: two requests at once on one FastCGI connection (request ids 1 and 2)
+    // is the service's multiplexing; a direct worker serves one request per connection (FCGI_MPXS_CONNS 0).
+    const { client } = await serve(['--workers', '1', '--threads', threads, '--data-plane', 'proxy']);
     expect((await client.request(1, cgiParams('GET', '/keep'))).body.toString()).toBe('kept');
     expect((await client.request(1, cgiParams('GET', '/late-write?n=10'))).body.toString()).toBe('raised ResponseEnded');
     expect((await client.request(1, cgiParams('GET', '/late-write?n=3000000'))).body.toString()).toBe('raised ResponseEnded');
