@@ -89,6 +89,25 @@ except KeyError:
     expect(failed).toEqual([]); // nothing went out: the worker answers with the error page
   });
 
+  it('the legacy write() sends what was held first, then streams', () => {
+    const [order] = py(`
+sent = []
+def start_response(status, headers, exc_info=None):
+    sent.append("start")
+    return lambda data: sent.append(data.decode())
+def app(environ, sr):
+    write = sr("200 OK", [("Content-Type", "text/html")])
+    def body():
+        yield b"a"
+        write(b"w")
+        yield b"b"
+    return body()
+for chunk in devtrace.dev_app(app)({}, start_response):
+    sent.append(chunk.decode())
+out(sent)`);
+    expect(order).toEqual(['start', 'a', 'w', 'b']);
+  });
+
   it('past the cap streams on and ends a failing HTML body with the marker', () => {
     const [result] = py(`
 def big(environ, sr):

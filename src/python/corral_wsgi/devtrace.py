@@ -309,23 +309,28 @@ def dev_app(app, cap=BUFFER_CAP):
     flask_propagate(app)
 
     def corral_dev_app(environ, start_response):
-        state = {"start": None, "write": None}
+        state = {"start": None, "write": None, "released": False, "held": []}
 
         def release():
-            if state["write"] is None:
+            if not state["released"]:
                 status, headers, exc_info = state["start"]
+                state["released"] = True
                 state["write"] = start_response(status, headers, exc_info)
             return state["write"]
 
         def held_start(status, headers, exc_info=None):
-            if exc_info is not None and state["write"] is not None:
+            if exc_info is not None and state["released"]:
                 raise exc_info[1].with_traceback(exc_info[2])
             state["start"] = (status, headers, exc_info)
             if not is_html(headers):
                 release()  # not a page: it streams as the app sends it
 
-            def write(data):  # the legacy write(): no holding back
-                release()(data)
+            def write(data):  # the legacy write(): what was held goes first, then no holding back
+                real = release()
+                if state["held"]:
+                    real(b"".join(state["held"]))
+                    del state["held"][:]
+                real(data)
             return write
 
         result = app(environ, held_start)
@@ -345,7 +350,7 @@ class HeldBody:
         self.cap = cap
 
     def __iter__(self):
-        held, size, streaming = [], 0, self.state["write"] is not None
+        held, size = self.state["held"], 0
         it = iter(self.result)
         while True:
             try:
@@ -353,24 +358,30 @@ class HeldBody:
             except StopIteration:
                 break
             except BaseException as exc:
-                if streaming and self.state["start"] is not None and is_html(self.state["start"][1]):
+                # Released (past the cap, or by write()): part of the page is out; say so in it.
+                if self.state["released"] and is_html(self.state["start"][1]):
                     yield marker(exc)
                 raise
-            if streaming:
+            if self.state["released"]:
+                if held:
+                    out = b"".join(held)
+                    del held[:]
+                    yield out
                 yield chunk
                 continue
             held.append(chunk)
             size += len(chunk)
             if size > self.cap:
                 self.release()
-                streaming = True
-                yield b"".join(held)
-                held = []
-        if not streaming:
-            if self.state["start"] is not None:
-                self.release()
-            if held:
-                yield b"".join(held)
+                chunk = b"".join(held)
+                del held[:]
+                yield chunk
+        if self.state["start"] is not None:
+            self.release()
+        if held:
+            chunk = b"".join(held)
+            del held[:]
+            yield chunk
 
     def close(self):
         close = getattr(self.result, "close", None)
