@@ -6,7 +6,13 @@ GET requests (up to --depth in flight, ids recycled), reads every response, and 
 worker's user+system CPU per request from /proc/PID/stat (Linux), measured after a warm-up.
 
     python3 bench/worker_cpu.py [--requests 20000] [--depth 64] [--path /] [--threads 1]
-                                [--repeat 1] [--worker PATH]
+                                [--repeat 1] [--worker PATH] [--mode stdio|listen|direct]
+
+--mode listen and direct measure the event loop instead: the worker serves a unix socket and
+--depth connections each send one request at a time, as nginx's kept connections do (the
+client's own CPU is not counted). listen = standalone --listen PATH (no access entries); direct =
+--direct-fd on a socket bound here, with the control channel on its stdio as the service has it
+(READY, then REPORTs with the access entries, read and dropped by a thread here).
 
 --depth 1 is what the service does with --threads 1 (one request at a time per worker); with
 --threads 1 the worker runs the app inline on its reader thread (no thread hand-off). --repeat N
@@ -22,10 +28,15 @@ kept busy); the context switches per request are the machine-independent part.
 """
 import argparse
 import os
+import selectors
+import shutil
+import socket
 import statistics
 import struct
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -117,16 +128,109 @@ def run(proc, reader, count, depth, path):
                 done += 1
 
 
+def run_conns(sel, count):
+    """count requests over the connections registered with sel, one at a time on each."""
+    sent = done = 0
+    for key in list(sel.get_map().values()):
+        if sent < count:
+            key.fileobj.sendall(request_bytes(1, key.data["path"]))
+            sent += 1
+    while done < count:
+        for key, _ in sel.select():
+            sock, state = key.fileobj, key.data
+            state["buf"] += sock.recv(1 << 20)
+            buf, pos, ended = state["buf"], 0, False
+            while len(buf) - pos >= 8:
+                _, rtype, _, clen, plen = HEADER.unpack_from(buf, pos)
+                if pos + 8 + clen + plen > len(buf):
+                    break
+                pos += 8 + clen + plen
+                ended = ended or rtype == 3
+            state["buf"] = buf[pos:]
+            if ended:
+                done += 1
+                if sent < count:
+                    sock.sendall(request_bytes(1, state["path"]))
+                    sent += 1
+
+
+def drain(fd, counts):
+    """Read the worker's control records until EOF (REPORTs must not fill the pipe)."""
+    reader = Reader(fd)
+    while True:
+        try:
+            records = reader.records()
+        except OSError:
+            return
+        if not records and not reader.buf:
+            return
+        for rtype, _ in records:
+            counts[rtype] = counts.get(rtype, 0) + 1
+
+
+def measure_loop(opts):
+    """As measure(), for the event loop: the worker on a unix socket, --depth connections."""
+    where = tempfile.mkdtemp()
+    path = os.path.join(where, "fcgi.sock")
+    cmd = opts.prefix.split() + [opts.python, opts.worker, "--root", os.path.join(ROOT, "test/fixtures/python"),
+                                 "--app", "hello_app:application", "--threads", str(opts.threads)]
+    listener = None
+    if opts.mode == "direct":
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        listener.bind(path)
+        proc = subprocess.Popen(cmd + ["--direct-fd", str(listener.fileno())], pass_fds=[listener.fileno()],
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        counts = {}
+        reader = Reader(proc.stdout.fileno())
+        while not reader.records():  # READY
+            pass
+        threading.Thread(target=drain, args=(proc.stdout.fileno(), counts), daemon=True).start()
+    else:
+        proc = subprocess.Popen(cmd + ["--listen", path], stdin=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        line = proc.stderr.readline()
+        if b"listening on" not in line:
+            raise SystemExit("the worker did not start: %r" % line)
+    try:
+        sel = selectors.DefaultSelector()
+        for _ in range(opts.depth):
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.connect(path)
+            sel.register(sock, selectors.EVENT_READ, {"buf": b"", "path": opts.path})
+        run_conns(sel, opts.warmup)
+        (user0, sys0), t0 = cpu_seconds(proc.pid), time.perf_counter()
+        switches0 = context_switches(proc.pid)
+        run_conns(sel, opts.requests)
+        (user1, sys1), t1 = cpu_seconds(proc.pid), time.perf_counter()
+        switches1 = context_switches(proc.pid)
+        for key in list(sel.get_map().values()):
+            key.fileobj.close()
+        if listener is not None:
+            proc.stdin.close()  # drain and exit, as the service stops it
+        else:
+            proc.terminate()
+        code = proc.wait()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        if listener is not None:
+            listener.close()
+        shutil.rmtree(where, ignore_errors=True)
+    n = opts.requests
+    user = user1 - user0
+    return ((user + sys1 - sys0) / n * 1e6, user / n * 1e6, (switches1 - switches0) / n,
+            n / (t1 - t0), code)
+
+
 def measure(opts):
     """One fresh worker: (CPU us/request, of it user, switches/request, requests/s, exit)."""
     proc = subprocess.Popen(
-        [opts.python, opts.worker, "--root",
-         os.path.join(ROOT, "test/fixtures/python"), "--app", "hello_app:application",
-         "--threads", str(opts.threads)], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        opts.prefix.split() + [opts.python, opts.worker, "--root",
+                               os.path.join(ROOT, "test/fixtures/python"), "--app", "hello_app:application",
+                               "--threads", str(opts.threads)], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
     reader = Reader(proc.stdout.fileno())
     while not reader.records():
         pass
-    run(proc, reader, 2000, opts.depth, opts.path)  # warm-up
+    run(proc, reader, opts.warmup, opts.depth, opts.path)
     (user0, sys0), t0 = cpu_seconds(proc.pid), time.perf_counter()
     switches0 = context_switches(proc.pid)
     run(proc, reader, opts.requests, opts.depth, opts.path)
@@ -149,14 +253,18 @@ def main():
     ap.add_argument("--python", default=sys.executable)
     ap.add_argument("--worker", default=os.path.join(ROOT, "src/python/corral_worker.py"))
     ap.add_argument("--repeat", type=int, default=1)
+    ap.add_argument("--mode", choices=("stdio", "listen", "direct"), default="stdio")
+    ap.add_argument("--warmup", type=int, default=2000, help="requests before measuring")
+    ap.add_argument("--prefix", default="", help="command words to run the worker under, e.g. valgrind "
+                    "--tool=callgrind")
     opts = ap.parse_args()
     results = []
     for _ in range(opts.repeat):
-        cpu, user, switches, rate, code = measure(opts)
+        cpu, user, switches, rate, code = (measure if opts.mode == "stdio" else measure_loop)(opts)
         results.append((cpu, rate))
-        print("python %s, %d requests, depth %d, threads %d: worker CPU %.1f us/request "
+        print("%s: python %s, %d requests, depth %d, threads %d: worker CPU %.1f us/request "
               "(user %.1f), %.2f context switches/request, %.0f requests/s, exit %d"
-              % (opts.python, opts.requests, opts.depth, opts.threads, cpu, user, switches,
+              % (opts.mode, opts.python, opts.requests, opts.depth, opts.threads, cpu, user, switches,
                  rate, code), flush=True)
     if opts.repeat > 1:
         cpus, rates = [r[0] for r in results], [r[1] for r in results]

@@ -18,6 +18,7 @@ class FakeChannel:
         self.quarter = quarter
         self.written = []
         self.waits = 0
+        self.waiters = 0  # feed() wakes waiters itself when there are any
         self.on_wait = on_wait  # called with the lock released: feeds more, like a reader would
 
     def wait(self):

@@ -17,16 +17,28 @@ def begun(windowed=False, window=262144, keep=True):
 
 
 class Sending(unittest.TestCase):
-    def test_parts_become_stdout_records_and_end_adds_the_terminator(self):
+    def test_a_whole_small_response_is_one_record_and_the_terminator(self):
         chan, req = begun()
         req.send((b"Status: 201 Created\r\n\r\n", b"body"), end=True)
         records = support.parse(chan.take())
-        self.assertEqual(records[:2], [(codec.STDOUT, 5, b"Status: 201 Created\r\n\r\n"),
-                                       (codec.STDOUT, 5, b"body")])
-        self.assertEqual(records[2:], [(codec.STDOUT, 5, b""), (codec.END_REQUEST, 5, bytes(8))])
+        self.assertEqual(records, [(codec.STDOUT, 5, b"Status: 201 Created\r\n\r\nbody"), (codec.STDOUT, 5, b""),
+                                   (codec.END_REQUEST, 5, bytes(8))])
         self.assertEqual((req.status, req.out, req.ended), (201, 27, True))
         self.assertNotIn(5, chan.requests)
         self.assertEqual(chan.server.active, 0)
+
+    def test_parts_sent_before_the_end_are_records_of_their_own(self):
+        chan, req = begun()
+        req.send((b"Status: 200 OK\r\n\r\n", b"first"))
+        req.send((b"last",), end=True)
+        self.assertEqual([c for _, _, c in support.parse(chan.take())],
+                         [b"Status: 200 OK\r\n\r\n", b"first", b"last", b"", bytes(8)])
+
+    def test_a_large_end_response_is_split_at_65535(self):
+        chan, req = begun()
+        req.send((b"Status: 200 OK\r\n\r\n", b"x" * 70000), end=True)
+        sizes = [len(c) for t, _, c in support.parse(chan.take()) if t == codec.STDOUT]
+        self.assertEqual(sizes, [18, 65535, 4465, 0])
 
     def test_empty_parts_are_not_framed(self):
         chan, req = begun()

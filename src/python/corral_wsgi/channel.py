@@ -208,10 +208,6 @@ class Channel:
         self.overloaded = False
         self.requests[rid] = Request(self, rid, flags & KEEP_CONN)
         self.server.request_started()
-        self.on_begin()
-
-    def on_begin(self):
-        pass
 
     max_params = sys.maxsize  # bytes of PARAMS per request (the service bounds its own)
 

@@ -40,6 +40,12 @@ def decode_params(data, env):
     i = 0
     while i < n:
         klen = data[i]
+        vlen = data[i + 1]  # past the end: IndexError, as a malformed pair
+        if klen | vlen < 128:  # both lengths in one byte: nearly every pair
+            j = i + 2 + klen
+            i = j + vlen
+            env[text[j - klen:j]] = text[j:i]
+            continue
         if klen < 128:
             i += 1
         else:

@@ -53,6 +53,7 @@ class Conn(Channel):
         self.lingering = False  # our side is shut: reading the rest until the peer's FIN
         self.watched = False  # registered with the selector
         self.max_params = loop.opts.max_params or sys.maxsize
+        self.max_body = loop.opts.max_body_size
         self.values_answers = loop.values
 
     # -- output: non-blocking sends, waiting in poll() up to the body timeout when the peer is slow
@@ -127,7 +128,7 @@ class Conn(Channel):
         if not Channel.stdin(self, req, content):
             return False
         self.body += len(content)
-        limit = self.loop.opts.max_body_size
+        limit = self.max_body
         if limit and self.body > limit:
             log("a request body grew past --max-body-size %d: aborted, connection closed" % limit)
             self.close_now = True
@@ -136,7 +137,7 @@ class Conn(Channel):
 
     def params(self, req, content):
         Channel.params(self, req, content)
-        limit = self.loop.opts.max_body_size
+        limit = self.max_body
         if limit and req.queued:  # complete: check the length before any body byte counts
             length = req.environ.get("CONTENT_LENGTH", "")
             if length.isdigit() and int(length) > limit:

@@ -48,7 +48,8 @@ class Exchange:
                 except BaseException as exc:
                     self.log_error("close() of the response raised", exc)
             self.done = True
-            self.req.finish_quietly()
+            if not self.req.ended:
+                self.req.finish_quietly()
 
     def start_response(self, status, headers, exc_info=None):
         if exc_info is not None:
@@ -69,7 +70,8 @@ class Exchange:
             if type(name) is not str or type(value) is not str:
                 raise TypeError("header names and values must be str: %r" % ((name, value),))
             lines.append(name + ": " + value)
-            if length is None and name.lower() == "content-length" and value.strip().isdigit():
+            if length is None and len(name) == 14 and name.lower() == "content-length" and \
+                    value.strip().isdigit():
                 length = int(value)
         block = "\r\n".join(lines) + "\r\n\r\n"
         count = len(lines) + 1

@@ -224,7 +224,9 @@ class Loop:
             env = req.environ or {}
             entry = {"method": env.get("REQUEST_METHOD", "-"), "path": env.get("REQUEST_URI") or
                      env.get("SCRIPT_NAME", "") + env.get("PATH_INFO", "-"), "status": req.status,
-                     "bytes": req.out, "ms": round((monotonic() - conn.began) * 1000, 3)}
+                     "bytes": req.out, "ms": int((monotonic() - conn.began) * 1e6 + 0.5) / 1000}
+            # (whole microseconds / 1000: the float prints as short as round(ms, 3)'s, without
+            # round()'s decimal conversion per request)
             if "REMOTE_ADDR" in env:
                 entry["remote"] = env["REMOTE_ADDR"]
             if req.aborted:
@@ -252,8 +254,10 @@ class Loop:
             self.linger(conn)
         else:
             conn.deadline = monotonic() + self.idle_timeout
-            self.watch(conn)
-            self.want_accept()
+            if not conn.watched:
+                self.watch(conn)
+            if not self.accepting:  # a connection ending its request can only let us accept more
+                self.want_accept()
 
     def watch(self, conn):
         if not conn.watched:

@@ -1,7 +1,8 @@
 """corral worker: one request id on a channel, the protocol side: params, body, output credit,
 STDOUT records and END_REQUEST. The WSGI side is exchange.py's."""
 from .body import Input
-from .codec import APP_OK, END_REQUEST, REQUEST_COMPLETE, STDOUT, TERMINATOR, frame_stdout
+from .codec import (APP_OK, END_REQUEST, MAX_CONTENT, REQUEST_COMPLETE, STDOUT, TERMINATOR, frame_stdout,
+                    pack_header)
 from .common import ClientGone, ResponseEnded
 
 
@@ -46,6 +47,13 @@ class Request:
                 if granted < total:
                     self._send_by_credit(parts, total, granted, end, app_status)
                     return
+            if end and total <= MAX_CONTENT:
+                # The usual whole response (head and body) fits one record: one STDOUT record,
+                # the terminator, one bytes object, one write.
+                rid = self.id
+                self._end((b"".join([pack_header(1, STDOUT, rid, total, 0), *parts, TERMINATOR.pack(
+                    1, STDOUT, rid, 0, 0, 1, END_REQUEST, rid, 8, 0, app_status, REQUEST_COMPLETE)]),))
+                return
         out = []
         for part in parts:
             if part:
@@ -91,17 +99,21 @@ class Request:
             return granted
 
     def _write(self, out, end, app_status=APP_OK):
-        chan = self.chan
         if not end:
-            chan.write_parts(out, self)
+            self.chan.write_parts(out, self)
             return
+        out.append(TERMINATOR.pack(1, STDOUT, self.id, 0, 0, 1, END_REQUEST, self.id, 8, 0,
+                                   app_status, REQUEST_COMPLETE))
+        self._end(out)
+
+    def _end(self, out):
+        """Write out, which ends with END_REQUEST, unless the request has ended already."""
+        chan = self.chan
         with chan.lock:  # an abort from the reader thread may race with the app thread
             if self.ended:
                 return
             self.ended = self.input.ended = True
             chan.wake()  # a thread waiting for credit for this id: none will come
-        out.append(TERMINATOR.pack(1, STDOUT, self.id, 0, 0, 1, END_REQUEST, self.id, 8, 0,
-                                   app_status, REQUEST_COMPLETE))
         chan.requests.pop(self.id, None)  # before END_REQUEST: the service may reuse the id at once
         try:
             chan.write_parts(out)

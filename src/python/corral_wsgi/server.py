@@ -47,7 +47,8 @@ class Server:
                 Exchange(self, req).run()
         except BaseException as exc:  # a bug of ours: keep the thread, end the request
             log("internal error serving request id %d\n%s" % (req.id, format_exc(exc)))
-        req.finish_quietly()
+        if not req.ended:
+            req.finish_quietly()
 
     def environ(self, req, data):
         """The PEP 3333 environ of a request from its raw PARAMS bytes."""
