@@ -18,6 +18,8 @@ export interface PlaneContext {
   readonly appsList: boolean;
   /** The service has an app of its own (not only apps that requests name). */
   readonly defaultApp: boolean;
+  /** `corral dev`: the service renders the error pages from the workers' facts. */
+  readonly dev?: boolean;
 }
 
 /** The choice and why; `error` when `direct` was asked for and cannot apply. */
@@ -40,6 +42,7 @@ export function chooseDataPlane(s: Readonly<Pick<Settings, 'dataPlane' | 'listen
 /** Why the workers cannot accept the connections themselves, or null if they can. */
 function directBlocker(s: Readonly<Pick<Settings, 'listen' | 'http' | 'allowedRoots'>>, ctx: PlaneContext): string | null {
   if (ctx.platform === 'win32') return 'Windows workers cannot share a listening socket (named pipes go through the service)';
+  if (ctx.dev) return 'corral dev renders its error pages in the service';
   if (s.http) return 'the HTTP front is the service\'s own';
   if (ctx.appsList) return 'several apps share the service';
   if (!ctx.defaultApp || s.allowedRoots.length > 0) return 'requests choose their app (allowedRoots)';

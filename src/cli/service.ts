@@ -89,7 +89,7 @@ export class Service {
     const appOpts = { dev: opts.dev ?? false, reloadDebounceMs: opts.reloadDebounceMs ?? 200, budget, names: new AppNames(), ...(settings.control ? { metrics: this.metrics, stats: this.stats } : {}) };
     if (settings.control) this.metrics.collectProcessMetrics();
     const own = apps.length > 0 ? apps : opts.defaultApp === false ? [] : [settings];
-    this.plane = chooseDataPlane(settings, { platform: process.platform, appsList: apps.length > 0, defaultApp: own.length > 0 });
+    this.plane = chooseDataPlane(settings, { platform: process.platform, appsList: apps.length > 0, defaultApp: own.length > 0, dev: opts.dev ?? false });
     const direct = this.plane.error === undefined && this.plane.plane === 'direct';
     this.#configured = own.map((s) => new App(s, log, { ...appOpts, direct }));
     this.#fromAppsList = apps.length > 0;

@@ -634,7 +634,14 @@ export class Pool implements Upstream {
     this.#failedRetries++;
     this.#retryAt = now + delay;
     // Clients are told when the next attempt comes (Retry-After), on either data plane.
-    const error = cause.retryAfter !== undefined ? cause : new CorralError(cause.code, cause.message, { ...(cause.detail !== undefined ? { detail: cause.detail } : {}), retryAfter: Math.max(1, Math.ceil(delay / 1000)) });
+    const error =
+      cause.retryAfter !== undefined
+        ? cause
+        : new CorralError(cause.code, cause.message, {
+            ...(cause.detail !== undefined ? { detail: cause.detail } : {}),
+            ...(cause.trace !== undefined ? { trace: cause.trace } : {}),
+            retryAfter: Math.max(1, Math.ceil(delay / 1000)),
+          });
     this.#failure = error;
     for (const s of this.#slots.values()) {
       if (s.readyAt === null) this.#kill(s, 'pool failed');

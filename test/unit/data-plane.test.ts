@@ -9,7 +9,7 @@ import { SETTING_ROWS, defaultOf } from '../../src/config/settings.js';
 import { parseReport } from '../../src/pool/report.js';
 
 const base = { dataPlane: 'auto' as const, listen: [parseAddress('127.0.0.1:9000')], http: null, allowedRoots: [] as string[] };
-const ctx = { platform: 'linux' as NodeJS.Platform, appsList: false, defaultApp: true };
+const ctx = { platform: 'linux' as NodeJS.Platform, appsList: false, defaultApp: true, dev: false };
 
 describe('chooseDataPlane', () => {
   it('is direct for one app on one TCP or unix socket on POSIX, and proxy when asked', () => {
@@ -30,6 +30,7 @@ describe('chooseDataPlane', () => {
       [{}, { platform: 'win32' }, /Windows/],
       [{ http: parseAddress('127.0.0.1:8000') }, {}, /HTTP front/],
       [{}, { appsList: true }, /several apps/],
+      [{}, { dev: true }, /corral dev renders its error pages/],
       [{ allowedRoots: ['/srv'] }, {}, /choose their app/],
       [{ listen: [parseAddress('127.0.0.1:9000'), parseAddress('127.0.0.1:9001')] }, {}, /exactly one/],
       [{ listen: [parseAddress('stdin')] }, {}, /not a TCP or unix socket/],

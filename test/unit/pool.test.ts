@@ -190,8 +190,8 @@ class FakeWorker implements WorkerHandle {
   }
 
   /** Says CORRAL_FATAL and exits with the worker's "app import failed" code. */
-  failImport(error: string, traceback: string): void {
-    this.fatal = { kind: 'import', error, traceback, file: 'app.py', line: 1 };
+  failImport(error: string, traceback: string, devtrace?: unknown): void {
+    this.fatal = { kind: 'import', error, traceback, file: 'app.py', line: 1, ...(devtrace !== undefined ? { devtrace } : {}) };
     this.lastStderr = traceback;
     this.exit(4);
   }
@@ -550,6 +550,15 @@ describe('crash of a serving worker', () => {
 });
 
 describe('boot and import failures', () => {
+  it("keeps the worker's devtrace facts on the failure it answers with (the dev page renders them)", async () => {
+    const h = await setup({ failedRetryMs: 1_000 });
+    h.w(0).failImport(IMPORT_ERROR, TRACEBACK, { version: 1, exceptions: [{ type: 'SyntaxError', message: 'bad', via: null, frames: [], syntax: null }], request: null, python: '', cut: [] });
+    await flush();
+    expect(h.pool.state).toBe('failed');
+    expect(h.pool.failure?.retryAfter).toBeGreaterThan(0);
+    expect(h.pool.failure?.trace?.exceptions[0]?.type).toBe('SyntaxError');
+  });
+
   it('goes failed on an import failure, answers CORRAL_APP_IMPORT_FAILED naming the error, logs the traceback once', async () => {
     const h = await setup({ failedRetryMs: 1_000 });
     const queued = h.request();
@@ -569,6 +578,7 @@ describe('boot and import failures', () => {
     expect(r.sink.failed?.message).toContain('myapp');
     expect(r.sink.failed?.detail).toBe(TRACEBACK);
     expect(h.pool.failure?.code).toBe('CORRAL_APP_IMPORT_FAILED');
+    expect(h.pool.failure?.retryAfter).toBeGreaterThan(0);
 
     // Later retries fail the same way: the traceback is not logged again.
     h.onSpawn = (w) => w.failImport(IMPORT_ERROR, TRACEBACK);

@@ -25,6 +25,7 @@ ACCEPT_BATCH = 64  # connections per readiness event: then serve the ones we hav
 ACCEPT_BATCH_INLINE = 1
 ACCESS_LIMIT = 1000  # access entries kept for the next REPORT; older ones are dropped (counted)
 LINGER = 2.0  # seconds a closing connection may still deliver what its peer sent (see linger)
+DRAIN_IDLE = 1.0  # seconds an idle kept connection of a draining worker waits for one more request
 monotonic = time.monotonic
 
 
@@ -302,7 +303,7 @@ class Loop:
         next_sweep = monotonic() + 1
         self.want_accept()
         while True:
-            for conn in poll(1.0):
+            for conn in poll(0.25 if self.draining else 1.0):
                 if conn is None:
                     try:
                         self.wake_r.recv(4096)
@@ -322,7 +323,7 @@ class Loop:
                 self.start_drain()
             now = monotonic()
             if now >= next_sweep:
-                next_sweep = now + 1
+                next_sweep = now + (0.25 if self.draining else 1)
                 self.sweep(now)
             if self.draining and not self.conns:
                 return
@@ -342,5 +343,11 @@ class Loop:
         self.accept_on(False)
         if self.listener is not None:
             self.listener.close()  # this process's copy only: other workers keep accepting
+        # Idle kept connections are not closed here: the web server may already have sent its next
+        # request on one (unread yet: closing would reset it, and nginx would log an upstream error
+        # and retry). Each serves what arrives and closes right after that response (settle ->
+        # linger); one that stays quiet for DRAIN_IDLE is closed by the sweep, from the tail of
+        # nginx's most-recently-used connection cache.
+        quiet = monotonic() + DRAIN_IDLE
         for conn in [c for c in self.conns.values() if c.req is None and not c.running]:
-            self.close(conn)
+            conn.deadline = min(conn.deadline, quiet)
