@@ -95,7 +95,7 @@ export class HttpExchange implements ExchangeSink {
     // appStatus 1: the body is cut short (the app raised mid-body, or sent less than its
     // Content-Length). Ending it normally would pass it on as complete, or leave the client
     // waiting for the rest: close the connection instead.
-    if (appStatus !== 0) this.#guard('destroy', () => this.#res.destroy());
+    if (appStatus !== 0) this.#guard('destroy', () => cutShort(this.#res));
     else this.#guard('end', () => this.#res.end());
   }
 
@@ -219,3 +219,23 @@ export class HttpExchange implements ExchangeSink {
     }
   }
 }
+
+/**
+ * Ends a response whose body was cut short: what was written still reaches the client (a dev
+ * page's "the app raised" marker is the last of it), then the connection closes without the end
+ * of the body, so the client sees it incomplete. destroy() would drop what is still buffered.
+ * A client that stops reading is cut off after CUT_SHORT_FLUSH_MS.
+ */
+function cutShort(res: http.ServerResponse): void {
+  const socket = res.socket;
+  if (!socket || socket.destroyed) {
+    res.destroy();
+    return;
+  }
+  const timer = setTimeout(() => socket.destroy(), CUT_SHORT_FLUSH_MS);
+  timer.unref();
+  socket.once('close', () => clearTimeout(timer));
+  socket.end();
+}
+
+const CUT_SHORT_FLUSH_MS = 10_000;
