@@ -84,21 +84,21 @@ export class Answerer {
   }
 
   /** The app serves again (or stops): the answerer drains and exits. */
-  clear(): void {
+  clear(why = 'the app has a ready worker'): void {
     this.#wanted = false;
     this.#shown = null;
     this.#cancelRespawn();
     const w = this.#current;
     if (!w) return;
     this.#current = null;
-    this.#deps.log.info({ pid: w.pid }, 'answerer draining: the app has a ready worker');
+    this.#deps.log.info({ pid: w.pid, why }, 'answerer draining');
     this.#leave(w);
   }
 
   /** Drains any answerer and resolves once every one has exited. */
   stop(): Promise<void> {
     this.#stopped = true;
-    this.clear();
+    this.clear('the service stops');
     if (this.#leaving.size === 0) return Promise.resolve();
     return new Promise((resolve) => this.#exitWaiters.push(resolve));
   }
