@@ -94,18 +94,22 @@ class Exchange:
     def _send(self, data):
         if self.status is None:
             raise AssertionError("write() before start_response()")
-        if type(data) is not bytes:
-            data = as_bytes(data)
-        if self.head:
-            data = b""
-        elif self.length is not None:
-            data = self._within_length(data)
+        data = self._clip(data)
         if self.sent:
             if data:
                 self.req.send((data,))
         else:
             self.sent = True
             self.req.send((self.header_block, data))
+
+    def _clip(self, data):
+        """data as bytes, as much of it as the response may carry: none for HEAD, never past the
+        app's Content-Length."""
+        if type(data) is not bytes:
+            data = as_bytes(data)
+        if self.head:
+            return b""
+        return data if self.length is None else self._within_length(data)
 
     def _within_length(self, data):
         """data cut to what the app's Content-Length still allows (PEP 3333: never more)."""
@@ -153,12 +157,7 @@ class Exchange:
         """Last body bytes: headers (if not sent yet), body, END_REQUEST, in one write."""
         if self.status is None:
             raise RuntimeError("the application returned without calling start_response()")
-        if type(body) is not bytes:
-            body = as_bytes(body)
-        if self.head:
-            body = b""
-        elif self.length is not None:
-            body = self._within_length(body)
+        body = self._clip(body)
         status = APP_OK
         if self.length is not None and self.body_sent < self.length:
             # The client would wait for bytes that never come: end the request as failed, so
