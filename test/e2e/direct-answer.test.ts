@@ -10,8 +10,8 @@ import http from 'node:http';
 import { rmSync, writeFileSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it, onTestFailed } from 'vitest';
-import { DEBIAN_PYTHON, FIXTURES, alive, startCorral, stopAll, type CorralProcess } from '../helpers/corral.js';
+import { afterEach, describe, expect, it } from 'vitest';
+import { DEBIAN_PYTHON, FIXTURES, alive, showLogOnFailure, startCorral, stopAll, type CorralProcess } from '../helpers/corral.js';
 import { httpRequest, workersReady } from '../helpers/e2e.js';
 import { FcgiClient, cgiParams, fcgiGet, header } from '../helpers/fcgi-client.js';
 import { startNginx, stopAllNginx } from '../helpers/nginx.js';
@@ -30,12 +30,6 @@ afterEach(async () => {
   for (const a of apps.splice(0)) a.remove();
   for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
 });
-
-function showLogOnFailure(c: CorralProcess): void {
-  onTestFailed(() => {
-    console.log(`corral log:\n${c.logs.slice(-60).map((l) => JSON.stringify(l)).join('\n')}`);
-  });
-}
 
 /** `corral serve` of an app dir whose wsgi.py does not compile, on `plane`, with a control listener. */
 async function brokenApp(plane: 'direct' | 'proxy'): Promise<{ app: AppDir; c: CorralProcess; addr: { host: string; port: number } }> {

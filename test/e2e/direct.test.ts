@@ -8,8 +8,11 @@
  */
 import http from 'node:http';
 import net from 'node:net';
-import { afterEach, describe, expect, it, onTestFailed } from 'vitest';
-import { DEBIAN_PYTHON, FIXTURES, alive, startCorral, stopAll, type CorralProcess, type LogLine } from '../helpers/corral.js';
+import { afterEach, describe, expect, it } from 'vitest';
+import { DEBIAN_PYTHON, FIXTURES, alive, showLogOnFailure as showLog, startCorral, stopAll, type CorralProcess, type LogLine } from '../helpers/corral.js';
+
+/** The log of a failed test, without the access lines. */
+const showLogOnFailure = (c: CorralProcess): void => showLog(c, (l) => l.msg !== 'request');
 import { httpRequest, workersReady } from '../helpers/e2e.js';
 import { FcgiClient, cgiParams, fcgiGet } from '../helpers/fcgi-client.js';
 import { freePort, startNginx, stopAllNginx } from '../helpers/nginx.js';
@@ -30,12 +33,6 @@ afterEach(async () => {
   await stopAll();
   for (const a of apps.splice(0)) a.remove();
 });
-
-function showLogOnFailure(c: CorralProcess): void {
-  onTestFailed(() => {
-    console.log(`corral log:\n${c.logs.filter((l) => l.msg !== 'request').slice(-60).map((l) => JSON.stringify(l)).join('\n')}`);
-  });
-}
 
 /** `corral serve --data-plane direct` on the fixtures' worker_ok app. */
 async function serveDirect(extra: string[] = [], workers = 2): Promise<{ c: CorralProcess; addr: { host: string; port: number } }> {

@@ -11,8 +11,16 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import fc from 'fast-check';
-import { afterEach, describe, expect, it, onTestFailed } from 'vitest';
-import { DEBIAN_PYTHON, FIXTURES, alive, splitHostPort, startCorral, stopAll, type CorralProcess, type LogLine } from '../helpers/corral.js';
+import { afterEach, describe, expect, it } from 'vitest';
+import { DEBIAN_PYTHON, FIXTURES, alive, showLogOnFailure as showLog, splitHostPort, startCorral, stopAll, type CorralProcess, type LogLine } from '../helpers/corral.js';
+
+/** The log of a failed test: of worker stderr only corral_worker's own lines, no access or bad-input lines. */
+const showLogOnFailure = (c: CorralProcess): void =>
+  showLog(
+    c,
+    (l) => (l.msg !== 'worker stderr' || String(l.line).startsWith('corral_worker:')) && l.msg !== 'request' && l.msg !== 'closing front connection: bad FastCGI input',
+    "corral log (worker stderr: only corral_worker's own lines)",
+  );
 import { cgiParams, fcgiGet, type FcgiResponse } from '../helpers/fcgi-client.js';
 import { begin as beginRecord, pairs, record, request, T } from '../helpers/rawfcgi.js';
 import { hostileInputArb, requestArb, requestRecords } from '../fuzz/streams.js';
@@ -27,12 +35,6 @@ afterEach(async () => {
   await stopAll();
   for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
 });
-
-function showLogOnFailure(c: CorralProcess): void {
-  onTestFailed(() => {
-    console.log(`corral log (worker stderr: only corral_worker's own lines):\n${c.logs.filter((l) => (l.msg !== 'worker stderr' || String(l.line).startsWith('corral_worker:')) && l.msg !== 'request' && l.msg !== 'closing front connection: bad FastCGI input').slice(-60).map((l) => JSON.stringify(l)).join('\n')}`);
-  });
-}
 
 async function serveHello(extra: string[] = [], workers = 2, threads = 2): Promise<{ c: CorralProcess; addr: Addr }> {
   const c = startCorral(['serve', FIXTURES, '--wsgi-app', 'hello_app:application', '--listen', '127.0.0.1:0', '--python', DEBIAN_PYTHON, '--workers', String(workers), '--threads', String(threads), '--access-log', 'off', ...extra]);

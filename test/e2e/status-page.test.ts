@@ -4,49 +4,20 @@
  * error with its traceback); the test asserts on the DOM Chromium built, and keeps the
  * screenshot as test/artifacts/status-page.png.
  */
-import { execFile } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
-import { ROOT } from '../helpers/corral.js';
+import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { ARTIFACTS, CHROMIUM, closeBrowser, newPage } from '../helpers/browser.js';
 import { controlCall, startTestService, stopServices } from '../helpers/control.js';
 import { httpRequest } from '../helpers/e2e.js';
 import { AppDir } from '../helpers/reload.js';
-
-const CHROMIUM = ['/usr/bin/chromium', '/usr/bin/chromium-browser'].find((p) => existsSync(p)) ?? null;
-const ARTIFACTS = join(ROOT, 'test', 'artifacts');
 
 const cleanup: Array<() => void> = [];
 afterEach(async () => {
   await stopServices();
   for (const c of cleanup.splice(0)) c();
 });
-
-/** Runs headless Chromium on `url` with a fresh profile; resolves with its stdout. */
-function chromium(url: string, extra: string[]): Promise<string> {
-  const profile = mkdtempSync(join(tmpdir(), 'corral-chromium-'));
-  cleanup.push(() => rmSync(profile, { recursive: true, force: true }));
-  const args = [
-    '--headless',
-    '--no-sandbox', // root in CI containers: Chromium refuses to start sandboxed as root
-    '--disable-gpu',
-    '--disable-quic',
-    '--no-first-run',
-    '--disable-background-networking',
-    '--disable-component-update',
-    '--disable-sync',
-    `--user-data-dir=${profile}`,
-    ...extra,
-    url,
-  ];
-  return new Promise((resolve, reject) => {
-    execFile(CHROMIUM!, args, { timeout: 60_000, maxBuffer: 16 * 1024 * 1024 }, (err, stdout, stderr) => {
-      if (err) reject(new Error(`chromium ${extra.join(' ')} failed: ${err.message}\n${stderr.slice(-2000)}`));
-      else resolve(stdout);
-    });
-  });
-}
+afterAll(closeBrowser);
 
 describe('status page in headless Chromium', () => {
   it.skipIf(CHROMIUM === null)('shows the app, its workers and the last reload error; the screenshot is kept', async () => {
@@ -65,7 +36,9 @@ describe('status page in headless Chromium', () => {
     // The token as ?token= (a browser cannot send the header): directories and tracebacks are shown only with it.
     const url = `${t.controlUrl}/status?token=${t.token}`;
 
-    const dom = await chromium(url, ['--dump-dom']);
+    const page = await newPage(1280, 900);
+    await page.goto(url);
+    const dom = await page.content();
     mkdirSync(ARTIFACTS, { recursive: true });
     writeFileSync(join(ARTIFACTS, 'status-page.dom.html'), dom);
     expect(dom).toContain('<h1>corral status</h1>');
@@ -78,7 +51,7 @@ describe('status page in headless Chromium', () => {
 
     const png = join(ARTIFACTS, 'status-page.png');
     rmSync(png, { force: true });
-    await chromium(url, [`--screenshot=${png}`, '--window-size=1280,900', '--hide-scrollbars']);
+    await page.screenshot({ path: png }); // the viewport, not the full page
     const bytes = readFileSync(png);
     expect(bytes.subarray(0, 8).equals(Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a])), 'PNG signature').toBe(true);
     // IHDR: width and height as asked.

@@ -5,6 +5,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { onTestFailed } from 'vitest';
 
 export const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 export const CLI = fileURLToPath(new URL('../../dist/cli/main.js', import.meta.url));
@@ -159,4 +160,11 @@ export function alive(pid: number): boolean {
   } catch {
     return false;
   }
+}
+
+/** When the running test fails, prints the last 60 of `c`'s log lines that `keep` keeps. */
+export function showLogOnFailure(c: CorralProcess, keep: (l: LogLine) => boolean = () => true, title = 'corral log'): void {
+  onTestFailed(() => {
+    console.log(`${title}:\n${c.logs.filter(keep).slice(-60).map((l) => JSON.stringify(l)).join('\n')}`);
+  });
 }
