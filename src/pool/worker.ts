@@ -31,6 +31,8 @@ export interface WorkerSpawnSpec {
 const MAX_STDERR_LINE = 16 * 1024;
 /** How long a worker whose protocol pipe ended may take to report its exit before it is killed. */
 const PIPE_END_GRACE_MS = 2_000;
+/** How long an exited worker's pipes may take to deliver their last bytes (see #afterPipes). */
+const EXIT_PIPE_WAIT_MS = 500;
 
 /** A running (or exited) worker process. */
 export class Worker implements WorkerHandle {
@@ -92,7 +94,30 @@ export class Worker implements WorkerHandle {
       this.#spawnError = err;
       if (this.#child.pid === undefined) this.#onExit(null, null);
     });
-    this.#child.on('exit', (code, signal) => this.#onExit(code, signal));
+    this.#child.on('exit', (code, signal) => this.#afterPipes(() => this.#onExit(code, signal)));
+  }
+
+  /**
+   * Node may report a child's exit before it has read the last bytes of its pipes: a boot
+   * failure's FATAL record (with the dev page's facts) and its last stderr lines would be lost.
+   * Waits for both pipes to end, bounded (a grandchild the app started may hold them open).
+   */
+  #afterPipes(then: () => void): void {
+    const open = [this.#child.stdout, this.#child.stderr].filter((s): s is NonNullable<typeof s> => s !== null && !s.readableEnded && !s.destroyed);
+    if (open.length === 0) return then();
+    let left = open.length;
+    let done = false;
+    const finish = (): void => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      then();
+    };
+    const timer = setTimeout(finish, EXIT_PIPE_WAIT_MS);
+    for (const s of open)
+      s.once('close', () => {
+        if (--left === 0) finish();
+      });
   }
 
   get pid(): number {
