@@ -3,10 +3,10 @@
  * for the app it was started with, and one per app that requests name (IIS sites through the relay).
  */
 import { fileURLToPath } from 'node:url';
-import { mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { lstatSync, mkdtempSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, delimiter, dirname, isAbsolute, join, relative } from 'node:path';
-import { Answerer } from '../pool/answerer.js';
+import { Answerer, type AnswererInfo } from '../pool/answerer.js';
 import { errorResponse } from '../front/error-page.js';
 import type { DirectReport } from '../pool/report.js';
 import { runDeploy, type DeploySpec } from '../pool/deploy.js';
@@ -120,6 +120,42 @@ export function directArgs(s: Readonly<Settings>): string[] {
     '--max-params', String(s.maxParamsBytes),
     '--eof-grace', String(s.gracefulTimeout),
   ];
+}
+
+const ANSWER_DIR_PREFIX = 'corral-answer-';
+
+/** Removes answer page directories in `dir` left by corral services that no longer run (same user only). */
+export function removeOrphanAnswerDirs(dir: string, log: Logger): void {
+  let names: string[];
+  try {
+    names = readdirSync(dir);
+  } catch {
+    return;
+  }
+  const uid = process.getuid?.() ?? null;
+  for (const name of names) {
+    const m = /^corral-answer-(\d+)-[A-Za-z0-9]{6}$/.exec(name);
+    if (!m) continue;
+    const pid = Number(m[1]);
+    if (pid === process.pid || isAlive(pid)) continue;
+    const path = join(dir, name);
+    try {
+      if (uid !== null && lstatSync(path).uid !== uid) continue;
+      rmSync(path, { recursive: true, force: true });
+      log.info({ path, pid }, 'removed the answer page directory of a corral service that is gone');
+    } catch {
+      /* another service's sweep got there first, or it is not ours to remove */
+    }
+  }
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
 }
 
 /** How the worker process is started for these settings (`appVars`: the app's own variables, from its web.config). */
@@ -238,6 +274,7 @@ export class App {
         },
         report: (w, r) => this.#observeReport(w, r),
         log: this.log,
+        ...(opts.budget ? { budget: opts.budget } : {}),
         startupTimeoutMs: settings.startupTimeout * 1000,
         gracefulTimeoutMs: settings.gracefulTimeout * 1000,
       });
@@ -288,9 +325,20 @@ export class App {
     return this.#answerer?.pid ?? null;
   }
 
-  /** Where the answerer's page lives: a private directory (mode 0700) made on first use. */
+  /** The answerer while one runs, for the status page. */
+  get answerer(): AnswererInfo | null {
+    return this.#answerer?.info ?? null;
+  }
+
+  /**
+   * Where the answerer's page lives: a private directory (mode 0700) made on first use, named with
+   * this service's pid so that one left by a service that was killed (no stop() ran) is removed here.
+   */
   #answerPageFile(): string {
-    this.#answerPage ??= join(mkdtempSync(join(tmpdir(), 'corral-answer-')), 'page');
+    if (this.#answerPage === null) {
+      removeOrphanAnswerDirs(tmpdir(), this.log);
+      this.#answerPage = join(mkdtempSync(join(tmpdir(), `${ANSWER_DIR_PREFIX}${process.pid}-`)), 'page');
+    }
     return this.#answerPage;
   }
 

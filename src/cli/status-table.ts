@@ -36,6 +36,7 @@ function renderApp(a: AppStatus): string[] {
   if (a.workers.length > 0) out.push(...workerTable(a, a.workers).map((line) => `  ${line}`));
   else out.push('  no worker running');
   if (a.failure) out.push(`  FAILED: ${a.failure.message} [${a.failure.code}]`, ...indent(a.failure.detail));
+  if (a.answerer) out.push(`  answerer pid ${a.answerer.pid} (${a.answerer.state}) answers the ${a.answerer.code ?? 'error'} page: ${a.answerer.requests} requests`);
   if (a.lastReloadError) out.push(`  last reload failed: ${a.lastReloadError.message} [${a.lastReloadError.code}]`);
   out.push(...recentErrorLines(a, 5), ...recentReloadLines(a, 3));
   return out;

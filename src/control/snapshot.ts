@@ -81,6 +81,22 @@ export interface AppStatus {
   failure: ErrorInfo | null;
   /** The boot or deploy error of the last reload that did not take; cleared by a good one. */
   lastReloadError: ErrorInfo | null;
+  /**
+   * Direct data plane, while the pool is failed: the one process that answers the error page on the
+   * shared socket (not a worker of the app: not in `workers` nor the totals); null when none runs.
+   */
+  answerer: AnswererStatus | null;
+}
+
+/** The answerer (src/pool/answerer.ts) as the status page shows it. */
+export interface AnswererStatus {
+  pid: number;
+  state: string;
+  /** Requests it answered with the error page. */
+  requests: number;
+  /** The error code of that page. */
+  code: string | null;
+  uptimeSeconds: number;
 }
 
 /** An app's requests over the last minute (`windowSeconds` less just after start). */
@@ -203,7 +219,13 @@ export function appStatus(app: ControlApp): AppStatus {
     recentReloads: (stats?.recentReloads ?? []).map((e) => ({ ...e, at: iso(e.at) })),
     failure: errorInfo(pool.failure),
     lastReloadError: errorInfo(pool.lastReloadError),
+    answerer: answererStatus(app),
   };
+}
+
+function answererStatus(app: ControlApp): AnswererStatus | null {
+  const a = app.answerer ?? null;
+  return a ? { pid: a.pid, state: a.state, requests: a.requests, code: a.code, uptimeSeconds: Math.round(a.uptimeMs / 1000) } : null;
 }
 
 function traffic(f: StatsFigures): TrafficStatus {

@@ -123,7 +123,7 @@ ${a.root === null ? '' : `<p class="root" title="app directory">${esc(a.root)}</
 <dl class="figures">${figures}</dl>
 ${tr ? renderTraffic(tr) : ''}
 ${renderWorkers(a)}
-${renderError('Pool failed', a.failure, false)}${renderError('Last reload failed', a.lastReloadError, true)}
+${renderError('Pool failed', a.failure, false)}${renderError('Last reload failed', a.lastReloadError, true)}${renderAnswerer(a)}
 ${renderRecentErrors(a)}${renderReloads(a)}${renderExits(a)}
 </section>`;
 }
@@ -184,6 +184,13 @@ function renderWorker(w: WorkerInfo, a: AppStatus): string {
   const why = w.recycle ?? (w.generation > a.servingGeneration ? 'new generation booting' : w.generation < a.servingGeneration ? 'previous generation' : '');
   const note = [running, why].filter((p) => p !== '').join(' · ');
   return `<tr class="worker${w.generation < a.servingGeneration ? ' old' : ''}" data-pid="${esc(w.pid)}"><td>${esc(w.pid)}</td><td>${esc(w.generation)}</td><td><span class="badge ${TONE[w.state] ?? 'idle'}">${esc(w.state)}</span></td><td>${esc(w.requests)}</td><td>${esc(w.inflight)} / ${esc(a.limits.threadsPerWorker)}</td><td>${esc(formatCpu(w.cpuPercent))}</td><td>${esc(w.cpuSeconds === null ? '–' : w.cpuSeconds.toFixed(1))}</td><td>${esc(formatMB(w.rssBytes))}</td><td>${esc(formatUptime(w.uptimeSeconds))}</td><td class="note current">${esc(note)}</td></tr>`;
+}
+
+/** Direct data plane, pool failed: who answers the error page meanwhile. */
+function renderAnswerer(a: AppStatus): string {
+  const x = a.answerer;
+  if (!x) return '';
+  return `<p class="answerer" data-pid="${esc(x.pid)}">Answering on the socket meanwhile: the answerer, pid ${esc(x.pid)} (${esc(x.state)}, up ${esc(formatUptime(x.uptimeSeconds))}), with the ${esc(x.code ?? 'error')} page; ${esc(x.requests)} requests answered.</p>\n`;
 }
 
 function renderError(title: string, e: ErrorInfo | null, past: boolean): string {

@@ -5,6 +5,7 @@
 import type { Settings } from '../config/settings.js';
 import type { CorralError } from '../errors.js';
 import type { StatsFigures } from '../monitor/app-stats.js';
+import type { AnswererInfo } from '../pool/answerer.js';
 import type { PoolState, WorkerStatus } from '../pool/pool.js';
 
 /** The pool figures the status page reads; all synchronous, so it never waits on a worker. */
@@ -29,6 +30,8 @@ export interface ControlApp {
   readonly name: string;
   /** Request rates, latency and recent events; null when the service keeps none. */
   readonly stats: { read(): StatsFigures } | null;
+  /** Direct data plane: the process answering the error page while the pool is failed (absent or null: none). */
+  readonly answerer?: AnswererInfo | null;
   /** A rolling reload; resolves once the new generation serves, or with its boot error. */
   reload(reason: string): Promise<Error | null>;
 }

@@ -6,8 +6,9 @@
  * the service keeps ONE answerer on the socket: an ordinary direct worker (same loop, limits,
  * access REPORTs and drain) whose app is corral's own corral_wsgi/answer.py, which answers every
  * request with the page this service rendered (src/front/error-page.ts, the same bytes as the
- * proxy path). It is no worker of the app: the pool does not count it, status and /ready stay
- * "failed". When a generation becomes READY the answerer is drained like an old generation: it
+ * proxy path). It is no worker of the app: the pool does not count it and /ready stays "failed";
+ * the status page shows it apart (`info`), and it takes a unit of maxTotalWorkers like any
+ * Python process the service runs. When a generation becomes READY the answerer is drained like an old generation: it
  * stops accepting, finishes what it has, and exits, so no request is lost.
  *
  * The page reaches it as a file (written whole, then renamed over the old one) rather than over
@@ -17,7 +18,7 @@
  */
 import type { CorralError } from '../errors.js';
 import type { Logger } from '../log/logger.js';
-import type { WorkerEvents, WorkerHandle } from './handle.js';
+import type { WorkerEvents, WorkerHandle, WorkerState } from './handle.js';
 import type { DirectReport } from './report.js';
 
 export interface AnswererDeps {
@@ -31,6 +32,8 @@ export interface AnswererDeps {
   report?(w: WorkerHandle, r: DirectReport): void;
   stderr?(w: WorkerHandle, line: string): void;
   readonly log: Logger;
+  /** The service-wide worker budget (maxTotalWorkers): the answerer is a Python process too. */
+  readonly budget?: { take(): boolean; give(): void };
   readonly startupTimeoutMs: number;
   /** After stdin closes, how long it may take to exit before it is killed. */
   readonly gracefulTimeoutMs: number;
@@ -43,6 +46,17 @@ const RESPAWN_MAX_MS = 30_000;
 const STABLE_MS = 30_000;
 /** Past gracefulTimeout, the worker's own --eof-grace should have ended it: this is the backstop. */
 const KILL_GRACE_MS = 5_000;
+
+/** What the status page shows of the answerer. */
+export interface AnswererInfo {
+  pid: number;
+  state: WorkerState;
+  /** Requests it answered. */
+  requests: number;
+  /** The error code of the page it answers with. */
+  code: string | null;
+  uptimeMs: number;
+}
 
 export class Answerer {
   readonly #deps: AnswererDeps;
@@ -59,6 +73,7 @@ export class Answerer {
   #exitWaiters: Array<() => void> = [];
   /** Why the page last changed (its code), for logs. */
   #shown: string | null = null;
+  #budgetWarned = false;
 
   constructor(deps: AnswererDeps) {
     this.#deps = deps;
@@ -67,6 +82,13 @@ export class Answerer {
   /** The answerer's pid while one runs (status, tests). */
   get pid(): number | null {
     return this.#current?.pid ?? null;
+  }
+
+  /** The one answering now, for the status page; null when none runs. */
+  get info(): AnswererInfo | null {
+    const w = this.#current;
+    if (!w) return null;
+    return { pid: w.pid, state: w.state, requests: w.requests, code: this.#shown, uptimeMs: performance.now() - this.#currentSince };
   }
 
   /** The pool failed with `error`: answer with its page, starting the answerer if none runs. */
@@ -104,6 +126,19 @@ export class Answerer {
   }
 
   #spawn(): void {
+    const budget = this.#deps.budget;
+    if (budget && !budget.take()) {
+      // Another app's workers hold every unit: clients wait in the listen queue meanwhile.
+      if (!this.#budgetWarned) this.#deps.log.warn('maxTotalWorkers reached: the answerer waits for a worker to exit');
+      this.#budgetWarned = true;
+      this.#respawnTimer = setTimeout(() => {
+        this.#respawnTimer = null;
+        if (this.#wanted && !this.#stopped && !this.#current) this.#spawn();
+      }, RESPAWN_MIN_MS);
+      this.#respawnTimer.unref();
+      return;
+    }
+    this.#budgetWarned = false;
     const events: WorkerEvents = {
       ready: (w) => this.#onReady(w),
       idle: () => {},
@@ -112,7 +147,13 @@ export class Answerer {
       pong: () => {},
       report: (w, r) => this.#deps.report?.(w, r),
     };
-    const w = this.#deps.spawn(events);
+    let w: WorkerHandle;
+    try {
+      w = this.#deps.spawn(events);
+    } catch (err) {
+      budget?.give();
+      throw err;
+    }
     this.#current = w;
     this.#currentSince = performance.now();
     w.log.info('answerer spawned');
@@ -147,6 +188,7 @@ export class Answerer {
   }
 
   #onExit(w: WorkerHandle, code: number | null, signal: NodeJS.Signals | null): void {
+    this.#deps.budget?.give();
     if (this.#leaving.delete(w)) {
       w.log.info({ code, signal }, 'answerer exited');
       if (this.#leaving.size === 0) for (const done of this.#exitWaiters.splice(0)) done();

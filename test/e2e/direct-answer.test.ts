@@ -76,9 +76,14 @@ describe('direct data plane: a failed app is answered', () => {
     const control = String((await c.waitForMsg('control listener ready')).control ?? '');
     const health = await httpRequest(`http://${control}/healthz`);
     expect(health.status).toBe(503);
-    const doc = JSON.parse((await httpRequest(`http://${control}/status.json`)).body.toString('utf8')) as { apps: Array<{ state: string; workers: Array<{ pid: number }> }> };
+    type Doc = { apps: Array<{ state: string; workers: Array<{ pid: number }>; answerer: { pid: number; state: string; code: string } | null }> };
+    const status = async (): Promise<Doc> => JSON.parse((await httpRequest(`http://${control}/status.json`)).body.toString('utf8')) as Doc;
+    const doc = await status();
     expect(doc.apps[0]!.state).toBe('failed');
     expect(doc.apps[0]!.workers.map((w) => w.pid)).not.toContain(answerer);
+    // ...but the status page shows it apart, with the page it answers.
+    expect(doc.apps[0]!.answerer).toMatchObject({ pid: answerer, state: 'ready', code: 'CORRAL_APP_IMPORT_FAILED' });
+    expect((await httpRequest(`http://${control}/status`)).body.toString('utf8')).toContain(`the answerer, pid ${answerer}`);
 
     // The fix, under load through nginx with kept upstream connections: answers go from the 503 page
     // to the new version, and none fails otherwise.
@@ -103,6 +108,7 @@ describe('direct data plane: a failed app is answered', () => {
     expect(load.samples.at(-1)!.version).toBe('v2');
     expect(c.logs.some((l) => l.msg === 'answerer did not exit after its drain; killing it')).toBe(false);
     expect((await httpRequest(`http://${control}/healthz`)).status).toBe(200);
+    expect((await status()).apps[0]!.answerer).toBeNull();
   }, 120_000);
 
   it('a failed DEPLOY_FILE is answered 503 CORRAL_DEPLOY_FAILED; once it passes, the app serves', async () => {

@@ -8,6 +8,7 @@ import { pino } from 'pino';
 import { CorralError } from '../../src/errors.js';
 import { errorResponse } from '../../src/front/error-page.js';
 import { Answerer } from '../../src/pool/answerer.js';
+import { WorkerBudget } from '../../src/pool/budget.js';
 import type { WorkerEvents, WorkerHandle, WorkerState } from '../../src/pool/handle.js';
 
 type LogLine = Record<string, unknown> & { msg: string };
@@ -19,6 +20,7 @@ class FakeProcess {
   state: WorkerState = 'starting';
   readonly calls: string[] = [];
   lastStderr = '';
+  requests = 0;
   fatal = null;
   constructor(
     readonly events: WorkerEvents,
@@ -48,7 +50,7 @@ class FakeProcess {
 const IMPORT = new CorralError('CORRAL_APP_IMPORT_FAILED', 'app x: import failed: SyntaxError', { retryAfter: 5 });
 const DEPLOY = new CorralError('CORRAL_DEPLOY_FAILED', 'deploy step failed', { retryAfter: 10 });
 
-function harness(): { a: Answerer; spawned: FakeProcess[]; pages: Buffer[]; logs: LogLine[] } {
+function harness(budget?: WorkerBudget): { a: Answerer; spawned: FakeProcess[]; pages: Buffer[]; logs: LogLine[] } {
   const logs: LogLine[] = [];
   const log = pino({ level: 'trace', base: null }, { write: (line: string) => void logs.push(JSON.parse(line) as LogLine) });
   const spawned: FakeProcess[] = [];
@@ -62,6 +64,7 @@ function harness(): { a: Answerer; spawned: FakeProcess[]; pages: Buffer[]; logs
     render: (e) => errorResponse(e, false),
     writePage: (page) => void pages.push(page),
     log,
+    ...(budget ? { budget } : {}),
     startupTimeoutMs: 10_000,
     gracefulTimeoutMs: 3_000,
   });
@@ -144,5 +147,27 @@ describe('Answerer', () => {
     spawned[0]!.exit(null);
     await vi.advanceTimersByTimeAsync(500);
     expect(spawned).toHaveLength(2);
+  });
+
+  it('takes a unit of maxTotalWorkers while it runs; with none free it waits (one warning) and starts once one is', () => {
+    const budget = new WorkerBudget(1);
+    const { a, spawned, logs } = harness(budget);
+    expect(budget.take()).toBe(true); // another app's worker holds the only unit
+    a.show(IMPORT);
+    vi.advanceTimersByTime(2_000);
+    expect(spawned).toHaveLength(0);
+    expect(a.info).toBeNull();
+    expect(logs.filter((l) => l.msg === 'maxTotalWorkers reached: the answerer waits for a worker to exit')).toHaveLength(1);
+    budget.give();
+    vi.advanceTimersByTime(500);
+    expect(spawned).toHaveLength(1);
+    expect(budget.used).toBe(1);
+    spawned[0]!.ready();
+    spawned[0]!.requests = 3;
+    expect(a.info).toMatchObject({ pid: spawned[0]!.pid, state: 'ready', requests: 3, code: 'CORRAL_APP_IMPORT_FAILED' });
+    a.clear();
+    spawned[0]!.exit(0);
+    expect(budget.used).toBe(0);
+    expect(a.info).toBeNull();
   });
 });

@@ -138,6 +138,7 @@ describe('status document', () => {
       recentReloads: [],
       failure: null,
       lastReloadError: null,
+      answerer: null,
     });
     expect(blog!.failure).toEqual({ code: 'CORRAL_APP_IMPORT_FAILED', message: expect.stringContaining('No module named') as string, detail: expect.stringContaining('Traceback') as string });
     expect(blog!.workers[0]).toMatchObject({ cpuPercent: null, rssBytes: null, state: 'starting' });
