@@ -107,6 +107,8 @@ export interface PoolDeps {
 export type PoolState = 'starting' | 'running' | 'reloading' | 'failed' | 'stopping' | 'stopped';
 
 /** Legal state changes; anything else is refused and logged. */
+/** Lines of a crashed worker's stderr a lost request's error carries. */
+const LOST_STDERR_LINES = 20;
 const TRANSITIONS: Record<PoolState, readonly PoolState[]> = {
   starting: ['running', 'failed', 'stopping'],
   running: ['reloading', 'failed', 'stopping'],
@@ -554,7 +556,13 @@ export class Pool implements Upstream {
     const fields = { code, signal, uptimeMs: Math.round(uptimeMs), requests: w.requests, lost: lost.length, reason };
     if (slot.killReason) w.log.warn(fields, `worker killed: ${slot.killReason}`);
     else w.log[verdict.level](fields, verdict.message);
-    for (const ex of lost) ex.fail(new CorralError('CORRAL_WORKER_LOST', `worker ${w.pid} exited (${reason}) during the request`));
+    if (lost.length > 0) {
+      // What the worker last wrote to stderr (a fatal Python error, a C extension's abort) is the
+      // best clue to a crash: the dev page shows it, the log line of each lost request carries it.
+      const stderr = w.lastStderr.split('\n').slice(-LOST_STDERR_LINES).join('\n');
+      const detail = stderr ? { detail: `The worker's last stderr lines:\n${stderr}` } : {};
+      for (const ex of lost) ex.fail(new CorralError('CORRAL_WORKER_LOST', `worker ${w.pid} exited (${reason}) during the request`, detail));
+    }
     if (expected) return; // reconcile starts a replacement if the pool needs one
     if (slot.readyAt === null) {
       this.#onBootFailure(w, reason, now);

@@ -190,6 +190,26 @@ describe('without a browser', () => {
   });
 
 
+  it("a worker that dies mid-request: the crash page shows the worker's last stderr lines", async () => {
+    const dir = appDir(
+      '"""Dies on any request after a word on stderr."""\nimport os\nimport sys\n\n\ndef application(environ, start_response):\n    sys.stderr.write("native library says: corrupted heap\\n")\n    sys.stderr.flush()\n    os._exit(7)\n',
+    );
+    const port = await freePort();
+    const corral = startCorral(['dev', dir, '--listen', `127.0.0.1:${port}`]);
+    await waitForPretty(corral, /\bINFO\b.*: watching files$/);
+    const c = await FcgiClient.connect({ host: '127.0.0.1', port });
+    try {
+      const r = await c.request(1, cgiParams('GET', '/crash'));
+      expect(r.status).toBe(502);
+      expect(new Map(r.headers.map(([n, v]) => [n.toLowerCase(), v])).get('x-corral-error')).toBe('CORRAL_WORKER_LOST');
+      const text = r.body.toString('utf8');
+      expect(text).toContain('exited (exit code 7) during the request');
+      expect(text).toContain('native library says: corrupted heap');
+    } finally {
+      c.close();
+    }
+  });
+
   it('past the hold-back cap, an HTML response that raises after 1 MiB streams on and ends with a visible marker', async () => {
     const dev = await startDev(appDir(GENERATOR_APP));
     const body = await new Promise<string>((resolve, reject) => {
