@@ -225,7 +225,7 @@ export class App {
         ...(opts.budget ? { budget: opts.budget } : {}),
         ...(settings.deployFile ? { beforeGeneration: (gen: number) => runDeploy(deploySpec(settings, spec), gen, this.log) } : {}),
         report: (w, r) => this.#observeReport(w, r),
-        ...(opts.direct ? { answer: (error: CorralError | null) => (error ? this.#answerer?.show(error) : this.#answerer?.clear()) } : {}),
+        ...(opts.direct ? { answer: (error: CorralError | null, handoffTo?: string) => (error ? this.#answerer?.show(error) : this.#answerer?.clear(undefined, handoffTo)) } : {}),
       },
       log,
     );

@@ -101,7 +101,7 @@ export interface PoolDeps {
    * answered), or a worker is ready again (null). Nothing else would answer on the shared socket:
    * the service keeps an answerer there meanwhile (answerer.ts).
    */
-  answer?(error: CorralError | null): void;
+  answer?(error: CorralError | null, handoffTo?: string): void;
 }
 
 export type PoolState = 'starting' | 'running' | 'reloading' | 'failed' | 'stopping' | 'stopped';
@@ -525,7 +525,8 @@ export class Pool implements Upstream {
       this.#failedRetries = 0;
       this.#transition('running');
       // The answerer (direct mode) drains now, like an old generation: this worker accepts too.
-      if (recovered && this.#opts.direct) this.#deps.answer?.(null);
+      // It takes the answerer's kept connections (handoffTo), as a live worker takes a drained one's.
+      if (recovered && this.#opts.direct) this.#deps.answer?.(null, w.info?.handoff);
       this.#settle(this.#readyWaiters, null);
       this.#settle(this.#reloadWaiters, null);
     }
