@@ -219,20 +219,29 @@ class TwoLoopsTest(unittest.TestCase):
         self.path = listener.getsockname()
         self.err = io.StringIO()
 
-        def app(environ, start_response):
-            body = threading.current_thread().name.encode("ascii")
-            start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
-            return [body]
-        self.a = self.loop(app, listener, "loop-a")
+        # A runs its requests on 2 app threads (a request can run while it drains), B inline.
+        self.a = self.loop(self.app(b"loop-a"), listener, "loop-a", threads=2)
         # B: its own descriptor of the same listening socket, as a second worker has.
         mine = socket.socket(fileno=os.dup(listener.fileno()))
         self.addCleanup(mine.close)
-        self.b = self.loop(app, mine, "loop-b")
+        self.b = self.loop(self.app(b"loop-b"), mine, "loop-b")
         with contextlib.redirect_stderr(self.err):
             self.b.port = handoff.Port(self.b, self.dir)
 
-    def loop(self, app, listener, name):
-        loop = Loop(support.make_server(app), support.Opts(), listener)
+    @staticmethod
+    def app(label):
+        def app(environ, start_response):
+            if environ["PATH_INFO"] == "/slow":
+                time.sleep(0.6)
+            start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(label)))])
+            return [label]
+        return app
+
+    def loop(self, app, listener, name, threads=1):
+        server = support.make_server(app, threads=threads)
+        if threads > 1:
+            server.start_threads()
+        loop = Loop(server, support.Opts(), listener)
         self.addCleanup(loop.wake_w.close)
         self.addCleanup(loop.wake_r.close)
         thread = threading.Thread(target=self.run_loop, args=(loop,), name=name, daemon=True)
@@ -252,8 +261,15 @@ class TwoLoopsTest(unittest.TestCase):
             loop.thread.join(10)
         self.addCleanup(stop)
 
-    def get(self, sock, rid):
-        sock.sendall(support.request(rid, {"PATH_INFO": "/"}))
+    def connect(self):
+        client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        client.connect(self.path)
+        client.settimeout(10)
+        self.addCleanup(client.close)
+        return client
+
+    def get(self, sock, rid, path="/"):
+        sock.sendall(support.request(rid, {"PATH_INFO": path}))
         stdout, end = support.responses(support.read_until_end(sock, rid))[rid]
         self.assertEqual(end, (0, 0))
         return support.split_cgi(stdout)[2]
@@ -282,6 +298,31 @@ class TwoLoopsTest(unittest.TestCase):
         stdout, end = support.responses(support.read_until_end(client, 2))[2]
         self.assertEqual(support.split_cgi(stdout)[2], b"loop-b")
         self.assertEqual(self.get(client, 3), b"loop-b")
+
+    def test_a_connection_mid_request_is_handed_over_right_after_its_response(self):
+        self.start(self.a)
+        busy, idle = self.connect(), self.connect()
+        self.assertEqual(self.get(busy, 1), b"loop-a")
+        self.assertEqual(self.get(idle, 1), b"loop-a")
+        self.start(self.b)
+        # The sender's channel stays quiet longer than the receiver's per-message timeout while the
+        # slow response runs: the channel must still be there for it.
+        old, handoff.TIMEOUT = handoff.TIMEOUT, 0.2
+        self.addCleanup(setattr, handoff, "TIMEOUT", old)
+        busy.sendall(support.request(2, {"PATH_INFO": "/slow"}))
+        deadline = time.monotonic() + 5
+        while self.a.busy == 0:
+            self.assertLess(time.monotonic(), deadline, "the slow request never started")
+            time.sleep(0.005)
+        self.a.handoff_target = self.b.port.path
+        self.a.ask_drain()
+        stdout, end = support.responses(support.read_until_end(busy, 2))[2]
+        self.assertEqual(support.split_cgi(stdout)[2], b"loop-a")  # A finished what it had begun
+        self.a.thread.join(10)
+        self.assertFalse(self.a.thread.is_alive())
+        self.assertEqual((self.a.sender.handed, self.a.drain_closed), (2, 0))
+        self.assertEqual(self.get(busy, 3), b"loop-b")
+        self.assertEqual(self.get(idle, 3), b"loop-b")
 
     def test_without_a_target_a_drain_closes_as_before(self):
         self.start(self.a)

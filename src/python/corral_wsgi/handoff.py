@@ -121,7 +121,6 @@ class Port:
 
     def _serve(self, peer):
         """One sender's handoffs, until it closes or sends something we cannot frame."""
-        peer.settimeout(TIMEOUT)
         try:
             while True:
                 answer = self.receive(peer)
@@ -136,10 +135,11 @@ class Port:
     def receive(self, peer):
         """One handoff: TAKEN or REFUSED to answer, or None to end this sender's connection (EOF,
         or framing we cannot trust any further)."""
-        try:
-            head, fds, flags, _ = socket.recv_fds(peer, HANDOFF_HEAD.size, 1)
-        except socket.timeout:
-            return None
+        # The next message may be long in coming (the sender waits for a response to end before it
+        # hands that connection over): no timeout until it starts, TIMEOUT for the rest of it.
+        peer.settimeout(None)
+        head, fds, flags, _ = socket.recv_fds(peer, HANDOFF_HEAD.size, 1)
+        peer.settimeout(TIMEOUT)
         fd = fds[0] if fds else -1
         for extra in fds[1:]:
             os.close(extra)

@@ -17,7 +17,7 @@ import time
 from .codec import ProtocolError
 from .common import log
 from .conn import READ_SIZE, Conn
-from .handoff import Sender, between_requests
+from .handoff import HAVE_FDS, Sender, between_requests
 
 ACCEPT_BATCH = 64  # connections per readiness event: then serve the ones we have
 # Inline, a worker serves one request at a time: a connection it accepts while another's request
@@ -360,7 +360,7 @@ class Loop:
         self.accept_on(False)
         if self.listener is not None:
             self.listener.close()  # this process's copy only: other workers keep accepting
-        if self.handoff_target:
+        if self.handoff_target and HAVE_FDS:
             self.sender = Sender(self.handoff_target)
             self.hand_off_idle()
         # Idle kept connections are not closed here: the web server may already have sent its next
