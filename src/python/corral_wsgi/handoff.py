@@ -26,7 +26,9 @@ import stat
 import struct
 import threading
 
+from .codec import ProtocolError
 from .common import log
+from .conn import Conn
 
 HANDOFF_HEAD = struct.Struct("!4sI")
 MAGIC = b"CHO1"
@@ -254,3 +256,50 @@ def between_requests(conn):
     return conn.req is None and not conn.running and not conn.lingering and not conn.close_now \
         and not conn.broken and not conn.no_handoff
 
+
+# -- the loop's side (loop.py calls these on its own thread)
+
+def take_adopted(loop):
+    """Register the connections a draining sibling handed us (our Port queued them)."""
+    while loop.adopted:
+        sock, carried = loop.adopted.popleft()
+        sock.setblocking(False)
+        conn = Conn(loop, sock)
+        loop.conns[conn.fd] = conn
+        loop.sel.register(sock, conn)
+        conn.watched = True
+        loop.changed = True
+        if carried:
+            try:
+                conn.take(carried)
+            except ProtocolError as exc:
+                loop.bad_peer(conn, exc)
+                loop.close(conn)
+    loop.want_accept()
+
+
+def hand_off(loop, conn):
+    """Draining: pass conn to the live worker if it is between requests; True if it went."""
+    sender = loop.sender
+    if sender is None or not between_requests(conn) or not sender.give(conn):
+        return False
+    loop.conns.pop(conn.fd, None)
+    if conn.watched:
+        conn.watched = False
+        loop.sel.unregister(conn.sock)  # before close: the receiver keeps the socket open
+    with conn.wlock:
+        conn.broken = True
+        conn.sock.close()  # our descriptor only: no FIN, the receiver holds the connection
+    loop.changed = True
+    return True
+
+
+def hand_off_idle(loop, quiet):
+    """Draining: every connection between requests goes; one refused is closed as before (at the
+    time `quiet` if no request comes)."""
+    for conn in [c for c in loop.conns.values() if between_requests(c)]:
+        if not hand_off(loop, conn):
+            if loop.sender.broken:
+                return
+            conn.no_handoff = True
+            conn.deadline = min(conn.deadline, quiet)

@@ -17,7 +17,7 @@ import time
 from .codec import ProtocolError
 from .common import log
 from .conn import READ_SIZE, Conn
-from .handoff import HAVE_FDS, Sender, between_requests
+from . import handoff
 
 ACCEPT_BATCH = 64  # connections per readiness event: then serve the ones we have
 # Inline, a worker serves one request at a time: a connection it accepts while another's request
@@ -261,7 +261,7 @@ class Loop:
         conn.running = False
         if conn.broken or conn.fd not in self.conns:
             self.close(conn)
-        elif conn.close_now or (self.draining and not self.hand_off(conn)):
+        elif conn.close_now or (self.draining and not handoff.hand_off(self, conn)):
             self.linger(conn)
         else:
             conn.deadline = monotonic() + self.idle_timeout
@@ -294,7 +294,7 @@ class Loop:
     def sweep(self, now):
         """Close connections past their params or idle deadline (draining: hand off idle ones first)."""
         if self.sender is not None:
-            self.hand_off_idle()
+            handoff.hand_off_idle(self, now + DRAIN_IDLE)
         for conn in [c for c in self.conns.values() if not c.running and c.deadline <= now]:
             if conn.req is not None and not conn.lingering:
                 self.bad_peer(conn, "its params did not complete within %gs" % self.opts.params_timeout)
@@ -322,7 +322,7 @@ class Loop:
                     except OSError:
                         pass
                     if self.adopted:
-                        self.take_adopted()
+                        handoff.take_adopted(self)
                 elif conn is self.listener:
                     self.accept()
                 else:
@@ -355,14 +355,14 @@ class Loop:
     def start_drain(self):
         if self.port is not None:
             self.port.close()  # siblings hand us nothing more
-        self.take_adopted()
+        handoff.take_adopted(self)
         self.draining = True
         self.accept_on(False)
         if self.listener is not None:
             self.listener.close()  # this process's copy only: other workers keep accepting
-        if self.handoff_target and HAVE_FDS:
-            self.sender = Sender(self.handoff_target)
-            self.hand_off_idle()
+        if self.handoff_target and handoff.HAVE_FDS:
+            self.sender = handoff.Sender(self.handoff_target)
+            handoff.hand_off_idle(self, monotonic() + DRAIN_IDLE)
         # Idle kept connections are not closed here: the web server may already have sent its next
         # request on one (unread yet: closing would reset it, and nginx would log an upstream error
         # and retry). Each serves what arrives and closes right after that response (settle ->
@@ -371,47 +371,3 @@ class Loop:
         quiet = monotonic() + DRAIN_IDLE
         for conn in [c for c in self.conns.values() if c.req is None and not c.running]:
             conn.deadline = min(conn.deadline, quiet)
-
-    # -- handing kept connections over (handoff.py)
-
-    def take_adopted(self):
-        """Register the connections a draining sibling handed us (its Port queued them)."""
-        while self.adopted:
-            sock, carried = self.adopted.popleft()
-            sock.setblocking(False)
-            conn = Conn(self, sock)
-            self.conns[conn.fd] = conn
-            self.sel.register(sock, conn)
-            conn.watched = True
-            self.changed = True
-            if carried:
-                try:
-                    conn.take(carried)
-                except ProtocolError as exc:
-                    self.bad_peer(conn, exc)
-                    self.close(conn)
-        self.want_accept()
-
-    def hand_off(self, conn):
-        """Draining: pass conn to the live worker if it is between requests; True if it went."""
-        sender = self.sender
-        if sender is None or not between_requests(conn) or not sender.give(conn):
-            return False
-        self.conns.pop(conn.fd, None)
-        if conn.watched:
-            conn.watched = False
-            self.sel.unregister(conn.sock)  # before close: the receiver keeps the socket open
-        with conn.wlock:
-            conn.broken = True
-            conn.sock.close()  # our descriptor only: no FIN, the receiver holds the connection
-        self.changed = True
-        return True
-
-    def hand_off_idle(self):
-        for conn in [c for c in self.conns.values() if between_requests(c)]:
-            if not self.hand_off(conn):
-                if self.sender.broken:
-                    return
-                # Refused (the receiver is full or draining): closed as without a handoff.
-                conn.no_handoff = True
-                conn.deadline = min(conn.deadline, monotonic() + DRAIN_IDLE)
