@@ -25,6 +25,7 @@ import socket
 import stat
 import struct
 import threading
+import time
 
 from .codec import ProtocolError
 from .common import log
@@ -57,7 +58,7 @@ def parent_of(pid):
 class Port:
     """The receiving side: a unix socket at DIR/<pid>; one thread accepts senders, one thread per
     sender (a draining worker: short-lived) reads its handoffs. What it takes goes to the loop
-    (loop.adopt, from the loop's thread); the limits are the loop's."""
+    (take_adopted, on the loop's thread); the limits are the loop's."""
 
     def __init__(self, loop, directory):
         self.loop = loop
@@ -99,6 +100,7 @@ class Port:
             except OSError:
                 if self.closed:
                     return
+                time.sleep(0.1)  # EMFILE and the like: try again, without spinning
                 continue
             if not self.trusted(peer):
                 log("handoff: refused a connection from a process that is not a worker of this service")
