@@ -223,6 +223,8 @@ export class App {
   readonly #answerer: Answerer | null = null;
   /** The answerer's page (a file in a private temporary directory), made when first needed. */
   #answerPage: string | null = null;
+  /** Direct data plane: the private directory (mode 0700) of the workers' handoff sockets, made when first needed. */
+  #handoffDir: string | null = null;
   /** The pool's name, unique in the service: the WSGI callable, or `callable@directory` when two apps share one. */
   readonly name: string;
   /** Figures for the status page; null without a control listener. */
@@ -243,7 +245,7 @@ export class App {
     this.pool = new Pool(
       { ...poolOptions(settings, opts.dev), app: name, direct: opts.direct ?? false },
       {
-        spawn: (gen, events) => new Worker(this.#withShared(spec), gen, events, workerLog, performance.now()),
+        spawn: (gen, events) => new Worker(this.#withShared(spec, true), gen, events, workerLog, performance.now()),
         clock: realClock,
         random: Math.random,
         sample: sampleUsage,
@@ -259,7 +261,7 @@ export class App {
         ...(opts.budget ? { budget: opts.budget } : {}),
         ...(settings.deployFile ? { beforeGeneration: (gen: number) => runDeploy(deploySpec(settings, spec), gen, this.log) } : {}),
         report: (w, r) => this.#observeReport(w, r),
-        ...(opts.direct ? { answer: (error: CorralError | null) => (error ? this.#answerer?.show(error) : this.#answerer?.clear()) } : {}),
+        ...(opts.direct ? { answer: (error: CorralError | null, handoffTo?: string) => (error ? this.#answerer?.show(error) : this.#answerer?.clear(undefined, handoffTo)) } : {}),
       },
       log,
     );
@@ -318,6 +320,7 @@ export class App {
     await Promise.all([this.pool.stop(), this.#answerer?.stop()]);
     this.#stderrFile?.close();
     if (this.#answerPage) rmSync(dirname(this.#answerPage), { recursive: true, force: true });
+    if (this.#handoffDir) rmSync(this.#handoffDir, { recursive: true, force: true });
   }
 
   /** The answerer's pid while one runs. */
@@ -352,11 +355,21 @@ export class App {
     }
   }
 
-  /** The spawn spec with the shared socket as fd 3 and the direct-mode arguments, when direct. */
-  #withShared(spec: WorkerSpawnSpec): WorkerSpawnSpec {
+  /**
+   * The spawn spec with the shared socket as fd 3 and the direct-mode arguments, when direct. The
+   * pool's workers (`handoff`) also get the directory of their handoff sockets: a draining worker
+   * passes its kept connections to a live one (PROTOCOL.md, "Handing off kept connections").
+   */
+  #withShared(spec: WorkerSpawnSpec, handoff = false): WorkerSpawnSpec {
     const shared = this.#shared;
     if (!shared) return spec;
-    return { ...spec, args: [...spec.args, ...directArgs(this.settings)], extraFds: [shared.fd] };
+    const args = [...spec.args, ...directArgs(this.settings)];
+    if (handoff) {
+      // mkdtemp makes it 0700: only this user's processes can reach the sockets in it.
+      this.#handoffDir ??= mkdtempSync(join(tmpdir(), 'corral-handoff-'));
+      args.push('--handoff-dir', this.#handoffDir);
+    }
+    return { ...spec, args, extraFds: [shared.fd] };
   }
 
   /** `corral dev`: a traceback is one ERROR record per worker, shown whole. */

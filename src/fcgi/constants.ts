@@ -35,6 +35,9 @@ export const RecordType = {
   CORRAL_FATAL: 0xc4,
   // Direct data plane: a worker's figures and finished requests, batched (PROTOCOL.md, "Direct mode").
   CORRAL_REPORT: 0xc5,
+  // Direct data plane, service -> a draining worker before stdin EOF: the handoff socket of a live
+  // worker, which takes over its kept connections (PROTOCOL.md, "Handing off kept connections").
+  CORRAL_HANDOFF: 0xc6,
 } as const;
 export type RecordTypeCode = (typeof RecordType)[keyof typeof RecordType];
 

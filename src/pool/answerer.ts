@@ -105,8 +105,11 @@ export class Answerer {
     if (!this.#current && !this.#respawnTimer) this.#spawn();
   }
 
-  /** The app serves again (or stops): the answerer drains and exits. */
-  clear(why = 'the app has a ready worker'): void {
+  /**
+   * The app serves again (or stops): the answerer drains and exits. `handoffTo`: the ready worker's
+   * handoff socket, which takes the answerer's kept connections (else it closes them as it drains).
+   */
+  clear(why = 'the app has a ready worker', handoffTo?: string): void {
     this.#wanted = false;
     this.#shown = null;
     this.#cancelRespawn();
@@ -114,7 +117,7 @@ export class Answerer {
     if (!w) return;
     this.#current = null;
     this.#deps.log.info({ pid: w.pid, why }, 'answerer draining');
-    this.#leave(w);
+    this.#leave(w, handoffTo);
   }
 
   /** Drains any answerer and resolves once every one has exited. */
@@ -173,11 +176,11 @@ export class Answerer {
     w.log.info('answerer ready');
   }
 
-  #leave(w: WorkerHandle): void {
+  #leave(w: WorkerHandle, handoffTo?: string): void {
     this.#clearBootTimer();
     this.#leaving.add(w);
     w.drain();
-    w.closeStdin();
+    w.closeStdin(handoffTo);
     const t = setTimeout(() => {
       if (this.#leaving.has(w)) {
         w.log.warn('answerer did not exit after its drain; killing it');

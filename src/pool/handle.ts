@@ -13,6 +13,8 @@ export interface ReadyInfo {
   app: string;
   threads: number;
   window: number;
+  /** A direct worker's handoff socket: where a draining sibling hands it kept connections. */
+  handoff?: string;
 }
 
 /** What the worker said in CORRAL_FATAL before exiting. */
@@ -53,8 +55,8 @@ export interface WorkerHandle extends WorkerPort {
   dispatch(ex: Exchange): void;
   /** Takes it out of dispatch. */
   drain(): void;
-  /** The protocol-level stop. */
-  closeStdin(): void;
+  /** The protocol-level stop; `handoffTo`: a live direct worker's handoff socket for its kept connections. */
+  closeStdin(handoffTo?: string): void;
   kill(): void;
   ping(): void;
   /** Removes and returns the exchanges in flight (after its exit). */

@@ -101,7 +101,7 @@ export interface PoolDeps {
    * answered), or a worker is ready again (null). Nothing else would answer on the shared socket:
    * the service keeps an answerer there meanwhile (answerer.ts).
    */
-  answer?(error: CorralError | null): void;
+  answer?(error: CorralError | null, handoffTo?: string): void;
 }
 
 export type PoolState = 'starting' | 'running' | 'reloading' | 'failed' | 'stopping' | 'stopped';
@@ -159,6 +159,8 @@ interface Slot {
   usage: Usage | null;
   /** When its last REPORT came (direct workers). */
   reportAt: number | null;
+  /** Draining siblings told to hand it their kept connections (direct workers: #handoffTarget). */
+  handoffs: number;
 }
 
 type PoolEvent =
@@ -525,7 +527,8 @@ export class Pool implements Upstream {
       this.#failedRetries = 0;
       this.#transition('running');
       // The answerer (direct mode) drains now, like an old generation: this worker accepts too.
-      if (recovered && this.#opts.direct) this.#deps.answer?.(null);
+      // It takes the answerer's kept connections (handoffTo), as a live worker takes a drained one's.
+      if (recovered && this.#opts.direct) this.#deps.answer?.(null, w.info?.handoff);
       this.#settle(this.#readyWaiters, null);
       this.#settle(this.#reloadWaiters, null);
     }
@@ -938,6 +941,7 @@ export class Pool implements Upstream {
       pingSentAt: null,
       usage: null,
       reportAt: null,
+      handoffs: 0,
     });
     w.log.info('worker spawned');
     return true;
@@ -954,7 +958,25 @@ export class Pool implements Upstream {
     if (s.stopAt !== null) return;
     s.stopAt = now;
     s.expectedExit = true;
-    s.w.closeStdin();
+    s.w.closeStdin(this.#handoffTarget(s));
+  }
+
+  /**
+   * Direct mode: where a draining worker hands the front's kept connections (closing one races with
+   * the front's next request on it: PROTOCOL.md, "Handing off kept connections"). A READY worker
+   * that is not draining, recycling or killed, of the newest generation, the one given the fewest
+   * drains so far (a reload spreads the old workers' connections); none while the pool stops.
+   */
+  #handoffTarget(from: Slot): string | undefined {
+    if (!this.#opts.direct || this.#state === 'stopping') return undefined;
+    let best: Slot | null = null;
+    for (const s of this.#slots.values()) {
+      if (s === from || !s.w.info?.handoff || s.w.state !== 'ready' || s.drainingSince !== null || s.stopAt !== null || s.killReason !== null || s.recycle) continue;
+      if (!best || s.w.generation > best.w.generation || (s.w.generation === best.w.generation && s.handoffs < best.handoffs)) best = s;
+    }
+    if (!best) return undefined;
+    best.handoffs++;
+    return best.w.info!.handoff;
   }
 
   /** Kills a worker. `expected` = not a failure (a startup timeout is a boot failure; a request timeout is not). */

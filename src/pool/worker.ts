@@ -194,10 +194,14 @@ export class Worker implements WorkerHandle {
     if (this.#state === 'starting' || this.#state === 'ready') this.#state = 'draining';
   }
 
-  /** The protocol-level stop: close stdin. The worker exits when its requests are done. */
-  closeStdin(): void {
+  /**
+   * The protocol-level stop: close stdin. The worker exits when its requests are done. A direct
+   * worker told `handoffTo` first passes its kept connections to that worker instead of closing them.
+   */
+  closeStdin(handoffTo?: string): void {
     if (this.#state === 'exited') return;
     this.#state = 'stopping';
+    if (handoffTo !== undefined) this.send(encodeRecord(RecordType.CORRAL_HANDOFF, NULL_REQUEST_ID, Buffer.from(handoffTo, 'utf8')));
     this.#outbox.flush();
     this.#child.stdin!.end();
   }

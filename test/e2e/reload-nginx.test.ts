@@ -27,11 +27,9 @@ describe('reload under load through nginx', () => {
   it('3 edits while 4 HTTP clients go through nginx: each edit served, zero failed requests, no nginx errors', async () => {
     const app = new AppDir('v1');
     apps.push(app);
-    // The proxy path on purpose: the service holds nginx's kept connections across reloads, so
-    // nginx logs nothing. On the direct path a draining worker closes its kept connections (right
-    // after a response, or after DRAIN_IDLE quiet), and nginx may log "upstream prematurely closed"
-    // and retry on another connection; test/e2e/direct.test.ts counts failed requests over 20 reloads.
-    const corral = startCorral(['serve', app.dir, '--listen', '127.0.0.1:0', '--data-plane', 'proxy', '--workers', '2', '--watch', '*.py'], {
+    // The default (direct) data plane: a draining worker hands nginx's kept connections to a live
+    // worker instead of closing them (handoff.py), so nginx logs no upstream error.
+    const corral = startCorral(['serve', app.dir, '--listen', '127.0.0.1:0', '--workers', '2', '--watch', '*.py'], {
       env: { PYTHONDONTWRITEBYTECODE: undefined },
     });
     const fcgi = await corral.fcgiAddress();

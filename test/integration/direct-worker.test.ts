@@ -326,4 +326,26 @@ describe('direct-mode worker', () => {
     expect((await first).status).toBe(200);
     expect((await get(c, 3, '/pid')).status).toBe(200);
   });
+
+  it('hands a kept connection to the worker named in CORRAL_HANDOFF at its drain: the client goes on at that worker, never closed', async () => {
+    const { listener, addr } = await share();
+    const dir = mkdtempSync(path.join(tmpdir(), 'corral-handoff-test-'));
+    dirs.push(dir);
+    const a = await spawnDirect(listener, ['--handoff-dir', dir], 'misbehaving_app:application');
+    const kept = await connect(addr); // only A accepts yet
+    expect((await get(kept, 1, '/pid')).body.toString()).toBe(String(a.proc.pid));
+    const b = await spawnDirect(listener, ['--handoff-dir', dir], 'misbehaving_app:application');
+    const target = (await b.ready()).handoff;
+    expect(target).toBe(path.join(dir, String(b.proc.pid)));
+    a.send(record(0xc6, 0, Buffer.from(String(target))));
+    a.drain();
+    expect(await a.exited).toBe(0);
+    expect(a.stderr).toContain('drained: 1 kept connection(s) handed to a live worker, 0 closed');
+    for (let id = 2; id < 5; id++) expect((await get(kept, id, '/pid')).body.toString()).toBe(String(b.proc.pid));
+    // B drains without a target: as before, it closes the connection after a quiet second.
+    b.drain();
+    await kept.closed;
+    expect(await b.exited).toBe(0);
+    expect(b.stderr).toContain('drained: 0 kept connection(s) handed to a live worker, 1 closed');
+  });
 });

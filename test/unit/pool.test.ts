@@ -132,8 +132,11 @@ class FakeWorker implements WorkerHandle {
     this.calls.push('drain');
     if (this.state === 'starting' || this.state === 'ready') this.state = 'draining';
   }
-  closeStdin(): void {
+  /** The handoff socket each closeStdin named (direct mode: where its kept connections go). */
+  readonly handoffs: Array<string | undefined> = [];
+  closeStdin(handoffTo?: string): void {
     this.calls.push('closeStdin');
+    this.handoffs.push(handoffTo);
     if (this.state !== 'exited') this.state = 'stopping';
   }
   kill(): void {
@@ -156,7 +159,7 @@ class FakeWorker implements WorkerHandle {
   /** Says CORRAL_READY. Like the real Worker, a READY after drain/kill is not passed on. */
   ready(threads = 1): void {
     if (this.state !== 'starting') return;
-    this.info = { pid: this.pid, python: '3.12.0', app: 'app:application', threads, window: 65536 };
+    this.info = { pid: this.pid, python: '3.12.0', app: 'app:application', threads, window: 65536, handoff: `/h/${this.pid}` };
     this.state = 'ready';
     this.#events.ready(this);
   }
@@ -1425,6 +1428,35 @@ describe('direct data plane (workers accept their own connections)', () => {
     h.w(1).exit(0);
     await h.clock.advance(100);
     expect(h.logsMatching(/worker exited unexpectedly/)).toEqual([]);
+  });
+
+  it('tells a draining worker where to hand its kept connections: a live worker of the newest generation, spread; none at stop', async () => {
+    const h = await running({ ...DIRECT, minWorkers: 2, maxWorkers: 2, maxRequests: 100 });
+    const reloaded = h.pool.reload('test');
+    await h.clock.advance(100);
+    const fresh = h.inState('starting');
+    for (const w of fresh) w.ready();
+    await h.clock.advance(100);
+    expect(await reloaded).toBeNull();
+    // Each old worker gets one of the new generation, not the same one (nor an old, draining one).
+    const targets = [h.w(0).handoffs[0], h.w(1).handoffs[0]];
+    expect(new Set(targets)).toEqual(new Set(fresh.map((w) => `/h/${w.pid}`)));
+    // Recycling: the replacement is READY first, so there is one to hand to (not the recycled one itself).
+    fresh[0]!.report({ served: 101 });
+    await h.clock.advance(300);
+    const replacement = h.inState('starting')[0]!;
+    replacement.ready();
+    await h.clock.advance(300);
+    expect(fresh[0]!.handoffs).toHaveLength(1);
+    expect([`/h/${fresh[1]!.pid}`, `/h/${replacement.pid}`]).toContain(fresh[0]!.handoffs[0]);
+    // A service stop: nobody would take them; the workers close them as before.
+    const stopped = h.pool.stop();
+    await h.clock.advance(100);
+    expect(fresh[1]!.handoffs).toEqual([undefined]);
+    expect(replacement.handoffs).toEqual([undefined]);
+    for (const w of h.spawned) if (w.state !== 'exited') w.exit(0);
+    await h.clock.advance(100);
+    await stopped;
   });
 
   it('replaces a worker that exits 5 (it answered 504 to a request over requestTimeout) at once, not as a crash', async () => {

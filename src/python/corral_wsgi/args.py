@@ -40,6 +40,9 @@ def parse_args(argv):
     # and stdout are then only the control channel (PROTOCOL.md, "Direct mode").
     parser.add_argument("--direct-fd", metavar="N", type=int,
                         help="listening socket to accept on (direct mode); stdio = control channel")
+    parser.add_argument("--handoff-dir", metavar="DIR",
+                        help="private directory for the socket on which sibling workers hand over "
+                        "kept connections when they drain (direct mode)")
     parser.add_argument("--backlog", metavar="N", type=int, default=1024,
                         help="listen backlog of --direct-fd (default 1024)")
     for name, default, what in (

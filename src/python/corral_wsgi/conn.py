@@ -52,6 +52,7 @@ class Conn(Channel):
         self.close_now = False  # close once no request runs
         self.lingering = False  # our side is shut: reading the rest until the peer's FIN
         self.watched = False  # registered with the selector
+        self.no_handoff = False  # a draining worker's sibling refused it (handoff.py)
         self.max_params = loop.opts.max_params or sys.maxsize
         self.max_body = loop.opts.max_body_size
         self.values_answers = loop.values

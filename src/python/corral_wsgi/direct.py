@@ -22,9 +22,11 @@ from .codec import (APP_FAILED, CORRAL_PING, CORRAL_PONG, CORRAL_READY, END_REQU
                     MAX_CONTENT, PROTOCOL_VERSION, REQUEST_COMPLETE, STDOUT, TERMINATOR, frame_stdout,
                     pack_header)
 from .common import EXIT_BOOT, EXIT_OK, UsageError, exit_soon, flush_std, format_exc, log
+from . import handoff
 from .loop import Loop
 
 CORRAL_REPORT = 0xC5
+CORRAL_HANDOFF = 0xC6  # service -> worker before stdin EOF: the handoff socket of a live worker
 EXIT_TIMEOUT = 5
 TICK = 0.1  # the watchdog's period: REPORTs at most this often, timeouts this precise
 TCP_INFO_UNACKED = struct.Struct("=I")  # struct tcp_info: 8 one-byte fields, rto, ato, snd_mss, rcv_mss, unacked
@@ -192,6 +194,8 @@ class Supervisor:
                     return
                 if rtype == CORRAL_PING:
                     self.send_control(CORRAL_PONG, data[pos + 8:end])
+                elif rtype == CORRAL_HANDOFF:
+                    self.loop.handoff_target = data[pos + 8:end].decode("utf-8", "replace")
                 else:
                     log("unexpected record type %d on the control channel: ignored" % rtype)
                 pos = end + plen
@@ -257,15 +261,27 @@ def serve(server, opts, rfd, wfd):
                 signal.signal(getattr(signal, name), on_signal)
         log("listening on %s" % shown)
     else:
+        if opts.handoff_dir and handoff.HAVE_FDS:
+            try:
+                loop.port = handoff.Port(loop, opts.handoff_dir)
+            except OSError as exc:  # serve anyway: a drain closes kept connections as before
+                log("cannot listen for connection handoffs in %s: %s" % (opts.handoff_dir, exc))
         ready = {"pid": os.getpid(), "python": platform.python_version(), "app": opts.app,
                  "threads": opts.threads, "window": opts.window, "protocol": PROTOCOL_VERSION,
                  "inline": loop.inline, "malloc_tuned": opts.malloc_tuned, "direct": True,
                  "listen": shown}
+        if loop.port is not None:
+            ready["handoff"] = loop.port.path
         sup.send_control(CORRAL_READY, json.dumps(ready).encode("utf-8"))
         sup.report(final=True)
         threading.Thread(target=sup.control_reader, args=(rfd,), name="corral-control",
                          daemon=True).start()
     loop.run()
+    if not standalone:  # one line per drain: what became of the kept connections
+        handed = loop.sender.handed if loop.sender is not None else 0
+        log("drained: %d kept connection(s) handed to a live worker, %d closed" % (handed, loop.drain_closed))
+        if loop.sender is not None:
+            loop.sender.close()
     if standalone:
         log("stopping")
         if not loop.tcp:

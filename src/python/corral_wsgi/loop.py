@@ -17,6 +17,7 @@ import time
 from .codec import ProtocolError
 from .common import log
 from .conn import READ_SIZE, Conn
+from . import handoff
 
 ACCEPT_BATCH = 64  # connections per readiness event: then serve the ones we have
 # Inline, a worker serves one request at a time: a connection it accepts while another's request
@@ -104,6 +105,13 @@ class Loop:
         self.drain_deadline = None
         self.loop_thread = threading.get_ident()
         self.complaints = {}  # peer -> time of its last log line (rate limit)
+        # Handing kept connections to a live worker at drain (handoff.py): what siblings gave us,
+        # our own Port, where to hand ours (the service's CORRAL_HANDOFF), and the drain's counts.
+        self.adopted = collections.deque()
+        self.port = None
+        self.handoff_target = None
+        self.sender = None
+        self.drain_closed = 0
         self.wake_r, self.wake_w = socket.socketpair()
         self.wake_r.setblocking(False)
         self.wake_w.setblocking(False)
@@ -193,6 +201,8 @@ class Loop:
     def close(self, conn):
         if self.conns.pop(conn.fd, None) is None:
             return
+        if self.draining:
+            self.drain_closed += 1
         if conn.watched:
             conn.watched = False
             self.sel.unregister(conn.sock)
@@ -251,7 +261,7 @@ class Loop:
         conn.running = False
         if conn.broken or conn.fd not in self.conns:
             self.close(conn)
-        elif conn.close_now or self.draining:
+        elif conn.close_now or (self.draining and not handoff.hand_off(self, conn)):
             self.linger(conn)
         else:
             conn.deadline = monotonic() + self.idle_timeout
@@ -282,7 +292,9 @@ class Loop:
         self.watch(conn)
 
     def sweep(self, now):
-        """Close connections past their params or idle deadline."""
+        """Close connections past their params or idle deadline (draining: hand off idle ones first)."""
+        if self.sender is not None:
+            handoff.hand_off_idle(self, now + DRAIN_IDLE)
         for conn in [c for c in self.conns.values() if not c.running and c.deadline <= now]:
             if conn.req is not None and not conn.lingering:
                 self.bad_peer(conn, "its params did not complete within %gs" % self.opts.params_timeout)
@@ -309,6 +321,8 @@ class Loop:
                         self.wake_r.recv(4096)
                     except OSError:
                         pass
+                    if self.adopted:
+                        handoff.take_adopted(self)
                 elif conn is self.listener:
                     self.accept()
                 else:
@@ -339,10 +353,16 @@ class Loop:
         self.wake()
 
     def start_drain(self):
+        if self.port is not None:
+            self.port.close()  # siblings hand us nothing more
+        handoff.take_adopted(self)
         self.draining = True
         self.accept_on(False)
         if self.listener is not None:
             self.listener.close()  # this process's copy only: other workers keep accepting
+        if self.handoff_target and handoff.HAVE_FDS:
+            self.sender = handoff.Sender(self.handoff_target)
+            handoff.hand_off_idle(self, monotonic() + DRAIN_IDLE)
         # Idle kept connections are not closed here: the web server may already have sent its next
         # request on one (unread yet: closing would reset it, and nginx would log an upstream error
         # and retry). Each serves what arrives and closes right after that response (settle ->
