@@ -8,16 +8,18 @@ connection alone. Limits of the hardening issue: params bytes (431, then close),
 before the app, or abort and close), silence while the app waits for body bytes.
 """
 import select
+import socket
 import sys
 import time
 
-from .channel import WRITEV_FROM, Channel
+from .channel import IOV_BATCH, WRITEV_FROM, Channel
 from .codec import END_RECORD, END_REQUEST, ProtocolError
 from .common import log
 
 CANT_MPX_CONN = 1  # FastCGI protocolStatus
 READ_SIZE = 65536
 HAVE_POLL = hasattr(select, "poll")  # not on Windows
+HAVE_SENDMSG = hasattr(socket.socket, "sendmsg")  # not on Windows
 monotonic = time.monotonic
 
 
@@ -78,8 +80,29 @@ class Conn(Channel):
         if sum(map(len, parts)) < WRITEV_FROM:
             self._write_all(b"".join(parts))
             return
-        for part in parts:  # large: no joined copy (each part is up to a record's content)
-            self._write_all(part)
+        if not HAVE_SENDMSG:
+            for part in parts:  # large: no joined copy (each part is up to a record's content)
+                self._write_all(part)
+            return
+        # Large: the records' headers and contents as they are, no joined copy, up to IOV_BATCH
+        # of them per sendmsg. A send per part took 33 calls for 1 MiB, and each 8-byte header
+        # went out alone (TCP_NODELAY).
+        sock = self.sock
+        parts = list(parts)
+        i, n = 0, len(parts)
+        while i < n:
+            end = min(i + IOV_BATCH, n)
+            try:
+                done = sock.sendmsg(parts[i:end])
+            except BlockingIOError:
+                done = 0
+            while i < end and done >= len(parts[i]):
+                done -= len(parts[i])
+                i += 1
+            if i < end:  # the socket's buffer is full: the rest once it can take more
+                if done:
+                    parts[i] = memoryview(parts[i])[done:]
+                wait_ready(sock, True, self.loop.opts.body_timeout)
 
     # -- input
 
