@@ -18,6 +18,7 @@ from .common import log
 
 CANT_MPX_CONN = 1  # FastCGI protocolStatus
 READ_SIZE = 65536
+BODY_READ_SIZE = 262144
 HAVE_POLL = hasattr(select, "poll")  # not on Windows
 HAVE_SENDMSG = hasattr(socket.socket, "sendmsg")  # not on Windows
 monotonic = time.monotonic
@@ -121,8 +122,13 @@ class Conn(Channel):
         self.lock.release()
         try:
             try:
-                wait_ready(self.sock, False, self.loop.opts.body_timeout)
-                data = self.sock.recv(READ_SIZE)
+                # A body streams in: what it waits for is most often there already (a poll()
+                # only when it is not), and larger reads than between requests.
+                try:
+                    data = self.sock.recv(BODY_READ_SIZE)
+                except BlockingIOError:
+                    wait_ready(self.sock, False, self.loop.opts.body_timeout)
+                    data = self.sock.recv(BODY_READ_SIZE)
                 if not data:
                     raise EOFError("the client closed the connection")
                 self.take(data)
