@@ -72,6 +72,26 @@ class ConnTest(unittest.TestCase):
         self.assertEqual(end, (0, 0))
         self.assertEqual(support.split_cgi(stdout)[2], body)
 
+    def test_a_body_arriving_in_odd_pieces_is_read_whole_and_in_order(self):
+        body = bytes(range(251)) * 2400  # 602 KB: records of 65535 bytes
+        conn = self.setup_conn()
+        data = support.request(1, {"REQUEST_METHOD": "POST", "CONTENT_LENGTH": str(len(body))}, body)
+        self.peer.sendall(data[:1000])  # the params and the body's first bytes
+        self.loop.on_readable(conn)
+
+        def send_the_rest():  # in pieces that cut records anywhere, headers too
+            for at in range(1000, len(data), 10007):
+                self.peer.sendall(data[at:at + 10007])
+        sender = threading.Thread(target=send_the_rest)
+        sender.start()
+        self.addCleanup(sender.join, 10)
+        runner = threading.Thread(target=self.turn, args=(conn,))
+        runner.start()
+        self.addCleanup(runner.join, 10)
+        stdout, end = self.answer(1)
+        self.assertEqual(end, (0, 0))
+        self.assertEqual(support.split_cgi(stdout)[2], body)
+
     def test_without_keep_conn_the_connection_closes_after_the_response(self):
         conn = self.setup_conn()
         self.peer.sendall(support.request(1, {}, keep=False))

@@ -110,9 +110,18 @@ class Conn(Channel):
     def take(self, data):
         """Dispatch every whole record of what arrived (raises ProtocolError on bad framing)."""
         rest = self.rest
+        start = 0
         if rest:
-            data = rest + data
-        used = self.feed(data)
+            need = 8 + (rest[4] << 8 | rest[5]) + rest[6] - len(rest) if len(rest) >= 8 else -1
+            if self.running and 0 < need <= len(data):
+                # A body streaming in (the request reads its connection itself, so nothing is
+                # dispatched meanwhile): the record begun in rest is completed with just its own
+                # missing bytes. rest + data copied all of a 256 KiB read once more.
+                self.feed(rest + data[:need])
+                start = need
+            else:
+                data = rest + data
+        used = self.feed(data, start)
         self.rest = data[used:] if used < len(data) else b""
 
     def wait(self):
