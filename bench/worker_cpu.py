@@ -14,6 +14,9 @@ client's own CPU is not counted). listen = standalone --listen PATH (no access e
 --direct-fd on a socket bound here, with the control channel on its stdio as the service has it
 (READY, then REPORTs with the access entries, read and dropped by a thread here).
 
+--fresh sends each request on a new connection (closed by the client after the response), as nginx
+does beyond its keepalive cache: the difference to the kept figure is what a connection costs.
+
 --depth 1 is what the service does with --threads 1 (one request at a time per worker); with
 --threads 1 the worker runs the app inline on its reader thread (no thread hand-off). --repeat N
 runs N fresh workers and also prints the median and the best run. --worker measures another
@@ -128,8 +131,10 @@ def run(proc, reader, count, depth, path):
                 done += 1
 
 
-def run_conns(sel, count):
-    """count requests over the connections registered with sel, one at a time on each."""
+def run_conns(sel, count, fresh=None):
+    """count requests over the connections registered with sel, one at a time on each; with
+    fresh (a function that connects), each on a new connection that the client closes after the
+    response, as nginx does with connections beyond its keepalive cache."""
     sent = done = 0
     for key in list(sel.get_map().values()):
         if sent < count:
@@ -149,6 +154,11 @@ def run_conns(sel, count):
             state["buf"] = buf[pos:]
             if ended:
                 done += 1
+                if fresh is not None:
+                    sel.unregister(sock)
+                    sock.close()
+                    sock = fresh()
+                    sel.register(sock, selectors.EVENT_READ, dict(state, buf=b""))
                 if sent < count:
                     sock.sendall(request_bytes(1, state["path"]))
                     sent += 1
@@ -192,14 +202,18 @@ def measure_loop(opts):
             raise SystemExit("the worker did not start: %r" % line)
     try:
         sel = selectors.DefaultSelector()
-        for _ in range(opts.depth):
+
+        def connect():
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             sock.connect(path)
-            sel.register(sock, selectors.EVENT_READ, {"buf": b"", "path": opts.path})
-        run_conns(sel, opts.warmup)
+            return sock
+        for _ in range(opts.depth):
+            sel.register(connect(), selectors.EVENT_READ, {"buf": b"", "path": opts.path})
+        fresh = connect if opts.fresh else None
+        run_conns(sel, opts.warmup, fresh)
         (user0, sys0), t0 = cpu_seconds(proc.pid), time.perf_counter()
         switches0 = context_switches(proc.pid)
-        run_conns(sel, opts.requests)
+        run_conns(sel, opts.requests, fresh)
         (user1, sys1), t1 = cpu_seconds(proc.pid), time.perf_counter()
         switches1 = context_switches(proc.pid)
         for key in list(sel.get_map().values()):
@@ -254,6 +268,8 @@ def main():
     ap.add_argument("--worker", default=os.path.join(ROOT, "src/python/corral_worker.py"))
     ap.add_argument("--repeat", type=int, default=1)
     ap.add_argument("--mode", choices=("stdio", "listen", "direct"), default="stdio")
+    ap.add_argument("--fresh", action="store_true", help="listen/direct: each request on a new connection "
+                    "(what a connection costs: nginx opens one per request beyond its keepalive cache)")
     ap.add_argument("--warmup", type=int, default=2000, help="requests before measuring")
     ap.add_argument("--prefix", default="", help="command words to run the worker under, e.g. valgrind "
                     "--tool=callgrind")

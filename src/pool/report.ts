@@ -73,14 +73,17 @@ export function parseReport(content: Buffer): DirectReport | null {
     current.push({ method, path, ageMs });
   }
   const access: FinishedRequest[] = [];
-  for (const e of list(o.access)) {
-    const method = text(e.method);
-    const path = text(e.path);
-    const status = count(e.status);
-    const bytes = count(e.bytes);
-    const ms = figure(e.ms);
-    if (method === null || path === null || status === null || bytes === null || ms === null) return null;
-    access.push({ method, path, status, bytes, ms, error: text(e.error) });
+  // Each entry an array [method, path, status, bytes, microseconds, error?]: the worker builds
+  // one per request, and a tuple with no key names is the cheapest it can (PROTOCOL.md).
+  for (const e of Array.isArray(o.access) ? (o.access as unknown[]).slice(0, MAX_ENTRIES) : []) {
+    if (!Array.isArray(e)) return null;
+    const method = text(e[0]);
+    const path = text(e[1]);
+    const status = count(e[2]);
+    const bytes = count(e[3]);
+    const us = count(e[4]);
+    if (method === null || path === null || status === null || bytes === null || us === null) return null;
+    access.push({ method, path, status, bytes, ms: us / 1000, error: e.length > 5 ? text(e[5]) : null });
   }
   return { busy, conns, served, queue, current, access, accessDropped: count(o.access_dropped) ?? 0 };
 }

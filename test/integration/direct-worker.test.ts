@@ -8,6 +8,7 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
+import { parseReport, type FinishedRequest } from '../../src/pool/report.js';
 import { bindShared, type SharedListener } from '../../src/pool/shared-listener.js';
 import { FIXTURES, ROOT, splitHostPort } from '../helpers/corral.js';
 import { cgiParams, FcgiClient, header, type FcgiResponse } from '../helpers/fcgi-client.js';
@@ -25,7 +26,7 @@ interface Report {
   served: number;
   queue: number | null;
   current: Array<{ method: string; path: string; age_ms: number }>;
-  access: Array<{ method: string; path: string; status: number; bytes: number; ms: number; remote?: string; error?: string }>;
+  access: unknown[][];
 }
 
 /** A direct-mode worker: `records` are its control channel's. */
@@ -39,9 +40,9 @@ class DirectWorker extends ProcessPeer {
     return this.until(() => this.reports().find(pred), what);
   }
 
-  /** Every access entry reported so far. */
-  access(): Report['access'] {
-    return this.reports().flatMap((r) => r.access);
+  /** Every access entry reported so far, as the service reads them. */
+  access(): FinishedRequest[] {
+    return this.records.filter((r) => r.type === REPORT).flatMap((r) => parseReport(r.content)?.access ?? []);
   }
 
   /** Closes stdin: the drain signal. */
@@ -126,7 +127,7 @@ describe.each([
       ['GET', '/', 200], ['GET', '/', 200], ['GET', '/', 200], ['POST', '/sha256', 200], ['POST', '/echo', 200],
     ]);
     expect(entries[4]!.bytes).toBeGreaterThan(body.length);
-    expect(entries[0]!.remote).toBe('127.0.0.1');
+    expect(entries.every((e) => e.ms > 0 && e.error === null)).toBe(true);
   });
 
   it('answers PING while a request sleeps, and REPORTs it as busy with its age', async () => {
@@ -140,7 +141,7 @@ describe.each([
     expect(busy.current[0]).toMatchObject({ method: 'GET', path: '/sleep?s=1.5' });
     expect(busy.conns).toBe(1);
     expect((await slow).status).toBe(200);
-    await w.report((r) => r.busy === 0 && r.access.some((e) => e.path === '/sleep?s=1.5'), 'the access entry');
+    await w.report((r) => r.busy === 0 && r.access.some((e) => e[1] === '/sleep?s=1.5'), 'the access entry');
   });
 });
 

@@ -1,10 +1,12 @@
 """corral_wsgi.boot: paths, FATAL reports, malloc tuning, and the entry as the service runs it."""
+import gc
 import json
 import os
 import subprocess
 import sys
 import tempfile
 import unittest
+import weakref
 from unittest import mock
 
 import support
@@ -73,6 +75,21 @@ class Failures(unittest.TestCase):
     def test_tune_malloc_leaves_glibc_tunables_alone(self):
         with mock.patch.dict(os.environ, {"MALLOC_ARENA_MAX": "2"}):
             self.assertFalse(boot.tune_malloc())
+
+
+class Heap(unittest.TestCase):
+    def test_freeze_heap_collects_the_garbage_then_freezes_the_rest(self):
+        class Node:
+            pass
+        self.addCleanup(gc.unfreeze)
+        garbage, alive = Node(), Node()
+        garbage.self = garbage  # a cycle, as imports leave them: only the collector frees it
+        dead = weakref.ref(garbage)
+        del garbage
+        boot.freeze_heap()
+        self.assertIsNone(dead())  # collected, not frozen for good
+        self.assertGreater(gc.get_freeze_count(), 0)
+        self.assertFalse(any(o is alive for o in gc.get_objects()))  # no collection walks it again
 
 
 class Entry(unittest.TestCase):

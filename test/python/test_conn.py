@@ -3,6 +3,7 @@ request at a time, body and params limits, reading the body while the app waits.
 import contextlib
 import io
 import socket
+import threading
 import unittest
 
 import support
@@ -57,7 +58,39 @@ class ConnTest(unittest.TestCase):
             self.assertEqual((support.split_cgi(stdout)[2], end), (body, (0, 0)))
         self.assertIn(conn.fd, self.loop.conns)
         self.assertEqual((self.loop.served, self.loop.busy), (2, 0))
-        self.assertEqual([e["status"] for e in self.loop.access], [200, 200])
+        self.assertEqual([e[2] for e in self.loop.access], [200, 200])
+
+    def test_a_large_response_goes_out_whole_through_a_full_socket_buffer(self):
+        body = bytes(range(256)) * (6 << 10) + b"tail"  # 1.5 MiB: sent from its parts, not joined
+        conn = self.setup_conn(lambda environ, start_response: start_response("200 OK", []) and [body])
+        self.peer.sendall(support.request(1, {}))
+        runner = threading.Thread(target=self.turn, args=(conn,))
+        runner.start()  # blocks in the socketpair's small buffer until we read
+        self.addCleanup(runner.join, 10)
+        stdout, end = self.answer(1)
+        runner.join(10)
+        self.assertEqual(end, (0, 0))
+        self.assertEqual(support.split_cgi(stdout)[2], body)
+
+    def test_a_body_arriving_in_odd_pieces_is_read_whole_and_in_order(self):
+        body = bytes(range(251)) * 2400  # 602 KB: records of 65535 bytes
+        conn = self.setup_conn()
+        data = support.request(1, {"REQUEST_METHOD": "POST", "CONTENT_LENGTH": str(len(body))}, body)
+        self.peer.sendall(data[:1000])  # the params and the body's first bytes
+        self.loop.on_readable(conn)
+
+        def send_the_rest():  # in pieces that cut records anywhere, headers too
+            for at in range(1000, len(data), 10007):
+                self.peer.sendall(data[at:at + 10007])
+        sender = threading.Thread(target=send_the_rest)
+        sender.start()
+        self.addCleanup(sender.join, 10)
+        runner = threading.Thread(target=self.turn, args=(conn,))
+        runner.start()
+        self.addCleanup(runner.join, 10)
+        stdout, end = self.answer(1)
+        self.assertEqual(end, (0, 0))
+        self.assertEqual(support.split_cgi(stdout)[2], body)
 
     def test_without_keep_conn_the_connection_closes_after_the_response(self):
         conn = self.setup_conn()

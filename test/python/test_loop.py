@@ -67,6 +67,19 @@ class LoopTest(unittest.TestCase):
         self.until(lambda: self.loop.served == 6, "6 served")
         self.assertEqual(len(self.loop.conns), 2)
 
+    def test_each_request_leaves_an_access_entry_tuple(self):
+        self.start()
+        sock = self.connect()
+        self.assertEqual(self.get(sock, 1, "/x"), b"hello /x")
+        self.until(lambda: self.loop.served == 1, "1 served")
+        with self.loop.lock:
+            [entry] = list(self.loop.access)
+        method, path, status, sent, micros = entry
+        self.assertEqual((method, path, status), ("GET", "/x", 200))
+        self.assertGreater(sent, len(b"hello /x"))  # the CGI head counts
+        self.assertIsInstance(micros, int)
+        self.assertGreaterEqual(micros, 0)
+
     def test_threaded_mode_serves_on_app_threads(self):
         names = []
 

@@ -51,13 +51,13 @@ describe('parseReport', () => {
   const json = (o: unknown): Buffer => Buffer.from(JSON.stringify(o));
 
   it('takes a well-formed report', () => {
-    const r = parseReport(json({ busy: 1, conns: 3, served: 10, queue: 2, current: [{ method: 'GET', path: '/a', age_ms: 12.5 }], access: [{ method: 'POST', path: '/b', status: 201, bytes: 99, ms: 1.5 }], access_dropped: 4 }));
-    expect(r).toEqual({ busy: 1, conns: 3, served: 10, queue: 2, current: [{ method: 'GET', path: '/a', ageMs: 12.5 }], access: [{ method: 'POST', path: '/b', status: 201, bytes: 99, ms: 1.5, error: null }], accessDropped: 4 });
+    const r = parseReport(json({ busy: 1, conns: 3, served: 10, queue: 2, current: [{ method: 'GET', path: '/a', age_ms: 12.5 }], access: [['POST', '/b', 201, 99, 1500], ['GET', '/c?x', 499, 0, 7, 'aborted']], access_dropped: 4 }));
+    expect(r).toEqual({ busy: 1, conns: 3, served: 10, queue: 2, current: [{ method: 'GET', path: '/a', ageMs: 12.5 }], access: [{ method: 'POST', path: '/b', status: 201, bytes: 99, ms: 1.5, error: null }, { method: 'GET', path: '/c?x', status: 499, bytes: 0, ms: 0.007, error: 'aborted' }], accessDropped: 4 });
     expect(parseReport(json({ busy: 0, conns: 0, served: 0, queue: null }))).toMatchObject({ queue: null, current: [], access: [] });
   });
 
   it('drops a malformed report whole', () => {
-    for (const bad of ['{', '[]', 'null', '{"busy":-1,"conns":0,"served":0}', '{"busy":1,"conns":0}', '{"busy":0,"conns":0,"served":0,"queue":"x"}', '{"busy":0,"conns":0,"served":0,"access":[{"method":"GET","path":"/","status":"200","bytes":1,"ms":1}]}', '{"busy":0.5,"conns":0,"served":0}']) {
+    for (const bad of ['{', '[]', 'null', '{"busy":-1,"conns":0,"served":0}', '{"busy":1,"conns":0}', '{"busy":0,"conns":0,"served":0,"queue":"x"}', '{"busy":0,"conns":0,"served":0,"access":[["GET","/","200",1,1000]]}', '{"busy":0,"conns":0,"served":0,"access":[["GET","/",200,1,1.5]]}', '{"busy":0,"conns":0,"served":0,"access":[{"method":"GET","path":"/","status":200,"bytes":1,"ms":1}]}', '{"busy":0.5,"conns":0,"served":0}']) {
       expect(parseReport(Buffer.from(bad))).toBeNull();
     }
   });

@@ -132,12 +132,11 @@ class Channel:
         with self.lock:
             self.wake()
 
-    def feed(self, data):
-        """Handle every whole record in data; return how many bytes were used."""
+    def feed(self, data, pos=0):
+        """Handle every whole record in data from pos on; return the offset up to which it was used."""
         unpack = HEADER.unpack_from
         requests = self.requests
         size = len(data)
-        pos = 0
         while size - pos >= 8:
             version, rtype, rid, clen, plen = unpack(data, pos)
             if version != 1:  # the stream itself is corrupt: no record boundary can be trusted

@@ -8,16 +8,19 @@ connection alone. Limits of the hardening issue: params bytes (431, then close),
 before the app, or abort and close), silence while the app waits for body bytes.
 """
 import select
+import socket
 import sys
 import time
 
-from .channel import WRITEV_FROM, Channel
+from .channel import IOV_BATCH, WRITEV_FROM, Channel
 from .codec import END_RECORD, END_REQUEST, ProtocolError
 from .common import log
 
 CANT_MPX_CONN = 1  # FastCGI protocolStatus
 READ_SIZE = 65536
+BODY_READ_SIZE = 262144
 HAVE_POLL = hasattr(select, "poll")  # not on Windows
+HAVE_SENDMSG = hasattr(socket.socket, "sendmsg")  # not on Windows
 monotonic = time.monotonic
 
 
@@ -79,17 +82,47 @@ class Conn(Channel):
         if sum(map(len, parts)) < WRITEV_FROM:
             self._write_all(b"".join(parts))
             return
-        for part in parts:  # large: no joined copy (each part is up to a record's content)
-            self._write_all(part)
+        if not HAVE_SENDMSG:
+            for part in parts:  # large: no joined copy (each part is up to a record's content)
+                self._write_all(part)
+            return
+        # Large: the records' headers and contents as they are, no joined copy, up to IOV_BATCH
+        # of them per sendmsg. A send per part took 33 calls for 1 MiB, and each 8-byte header
+        # went out alone (TCP_NODELAY).
+        sock = self.sock
+        parts = list(parts)
+        i, n = 0, len(parts)
+        while i < n:
+            end = min(i + IOV_BATCH, n)
+            try:
+                done = sock.sendmsg(parts[i:end])
+            except BlockingIOError:
+                done = 0
+            while i < end and done >= len(parts[i]):
+                done -= len(parts[i])
+                i += 1
+            if i < end:  # the socket's buffer is full: the rest once it can take more
+                if done:
+                    parts[i] = memoryview(parts[i])[done:]
+                wait_ready(sock, True, self.loop.opts.body_timeout)
 
     # -- input
 
     def take(self, data):
         """Dispatch every whole record of what arrived (raises ProtocolError on bad framing)."""
         rest = self.rest
+        start = 0
         if rest:
-            data = rest + data
-        used = self.feed(data)
+            need = 8 + (rest[4] << 8 | rest[5]) + rest[6] - len(rest) if len(rest) >= 8 else -1
+            if self.running and 0 < need <= len(data):
+                # A body streaming in (the request reads its connection itself, so nothing is
+                # dispatched meanwhile): the record begun in rest is completed with just its own
+                # missing bytes. rest + data copied all of a 256 KiB read once more.
+                self.feed(rest + data[:need])
+                start = need
+            else:
+                data = rest + data
+        used = self.feed(data, start)
         self.rest = data[used:] if used < len(data) else b""
 
     def wait(self):
@@ -99,8 +132,13 @@ class Conn(Channel):
         self.lock.release()
         try:
             try:
-                wait_ready(self.sock, False, self.loop.opts.body_timeout)
-                data = self.sock.recv(READ_SIZE)
+                # A body streams in: what it waits for is most often there already (a poll()
+                # only when it is not), and larger reads than between requests.
+                try:
+                    data = self.sock.recv(BODY_READ_SIZE)
+                except BlockingIOError:
+                    wait_ready(self.sock, False, self.loop.opts.body_timeout)
+                    data = self.sock.recv(BODY_READ_SIZE)
                 if not data:
                     raise EOFError("the client closed the connection")
                 self.take(data)

@@ -79,7 +79,8 @@ class Supervisor:
             body.pop("access_dropped", None)
             self.send_report(body, access[half:])
         else:  # one entry too large (a huge path): cut its path
-            access[0]["path"] = access[0]["path"][:2000]
+            entry = access[0]
+            access[0] = entry[:1] + (entry[1][:2000],) + entry[2:]
             self.send_control(CORRAL_REPORT, json.dumps(body, separators=(",", ":")).encode("utf-8")[:MAX_CONTENT])
 
     def queue_depth(self):
@@ -161,10 +162,9 @@ class Supervisor:
             % (env.get("REQUEST_METHOD"), env.get("REQUEST_URI"), loop.opts.request_timeout,
                "answered 504" if answered else "connection closed", EXIT_TIMEOUT))
         with loop.lock:
-            loop.access.append({"method": env.get("REQUEST_METHOD", "-"), "path": env.get("REQUEST_URI", "-"),
-                                "status": 504 if answered else req.status, "bytes": req.out,
-                                "ms": round((monotonic() - conn.began) * 1000, 3),
-                                "error": "CORRAL_REQUEST_TIMEOUT"})
+            loop.access.append((env.get("REQUEST_METHOD", "-"), env.get("REQUEST_URI", "-"),
+                                504 if answered else req.status, req.out,
+                                int((monotonic() - conn.began) * 1e6 + 0.5), "CORRAL_REQUEST_TIMEOUT"))
             loop.running.pop(conn, None)
         self.report(final=True)
         flush_std()

@@ -232,16 +232,14 @@ class Loop:
         """req ended (any thread): account it; hand its connection back to the loop."""
         entry = None
         if self.access_log:
+            # A tuple, sent as a JSON array (PROTOCOL.md): no dict per request and no key names
+            # in the REPORT; its duration in whole microseconds (an int: no float formatting).
             env = req.environ or {}
-            entry = {"method": env.get("REQUEST_METHOD", "-"), "path": env.get("REQUEST_URI") or
-                     env.get("SCRIPT_NAME", "") + env.get("PATH_INFO", "-"), "status": req.status,
-                     "bytes": req.out, "ms": int((monotonic() - conn.began) * 1e6 + 0.5) / 1000}
-            # (whole microseconds / 1000: the float prints as short as round(ms, 3)'s, without
-            # round()'s decimal conversion per request)
-            if "REMOTE_ADDR" in env:
-                entry["remote"] = env["REMOTE_ADDR"]
+            entry = (env.get("REQUEST_METHOD", "-"), env.get("REQUEST_URI") or
+                     env.get("SCRIPT_NAME", "") + env.get("PATH_INFO", "-"), req.status, req.out,
+                     int((monotonic() - conn.began) * 1e6 + 0.5))
             if req.aborted:
-                entry["error"] = "aborted"
+                entry += ("aborted",)
         with self.lock:
             self.served += 1
             self.changed = True
