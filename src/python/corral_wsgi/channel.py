@@ -60,6 +60,7 @@ class Channel:
 
     windowed = False  # corral credit windows on STDIN/STDOUT
     peer = "client"  # who sends the records, for log lines
+    waits_on_cond = True  # False where wait() is overridden and never uses cond (no waiters)
 
     def __init__(self, server):
         self.server = server
@@ -68,7 +69,7 @@ class Channel:
         self.requests = {}
         # `with lock` is C code; `with cond` would add a Python call per use. Same lock.
         self.lock = threading.Lock()
-        self.cond = threading.Condition(self.lock)
+        self.cond = threading.Condition(self.lock) if self.waits_on_cond else None
         self.wlock = threading.Lock()
         self.broken = False
         self.waiters = 0  # threads waiting on cond: most records need no notify

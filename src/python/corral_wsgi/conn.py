@@ -41,6 +41,8 @@ class Conn(Channel):
     """One FastCGI connection: plain FastCGI, one request at a time, owned by the loop between
     requests and by its request (which does blocking reads and writes) while one runs."""
 
+    waits_on_cond = False  # wait() reads the socket: no Condition per connection (2 us each)
+
     def __init__(self, loop, sock):
         Channel.__init__(self, loop.server)
         self.loop = loop
