@@ -9,7 +9,7 @@ import unittest
 
 import support
 from corral_wsgi import codec
-from corral_wsgi.loop import Loop, Poller
+from corral_wsgi.loop import REPORT_BATCH, Loop, Poller
 
 
 class LoopTest(unittest.TestCase):
@@ -79,6 +79,17 @@ class LoopTest(unittest.TestCase):
         self.assertGreater(sent, len(b"hello /x"))  # the CGI head counts
         self.assertIsInstance(micros, int)
         self.assertGreaterEqual(micros, 0)
+
+    def test_a_batch_of_access_entries_asks_for_an_early_report(self):
+        loop = self.start()
+        soon = loop.report_soon = threading.Event()
+        sock = self.connect()
+        for i in range(REPORT_BATCH - 1):
+            self.get(sock, 1, "/%d" % i)
+        self.until(lambda: loop.served == REPORT_BATCH - 1, "served")
+        self.assertFalse(soon.is_set())
+        self.get(sock, 1, "/last")
+        self.until(soon.is_set, "the early report asked for")
 
     def test_threaded_mode_serves_on_app_threads(self):
         names = []

@@ -105,11 +105,19 @@ class Supervisor:
                 self.loop.ask_drain()
 
     def watchdog(self):
-        """Every TICK: end a request over --request-timeout; the drain's grace; a REPORT."""
+        """Every TICK: end a request over --request-timeout; the drain's grace; a REPORT. In
+        between, a REPORT as soon as the loop has a batch of access entries (REPORT_BATCH)."""
+        soon = self.loop.report_soon = threading.Event()
+        next_tick = monotonic() + TICK
         while True:
-            time.sleep(TICK)
+            soon.wait(max(0.0, next_tick - monotonic()))
+            soon.clear()
             try:
-                self.tick()
+                if monotonic() >= next_tick:
+                    next_tick = monotonic() + TICK
+                    self.tick()
+                else:
+                    self.report()
             except Exception as exc:  # a bug of ours: keep watching
                 log("watchdog error: %s" % format_exc(exc))
 

@@ -25,6 +25,7 @@ ACCEPT_BATCH = 64  # connections per readiness event: then serve the ones we hav
 # queue. So an inline worker takes one connection per turn of its loop.
 ACCEPT_BATCH_INLINE = 1
 ACCESS_LIMIT = 1000  # access entries kept for the next REPORT; older ones are dropped (counted)
+REPORT_BATCH = 128  # access entries that send a REPORT before the watchdog's next tick
 LINGER = 2.0  # seconds a closing connection may still deliver what its peer sent (see linger)
 DRAIN_IDLE = 1.0  # seconds an idle kept connection of a draining worker waits for one more request
 monotonic = time.monotonic
@@ -99,6 +100,9 @@ class Loop:
         self.access_log = True  # standalone mode has nobody to report to: no entries
         self.access = collections.deque(maxlen=ACCESS_LIMIT)
         self.access_dropped = 0
+        # Set by the supervisor: an Event the loop sets when REPORT_BATCH entries wait, so that the
+        # service takes them in small, even batches (not 100 ms of them at once) and none is dropped.
+        self.report_soon = None
         self.served = 0
         self.changed = True
         self.draining = False
@@ -248,6 +252,8 @@ class Loop:
                 if len(access) == ACCESS_LIMIT:
                     self.access_dropped += 1  # the deque drops the oldest
                 access.append(entry)
+                if len(access) == REPORT_BATCH and self.report_soon is not None:
+                    self.report_soon.set()
             if self.running.pop(conn, None) is not None:
                 self.busy -= 1
                 self.returned.append(conn)
