@@ -159,7 +159,7 @@ interface Slot {
   usage: Usage | null;
   /** When its last REPORT came (direct workers). */
   reportAt: number | null;
-  /** Draining siblings told to hand it their kept connections (direct workers: #handoffTarget). */
+  /** Drains that named it first among their handoff targets (direct workers: #handoffTarget). */
   handoffs: number;
 }
 
@@ -963,20 +963,23 @@ export class Pool implements Upstream {
 
   /**
    * Direct mode: where a draining worker hands the front's kept connections (closing one races with
-   * the front's next request on it: PROTOCOL.md, "Handing off kept connections"). A READY worker
-   * that is not draining, recycling or killed, of the newest generation, the one given the fewest
-   * drains so far (a reload spreads the old workers' connections); none while the pool stops.
+   * the front's next request on it: PROTOCOL.md, "Handing off kept connections"): the handoff
+   * sockets of the READY workers of the newest generation that are not draining, recycling or
+   * killed, one a line; the worker takes them in turn, starting with the one named first least
+   * often (several drains at once start at different ones). None while the pool stops.
    */
   #handoffTarget(from: Slot): string | undefined {
     if (!this.#opts.direct || this.#state === 'stopping') return undefined;
-    let best: Slot | null = null;
+    const live: Slot[] = [];
     for (const s of this.#slots.values()) {
       if (s === from || !s.w.info?.handoff || s.w.state !== 'ready' || s.drainingSince !== null || s.stopAt !== null || s.killReason !== null || s.recycle) continue;
-      if (!best || s.w.generation > best.w.generation || (s.w.generation === best.w.generation && s.handoffs < best.handoffs)) best = s;
+      live.push(s);
     }
-    if (!best) return undefined;
-    best.handoffs++;
-    return best.w.info!.handoff;
+    const newest = Math.max(...live.map((s) => s.w.generation));
+    const targets = live.filter((s) => s.w.generation === newest).sort((a, b) => a.handoffs - b.handoffs);
+    if (targets.length === 0) return undefined;
+    targets[0]!.handoffs++;
+    return targets.map((s) => s.w.info!.handoff!).join('\n');
   }
 
   /** Kills a worker. `expected` = not a failure (a startup timeout is a boot failure; a request timeout is not). */

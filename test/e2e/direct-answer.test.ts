@@ -99,6 +99,10 @@ describe('direct data plane: a failed app is answered', () => {
     await load.served('v2', since, 30_000);
     const exited = await c.waitForLog((l) => l.msg === 'answerer exited', 20_000);
     expect(exited).toMatchObject({ code: 0, pid: answerer });
+    // nginx's kept connections to the answerer went to the healed worker, not closed under nginx.
+    const drained = c.logs.map((l) => (l.msg === 'answerer stderr' ? /drained: (\d+) kept connection\(s\) handed to a live worker, (\d+) closed/.exec(String(l.line)) : null)).find((m) => m !== null);
+    expect(drained, 'the answerer\'s drain line').toBeTruthy();
+    expect(Number(drained![1])).toBeGreaterThan(0);
     await load.more(40);
     await load.stop();
     const failed = load.failures();
@@ -109,6 +113,7 @@ describe('direct data plane: a failed app is answered', () => {
     expect(c.logs.some((l) => l.msg === 'answerer did not exit after its drain; killing it')).toBe(false);
     expect((await httpRequest(`http://${control}/healthz`)).status).toBe(200);
     expect((await status()).apps[0]!.answerer).toBeNull();
+    expect(nginx.errorLog().split('\n').filter((l) => /upstream|prematurely|reset by peer/i.test(l))).toEqual([]);
   }, 120_000);
 
   it('a failed DEPLOY_FILE is answered 503 CORRAL_DEPLOY_FAILED; once it passes, the app serves', async () => {

@@ -44,7 +44,10 @@ describe('reload under load through nginx', () => {
     load.known.add('v1');
     const began = performance.now();
     load.start();
-    let previous = await load.pidsOf('v1', 2);
+    // On the direct plane the workers accept nginx's connections themselves, and nginx reuses the
+    // ones it keeps: all 4 may be one worker's (a busy machine), and a drain hands them on as they
+    // are. So each version is checked by who answers, not by how many workers do.
+    let previous = await load.pidsOf('v1', 1);
     await load.more(100);
 
     const times: number[] = [];
@@ -56,8 +59,8 @@ describe('reload under load through nginx', () => {
       const first = await load.served(version, t0);
       times.push(first.at - t0);
       await corral.waitForLog((l) => l.msg === 'reload done' && corral.logs.filter((x) => x.msg === 'reload done').length > reloads);
-      // Both new workers answer through nginx; none of them served the previous version.
-      const pids = await load.pidsOf(version, 2);
+      // New workers answer through nginx; none of them served the previous version.
+      const pids = await load.pidsOf(version, 1);
       for (const p of pids) expect(previous.has(p)).toBe(false);
       previous = pids;
       // Keep the load going between edits, so the old generation drains under traffic.

@@ -189,7 +189,36 @@ class PortTest(unittest.TestCase):
             self.assertFalse(sender.give(StandInConn(server)))
         self.assertTrue(sender.broken)
         self.assertFalse(sender.give(StandInConn(server)))
-        self.assertIn("closing kept connections instead", self.err.getvalue())
+        self.assertIn("handoff to %s failed" % self.port.path, self.err.getvalue())
+
+    def test_connections_go_round_the_named_workers_skipping_one_that_fails_or_refuses(self):
+        other_dir = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, other_dir, True)
+        other_loop = StandInLoop(self.listener)
+        with contextlib.redirect_stderr(self.err):
+            other = handoff.Port(other_loop, other_dir)
+        self.addCleanup(other.close)
+        gone = os.path.join(self.dir, "gone")
+        sender = handoff.Sender("\n".join([self.port.path, gone, other.path]))
+        self.addCleanup(sender.close)
+        servers = [self.pair()[1] for _ in range(4)]
+        with contextlib.redirect_stderr(self.err):
+            self.assertTrue(all(sender.give(StandInConn(s)) for s in servers))
+        self.assertEqual((len(self.loop.adopted), len(other_loop.adopted)), (2, 2))
+        self.assertFalse(sender.broken)  # one of three failed: the others still take
+        for sock, _ in list(self.loop.adopted) + list(other_loop.adopted):
+            self.addCleanup(sock.close)
+        # One full: the connection goes to the other.
+        self.loop.opts.max_connections = 2
+        _, server = self.pair()
+        self.assertTrue(sender.give(StandInConn(server)))
+        self.assertEqual(len(other_loop.adopted), 3)
+        other_loop.adopted[-1][0].close()
+        # Both full: refused, not broken.
+        other_loop.opts.max_connections = 3
+        self.assertFalse(sender.give(StandInConn(server)))
+        self.assertFalse(sender.broken)
+        self.assertEqual(sender.handed, 5)
 
     def test_the_parent_of_a_process(self):
         if not os.path.isdir("/proc/self"):
@@ -218,7 +247,7 @@ class TwoLoopsTest(unittest.TestCase):
         self.addCleanup(cleanup)
         self.path = listener.getsockname()
         self.err = io.StringIO()
-
+        self.crashes = []
         # A runs its requests on 2 app threads (a request can run while it drains), B inline.
         self.a = self.loop(self.app(b"loop-a"), listener, "loop-a", threads=2)
         # B: its own descriptor of the same listening socket, as a second worker has.
@@ -250,8 +279,15 @@ class TwoLoopsTest(unittest.TestCase):
         return loop
 
     def run_loop(self, loop):
-        with contextlib.redirect_stderr(self.err):
-            loop.run()
+        try:
+            with contextlib.redirect_stderr(self.err):
+                loop.run()
+        except BaseException as exc:  # the test fails on it (tearDown), not just the thread
+            self.crashes.append(exc)
+            raise
+
+    def tearDown(self):
+        self.assertEqual(self.crashes, [])
 
     def start(self, loop):
         loop.thread.start()

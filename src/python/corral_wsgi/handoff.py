@@ -10,7 +10,8 @@ Every direct worker listens on a private unix socket, DIR/<pid>, in a directory 
 for it (mode 0700, --handoff-dir): a path, not Linux's abstract namespace, because a directory's
 mode keeps other users out on every POSIX system and a name nobody else can take over (an abstract
 name is free to any local user once its worker exits). The service tells a draining worker where
-to hand off (CORRAL_HANDOFF, before stdin EOF).
+to hand off (CORRAL_HANDOFF, before stdin EOF: the live workers' sockets, one a line; it takes
+them in turn).
 
 One message per connection: HANDOFF_HEAD (magic, length of the bytes the sender read but did not
 parse yet: the start of a record) and those bytes, the socket's fd in SCM_RIGHTS on the first
@@ -211,23 +212,18 @@ class Port:
         return True
 
 
-class Sender:
-    """The draining side: one connection to the receiver's Port, used from the loop's thread."""
+class Link:
+    """One stream connection to a receiver's Port, used from the loop's thread."""
 
     def __init__(self, path):
         self.path = path
         self.sock = None
         self.broken = False
-        self.handed = 0
 
     def give(self, conn):
-        """Hand conn's socket over; True if the receiver took it (the caller then drops its copy
-        without closing the connection). Any failure of the channel ends handing off for good."""
-        if self.broken:
-            return False
+        """Hand conn's socket over: TAKEN, REFUSED, or None when the channel failed (then it is
+        broken for good)."""
         carried = conn.rest
-        if len(carried) > MAX_CARRY:
-            return False
         try:
             if self.sock is None:
                 sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -237,20 +233,51 @@ class Sender:
             socket.send_fds(self.sock, [HANDOFF_HEAD.pack(MAGIC, len(carried)) + carried], [conn.fd])
             answer = self.sock.recv(1)
         except OSError as exc:
-            log("handoff to %s failed: %s; closing kept connections instead" % (self.path, exc))
+            log("handoff to %s failed: %s" % (self.path, exc))
             answer = b""
-        if answer == TAKEN:
-            self.handed += 1
-            return True
-        if answer != REFUSED:
-            self.close()
-            self.broken = True
-        return False
+        if answer in (TAKEN, REFUSED):
+            return answer
+        self.close()
+        self.broken = True
+        return None
 
     def close(self):
         if self.sock is not None:
             self.sock.close()
             self.sock = None
+
+
+class Sender:
+    """The draining side: a Link to each live worker the service named (CORRAL_HANDOFF: their
+    sockets, one a line), taken in turn, so that the front's connections spread over them."""
+
+    def __init__(self, paths):
+        self.links = [Link(p) for p in paths.split("\n") if p]
+        self.turn = 0
+        self.handed = 0
+
+    @property
+    def broken(self):
+        """No receiver left: the rest of the drain closes connections as without a handoff."""
+        return all(link.broken for link in self.links)
+
+    def give(self, conn):
+        """Hand conn's socket to the next receiver that takes it; True if one did (the caller then
+        drops its copy without closing the connection)."""
+        if len(conn.rest) > MAX_CARRY:
+            return False
+        links = self.links
+        for _ in range(len(links)):
+            link = links[self.turn % len(links)]
+            self.turn += 1
+            if not link.broken and link.give(conn) == TAKEN:
+                self.handed += 1
+                return True
+        return False
+
+    def close(self):
+        for link in self.links:
+            link.close()
 
 
 def between_requests(conn):

@@ -265,7 +265,9 @@ class Loop:
         conn.running = False
         if conn.broken or conn.fd not in self.conns:
             self.close(conn)
-        elif conn.close_now or (self.draining and not handoff.hand_off(self, conn)):
+        elif self.draining and not conn.close_now and handoff.hand_off(self, conn):
+            pass  # a live worker has it now (its request ended: between two requests)
+        elif conn.close_now or self.draining:
             self.linger(conn)
         else:
             conn.deadline = monotonic() + self.idle_timeout
