@@ -122,10 +122,12 @@ export function directArgs(s: Readonly<Settings>): string[] {
   ];
 }
 
-const ANSWER_DIR_PREFIX = 'corral-answer-';
+/** Private temporary directories of a service (the answer page's, the handoff sockets'), named PREFIX + pid + '-' + 6 characters. */
+export const ANSWER_DIR_PREFIX = 'corral-answer-';
+export const HANDOFF_DIR_PREFIX = 'corral-handoff-';
 
-/** Removes answer page directories in `dir` left by corral services that no longer run (same user only). */
-export function removeOrphanAnswerDirs(dir: string, log: Logger): void {
+/** Removes such directories in `dir` left by corral services that no longer run (same user only). */
+export function removeOrphanDirs(dir: string, prefix: string, log: Logger): void {
   let names: string[];
   try {
     names = readdirSync(dir);
@@ -134,7 +136,8 @@ export function removeOrphanAnswerDirs(dir: string, log: Logger): void {
   }
   const uid = process.getuid?.() ?? null;
   for (const name of names) {
-    const m = /^corral-answer-(\d+)-[A-Za-z0-9]{6}$/.exec(name);
+    if (!name.startsWith(prefix)) continue;
+    const m = /^(\d+)-[A-Za-z0-9]{6}$/.exec(name.slice(prefix.length));
     if (!m) continue;
     const pid = Number(m[1]);
     if (pid === process.pid || isAlive(pid)) continue;
@@ -142,7 +145,7 @@ export function removeOrphanAnswerDirs(dir: string, log: Logger): void {
     try {
       if (uid !== null && lstatSync(path).uid !== uid) continue;
       rmSync(path, { recursive: true, force: true });
-      log.info({ path, pid }, 'removed the answer page directory of a corral service that is gone');
+      log.info({ path, pid }, 'removed the temporary directory of a corral service that is gone');
     } catch {
       /* another service's sweep got there first, or it is not ours to remove */
     }
@@ -339,7 +342,7 @@ export class App {
    */
   #answerPageFile(): string {
     if (this.#answerPage === null) {
-      removeOrphanAnswerDirs(tmpdir(), this.log);
+      removeOrphanDirs(tmpdir(), ANSWER_DIR_PREFIX, this.log);
       this.#answerPage = join(mkdtempSync(join(tmpdir(), `${ANSWER_DIR_PREFIX}${process.pid}-`)), 'page');
     }
     return this.#answerPage;
@@ -366,7 +369,11 @@ export class App {
     const args = [...spec.args, ...directArgs(this.settings)];
     if (handoff) {
       // mkdtemp makes it 0700: only this user's processes can reach the sockets in it.
-      this.#handoffDir ??= mkdtempSync(join(tmpdir(), 'corral-handoff-'));
+      // Named with this service's pid, like the answer page's: a killed service's is removed by the next.
+      if (this.#handoffDir === null) {
+        removeOrphanDirs(tmpdir(), HANDOFF_DIR_PREFIX, this.log);
+        this.#handoffDir = mkdtempSync(join(tmpdir(), `${HANDOFF_DIR_PREFIX}${process.pid}-`));
+      }
       args.push('--handoff-dir', this.#handoffDir);
     }
     return { ...spec, args, extraFds: [shared.fd] };
