@@ -39,7 +39,15 @@ export class Outbox {
 
   /** Queues one buffer. */
   push(chunk: Buffer): void {
-    this.#chunks.push(chunk);
+    const chunks = this.#chunks;
+    const n = chunks.length;
+    const last = n > 0 ? chunks[n - 1]! : null;
+    // Records passed on as they came from a worker lie next to each other in the buffer of one
+    // read (a response's STDOUT, its empty STDOUT and END_REQUEST): one view of them all, so the
+    // flush writes it as it is instead of copying the pieces together.
+    if (last !== null && last.buffer === chunk.buffer && last.byteOffset + last.length === chunk.byteOffset)
+      chunks[n - 1] = Buffer.from(last.buffer, last.byteOffset, last.length + chunk.length);
+    else chunks.push(chunk);
     this.#bytes += chunk.length;
     if (!this.#scheduled) {
       this.#scheduled = true;
