@@ -132,11 +132,21 @@ class FrontRequest implements ExchangeSink {
   #devtrace: Buffer[] | null = null;
   #devtraceBytes = 0;
 
-  constructor(conn: FcgiConnection, id: number, keepConn: boolean, now: number) {
+  /** The client's BEGIN_REQUEST (RESPONDER, 8 content bytes, checked), until a worker takes it. */
+  #begin: Buffer | null;
+
+  constructor(conn: FcgiConnection, id: number, keepConn: boolean, now: number, begin: Buffer) {
     this.conn = conn;
     this.id = id;
     this.keepConn = keepConn;
     this.beganAt = now;
+    this.#begin = begin;
+  }
+
+  takeBeginFrame(): Buffer | null {
+    const b = this.#begin;
+    this.#begin = null;
+    return b;
   }
 
   stdout(content: Buffer, frame?: Buffer): void {
@@ -485,7 +495,7 @@ export class FcgiConnection {
       this.#refuseBegin(r.requestId, keepConn, ProtocolStatus.OVERLOADED);
       return;
     }
-    this.#requests.set(r.requestId, new FrontRequest(this, r.requestId, keepConn, performance.now()));
+    this.#requests.set(r.requestId, new FrontRequest(this, r.requestId, keepConn, performance.now(), r.frame));
     this.#incomplete++;
   }
 

@@ -28,6 +28,12 @@ export interface ExchangeSink {
   held?(delta: number): void;
   /** Method and path (query included) for the status page's current requests; read only when a status is asked for. */
   describe?(): { method: string; path: string } | null;
+  /**
+   * The client's own BEGIN_REQUEST record for this RESPONDER request, as received (once: later
+   * calls give null). The worker is sent it with its request id written in place, so that it
+   * lies next to the PARAMS records in the same read and all go out as one view.
+   */
+  takeBeginFrame?(): Buffer | null;
 }
 
 /** The worker side of an exchange, as the exchange needs it. */

@@ -23,6 +23,8 @@ export function writeChunks(stream: Writable, chunks: Buffer[], bytes: number): 
 export class Outbox {
   readonly #stream: Writable;
   #chunks: Buffer[] = [];
+  /** Where, in the last chunk's memory, the run of adjacent views that extends it ends (-1: no run). */
+  #runEnd = -1;
   #bytes = 0;
   #scheduled = false;
   #waiting: Array<() => void> = [];
@@ -41,13 +43,20 @@ export class Outbox {
   push(chunk: Buffer): void {
     const chunks = this.#chunks;
     const n = chunks.length;
-    const last = n > 0 ? chunks[n - 1]! : null;
-    // Records passed on as they came from a worker lie next to each other in the buffer of one
-    // read (a response's STDOUT, its empty STDOUT and END_REQUEST): one view of them all, so the
-    // flush writes it as it is instead of copying the pieces together.
-    if (last !== null && last.buffer === chunk.buffer && last.byteOffset + last.length === chunk.byteOffset)
-      chunks[n - 1] = Buffer.from(last.buffer, last.byteOffset, last.length + chunk.length);
-    else chunks.push(chunk);
+    // Records passed on as they came lie next to each other in the buffer of one read (a
+    // response's STDOUT, its empty STDOUT and END_REQUEST from a worker; a request's BEGIN,
+    // PARAMS and STDIN from a client): they go out as one view of it, so the flush writes it as
+    // it is instead of copying the pieces together. The run is extended here and its view made
+    // once, when something else comes or at the flush.
+    if (n > 0) {
+      const last = chunks[n - 1]!;
+      const end = this.#runEnd >= 0 ? this.#runEnd : last.byteOffset + last.length;
+      if (last.buffer === chunk.buffer && end === chunk.byteOffset) this.#runEnd = end + chunk.length;
+      else {
+        this.#closeRun();
+        chunks.push(chunk);
+      }
+    } else chunks.push(chunk);
     this.#bytes += chunk.length;
     if (!this.#scheduled) {
       this.#scheduled = true;
@@ -64,6 +73,7 @@ export class Outbox {
   /** Writes what is queued now. Returns false if the stream is backed up. */
   flush(): boolean {
     this.#scheduled = false;
+    this.#closeRun();
     const chunks = this.#chunks;
     const stream = this.#stream;
     if (chunks.length > 0 && !stream.destroyed && stream.writable) {
@@ -92,8 +102,18 @@ export class Outbox {
   /** Drops queued data and pending callbacks (the stream is gone). */
   discard(): void {
     this.#chunks = [];
+    this.#runEnd = -1;
     this.#bytes = 0;
     this.#waiting = [];
+  }
+
+  /** Replaces the last chunk with the view of its whole run. */
+  #closeRun(): void {
+    if (this.#runEnd < 0) return;
+    const chunks = this.#chunks;
+    const last = chunks[chunks.length - 1]!;
+    chunks[chunks.length - 1] = Buffer.from(last.buffer, last.byteOffset, this.#runEnd - last.byteOffset);
+    this.#runEnd = -1;
   }
 
   readonly #flushNow = (): void => {

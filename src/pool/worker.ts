@@ -165,8 +165,14 @@ export class Worker implements WorkerHandle {
     this.#nextId = (id % 0xffff) + 1;
     this.#exchanges.set(id, ex);
     this.#stdoutCredit.set(id, this.#responseWindow);
-    // BEGIN_REQUEST: the worker only serves RESPONDER; flags are irrelevant on the pipe.
-    this.send(encodeBeginRequest(id, Role.RESPONDER, 0));
+    // BEGIN_REQUEST: the worker only serves RESPONDER; flags are irrelevant on the pipe (the
+    // client's record, when the sink has it, is a RESPONDER one with 8 content bytes).
+    const begin = ex.sink.takeBeginFrame?.() ?? null;
+    if (begin !== null) {
+      begin[2] = id >>> 8;
+      begin[3] = id & 0xff;
+      this.send(begin);
+    } else this.send(encodeBeginRequest(id, Role.RESPONDER, 0));
     ex.assign(this, id, this.#ready!.window, this.#responseWindow);
   }
 

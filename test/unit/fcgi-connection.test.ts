@@ -8,9 +8,9 @@ import type { RequestObserver, RequestRecord } from '../../src/front/access-log.
 import { FcgiConnection } from '../../src/front/fcgi-connection.js';
 import type { Upstream } from '../../src/pool/pool.js';
 import { Exchange, type ExchangeSink } from '../../src/pool/exchange.js';
-import { ProtocolStatus, RecordType, Role } from '../../src/fcgi/constants.js';
+import { FCGI_KEEP_CONN, ProtocolStatus, RecordType, Role } from '../../src/fcgi/constants.js';
 import { encodeParams, decodeParams } from '../../src/fcgi/params.js';
-import { encodeEndRequest, encodeRecord } from '../../src/fcgi/records.js';
+import { encodeBeginRequest, encodeEndRequest, encodeRecord } from '../../src/fcgi/records.js';
 import { silentLogger } from '../../src/log/logger.js';
 import { EchoUpstream } from '../helpers/fake-upstream.js';
 import { FcgiClient, cgiParams } from '../helpers/fcgi-client.js';
@@ -105,6 +105,27 @@ describe('FcgiConnection', () => {
     const got = c.records.filter((r) => r.type === RecordType.STDOUT || r.type === RecordType.END_REQUEST);
     expect(got.map((r) => r.requestId)).toEqual([3, 3, 3, 4, 4, 4, 5, 5, 5]);
     expect(got[0]!.frame[6]).toBe(5); // the worker's padding went through
+  });
+
+  it("hands the pool the client's BEGIN_REQUEST as received, once", async () => {
+    const taken: Array<Buffer | null> = [];
+    const up: Upstream = {
+      begin: (sink) => {
+        const ex = new Exchange(sink, 0);
+        taken.push(sink.takeBeginFrame?.() ?? null, sink.takeBeginFrame?.() ?? null);
+        queueMicrotask(() => {
+          ex.onStdout(Buffer.from('Status: 200 OK\r\n\r\n'));
+          ex.finish(0);
+        });
+        queueMicrotask(() => ex.assign({ pid: 1, send: () => undefined, grantWindow: () => undefined, abort: () => undefined }, 1, 1 << 20, 1 << 20));
+        return ex;
+      },
+    };
+    const c = await client(await serve(up));
+    expect((await c.request(5, cgiParams('GET', '/'))).protocolStatus).toBe(ProtocolStatus.REQUEST_COMPLETE);
+    // What FcgiClient sent (a keep-conn RESPONDER request 5), byte for byte.
+    expect(taken[0]?.equals(encodeBeginRequest(5, Role.RESPONDER, FCGI_KEEP_CONN))).toBe(true);
+    expect(taken[1]).toBeNull();
   });
 
   it("re-encodes a worker's END_REQUEST that is not a plain REQUEST_COMPLETE for the status it ends with", async () => {
