@@ -25,6 +25,8 @@ export class Outbox {
   #chunks: Buffer[] = [];
   /** Where, in the last chunk's memory, the run of adjacent views that extends it ends (-1: no run). */
   #runEnd = -1;
+  /** The memory of that run (null: no run). */
+  #runBuf: ArrayBufferLike | null = null;
   #bytes = 0;
   #scheduled = false;
   #waiting: Array<() => void> = [];
@@ -48,15 +50,10 @@ export class Outbox {
     // PARAMS and STDIN from a client): they go out as one view of it, so the flush writes it as
     // it is instead of copying the pieces together. The run is extended here and its view made
     // once, when something else comes or at the flush.
-    if (n > 0) {
-      const last = chunks[n - 1]!;
-      const end = this.#runEnd >= 0 ? this.#runEnd : last.byteOffset + last.length;
-      if (last.buffer === chunk.buffer && end === chunk.byteOffset) this.#runEnd = end + chunk.length;
-      else {
-        this.#closeRun();
-        chunks.push(chunk);
-      }
-    } else chunks.push(chunk);
+    if (n === 0 || !this.#extendRun(chunks[n - 1]!, chunk)) {
+      this.#closeRun();
+      chunks.push(chunk);
+    }
     this.#bytes += chunk.length;
     if (!this.#scheduled) {
       this.#scheduled = true;
@@ -103,8 +100,21 @@ export class Outbox {
   discard(): void {
     this.#chunks = [];
     this.#runEnd = -1;
+    this.#runBuf = null;
     this.#bytes = 0;
     this.#waiting = [];
+  }
+
+  /** Extends the run of `last` (the last chunk) with `chunk` if it comes right after it in the same memory. */
+  #extendRun(last: Buffer, chunk: Buffer): boolean {
+    const end = this.#runEnd >= 0 ? this.#runEnd : last.byteOffset + last.length;
+    if (end !== chunk.byteOffset) return false;
+    // Only now the memory, once per piece: `.buffer` is a call into V8's C++.
+    const buf = chunk.buffer;
+    if ((this.#runBuf ?? last.buffer) !== buf) return false;
+    this.#runBuf = buf;
+    this.#runEnd = end + chunk.length;
+    return true;
   }
 
   /** Replaces the last chunk with the view of its whole run. */
@@ -112,8 +122,9 @@ export class Outbox {
     if (this.#runEnd < 0) return;
     const chunks = this.#chunks;
     const last = chunks[chunks.length - 1]!;
-    chunks[chunks.length - 1] = Buffer.from(last.buffer, last.byteOffset, this.#runEnd - last.byteOffset);
+    chunks[chunks.length - 1] = Buffer.from(this.#runBuf!, last.byteOffset, this.#runEnd - last.byteOffset);
     this.#runEnd = -1;
+    this.#runBuf = null;
   }
 
   readonly #flushNow = (): void => {
