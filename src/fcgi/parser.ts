@@ -23,6 +23,12 @@ export interface FcgiRecord {
   readonly content: Buffer;
   /** The whole record: 8-byte header, content and padding. */
   readonly frame: Buffer;
+  /**
+   * True when `frame` is the record as received, a view into the chunk (the worker's answer is
+   * passed on as it came, its request id rewritten in place); false for a part of a split stream
+   * record, whose `frame` is made up (a copy) when read.
+   */
+  readonly received: boolean;
 }
 
 /** Why the byte stream is not FastCGI. The parser stops at the first one. */
@@ -48,6 +54,7 @@ function pieceRecord(type: number, requestId: number, content: Buffer): FcgiReco
     type,
     requestId,
     content,
+    received: false,
     get frame(): Buffer {
       if (frame === null) {
         frame = Buffer.allocUnsafe(HEADER_LEN + content.length);
@@ -85,6 +92,7 @@ function toRecord(frame: Buffer): FcgiRecord {
     requestId: (frame[2]! << 8) | frame[3]!,
     content: frame.subarray(HEADER_LEN, HEADER_LEN + contentLength),
     frame,
+    received: true,
   };
 }
 

@@ -73,6 +73,32 @@ export interface Router {
   route(params: ReadonlyMap<string, string> | null): Upstream | CorralError;
 }
 
+/** Writes a connection's request id into a record frame received from a worker. */
+function setRequestId(frame: Buffer, id: number): void {
+  frame[2] = id >>> 8;
+  frame[3] = id & 0xff;
+}
+
+/** Whether a worker's END_REQUEST frame says REQUEST_COMPLETE with `appStatus`, in the usual 8 bytes (then it is passed on as it is). */
+function isPlainEnd(frame: Buffer, appStatus: number): boolean {
+  return frame.length >= HEADER_LEN + 8 && frame[4] === 0 && frame[5] === 8 && frame.readUInt32BE(HEADER_LEN) === appStatus >>> 0 && frame[HEADER_LEN + 4] === ProtocolStatus.REQUEST_COMPLETE;
+}
+
+/** `Status: ` at the very start of a CGI head, byte for byte as the worker writes it. */
+const STATUS_PREFIX = Buffer.from('Status: ', 'latin1');
+
+/** The status of a head that starts `Status: NNN` (what cgiStatus returns for it), else 0. */
+function leadingStatus(head: Buffer): number {
+  const n = STATUS_PREFIX.length;
+  if (head.length < n + 3) return 0;
+  for (let i = 0; i < n; i++) if (head[i] !== STATUS_PREFIX[i]) return 0;
+  const a = head[n]! - 48;
+  const b = head[n + 1]! - 48;
+  const c = head[n + 2]! - 48;
+  if (a < 0 || a > 9 || b < 0 || b > 9 || c < 0 || c > 9) return 0;
+  return a * 100 + b * 10 + c;
+}
+
 /** The content of a record frame (header and padding cut off). */
 function contentOf(frame: Buffer): Buffer {
   return frame.subarray(HEADER_LEN, HEADER_LEN + ((frame[4]! << 8) | frame[5]!));
@@ -106,32 +132,48 @@ class FrontRequest implements ExchangeSink {
   #devtrace: Buffer[] | null = null;
   #devtraceBytes = 0;
 
-  constructor(conn: FcgiConnection, id: number, keepConn: boolean, now: number) {
+  /** The client's BEGIN_REQUEST (RESPONDER, 8 content bytes, checked), until a worker takes it. */
+  #begin: Buffer | null;
+
+  constructor(conn: FcgiConnection, id: number, keepConn: boolean, now: number, begin: Buffer) {
     this.conn = conn;
     this.id = id;
     this.keepConn = keepConn;
     this.beganAt = now;
+    this.#begin = begin;
   }
 
-  stdout(content: Buffer): void {
+  takeBeginFrame(): Buffer | null {
+    const b = this.#begin;
+    this.#begin = null;
+    return b;
+  }
+
+  stdout(content: Buffer, frame?: Buffer): void {
     if (this.done) return;
     if (this.#devtrace !== null || (this.bytes === 0 && this.conn.devErrors && content.subarray(0, DEVTRACE_HEAD.length).equals(DEVTRACE_HEAD))) {
       this.#holdDevtrace(content);
       return;
     }
-    // A fresh header and the content as it came from the worker (a view: no copy of the body).
-    this.conn.write(header(RecordType.STDOUT, this.id, content.length));
-    if (content.length > 0) this.conn.write(content);
+    if (frame !== undefined) {
+      // The worker's record as it came (a view into its read), with this connection's request id.
+      setRequestId(frame, this.id);
+      this.conn.write(frame);
+    } else {
+      // A fresh header and the content as it came from the worker (a view: no copy of the body).
+      this.conn.write(header(RecordType.STDOUT, this.id, content.length));
+      if (content.length > 0) this.conn.write(content);
+    }
     if (this.#head !== null && content.length > 0) this.#probeStatus(content);
     this.bytes += content.length;
     const ex = this.exchange;
     if (ex && content.length > 0) this.conn.afterFlush(() => ex.credit(content.length));
   }
 
-  end(appStatus: number): void {
+  end(appStatus: number, frame?: Buffer): void {
     if (this.done) return;
     if (this.#devtrace !== null) return this.#sendDevPage();
-    this.conn.endRequest(this, appStatus);
+    this.conn.endRequest(this, appStatus, frame);
   }
 
   #holdDevtrace(content: Buffer): void {
@@ -156,6 +198,14 @@ class FrontRequest implements ExchangeSink {
 
   /** The status for the access log, from the CGI head, which may come in more than one piece. */
   #probeStatus(content: Buffer): void {
+    // The worker starts every head with its Status line: read it in place (what cgiStatus finds
+    // first), without making a string of the head or searching it for its end.
+    const leading = this.#head!.length === 0 ? leadingStatus(content) : 0;
+    if (leading > 0) {
+      this.status = leading;
+      this.#head = null;
+      return;
+    }
     const head = this.#head!.length === 0 ? content : Buffer.concat([this.#head!, content.subarray(0, CGI_STATUS_PROBE)]);
     this.status = cgiStatus(head);
     // Only the probed start counts: a large first piece is not searched to its end.
@@ -341,13 +391,19 @@ export class FcgiConnection {
     );
   }
 
-  /** Ends a request with END_REQUEST; closes the connection if the client did not ask to keep it. */
-  endRequest(req: FrontRequest, appStatus: number): void {
+  /**
+   * Ends a request with END_REQUEST (the worker's own record passed on when it is a plain
+   * REQUEST_COMPLETE with this status); closes the connection if the client did not ask to keep it.
+   */
+  endRequest(req: FrontRequest, appStatus: number, frame?: Buffer): void {
     if (this.#requests.get(req.id) !== req) return;
     this.#requests.delete(req.id);
     this.#settle(req);
     this.#opts.observe?.(req.record());
-    this.write(encodeEndRequest(req.id, appStatus, ProtocolStatus.REQUEST_COMPLETE));
+    if (frame !== undefined && isPlainEnd(frame, appStatus)) {
+      setRequestId(frame, req.id);
+      this.write(frame);
+    } else this.write(encodeEndRequest(req.id, appStatus, ProtocolStatus.REQUEST_COMPLETE));
     if (!req.keepConn) this.#closeAfterFlush();
     else if (this.#closing && this.#requests.size === 0) this.#closeAfterFlush();
     else if (this.#requests.size === 0) {
@@ -439,7 +495,7 @@ export class FcgiConnection {
       this.#refuseBegin(r.requestId, keepConn, ProtocolStatus.OVERLOADED);
       return;
     }
-    this.#requests.set(r.requestId, new FrontRequest(this, r.requestId, keepConn, performance.now()));
+    this.#requests.set(r.requestId, new FrontRequest(this, r.requestId, keepConn, performance.now(), r.frame));
     this.#incomplete++;
   }
 

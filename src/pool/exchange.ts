@@ -11,10 +11,14 @@ import type { CorralError } from '../errors.js';
 
 /** What a front (FastCGI connection, HTTP front) gives the pool to receive one response. */
 export interface ExchangeSink {
-  /** One STDOUT record of the app's CGI response. `frame` is the whole record; its request id may be rewritten in place. */
-  stdout(content: Buffer): void;
-  /** The response is complete. */
-  end(appStatus: number): void;
+  /**
+   * One STDOUT record of the app's CGI response. `frame`, when given, is the whole record as the
+   * worker sent it (header, content, padding): a FastCGI front may pass it on with its own
+   * request id written in place instead of framing the content anew.
+   */
+  stdout(content: Buffer, frame?: Buffer): void;
+  /** The response is complete. `frame`: the worker's END_REQUEST record, as for `stdout`. */
+  end(appStatus: number, frame?: Buffer): void;
   /** The pool could not serve the request, before or during the response. */
   fail(error: CorralError): void;
   /** Stop / restart reading this request's body from the client (held input is at its bound). */
@@ -24,6 +28,12 @@ export interface ExchangeSink {
   held?(delta: number): void;
   /** Method and path (query included) for the status page's current requests; read only when a status is asked for. */
   describe?(): { method: string; path: string } | null;
+  /**
+   * The client's own BEGIN_REQUEST record for this RESPONDER request, as received (once: later
+   * calls give null). The worker is sent it with its request id written in place, so that it
+   * lies next to the PARAMS records in the same read and all go out as one view.
+   */
+  takeBeginFrame?(): Buffer | null;
 }
 
 /** The worker side of an exchange, as the exchange needs it. */
@@ -172,8 +182,8 @@ export class Exchange {
     this.#checkPause();
   }
 
-  /** STDOUT from the worker. */
-  onStdout(content: Buffer): void {
+  /** STDOUT from the worker (`frame`: the record as received, see ExchangeSink.stdout). */
+  onStdout(content: Buffer, frame?: Buffer): void {
     if (this.#state !== 'assigned') return;
     if (this.#aborted) {
       // Nobody reads it: give the credit straight back so the app runs to its end.
@@ -181,7 +191,7 @@ export class Exchange {
       return;
     }
     if (content.length > 0) this.#responseStarted = true;
-    this.sink.stdout(content);
+    this.sink.stdout(content, frame);
   }
 
   /** CORRAL_WINDOW from the worker: it consumed `bytes` of the body. */
@@ -192,13 +202,13 @@ export class Exchange {
     this.#checkPause();
   }
 
-  /** END_REQUEST from the worker, or the queued request was aborted. */
-  finish(appStatus: number): void {
+  /** END_REQUEST from the worker (`frame`: the record as received), or the queued request was aborted. */
+  finish(appStatus: number, frame?: Buffer): void {
     if (this.#state === 'done') return;
     this.#state = 'done';
     this.#dropHeld();
     this.#resume();
-    this.sink.end(appStatus);
+    this.sink.end(appStatus, frame);
     this.onDone?.(this);
   }
 

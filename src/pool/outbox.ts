@@ -23,6 +23,10 @@ export function writeChunks(stream: Writable, chunks: Buffer[], bytes: number): 
 export class Outbox {
   readonly #stream: Writable;
   #chunks: Buffer[] = [];
+  /** Where, in the last chunk's memory, the run of adjacent views that extends it ends (-1: no run). */
+  #runEnd = -1;
+  /** The memory of that run (null: no run). */
+  #runBuf: ArrayBufferLike | null = null;
   #bytes = 0;
   #scheduled = false;
   #waiting: Array<() => void> = [];
@@ -39,7 +43,17 @@ export class Outbox {
 
   /** Queues one buffer. */
   push(chunk: Buffer): void {
-    this.#chunks.push(chunk);
+    const chunks = this.#chunks;
+    const n = chunks.length;
+    // Records passed on as they came lie next to each other in the buffer of one read (a
+    // response's STDOUT, its empty STDOUT and END_REQUEST from a worker; a request's BEGIN,
+    // PARAMS and STDIN from a client): they go out as one view of it, so the flush writes it as
+    // it is instead of copying the pieces together. The run is extended here and its view made
+    // once, when something else comes or at the flush.
+    if (n === 0 || !this.#extendRun(chunks[n - 1]!, chunk)) {
+      this.#closeRun();
+      chunks.push(chunk);
+    }
     this.#bytes += chunk.length;
     if (!this.#scheduled) {
       this.#scheduled = true;
@@ -56,6 +70,7 @@ export class Outbox {
   /** Writes what is queued now. Returns false if the stream is backed up. */
   flush(): boolean {
     this.#scheduled = false;
+    this.#closeRun();
     const chunks = this.#chunks;
     const stream = this.#stream;
     if (chunks.length > 0 && !stream.destroyed && stream.writable) {
@@ -84,8 +99,32 @@ export class Outbox {
   /** Drops queued data and pending callbacks (the stream is gone). */
   discard(): void {
     this.#chunks = [];
+    this.#runEnd = -1;
+    this.#runBuf = null;
     this.#bytes = 0;
     this.#waiting = [];
+  }
+
+  /** Extends the run of `last` (the last chunk) with `chunk` if it comes right after it in the same memory. */
+  #extendRun(last: Buffer, chunk: Buffer): boolean {
+    const end = this.#runEnd >= 0 ? this.#runEnd : last.byteOffset + last.length;
+    if (end !== chunk.byteOffset) return false;
+    // Only now the memory, once per piece: `.buffer` is a call into V8's C++.
+    const buf = chunk.buffer;
+    if ((this.#runBuf ?? last.buffer) !== buf) return false;
+    this.#runBuf = buf;
+    this.#runEnd = end + chunk.length;
+    return true;
+  }
+
+  /** Replaces the last chunk with the view of its whole run. */
+  #closeRun(): void {
+    if (this.#runEnd < 0) return;
+    const chunks = this.#chunks;
+    const last = chunks[chunks.length - 1]!;
+    chunks[chunks.length - 1] = Buffer.from(this.#runBuf!, last.byteOffset, this.#runEnd - last.byteOffset);
+    this.#runEnd = -1;
+    this.#runBuf = null;
   }
 
   readonly #flushNow = (): void => {

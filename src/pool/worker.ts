@@ -165,8 +165,14 @@ export class Worker implements WorkerHandle {
     this.#nextId = (id % 0xffff) + 1;
     this.#exchanges.set(id, ex);
     this.#stdoutCredit.set(id, this.#responseWindow);
-    // BEGIN_REQUEST: the worker only serves RESPONDER; flags are irrelevant on the pipe.
-    this.send(encodeBeginRequest(id, Role.RESPONDER, 0));
+    // BEGIN_REQUEST: the worker only serves RESPONDER; flags are irrelevant on the pipe (the
+    // client's record, when the sink has it, is a RESPONDER one with 8 content bytes).
+    const begin = ex.sink.takeBeginFrame?.() ?? null;
+    if (begin !== null) {
+      begin[2] = id >>> 8;
+      begin[3] = id & 0xff;
+      this.send(begin);
+    } else this.send(encodeBeginRequest(id, Role.RESPONDER, 0));
     ex.assign(this, id, this.#ready!.window, this.#responseWindow);
   }
 
@@ -250,7 +256,11 @@ export class Worker implements WorkerHandle {
           return;
         }
         this.#stdoutCredit.set(r.requestId, left);
-        this.#guard(r.requestId, ex, () => ex.onStdout(r.content));
+        try {
+          ex.onStdout(r.content, r.received ? r.frame : undefined);
+        } catch (err) {
+          this.#stepFailed(r.requestId, ex, err);
+        }
         return;
       }
       case RecordType.END_REQUEST: {
@@ -259,13 +269,22 @@ export class Worker implements WorkerHandle {
         this.#exchanges.delete(r.requestId);
         this.#stdoutCredit.delete(r.requestId);
         this.requests++;
-        this.#guard(r.requestId, ex, () => ex.finish(r.content.length >= 4 ? r.content.readUInt32BE(0) : 0));
+        try {
+          ex.finish(r.content.length >= 4 ? r.content.readUInt32BE(0) : 0, r.received ? r.frame : undefined);
+        } catch (err) {
+          this.#stepFailed(r.requestId, ex, err);
+        }
         this.#events.idle(this);
         return;
       }
       case RecordType.CORRAL_WINDOW: {
         const ex = this.#exchanges.get(r.requestId);
-        if (ex && r.content.length === 4) this.#guard(r.requestId, ex, () => ex.onWindow(r.content.readUInt32BE(0)));
+        if (ex && r.content.length === 4)
+          try {
+            ex.onWindow(r.content.readUInt32BE(0));
+          } catch (err) {
+            this.#stepFailed(r.requestId, ex, err);
+          }
         return;
       }
       case RecordType.CORRAL_PONG:
@@ -295,21 +314,18 @@ export class Worker implements WorkerHandle {
   };
 
   /**
-   * Runs one step of a request. If handing the response on throws (a front that cannot pass
-   * it to its client), that request alone fails: the worker is told to abort it, and the other
-   * requests, the worker and the service go on (an exception here would end the process).
+   * A step of a request threw (each is run in a try, without a closure per record: this is the
+   * hot path). If handing the response on throws (a front that cannot pass it to its client),
+   * that request alone fails: the worker is told to abort it, and the other requests, the
+   * worker and the service go on (an exception here would end the process).
    */
-  #guard(requestId: number, ex: Exchange, step: () => void): void {
+  #stepFailed(requestId: number, ex: Exchange, err: unknown): void {
+    this.log.error({ requestId, err: (err as Error).message }, 'passing on the worker\'s response failed; failing that request');
+    this.abort(requestId);
     try {
-      step();
-    } catch (err) {
-      this.log.error({ requestId, err: (err as Error).message }, 'passing on the worker\'s response failed; failing that request');
-      this.abort(requestId);
-      try {
-        ex.fail(new CorralError('CORRAL_BAD_RESPONSE', `the response could not be passed on: ${(err as Error).message}`));
-      } catch (again) {
-        this.log.error({ requestId, err: (again as Error).message }, 'failing the request failed too');
-      }
+      ex.fail(new CorralError('CORRAL_BAD_RESPONSE', `the response could not be passed on: ${(err as Error).message}`));
+    } catch (again) {
+      this.log.error({ requestId, err: (again as Error).message }, 'failing the request failed too');
     }
   }
 

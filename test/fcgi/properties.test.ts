@@ -164,6 +164,20 @@ describe('splitStreams: stream records that span chunks come in parts', () => {
     // Each part is a view into one of the chunks (same memory), not a copy.
     for (const part of parts) expect(chunks.some((c) => c.buffer === part.buffer && part.byteOffset >= c.byteOffset && part.byteOffset + part.length <= c.byteOffset + c.length)).toBe(true);
   });
+
+  test('a record read whole is marked received (its frame is the bytes read); a part is not', () => {
+    const small = encodeRecord(RecordType.STDOUT, 1, fill(100, 3));
+    const big = encodeRecord(RecordType.STDOUT, 2, fill(65535, 5));
+    const chunks = split(Buffer.concat([small, big]), { kind: 'size', size: 65536 });
+    const seen: Array<[number, boolean, boolean]> = [];
+    const parser = new RecordParser({ splitStreams: true });
+    for (const c of chunks) parser.push(c, (r) => seen.push([r.requestId, r.received, chunks.some((k) => k.buffer === r.frame.buffer)]));
+    expect(seen).toEqual([
+      [1, true, true],
+      [2, false, false],
+      [2, false, false],
+    ]);
+  });
 });
 
 describe('params: encode -> decode', () => {

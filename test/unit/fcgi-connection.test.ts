@@ -8,9 +8,9 @@ import type { RequestObserver, RequestRecord } from '../../src/front/access-log.
 import { FcgiConnection } from '../../src/front/fcgi-connection.js';
 import type { Upstream } from '../../src/pool/pool.js';
 import { Exchange, type ExchangeSink } from '../../src/pool/exchange.js';
-import { ProtocolStatus, RecordType, Role } from '../../src/fcgi/constants.js';
+import { FCGI_KEEP_CONN, ProtocolStatus, RecordType, Role } from '../../src/fcgi/constants.js';
 import { encodeParams, decodeParams } from '../../src/fcgi/params.js';
-import { encodeRecord } from '../../src/fcgi/records.js';
+import { encodeBeginRequest, encodeEndRequest, encodeRecord } from '../../src/fcgi/records.js';
 import { silentLogger } from '../../src/log/logger.js';
 import { EchoUpstream } from '../helpers/fake-upstream.js';
 import { FcgiClient, cgiParams } from '../helpers/fcgi-client.js';
@@ -68,6 +68,81 @@ describe('FcgiConnection', () => {
     expect((await c.request(1, cgiParams('GET', '/missing'))).body.toString()).toBe('/missing 0');
     expect((await c.request(1, cgiParams('GET', '/found'))).body.toString()).toBe('/found 0');
     expect(seen.map((r) => [r.path, r.status])).toEqual([['/missing', 404], ['/found', 200]]);
+  });
+
+  it("passes a worker's records on as they came, with the connection's request id (padding and all)", async () => {
+    const seen: RequestRecord[] = [];
+    // One read from a worker whose request id is 7: a padded STDOUT, the empty STDOUT, END_REQUEST.
+    const answer = (head: string): Buffer[] => {
+      const read = Buffer.concat([
+        encodeWithPadding({ type: RecordType.STDOUT, requestId: 7, content: Buffer.from(`${head}\r\n\r\nhello`), padding: 5 }),
+        encodeRecord(RecordType.STDOUT, 7),
+        encodeEndRequest(7, 0, ProtocolStatus.REQUEST_COMPLETE),
+      ]);
+      const first = 8 + ((read[4]! << 8) | read[5]!) + read[6]!;
+      return [read.subarray(0, first), read.subarray(first, first + 8), read.subarray(first + 8)];
+    };
+    const heads = ['Status: 404 Not Found\r\nContent-Type: text/plain', 'Content-Type: text/plain\r\nStatus: 201 Created', 'Content-Type: text/plain'];
+    const up: Upstream = {
+      begin: (sink) => {
+        const ex = new Exchange(sink, 0);
+        const [stdout, eos, end] = answer(heads[seen.length]!);
+        queueMicrotask(() => {
+          ex.assign({ pid: 1, send: () => undefined, grantWindow: () => undefined, abort: () => undefined }, 7, 1 << 20, 1 << 20);
+          ex.onStdout(stdout!.subarray(8, stdout!.length - 5), stdout);
+          ex.onStdout(eos!.subarray(8), eos);
+          ex.finish(0, end);
+        });
+        return ex;
+      },
+    };
+    const c = await client(await serve(up, (r) => seen.push(r)));
+    for (const [i, status] of [404, 201, 200].entries()) {
+      const r = await c.request(3 + i, cgiParams('GET', '/p'));
+      expect([r.status, r.body.toString(), r.protocolStatus, r.appStatus]).toEqual([status, 'hello', ProtocolStatus.REQUEST_COMPLETE, 0]);
+    }
+    expect(seen.map((r) => r.status)).toEqual([404, 201, 200]);
+    const got = c.records.filter((r) => r.type === RecordType.STDOUT || r.type === RecordType.END_REQUEST);
+    expect(got.map((r) => r.requestId)).toEqual([3, 3, 3, 4, 4, 4, 5, 5, 5]);
+    expect(got[0]!.frame[6]).toBe(5); // the worker's padding went through
+  });
+
+  it("hands the pool the client's BEGIN_REQUEST as received, once", async () => {
+    const taken: Array<Buffer | null> = [];
+    const up: Upstream = {
+      begin: (sink) => {
+        const ex = new Exchange(sink, 0);
+        taken.push(sink.takeBeginFrame?.() ?? null, sink.takeBeginFrame?.() ?? null);
+        queueMicrotask(() => {
+          ex.onStdout(Buffer.from('Status: 200 OK\r\n\r\n'));
+          ex.finish(0);
+        });
+        queueMicrotask(() => ex.assign({ pid: 1, send: () => undefined, grantWindow: () => undefined, abort: () => undefined }, 1, 1 << 20, 1 << 20));
+        return ex;
+      },
+    };
+    const c = await client(await serve(up));
+    expect((await c.request(5, cgiParams('GET', '/'))).protocolStatus).toBe(ProtocolStatus.REQUEST_COMPLETE);
+    // What FcgiClient sent (a keep-conn RESPONDER request 5), byte for byte.
+    expect(taken[0]?.equals(encodeBeginRequest(5, Role.RESPONDER, FCGI_KEEP_CONN))).toBe(true);
+    expect(taken[1]).toBeNull();
+  });
+
+  it("re-encodes a worker's END_REQUEST that is not a plain REQUEST_COMPLETE for the status it ends with", async () => {
+    const up: Upstream = {
+      begin: (sink) => {
+        const ex = new Exchange(sink, 0);
+        queueMicrotask(() => {
+          ex.assign({ pid: 1, send: () => undefined, grantWindow: () => undefined, abort: () => undefined }, 9, 1 << 20, 1 << 20);
+          ex.onStdout(Buffer.from('Status: 200 OK\r\n\r\nx'));
+          ex.finish(1, encodeEndRequest(9, 1, ProtocolStatus.OVERLOADED));
+        });
+        return ex;
+      },
+    };
+    const c = await client(await serve(up));
+    const r = await c.request(2, cgiParams('GET', '/'));
+    expect([r.body.toString(), r.appStatus, r.protocolStatus]).toEqual(['x', 1, ProtocolStatus.REQUEST_COMPLETE]);
   });
 
   it('takes a body whose records (with padding) arrive cut into small odd pieces', async () => {
