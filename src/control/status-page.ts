@@ -143,7 +143,17 @@ function renderRecentErrors(a: AppStatus): string {
         `<tr><td>${esc(formatClock(e.at))}</td><td>${esc(count)}×</td><td>${esc(e.status)}</td><td class="path">${esc(e.method)} ${e.path === null ? '<span class="none">(hidden)</span>' : esc(e.path)}</td><td>${esc(e.pid ?? '–')}</td><td class="exc">${esc([e.code, e.exception].filter((x) => x !== null).join(' '))}</td></tr>`,
     )
     .join('\n');
-  return `<h3>Recent errors <small>(last ${esc(a.recentErrors.length)}, repeats folded; the newest shown)</small></h3><table class="events errors"><thead><tr><th>newest (UTC)</th><th>times</th><th>status</th><th class="note">request</th><th>pid</th><th class="note">error</th></tr></thead><tbody>
+  return eventTable(
+    `Recent errors <small>(last ${esc(a.recentErrors.length)}, repeats folded; the newest shown)</small>`,
+    'errors',
+    '<th>newest (UTC)</th><th>times</th><th>status</th><th class="note">request</th><th>pid</th><th class="note">error</th>',
+    rows,
+  );
+}
+
+/** One table of recent events: its heading (HTML), its class, its head cells and its rows (HTML). */
+function eventTable(title: string, kind: string, heads: string, rows: string): string {
+  return `<h3>${title}</h3><table class="events ${kind}"><thead><tr>${heads}</tr></thead><tbody>
 ${rows}
 </tbody></table>\n`;
 }
@@ -154,9 +164,7 @@ function renderReloads(a: AppStatus): string {
     .slice(0, 5)
     .map((r) => `<tr><td>${esc(formatClock(r.at))}</td><td class="${r.ok ? 'ok-text' : 'bad-text'}">${r.ok ? 'ok' : 'failed'}</td><td>${esc(r.generation)}</td><td class="note">${esc(r.reason)}${r.ok ? '' : ` — ${esc(r.message ?? '')} <code>${esc(r.code ?? '')}</code>`}</td></tr>`)
     .join('\n');
-  return `<h3>Recent reloads</h3><table class="events reloads"><thead><tr><th>time (UTC)</th><th>result</th><th>generation</th><th class="note">why</th></tr></thead><tbody>
-${rows}
-</tbody></table>\n`;
+  return eventTable('Recent reloads', 'reloads', '<th>time (UTC)</th><th>result</th><th>generation</th><th class="note">why</th>', rows);
 }
 
 function renderExits(a: AppStatus): string {
@@ -165,9 +173,7 @@ function renderExits(a: AppStatus): string {
     .slice(0, 5)
     .map((e) => `<tr><td>${esc(formatClock(e.at))}</td><td>${esc(e.pid ?? '–')}</td><td class="note">${esc(e.reason)}</td></tr>`)
     .join('\n');
-  return `<h3>Recent worker exits</h3><table class="events exits"><thead><tr><th>time (UTC)</th><th>pid</th><th class="note">reason</th></tr></thead><tbody>
-${rows}
-</tbody></table>\n`;
+  return eventTable('Recent worker exits', 'exits', '<th>time (UTC)</th><th>pid</th><th class="note">reason</th>', rows);
 }
 
 function renderWorkers(a: AppStatus): string {
