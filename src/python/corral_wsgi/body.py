@@ -48,28 +48,23 @@ class Input:
         self._buf, self._pos, self._pending, self.held, self.eof = b"", 0, [], 0, True
 
     def read(self, size=-1):
-        if size is None or size < 0:
-            size = sys.maxsize
-        parts = []
-        while size > 0:
-            piece = self._take(size, False)
-            if not piece:
-                break
-            parts.append(piece)
-            size -= len(piece)
-        return parts[0] if len(parts) == 1 else b"".join(parts)
+        return self._collect(size, False)
 
     def readline(self, limit=-1):
+        return self._collect(limit, True)
+
+    def _collect(self, limit, line):
+        """Up to limit bytes (None or negative: no limit); with line, up to and including a newline."""
         if limit is None or limit < 0:
             limit = sys.maxsize
         parts = []
         while limit > 0:
-            piece = self._take(limit, True)
+            piece = self._take(limit, line)
             if not piece:
                 break
             parts.append(piece)
             limit -= len(piece)
-            if piece[-1:] == b"\n":
+            if line and piece[-1:] == b"\n":
                 break
         return parts[0] if len(parts) == 1 else b"".join(parts)
 
