@@ -6,7 +6,6 @@
  * when a generation becomes ready it drains like an old one, and no request is lost. Also: the
  * default data plane is direct where it can apply.
  */
-import http from 'node:http';
 import { rmSync, writeFileSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -15,19 +14,17 @@ import { DEBIAN_PYTHON, FIXTURES, alive, showLogOnFailure, startCorral, stopAll,
 import { httpRequest, workersReady } from '../helpers/e2e.js';
 import { FcgiClient, cgiParams, fcgiGet, header } from '../helpers/fcgi-client.js';
 import { startNginx, stopAllNginx } from '../helpers/nginx.js';
-import { AppDir, Load, keepAliveLoad } from '../helpers/reload.js';
+import { AppDir, LoadTestKit, keepAliveLoad } from '../helpers/reload.js';
 
-const apps: AppDir[] = [];
+const kit = new LoadTestKit();
+const { apps, loads, agents } = kit;
 const dirs: string[] = [];
-const loads: Load[] = [];
-const agents: http.Agent[] = [];
 
 afterEach(async () => {
-  await Promise.all(loads.splice(0).map((l) => l.stop()));
-  for (const a of agents.splice(0)) a.destroy();
-  await stopAllNginx();
-  await stopAll();
-  for (const a of apps.splice(0)) a.remove();
+  await kit.cleanup(async () => {
+    await stopAllNginx();
+    await stopAll();
+  });
   for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
 });
 

@@ -12,19 +12,17 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { DEBIAN_PYTHON, showLogOnFailure, startCorral, stopAll, type CorralProcess } from '../helpers/corral.js';
 import { httpRequest, workersReady } from '../helpers/e2e.js';
 import { startNginx, stopAllNginx, type NginxProcess } from '../helpers/nginx.js';
-import { AppDir, Load } from '../helpers/reload.js';
+import { AppDir, Load, LoadTestKit } from '../helpers/reload.js';
 
-const apps: AppDir[] = [];
-const loads: Load[] = [];
-const agents: http.Agent[] = [];
+const kit = new LoadTestKit();
+const { apps, loads, agents } = kit;
 
-afterEach(async () => {
-  await Promise.all(loads.splice(0).map((l) => l.stop()));
-  for (const a of agents.splice(0)) a.destroy();
-  await stopAllNginx();
-  await stopAll();
-  for (const a of apps.splice(0)) a.remove();
-});
+afterEach(() =>
+  kit.cleanup(async () => {
+    await stopAllNginx();
+    await stopAll();
+  }),
+);
 
 /** `VERSION PID` on GET; on POST that line, a newline and the body echoed; /sleep?s=N sleeps first. */
 const ECHO_APP = `"""Handoff test app."""

@@ -4,24 +4,21 @@
  * clients with keep-alive loop requests through nginx while wsgi.py is edited 3 times. Every
  * answer is a 200 with a known version, each edit is served, nginx logs no upstream error.
  */
-import http from 'node:http';
 import { afterEach, describe, expect, it } from 'vitest';
 import { startCorral, stopAll } from '../helpers/corral.js';
-import { httpRequest, workersReady } from '../helpers/e2e.js';
+import { workersReady } from '../helpers/e2e.js';
 import { startNginx, stopAllNginx } from '../helpers/nginx.js';
-import { AppDir, Load, keepAliveLoad, latencies, median } from '../helpers/reload.js';
+import { AppDir, LoadTestKit, keepAliveLoad, latencies, median } from '../helpers/reload.js';
 
-const apps: AppDir[] = [];
-const loads: Load[] = [];
-const agents: http.Agent[] = [];
+const kit = new LoadTestKit();
+const { apps, loads, agents } = kit;
 
-afterEach(async () => {
-  await Promise.all(loads.splice(0).map((l) => l.stop()));
-  for (const a of agents.splice(0)) a.destroy();
-  await stopAllNginx();
-  await stopAll();
-  for (const a of apps.splice(0)) a.remove();
-});
+afterEach(() =>
+  kit.cleanup(async () => {
+    await stopAllNginx();
+    await stopAll();
+  }),
+);
 
 describe('reload under load through nginx', () => {
   it('3 edits while 4 HTTP clients go through nginx: each edit served, zero failed requests, no nginx errors', async () => {

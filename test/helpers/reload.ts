@@ -237,3 +237,21 @@ export function keepAliveLoad(url: string, n: number): { load: Load; agents: htt
   });
   return { load, agents };
 }
+
+/**
+ * What a load test made besides its services: app dirs, loads and the loads' HTTP agents. Its
+ * afterEach calls cleanup(): the loads stop (their agents destroyed) first, then `stopServers`,
+ * then the app dirs go, so that no request of a load runs into a server being stopped.
+ */
+export class LoadTestKit {
+  readonly apps: AppDir[] = [];
+  readonly loads: Load[] = [];
+  readonly agents: http.Agent[] = [];
+
+  async cleanup(stopServers: () => Promise<void>): Promise<void> {
+    await Promise.all(this.loads.splice(0).map((l) => l.stop()));
+    for (const a of this.agents.splice(0)) a.destroy();
+    await stopServers();
+    for (const a of this.apps.splice(0)) a.remove();
+  }
+}
