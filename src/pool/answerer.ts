@@ -134,11 +134,7 @@ export class Answerer {
       // Another app's workers hold every unit: clients wait in the listen queue meanwhile.
       if (!this.#budgetWarned) this.#deps.log.warn('maxTotalWorkers reached: the answerer waits for a worker to exit');
       this.#budgetWarned = true;
-      this.#respawnTimer = setTimeout(() => {
-        this.#respawnTimer = null;
-        if (this.#wanted && !this.#stopped && !this.#current) this.#spawn();
-      }, RESPAWN_MIN_MS);
-      this.#respawnTimer.unref();
+      this.#spawnLater(RESPAWN_MIN_MS);
       return;
     }
     this.#budgetWarned = false;
@@ -206,10 +202,15 @@ export class Answerer {
     const delay = Math.min(RESPAWN_MAX_MS, RESPAWN_MIN_MS * 2 ** this.#failures);
     this.#failures++;
     w.log.warn({ code, signal, stderr: w.lastStderr, fatal: w.fatal?.error, retryMs: delay }, 'answerer exited; starting another');
+    this.#spawnLater(delay);
+  }
+
+  /** Starts one after `ms`, if it is still wanted then. */
+  #spawnLater(ms: number): void {
     this.#respawnTimer = setTimeout(() => {
       this.#respawnTimer = null;
       if (this.#wanted && !this.#stopped && !this.#current) this.#spawn();
-    }, delay);
+    }, ms);
     this.#respawnTimer.unref();
   }
 
