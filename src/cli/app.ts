@@ -7,6 +7,7 @@ import { lstatSync, mkdtempSync, readdirSync, renameSync, rmSync, writeFileSync 
 import { tmpdir } from 'node:os';
 import { basename, delimiter, dirname, isAbsolute, join, relative } from 'node:path';
 import { Answerer, type AnswererInfo } from '../pool/answerer.js';
+import { pidAlive } from '../relay/lock.js';
 import { errorResponse } from '../front/error-page.js';
 import type { DirectReport } from '../pool/report.js';
 import { runDeploy, type DeploySpec } from '../pool/deploy.js';
@@ -126,6 +127,12 @@ export function directArgs(s: Readonly<Settings>): string[] {
 export const ANSWER_DIR_PREFIX = 'corral-answer-';
 export const HANDOFF_DIR_PREFIX = 'corral-handoff-';
 
+/** A new private directory (mode 0700) PREFIX + this pid + '-XXXXXX' in the temporary directory, after removing those of services that are gone. */
+function makePrivateDir(prefix: string, log: Logger): string {
+  removeOrphanDirs(tmpdir(), prefix, log);
+  return mkdtempSync(join(tmpdir(), `${prefix}${process.pid}-`));
+}
+
 /** Removes such directories in `dir` left by corral services that no longer run (same user only). */
 export function removeOrphanDirs(dir: string, prefix: string, log: Logger): void {
   let names: string[];
@@ -140,7 +147,7 @@ export function removeOrphanDirs(dir: string, prefix: string, log: Logger): void
     const m = /^(\d+)-[A-Za-z0-9]{6}$/.exec(name.slice(prefix.length));
     if (!m) continue;
     const pid = Number(m[1]);
-    if (pid === process.pid || isAlive(pid)) continue;
+    if (pid === process.pid || pidAlive(pid)) continue;
     const path = join(dir, name);
     try {
       if (uid !== null && lstatSync(path).uid !== uid) continue;
@@ -152,14 +159,6 @@ export function removeOrphanDirs(dir: string, prefix: string, log: Logger): void
   }
 }
 
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
 
 /** How the worker process is started for these settings (`appVars`: the app's own variables, from its web.config). */
 export function spawnSpec(s: Readonly<Settings>, dev: boolean, appVars: Readonly<Record<string, string>> = {}): WorkerSpawnSpec {
@@ -341,10 +340,7 @@ export class App {
    * this service's pid so that one left by a service that was killed (no stop() ran) is removed here.
    */
   #answerPageFile(): string {
-    if (this.#answerPage === null) {
-      removeOrphanDirs(tmpdir(), ANSWER_DIR_PREFIX, this.log);
-      this.#answerPage = join(mkdtempSync(join(tmpdir(), `${ANSWER_DIR_PREFIX}${process.pid}-`)), 'page');
-    }
+    this.#answerPage ??= join(makePrivateDir(ANSWER_DIR_PREFIX, this.log), 'page');
     return this.#answerPage;
   }
 
@@ -370,10 +366,7 @@ export class App {
     if (handoff) {
       // mkdtemp makes it 0700: only this user's processes can reach the sockets in it.
       // Named with this service's pid, like the answer page's: a killed service's is removed by the next.
-      if (this.#handoffDir === null) {
-        removeOrphanDirs(tmpdir(), HANDOFF_DIR_PREFIX, this.log);
-        this.#handoffDir = mkdtempSync(join(tmpdir(), `${HANDOFF_DIR_PREFIX}${process.pid}-`));
-      }
+      this.#handoffDir ??= makePrivateDir(HANDOFF_DIR_PREFIX, this.log);
       args.push('--handoff-dir', this.#handoffDir);
     }
     return { ...spec, args, extraFds: [shared.fd] };
