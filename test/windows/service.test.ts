@@ -4,7 +4,7 @@
  * Windows watcher), CTRL_C stops it gracefully with a complete log and no worker left, and a
  * TerminateProcess leaves no worker behind.
  */
-import { copyFileSync, readFileSync, writeFileSync } from 'node:fs';
+import { copyFileSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { CLI } from '../helpers/corral.js';
@@ -62,6 +62,29 @@ function servicePids(s: Started): number[] {
   return markedPids().filter((p) => cmdline(p).includes('main.js serve') && cmdline(p).includes(s.windowsDir));
 }
 
+/**
+ * The service's exit code, or a failure that says where it stands after `ms`: its log, whether
+ * it is still alive and in which state its threads are, and Wine's output (a stop that never
+ * ends is otherwise only the test's own timeout, with nothing to go on).
+ */
+async function exitedWithin(s: Started, pid: number, ms: number): Promise<number | null> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<'late'>((resolve) => (timer = setTimeout(() => resolve('late'), ms)));
+  const code = await Promise.race([s.proc.exited, late]);
+  clearTimeout(timer);
+  if (code !== 'late') return code;
+  let threads = 'gone';
+  try {
+    threads = readdirSync(`/proc/${pid}/task`)
+      .map((t) => readFileSync(`/proc/${pid}/task/${t}/stat`, 'utf8').split(' ')[2])
+      .join('');
+  } catch {
+    /* exited meanwhile */
+  }
+  const log = logLines(s.logFile).map((l) => `${String(l.time)} ${String(l.msg)}`).join('\n');
+  throw new Error(`corral serve (pid ${pid}) did not exit within ${ms / 1000} s of CTRL_C; thread states ${threads}\nlog:\n${log}\nwine output:\n${s.proc.output().slice(-2000)}`);
+}
+
 if (skipReason !== null) it.skip(`Windows layer SKIPPED: ${skipReason}`, () => undefined);
 else describe('corral serve as node.exe under Wine', () => {
   afterEach(killMarked);
@@ -102,7 +125,7 @@ else describe('corral serve as node.exe under Wine', () => {
     expect(pythonWorkers().length).toBe(2);
     // Linux SIGINT to the wine process is CTRL_C for node.exe (SIGTERM would end it at once, no handler).
     process.kill(pid!, 'SIGINT');
-    expect(await s.proc.exited).toBe(0);
+    expect(await exitedWithin(s, pid!, 75_000)).toBe(0);
     const msgs = logLines(s.logFile).map((l) => l.msg);
     expect(msgs).toContain('stop requested');
     expect(msgs).toContain('service stopped');
@@ -114,8 +137,9 @@ else describe('corral serve as node.exe under Wine', () => {
     // The earliest CTRL_C that the service handles: its handlers are set before it listens. Its
     // log thread (pino-roll) may not have written a line yet: the stop must flush what it holds.
     await until(() => listening(s.port), 90_000, 'the FastCGI port listening');
-    process.kill(servicePids(s)[0]!, 'SIGINT');
-    expect(await s.proc.exited).toBe(0);
+    const [pid] = servicePids(s);
+    process.kill(pid!, 'SIGINT');
+    expect(await exitedWithin(s, pid!, 75_000)).toBe(0);
     const msgs = logLines(s.logFile).map((l) => l.msg);
     expect(msgs[0]).toBe('corral starting');
     expect(msgs).toContain('stop requested');
