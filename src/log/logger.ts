@@ -4,6 +4,7 @@ import { createRequire } from 'node:module';
 import { pino, type Logger, type DestinationStream } from 'pino';
 import type PinoPretty from 'pino-pretty';
 import { onFlushLogs } from './flush.js';
+import { nonBlockingIfPipe } from './nonblocking.js';
 import { turnWriter, type TurnWriter } from './turn-writer.js';
 
 export type { Logger } from 'pino';
@@ -32,6 +33,8 @@ export function createLogger(opts: LoggerOptions): Logger {
   else if (opts.file) dest = fileDestination(opts.file);
   else {
     const fd = opts.destination ?? 1;
+    // A reader that stops reading would otherwise block every write, and the service with it.
+    nonBlockingIfPipe(fd);
     const writer = turnWriter(fd, undefined, (err) => {
       // Said on stderr, once per spell of failures: stdout on a full disk would crash nothing, but lose the log unseen.
       if (fd !== 2) writeSync(2, `${JSON.stringify({ level: 'error', time: new Date().toISOString(), svc: 'corral', pid: process.pid, fd, err: err.message, code: err.code ?? null, msg: 'cannot write the log; log lines are lost until it can' })}\n`);
@@ -63,6 +66,7 @@ function fileDestination(file: string, stderrFd = 2): DestinationStream {
   let fallback: TurnWriter | null = null;
   roll.on('error', (err: Error) => {
     if (fallback) return;
+    nonBlockingIfPipe(stderrFd);
     fallback = turnWriter(stderrFd);
     const f = fallback;
     onFlushLogs(() => f.flushSync());

@@ -13,7 +13,8 @@
  * line per request at ~10,000 requests/s: async sonic-boom cost 40 µs of CPU per request, this
  * writer a few. A synchronous write is what Node itself does for stdout on a pipe or file on
  * Linux. If the fd is non-blocking and full (EAGAIN), the lines wait and are retried shortly,
- * in order; nothing blocks the event loop.
+ * in order; nothing blocks the event loop (logger.ts makes a pipe or socket non-blocking:
+ * nonblocking.ts).
  */
 import { writeSync } from 'node:fs';
 
@@ -31,10 +32,20 @@ const MIN_GAP_MS = 5;
 /** Lines waiting for the gap to pass are written at the end of the turn once they reach this size. */
 const FLUSH_BYTES = 64 * 1024;
 
+/** How long `flushSync` (at exit) waits for a non-blocking fd's reader to take what is held. */
+const EXIT_WAIT_MS = 2000;
+
 /** Tuning for tests. */
 export interface TurnWriterOptions {
   /** Shortest time between two writes while lines keep coming (0: one write per turn). */
   minGapMs?: number;
+  /** How long flushSync waits for a reader that is slow to take the lines (default 2 s). */
+  exitWaitMs?: number;
+}
+
+/** Blocks the thread for `ms` (at exit only, where no event loop turns any more). */
+function sleepSync(ms: number): void {
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
 }
 
 /**
@@ -135,6 +146,13 @@ export function turnWriter(
     },
     flushSync() {
       flush();
+      // A non-blocking fd whose reader is slow: give it a little time, since after the exit
+      // nobody will write these lines (a reader that is gone or stuck costs EXIT_WAIT_MS at most).
+      const until = performance.now() + (opts.exitWaitMs ?? EXIT_WAIT_MS);
+      while (held !== null && performance.now() < until) {
+        sleepSync(5);
+        held = writeOut(held);
+      }
     },
   };
 }

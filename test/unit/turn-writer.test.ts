@@ -129,4 +129,26 @@ describe('turnWriter', () => {
     await turn();
     expect(lost).toEqual(['ENOSPC', 'ENOSPC']);
   });
+  it('at exit (flushSync) waits a bounded time for a slow reader of a non-blocking fd, then gives up', () => {
+    const out: string[] = [];
+    let refusals = 3; // the reader takes the lines after three refused tries
+    const slow = turnWriter(1, (_fd, b) => {
+      if (refusals-- > 0) throw errno('EAGAIN');
+      out.push(b.toString());
+      return b.length;
+    }, undefined, { minGapMs: 0, exitWaitMs: 5000 });
+    slow.write('last\n');
+    slow.flushSync();
+    expect(out).toEqual(['last\n']);
+    // A reader that never reads costs exitWaitMs, not a hang.
+    const stuck = turnWriter(1, () => {
+      throw errno('EAGAIN');
+    }, undefined, { minGapMs: 0, exitWaitMs: 50 });
+    stuck.write('lost\n');
+    const t0 = performance.now();
+    stuck.flushSync();
+    const waited = performance.now() - t0;
+    expect(waited).toBeGreaterThanOrEqual(45);
+    expect(waited).toBeLessThan(5000);
+  });
 });
