@@ -11,6 +11,9 @@ import { ConfigError } from '../config/problems.js';
 import { wantsHelp } from '../config/argv.js';
 import { renderHelp } from '../config/help.js';
 import { djangoLayout, findModule, topModule } from '../config/app-layout.js';
+import { appSettings } from '../config/app-settings.js';
+import { formatProblem } from '../config/problems.js';
+import { mergedSettings, readWebConfig, WebConfigError } from '../config/webconfig.js';
 import type { Settings } from '../config/settings.js';
 import type { WorkerHandle } from '../pool/handle.js';
 import { Worker } from '../pool/worker.js';
@@ -50,8 +53,8 @@ const PROBE = [
 ].join('\n');
 
 /** Runs the app's interpreter as the workers will (same command, directory and environment). */
-function probe(s: Readonly<Settings>): Probe | string {
-  const spec = spawnSpec(s, false);
+function probe(s: Readonly<Settings>, appVars: Readonly<Record<string, string>>): Probe | string {
+  const spec = spawnSpec(s, false, appVars);
   const [cmd, ...pre] = s.python;
   if (cmd === undefined) return 'no interpreter command';
   const r = spawnSync(cmd, [...pre, '-c', PROBE, topModule(s.wsgiApp), s.root, ...s.pythonPath], { cwd: s.root, env: spec.env, encoding: 'utf8', timeout: 30_000, windowsHide: true });
@@ -65,7 +68,7 @@ function probe(s: Readonly<Settings>): Probe | string {
 type ImportResult = { ok: true; ms: number; pid: number; python: string } | { ok: false; exit: number; error: string; traceback: string };
 
 /** Starts one worker, waits for READY or its failure, and stops it; no listener is involved. */
-function importInWorker(s: Readonly<Settings>): Promise<ImportResult> {
+function importInWorker(s: Readonly<Settings>, appVars: Readonly<Record<string, string>>): Promise<ImportResult> {
   return new Promise((resolve) => {
     const started = performance.now();
     let result: ImportResult | null = null;
@@ -98,7 +101,7 @@ function importInWorker(s: Readonly<Settings>): Promise<ImportResult> {
         resolve(result);
       },
     };
-    const worker = new Worker(spawnSpec(s, false), 1, events, silentLogger(), performance.now());
+    const worker = new Worker(spawnSpec(s, false, appVars), 1, events, silentLogger(), performance.now());
   });
 }
 
@@ -110,11 +113,11 @@ const indent = (text: string): string =>
     .join('\n');
 
 /** Checks one app; returns its exit code, writing its lines. */
-async function checkApp(s: Readonly<Settings>, detected: string | null, noImport: boolean, io: CheckIo): Promise<number> {
+async function checkApp(s: Readonly<Settings>, detected: string | null, noImport: boolean, io: CheckIo, appVars: Readonly<Record<string, string>> = {}): Promise<number> {
   const line = (label: string, text: string): void => io.out(`  ${label.padEnd(10)} ${text}\n`);
   io.out(`app ${s.wsgiApp} in ${s.root}\n`);
   if (detected !== null) line('layout', `no wsgi.py in the app directory: Django's project layout, so ${detected}`);
-  const p = probe(s);
+  const p = probe(s, appVars);
   if (typeof p === 'string') {
     line('python', `FAILED: ${p} (choose the interpreter with --python)`);
     return CHECK_EXIT.BOOT;
@@ -136,7 +139,7 @@ async function checkApp(s: Readonly<Settings>, detected: string | null, noImport
     line('import', 'skipped (--no-import)');
     return CHECK_EXIT.OK;
   }
-  const r = await importInWorker(s);
+  const r = await importInWorker(s, appVars);
   if (r.ok) {
     line('import', `ok in ${r.ms} ms (one worker, pid ${r.pid}, stopped again)`);
     return CHECK_EXIT.OK;
@@ -144,6 +147,27 @@ async function checkApp(s: Readonly<Settings>, detected: string | null, noImport
   line('import', `FAILED: ${r.error}`);
   if (r.traceback.trim() !== '') io.out(`${indent(r.traceback)}\n`);
   return r.exit;
+}
+
+/**
+ * The settings with APP_DIR's web.config layered over them as the service does for a request
+ * from IIS for that directory (its appSettings and Helicon Zoo variables win): what an IIS site
+ * runs. The file and the keys it set; or why they are invalid.
+ */
+function withWebConfig(s: Readonly<Settings>): { settings: Readonly<Settings>; file: string | null; keys: string[]; vars: Readonly<Record<string, string>> } | string {
+  let web;
+  try {
+    web = readWebConfig(s.root);
+  } catch (err) {
+    if (err instanceof WebConfigError) return err.message;
+    throw err;
+  }
+  if (web.file === null) return { settings: s, file: null, keys: [], vars: {} };
+  const values = mergedSettings(web);
+  const layered = appSettings(s, s.root, [{ origin: web.file, values }], process.platform, { APPL_PHYSICAL_PATH: s.root });
+  if (layered.problems.length > 0) return `invalid settings in ${web.file}:\n${layered.problems.map((p) => `  - ${formatProblem(p)}`).join('\n')}`;
+  // Its other keys become the app's environment variables, as under IIS.
+  return { settings: layered.settings, file: web.file, keys: [...values.keys()], vars: layered.env.vars };
 }
 
 /** Runs `corral check ARGS`; resolves with the exit code. */
@@ -164,7 +188,13 @@ export async function runCheck(argv: string[], io: CheckIo = processIo): Promise
     throw err;
   }
   const found = withDetectedApp(loaded);
-  const s = found.settings;
+  // An apps list names its apps' settings itself; a single app's directory may carry a web.config.
+  const iis = loaded.apps.length > 0 ? { settings: found.settings, file: null, keys: [], vars: {} } : withWebConfig(found.settings);
+  if (typeof iis === 'string') {
+    io.err(`corral check: ${iis}\n`);
+    return CHECK_EXIT.USAGE;
+  }
+  const s = iis.settings;
   const plane = chooseDataPlane(s, { platform: process.platform, appsList: loaded.apps.length > 0, defaultApp: true });
   if (plane.error !== undefined) {
     io.err(`corral check: ${plane.error}\n`);
@@ -173,10 +203,12 @@ export async function runCheck(argv: string[], io: CheckIo = processIo): Promise
   const from = Object.values(loaded.sources);
   const count = (src: string): number => from.filter((x) => x === src).length;
   io.out(`settings ok: ${count('flag')} from flags, ${count('env')} from the environment, ${s.config === null ? 'no config file' : `${count('config')} from ${s.config}`}\n`);
+  if (iis.file !== null)
+    io.out(`web.config ${iis.keys.length > 0 ? `${iis.keys.join(', ')} from ${iis.file}: they win over flags and environment, as when IIS sends a request for this directory` : `${iis.file} sets nothing for corral`}\n`);
   let worst: number = CHECK_EXIT.OK;
   const apps = loaded.apps.length > 0 ? loaded.apps.map((a) => ({ s: a, detected: null })) : [{ s, detected: found.detected }];
   for (const app of apps) {
-    const code = await checkApp(app.s, app.detected, noImport, io);
+    const code = await checkApp(app.s, app.detected, noImport, io, iis.vars);
     if (code > worst) worst = code;
   }
   if (worst === CHECK_EXIT.OK) io.out(`ok: corral serve would start ${apps.length === 1 ? 'this app' : `these ${apps.length} apps`}\n`);

@@ -39,7 +39,8 @@ const COMMAND_TEXT: Readonly<Record<SettingsCommand, { intro: string; extra: rea
   check: {
     intro:
       'Checks what serve would run, without listening: the settings (every problem at once), the interpreter (its path and version), ' +
-      'that the app\'s module can be found and, unless --no-import, that the app imports, in one throwaway worker.',
+      'that the app\'s module can be found and, unless --no-import, that the app imports, in one throwaway worker. ' +
+      'An APP_DIR with a web.config is checked as IIS runs it: its settings win over flags and environment, its other keys are the app\'s environment.',
     extra: [['--no-import', 'Stop after finding the app\'s module: do not run any of its code.']],
     exits:
       'Exit codes: 0 all good; 2 invalid settings or usage; 3 the interpreter cannot run or a worker cannot boot; ' +

@@ -129,6 +129,14 @@ describe('direct data plane', () => {
     expect(r.status).toBe(504);
     expect(r.headers['x-corral-error']).toBe('CORRAL_REQUEST_TIMEOUT');
     await c.waitForLog((l) => l.msg === 'worker answered 504 to a request that ran over requestTimeout and exited; it is replaced');
+    // The log says where the request was stuck: the app's frame, as a traceback (PHP-FPM's slowlog).
+    const stderr = c.logs.filter((l) => l.msg === 'worker stderr').map((l) => String(l.line));
+    const at = stderr.findIndex((l) => /^corral_worker: request GET \/sleep\?s=30 ran longer than --request-timeout 1s: answered 504; exiting \(code 5\)\. Where it was:$/.test(l));
+    expect(at, stderr.join('\n')).toBeGreaterThanOrEqual(0);
+    const stack = stderr.slice(at + 1, at + 50);
+    expect(stack[0]).toBe('Traceback (most recent call last):');
+    expect(stack.some((l) => /worker_ok\.py", line \d+, in application$/.test(l))).toBe(true);
+    expect(stack).toContain('RequestTimeout: GET /sleep?s=30 ran longer than --request-timeout 1s');
     await c.waitForLog(() => c.liveWorkerPids().length === 2, 20_000);
     expect((await get(addr, '/pid')).status).toBe(200);
     expect(c.child.exitCode).toBeNull();

@@ -110,4 +110,28 @@ describe('corral check', () => {
     expect(r.stdout).toContain('--no-import');
     expect(r.stdout).toMatch(/Exit codes: 0 all good; 2 invalid settings or usage; 3 the interpreter cannot\s+run or a worker cannot boot; 4/);
   });
+  it('checks an IIS site as IIS runs it: its web.config settings win, its other keys reach the app', async () => {
+    const site = join(top, 'iis-site');
+    mkdirSync(site);
+    // The app imports only with the variable its web.config gives it.
+    writeFileSync(join(site, 'site_app.py'), 'import os\nif os.environ.get("MARK") != "from-web-config":\n    raise RuntimeError("MARK missing")\ndef application(e, s):\n    s("200 OK", [])\n    return [b""]\n');
+    const config = (extra: string): string =>
+      `<?xml version="1.0" encoding="utf-8"?>\n<configuration>\n  <appSettings>\n    <add key="WSGI_APP" value="site_app.application" />\n    <add key="MARK" value="from-web-config" />\n${extra}  </appSettings>\n</configuration>\n`;
+    writeFileSync(join(site, 'web.config'), config(''));
+    const ok = await check(site, '--wsgi-app', 'other:app', ...py);
+    expect(ok.stderr).toBe('');
+    expect(ok.code).toBe(0);
+    expect(ok.stdout).toContain(`web.config WSGI_APP, MARK from ${join(site, 'web.config')}: they win over flags and environment`);
+    expect(ok.stdout).toContain(`app site_app.application in ${site}\n`);
+    expect(ok.stdout).toMatch(/import {5}ok in \d+ ms/);
+    writeFileSync(join(site, 'web.config'), config('    <add key="CORRAL_THREADS" value="lots" />\n'));
+    const bad = await check(site, ...py);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toContain(`invalid settings in ${join(site, 'web.config')}`);
+    expect(bad.stderr).toContain('CORRAL_THREADS: "lots" is not an integer');
+    writeFileSync(join(site, 'web.config'), '<configuration><appSettings>');
+    const broken = await check(site, ...py);
+    expect(broken.code).toBe(2);
+    expect(broken.stderr).toMatch(/^corral check: .*web\.config:1:\d+: /);
+  });
 });

@@ -14,8 +14,10 @@ import platform
 import signal
 import socket
 import struct
+import sys
 import threading
 import time
+import traceback
 
 from .channel import write_all
 from .codec import (APP_FAILED, CORRAL_PING, CORRAL_PONG, CORRAL_READY, END_REQUEST, HEADER,
@@ -166,9 +168,11 @@ class Supervisor:
             finally:
                 conn.wlock.release()
         env = req.environ or {}
-        log("request %s %s ran longer than --request-timeout %gs: %s; exiting (code %d)"
-            % (env.get("REQUEST_METHOD"), env.get("REQUEST_URI"), loop.opts.request_timeout,
-               "answered 504" if answered else "connection closed", EXIT_TIMEOUT))
+        what = "%s %s ran longer than --request-timeout %gs" % (
+            env.get("REQUEST_METHOD"), env.get("REQUEST_URI"), loop.opts.request_timeout)
+        log("request %s: %s; exiting (code %d)%s"
+            % (what, "answered 504" if answered else "connection closed", EXIT_TIMEOUT,
+               stuck_at(req.thread, what)))
         with loop.lock:
             loop.access.append((env.get("REQUEST_METHOD", "-"), env.get("REQUEST_URI", "-"),
                                 504 if answered else req.status, req.out,
@@ -209,6 +213,20 @@ class Supervisor:
                 pos = end + plen
             rest = data[pos:]
         self.loop.ask_drain()
+
+
+STACK_LIMIT = 40  # innermost frames of a timed-out request's stack that are logged
+
+
+def stuck_at(thread, what):
+    """Where the thread running a timed-out request is now, as a traceback the service logs
+    as one record (PHP-FPM's slowlog, uWSGI's harakiri backtrace): the answer to "what was it
+    doing?". Empty when that thread is unknown or gone."""
+    frame = sys._current_frames().get(thread) if thread else None
+    if frame is None:
+        return ""
+    stack = "".join(traceback.format_stack(frame, -STACK_LIMIT))
+    return ". Where it was:\nTraceback (most recent call last):\n%sRequestTimeout: %s" % (stack, what)
 
 
 def open_listener(address):

@@ -2,6 +2,7 @@
 every channel (the service's pipes, or the event loop's connections)."""
 import queue
 import threading
+from threading import get_ident
 
 from .body import FileWrapper
 from .common import format_exc, log
@@ -44,6 +45,7 @@ class Server:
         """Run the app for req (unless aborted) and make sure the request ends."""
         try:
             if not req.aborted:
+                req.thread = get_ident()
                 Exchange(self, req).run()
         except BaseException as exc:  # a bug of ours: keep the thread, end the request
             log("internal error serving request id %d\n%s" % (req.id, format_exc(exc)))
