@@ -7,13 +7,12 @@
  */
 import { spawnSync } from 'node:child_process';
 import { loadSettings, type LoadResult } from '../config/load.js';
-import { ConfigError } from '../config/problems.js';
+import { ConfigError, formatProblem } from '../config/problems.js';
 import { wantsHelp } from '../config/argv.js';
 import { renderHelp } from '../config/help.js';
 import { djangoLayout, findModule, topModule } from '../config/app-layout.js';
 import { appSettings } from '../config/app-settings.js';
-import { formatProblem } from '../config/problems.js';
-import { mergedSettings, readWebConfig, WebConfigError } from '../config/webconfig.js';
+import { mergedSettings, readWebConfig, WebConfigError, type WebConfig } from '../config/webconfig.js';
 import type { Settings } from '../config/settings.js';
 import type { WorkerHandle } from '../pool/handle.js';
 import { Worker } from '../pool/worker.js';
@@ -155,7 +154,7 @@ async function checkApp(s: Readonly<Settings>, detected: string | null, noImport
  * runs. The file and the keys it set; or why they are invalid.
  */
 function withWebConfig(s: Readonly<Settings>): { settings: Readonly<Settings>; file: string | null; keys: string[]; vars: Readonly<Record<string, string>> } | string {
-  let web;
+  let web: WebConfig;
   try {
     web = readWebConfig(s.root);
   } catch (err) {
