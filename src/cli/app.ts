@@ -165,6 +165,9 @@ export function spawnSpec(s: Readonly<Settings>, dev: boolean, appVars: Readonly
   const args = [WORKER_SCRIPT, '--app', s.wsgiApp, '--root', s.root, '--threads', String(s.threads), '--window', String(RESPONSE_WINDOW)];
   if (s.pythonPath.length > 0) args.push('--pythonpath', s.pythonPath.join(';'));
   if (s.trustOriginalUrl) args.push('--trust-x-original-url');
+  // The proxy path ends a request at requestTimeout by killing its worker: a second before, the
+  // worker logs where the request is (the direct path's worker does that as it answers 504).
+  if (s.requestTimeout > 0) args.push('--stack-after', String(s.requestTimeout > 1 ? s.requestTimeout - 1 : s.requestTimeout / 2));
   const env = withAppEnv(workerEnv(process.env, s.passEnv), appVars);
   if (dev) env.CORRAL_DEV_ERRORS = '1';
   return { command: s.python, args, cwd: s.root, env, responseWindow: RESPONSE_WINDOW };

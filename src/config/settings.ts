@@ -166,7 +166,7 @@ export const SETTINGS = [
   setting({
     key: 'requestTimeout', env: ['CORRAL_REQUEST_TIMEOUT'], flag: '--request-timeout', aliases: ['--timeout'], cli: 'option', arg: 'SECONDS',
     kind: integer(0, 86_400), default: 90,
-    doc: 'A request running longer gets 504 and its worker is killed and replaced (`0`: no limit); on the direct data plane the log shows where it was stuck (its stack). 90 s is IIS\'s FastCGI `requestTimeout`, so behind IIS neither side gives up first by surprise.',
+    doc: 'A request running longer gets 504 and its worker is killed and replaced (`0`: no limit); the log shows where it was stuck (the stack of the thread running it). 90 s is IIS\'s FastCGI `requestTimeout`, so behind IIS neither side gives up first by surprise.',
   }),
   setting({
     key: 'startupTimeout', env: ['CORRAL_STARTUP_TIMEOUT'], flag: '--startup-timeout', cli: 'option', arg: 'SECONDS',

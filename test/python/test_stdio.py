@@ -115,7 +115,7 @@ class Ready(unittest.TestCase):
         os.close(to_worker)  # EOF at once: READY, then stop
 
         class Opts:
-            app, threads, window, malloc_tuned = "x:app", 1, 262144, False
+            app, threads, window, malloc_tuned, stack_after = "x:app", 1, 262144, False, 0
         server = support.make_server()
         with mock.patch.object(stdio, "exit_soon", lambda server, code: code):  # no os._exit here
             code = stdio.serve_stdio(server, Opts, rfd, wfd)
@@ -128,6 +128,47 @@ class Ready(unittest.TestCase):
         self.assertEqual((ready["app"], ready["protocol"], ready["pid"]),
                          ("x:app", codec.PROTOCOL_VERSION, os.getpid()))
         self.assertEqual(ready["inline"], hasattr(__import__("select"), "poll"))
+
+
+
+class SlowRequests(unittest.TestCase):
+    def test_the_stack_of_a_request_running_too_long_is_logged_once(self):
+        import threading
+        import time
+        server = support.make_server()
+        server.running = {}
+        release = threading.Event()
+
+        class Req:
+            environ = {"REQUEST_METHOD": "GET", "REQUEST_URI": "/stuck"}
+
+        req = Req()
+
+        def stuck_in_the_app():
+            req.thread = threading.get_ident()
+            req.began = time.monotonic()
+            server.running[req] = None
+            release.wait(10)
+            server.running.pop(req, None)
+
+        app = threading.Thread(target=stuck_in_the_app)
+        app.start()
+        self.addCleanup(app.join)
+        self.addCleanup(release.set)
+        err = io.StringIO()
+        with mock.patch.object(sys, "stderr", err):
+            watcher = threading.Thread(target=stdio.watch_slow, args=(server, 0.1), daemon=True)
+            watcher.start()
+            deadline = time.monotonic() + 5
+            while "RequestTimeout" not in err.getvalue() and time.monotonic() < deadline:
+                time.sleep(0.02)
+            time.sleep(0.3)  # more rounds of the watcher: it must not say it again
+        text = err.getvalue()
+        self.assertIn("corral_worker: request GET /stuck still running after 0.1s (the service ends it "
+                      "at its requestTimeout). Where it is:\nTraceback (most recent call last):\n", text)
+        self.assertIn(", in stuck_in_the_app\n", text)
+        self.assertTrue(text.rstrip("\n").endswith("RequestTimeout: GET /stuck still running after 0.1s"))
+        self.assertEqual(text.count("Traceback"), 1)
 
 
 if __name__ == "__main__":

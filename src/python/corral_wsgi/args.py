@@ -53,6 +53,9 @@ def parse_args(argv):
                                      "response write's send timeout")):
         parser.add_argument(name, metavar="SECONDS", type=float, default=default,
                             help="%s (default %g)" % (what, default))
+    parser.add_argument("--stack-after", metavar="SECONDS", type=float, default=0.0,
+                        help="stdio mode: log where a request still running after this long is "
+                        "(the service passes a second less than its requestTimeout; 0 = never)")
     parser.add_argument("--max-connections", metavar="N", type=int, default=1000,
                         help="open connections at once; at the limit stop accepting (default 1000)")
     parser.add_argument("--max-body-size", metavar="BYTES", type=int, default=0,
@@ -66,7 +69,7 @@ def parse_args(argv):
         if getattr(opts, name) < 1:
             raise UsageError("--%s must be at least 1" % name.replace("_", "-"))
     for name in ("request_timeout", "params_timeout", "idle_timeout", "body_timeout",
-                 "max_body_size", "max_params"):
+                 "max_body_size", "max_params", "stack_after"):
         if getattr(opts, name) < 0:
             raise UsageError("--%s must not be negative" % name.replace("_", "-"))
     if opts.threads < 1:

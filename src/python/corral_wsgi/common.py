@@ -43,6 +43,21 @@ def format_exc(exc):
     return "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
 
 
+STACK_LIMIT = 40  # innermost frames of a stuck request's stack that are logged
+
+
+def stuck_at(thread, what):
+    """Where a thread running a request is now, as a traceback (innermost STACK_LIMIT frames)
+    ending in "RequestTimeout: <what>", which the service logs as one record in dev: PHP-FPM's
+    slowlog, uWSGI's harakiri backtrace: the answer to "what was it doing?". Empty when that
+    thread is unknown or gone."""
+    frame = sys._current_frames().get(thread) if thread else None
+    if frame is None:
+        return ""
+    stack = "".join(traceback.format_stack(frame, -STACK_LIMIT))
+    return "Traceback (most recent call last):\n%sRequestTimeout: %s" % (stack, what)
+
+
 def flush_std():
     for stream in (sys.stdout, sys.stderr):
         try:

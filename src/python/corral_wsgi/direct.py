@@ -14,16 +14,14 @@ import platform
 import signal
 import socket
 import struct
-import sys
 import threading
 import time
-import traceback
 
 from .channel import write_all
 from .codec import (APP_FAILED, CORRAL_PING, CORRAL_PONG, CORRAL_READY, END_REQUEST, HEADER,
                     MAX_CONTENT, PROTOCOL_VERSION, REQUEST_COMPLETE, STDOUT, TERMINATOR, frame_stdout,
                     pack_header)
-from .common import EXIT_BOOT, EXIT_OK, UsageError, exit_soon, flush_std, format_exc, log
+from .common import EXIT_BOOT, EXIT_OK, UsageError, exit_soon, flush_std, format_exc, log, stuck_at
 from . import handoff
 from .loop import Loop
 
@@ -170,9 +168,10 @@ class Supervisor:
         env = req.environ or {}
         what = "%s %s ran longer than --request-timeout %gs" % (
             env.get("REQUEST_METHOD"), env.get("REQUEST_URI"), loop.opts.request_timeout)
+        stack = stuck_at(req.thread, what)
         log("request %s: %s; exiting (code %d)%s"
             % (what, "answered 504" if answered else "connection closed", EXIT_TIMEOUT,
-               stuck_at(req.thread, what)))
+               ". Where it was:\n" + stack if stack else ""))
         with loop.lock:
             loop.access.append((env.get("REQUEST_METHOD", "-"), env.get("REQUEST_URI", "-"),
                                 504 if answered else req.status, req.out,
@@ -213,20 +212,6 @@ class Supervisor:
                 pos = end + plen
             rest = data[pos:]
         self.loop.ask_drain()
-
-
-STACK_LIMIT = 40  # innermost frames of a timed-out request's stack that are logged
-
-
-def stuck_at(thread, what):
-    """Where the thread running a timed-out request is now, as a traceback the service logs
-    as one record (PHP-FPM's slowlog, uWSGI's harakiri backtrace): the answer to "what was it
-    doing?". Empty when that thread is unknown or gone."""
-    frame = sys._current_frames().get(thread) if thread else None
-    if frame is None:
-        return ""
-    stack = "".join(traceback.format_stack(frame, -STACK_LIMIT))
-    return ". Where it was:\nTraceback (most recent call last):\n%sRequestTimeout: %s" % (stack, what)
 
 
 def open_listener(address):

@@ -10,7 +10,7 @@ class Request:
     """One request id on a channel: params, body buffer and output credit."""
 
     __slots__ = ("chan", "id", "keep_conn", "params", "params_size", "environ", "input", "credit",
-                 "queued", "aborted", "ended", "out", "status", "thread")
+                 "queued", "aborted", "ended", "out", "status", "thread", "began")
 
     def __init__(self, chan, rid, keep_conn):
         self.chan = chan
@@ -25,6 +25,7 @@ class Request:
         self.out = 0  # STDOUT content bytes sent or being sent (CGI head included)
         self.status = 0  # the response's status code, from its CGI head (for the access log)
         self.thread = 0  # the thread running the app for it (its stack is logged at a timeout)
+        self.began = 0.0  # when the app got it (stdio mode with --stack-after)
 
     def send(self, parts, end=False, app_status=APP_OK):
         """Send parts (bytes) as STDOUT records within the credit; end=True ends the request."""

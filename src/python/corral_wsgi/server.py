@@ -3,6 +3,7 @@ every channel (the service's pipes, or the event loop's connections)."""
 import queue
 import threading
 from threading import get_ident
+from time import monotonic
 
 from .body import FileWrapper
 from .common import format_exc, log
@@ -41,14 +42,23 @@ class Server:
         while True:
             serve_request(get())
 
+    running = None  # stdio mode with --stack-after: the requests the app has now (a dict as an ordered set)
+
     def serve_request(self, req):
         """Run the app for req (unless aborted) and make sure the request ends."""
+        running = self.running
         try:
             if not req.aborted:
                 req.thread = get_ident()
+                if running is not None:
+                    req.began = monotonic()
+                    running[req] = None
                 Exchange(self, req).run()
         except BaseException as exc:  # a bug of ours: keep the thread, end the request
             log("internal error serving request id %d\n%s" % (req.id, format_exc(exc)))
+        finally:
+            if running is not None:
+                running.pop(req, None)
         if not req.ended:
             req.finish_quietly()
 

@@ -18,7 +18,7 @@ import time
 from .channel import HAVE_WRITEV, WRITEV_FROM, Channel, write_all, write_record, writev_all
 from .codec import (CORRAL_PING, CORRAL_PONG, CORRAL_READY, CORRAL_WINDOW, PROTOCOL_VERSION,
                     UINT32, ProtocolError, pack_header)
-from .common import EXIT_BOOT, EXIT_OK, ClientGone, exit_soon, flush_std, log
+from .common import EXIT_BOOT, EXIT_OK, ClientGone, exit_soon, flush_std, log, stuck_at
 
 READ_SIZE = 262144
 PIPE_SIZE = 1 << 20
@@ -219,8 +219,34 @@ def exit_on_hangup(fd, server, served):
             os._exit(EXIT_OK)
 
 
+def watch_slow(server, after):
+    """Logs, once per request, where a request still running after `after` seconds is: the
+    service ends it at its requestTimeout (a second later) by killing the worker, which leaves
+    no trace of what the app was doing. Wakes a few times a second; dict reads under the GIL."""
+    running = server.running
+    logged = set()  # of the requests running now: said already
+    while True:
+        time.sleep(min(1.0, max(0.05, after / 4)))
+        now = time.monotonic()
+        current = list(running)  # the dict changes under us between rounds, not during this copy
+        logged.intersection_update(current)
+        for req in current:
+            if req in logged or now - req.began < after:
+                continue
+            logged.add(req)
+            env = req.environ or {}
+            what = "%s %s still running after %gs" % (env.get("REQUEST_METHOD"), env.get("REQUEST_URI"), after)
+            stack = stuck_at(req.thread, what)
+            if stack:
+                log("request %s (the service ends it at its requestTimeout). Where it is:\n%s" % (what, stack))
+
+
 def serve_stdio(server, opts, rfd, wfd):
     """READY, then serve the service's pipes until stdin EOF."""
+    if opts.stack_after > 0:
+        server.running = {}
+        threading.Thread(target=watch_slow, args=(server, opts.stack_after), name="corral-slow",
+                         daemon=True).start()
     # Inline needs a watch on stdin's hang-up while the app runs (exit_on_hangup): poll().
     inline = server.threads == 1 and hasattr(select, "poll")
     if inline:
