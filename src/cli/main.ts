@@ -1,7 +1,10 @@
 #!/usr/bin/env node
 /** `corral`: the command line. Subcommands live in their own files. */
 import { readFileSync } from 'node:fs';
-import { flushLogs } from '../log/flush.js';
+import { flushLogs, logsStarted } from '../log/flush.js';
+
+/** How long the exit waits for a log file's thread that is still starting (see logsStarted). */
+const LOG_START_WAIT_MS = 10_000;
 
 const VERSION = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 
@@ -74,7 +77,9 @@ async function main(argv: string[]): Promise<number> {
 }
 
 main(process.argv.slice(2)).then(
-  (code) => {
+  async (code) => {
+    // A log file's thread that is still starting has written nothing yet: give it that time.
+    await logsStarted(LOG_START_WAIT_MS);
     // Exit now: the service has stopped, and a stray handle (an idle client, stdin) must not keep us alive.
     flushLogs();
     process.exit(code);

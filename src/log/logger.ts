@@ -3,7 +3,7 @@ import { writeSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { pino, type Logger, type DestinationStream } from 'pino';
 import type PinoPretty from 'pino-pretty';
-import { onFlushLogs } from './flush.js';
+import { onFlushLogs, onLogStarting } from './flush.js';
 import { nonBlockingIfPipe } from './nonblocking.js';
 import { turnWriter, type TurnWriter } from './turn-writer.js';
 
@@ -63,6 +63,14 @@ function fileDestination(file: string, stderrFd = 2): DestinationStream {
     target: 'pino-roll',
     options: { file, frequency: 'daily', size: '10m', mkdir: true, limit: { count: 7 } },
   }) as DestinationStream & NodeJS.EventEmitter;
+  // Nothing is written until its thread has started: exit waits for that (flush.ts, logsStarted).
+  onLogStarting(
+    new Promise<void>((resolve) => {
+      roll.once('ready', () => resolve());
+      roll.once('error', () => resolve());
+      roll.once('close', () => resolve());
+    }),
+  );
   let fallback: TurnWriter | null = null;
   roll.on('error', (err: Error) => {
     if (fallback) return;
