@@ -15,6 +15,16 @@ from corral_wsgi.common import UsageError
 from corral_wsgi.loop import Loop
 
 
+def read_all(fd):
+    """Everything from fd until EOF."""
+    out = bytearray()
+    while True:
+        chunk = os.read(fd, 1 << 16)
+        if not chunk:
+            return bytes(out)
+        out += chunk
+
+
 class Listeners(unittest.TestCase):
     def test_tcp_host_port(self):
         sock, shown = direct.open_listener("127.0.0.1:0")
@@ -110,6 +120,50 @@ class Supervision(unittest.TestCase):
         self.assertEqual(support.parse(os.read(self.from_worker, 100)), [(codec.CORRAL_PONG, 0, b"p1")])
         self.assertTrue(self.loop.draining_asked)
         self.assertIn("unexpected record type 119 on the control channel", err.getvalue())
+
+    def test_a_service_that_stops_reading_never_blocks_the_watchdog(self):
+        from_worker, wfd = os.pipe()  # the default pipe size: a few REPORTs fill it
+        self.addCleanup(os.close, from_worker)
+        closed = []
+        self.addCleanup(lambda: closed or os.close(wfd))
+        sup = direct.Supervisor(self.loop, wfd)
+        entry = ("GET", "/" + "p" * 300, 200, 1, 1000)
+        sent = 0
+
+        def flood():
+            nonlocal sent
+            for _ in range(60):  # ~2 MiB of REPORTs while nobody reads
+                with self.loop.lock:
+                    self.loop.access.extend(entry for _ in range(100))
+                sent += 100
+                sup.report(final=True)
+
+        with mock.patch.object(direct, "PENDING_LIMIT", 200000):
+            writer = threading.Thread(target=flood, daemon=True)
+            writer.start()
+            writer.join(10)
+            self.assertFalse(writer.is_alive(), "a REPORT blocked on a full control pipe")
+            self.assertLess(len(sup.pending), 200000 + 70000)
+            self.assertGreater(self.loop.access_dropped, 0)
+            # The service reads again: what waited arrives whole and in order, and every entry is
+            # either in a REPORT or counted as dropped.
+            data = bytearray()
+            reader = threading.Thread(target=lambda: data.extend(read_all(from_worker)), daemon=True)
+            reader.start()
+            sup.report(final=True)  # carries the count of what was dropped
+            sup.drain_pending(5)
+            self.assertEqual(sup.pending, bytearray())
+            os.close(wfd)
+            closed.append(True)
+            reader.join(5)
+        got = dropped = 0
+        for rtype, _, content in support.parse(bytes(data)):
+            self.assertEqual(rtype, direct.CORRAL_REPORT)
+            body = json.loads(content)
+            got += len(body["access"])
+            dropped += body.get("access_dropped", 0)
+        self.assertEqual(got + dropped, sent)
+        self.assertGreater(got, 0)
 
     def test_a_gone_control_channel_asks_for_a_drain(self):
         os.close(self.from_worker)

@@ -11,13 +11,13 @@ See src/fcgi/PROTOCOL.md, "Direct mode".
 import json
 import os
 import platform
+import select
 import signal
 import socket
 import struct
 import threading
 import time
 
-from .channel import write_all
 from .codec import (APP_FAILED, CORRAL_PING, CORRAL_PONG, CORRAL_READY, END_REQUEST, HEADER,
                     MAX_CONTENT, PROTOCOL_VERSION, REQUEST_COMPLETE, STDOUT, TERMINATOR, frame_stdout,
                     pack_header)
@@ -29,6 +29,7 @@ CORRAL_REPORT = 0xC5
 CORRAL_HANDOFF = 0xC6  # service -> worker before stdin EOF: the handoff socket of a live worker
 EXIT_TIMEOUT = 5
 TICK = 0.1  # the watchdog's period: REPORTs at most this often, timeouts this precise
+PENDING_LIMIT = 1 << 20  # bytes of control records waiting for the service; more REPORTs are dropped
 TCP_INFO_UNACKED = struct.Struct("=I")  # struct tcp_info: 8 one-byte fields, rto, ato, snd_mss, rcv_mss, unacked
 monotonic = time.monotonic
 
@@ -41,6 +42,16 @@ class Supervisor:
         self.control = wfd  # None: standalone (or the service is gone)
         self.wlock = threading.Lock()
         self.last_queue = None
+        # Records the service has not taken yet. A service that stops reading must not stop this
+        # worker's watchdog (request timeouts, the drain's deadline): the control channel is
+        # non-blocking, what it refuses waits here, and REPORTs beyond PENDING_LIMIT are dropped
+        # (their access entries counted as dropped in the next one that goes).
+        self.pending = bytearray()
+        if wfd is not None:
+            try:
+                os.set_blocking(wfd, False)
+            except (OSError, AttributeError):  # a platform without it: writes stay blocking
+                pass
 
     def report(self, final=False):
         """A REPORT if something changed since the last one (final: in any case). The listen
@@ -72,7 +83,9 @@ class Supervisor:
         body["access"] = access
         payload = json.dumps(body, separators=(",", ":")).encode("utf-8")
         if len(payload) <= MAX_CONTENT:
-            self.send_control(CORRAL_REPORT, payload)
+            if not self.send_control(CORRAL_REPORT, payload, droppable=True):
+                with self.loop.lock:  # the service was not reading: say so in a later REPORT
+                    self.loop.access_dropped += len(access) + body.get("access_dropped", 0)
         elif len(access) > 1:
             half = len(access) // 2
             self.send_report(body, access[:half])
@@ -94,15 +107,50 @@ class Supervisor:
         except (OSError, struct.error):
             return None
 
-    def send_control(self, rtype, payload):
+    def send_control(self, rtype, payload, droppable=False):
+        """Queue a record for the service and write what it takes now, never waiting for it.
+        False if a droppable record (a REPORT) was dropped: PENDING_LIMIT bytes wait already."""
+        record = pack_header(1, rtype, 0, len(payload), 0) + payload
         with self.wlock:  # checked under the lock: another thread may have found it gone
             if self.control is None:
-                return
+                return True
+            if droppable and self.pending and len(self.pending) + len(record) > PENDING_LIMIT:
+                return False
+            self.pending += record
+            self._flush_locked()
+            return True
+
+    def flush(self):
+        with self.wlock:
+            self._flush_locked()
+
+    def _flush_locked(self):
+        pending = self.pending
+        while pending and self.control is not None:
             try:
-                write_all(self.control, pack_header(1, rtype, 0, len(payload), 0) + payload)
+                done = os.write(self.control, pending)
+            except BlockingIOError:
+                return  # the service is not reading now: the rest waits
             except OSError:
                 self.control = None
+                pending.clear()
                 self.loop.ask_drain()
+                return
+            del pending[:done]
+
+    def drain_pending(self, timeout=1.0):
+        """Before exiting: wait up to timeout seconds for the service to take what waits (the
+        final REPORT with the last access entries)."""
+        deadline = monotonic() + timeout
+        while True:
+            self.flush()
+            left = deadline - monotonic()
+            if not self.pending or self.control is None or left <= 0:
+                return
+            try:
+                select.select([], [self.control], [], left)
+            except (OSError, ValueError):
+                return
 
     def watchdog(self):
         """Every TICK: end a request over --request-timeout; the drain's grace; a REPORT. In
@@ -113,6 +161,8 @@ class Supervisor:
             soon.wait(max(0.0, next_tick - monotonic()))
             soon.clear()
             try:
+                if self.pending:
+                    self.flush()
                 if monotonic() >= next_tick:
                     next_tick = monotonic() + TICK
                     self.tick()
@@ -133,6 +183,7 @@ class Supervisor:
         if loop.drain_deadline is not None and now >= loop.drain_deadline:
             log("%d request(s) still running %gs after the stop: exiting" % (loop.busy, loop.server.grace))
             self.report(final=True)
+            self.drain_pending()
             flush_std()
             os._exit(EXIT_OK)
         self.report()
@@ -178,6 +229,7 @@ class Supervisor:
                                 int((monotonic() - conn.began) * 1e6 + 0.5), "CORRAL_REQUEST_TIMEOUT"))
             loop.running.pop(conn, None)
         self.report(final=True)
+        self.drain_pending()
         flush_std()
         os._exit(EXIT_TIMEOUT)
 
@@ -301,5 +353,6 @@ def serve(server, opts, rfd, wfd):
             except OSError:
                 pass
     sup.report(final=True)
+    sup.drain_pending()
     flush_std()
     return exit_soon(server, EXIT_OK)
