@@ -10,10 +10,10 @@ import { rmSync, writeFileSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { DEBIAN_PYTHON, FIXTURES, alive, showLogOnFailure, startCorral, stopAll, type CorralProcess } from '../helpers/corral.js';
+import { DEBIAN_PYTHON, FIXTURES, alive, showLogOnFailure, startCorral, type CorralProcess } from '../helpers/corral.js';
 import { httpRequest, workersReady } from '../helpers/e2e.js';
 import { FcgiClient, cgiParams, fcgiGet, header } from '../helpers/fcgi-client.js';
-import { startNginx, stopAllNginx } from '../helpers/nginx.js';
+import { startNginx } from '../helpers/nginx.js';
 import { AppDir, LoadTestKit, keepAliveLoad } from '../helpers/reload.js';
 
 const kit = new LoadTestKit();
@@ -21,10 +21,7 @@ const { apps, loads, agents } = kit;
 const dirs: string[] = [];
 
 afterEach(async () => {
-  await kit.cleanup(async () => {
-    await stopAllNginx();
-    await stopAll();
-  });
+  await kit.cleanup();
   for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
 });
 

@@ -9,20 +9,15 @@
 import { randomBytes } from 'node:crypto';
 import http from 'node:http';
 import { afterEach, describe, expect, it } from 'vitest';
-import { DEBIAN_PYTHON, showLogOnFailure, startCorral, stopAll, type CorralProcess } from '../helpers/corral.js';
+import { DEBIAN_PYTHON, showLogOnFailure, startCorral, type CorralProcess } from '../helpers/corral.js';
 import { httpRequest, workersReady } from '../helpers/e2e.js';
-import { startNginx, stopAllNginx, type NginxProcess } from '../helpers/nginx.js';
+import { startNginx, type NginxProcess } from '../helpers/nginx.js';
 import { AppDir, Load, LoadTestKit } from '../helpers/reload.js';
 
 const kit = new LoadTestKit();
 const { apps, loads, agents } = kit;
 
-afterEach(() =>
-  kit.cleanup(async () => {
-    await stopAllNginx();
-    await stopAll();
-  }),
-);
+afterEach(() => kit.cleanup());
 
 /** `VERSION PID` on GET; on POST that line, a newline and the body echoed; /sleep?s=N sleeps first. */
 const ECHO_APP = `"""Handoff test app."""

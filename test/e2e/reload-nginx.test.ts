@@ -5,20 +5,15 @@
  * answer is a 200 with a known version, each edit is served, nginx logs no upstream error.
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import { startCorral, stopAll } from '../helpers/corral.js';
+import { startCorral } from '../helpers/corral.js';
 import { workersReady } from '../helpers/e2e.js';
-import { startNginx, stopAllNginx } from '../helpers/nginx.js';
+import { startNginx } from '../helpers/nginx.js';
 import { AppDir, LoadTestKit, keepAliveLoad, latencies, median } from '../helpers/reload.js';
 
 const kit = new LoadTestKit();
 const { apps, loads, agents } = kit;
 
-afterEach(() =>
-  kit.cleanup(async () => {
-    await stopAllNginx();
-    await stopAll();
-  }),
-);
+afterEach(() => kit.cleanup());
 
 describe('reload under load through nginx', () => {
   it('3 edits while 4 HTTP clients go through nginx: each edit served, zero failed requests, no nginx errors', async () => {

@@ -8,7 +8,9 @@ import http from 'node:http';
 import { mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { stopAll } from './corral.js';
 import { httpRequest } from './e2e.js';
+import { stopAllNginx } from './nginx.js';
 
 /**
  * The app: `VERSION PID` on /, a ValueError with a known message on /boom. `bootSeconds` makes
@@ -240,18 +242,21 @@ export function keepAliveLoad(url: string, n: number): { load: Load; agents: htt
 
 /**
  * What a load test made besides its services: app dirs, loads and the loads' HTTP agents. Its
- * afterEach calls cleanup(): the loads stop (their agents destroyed) first, then `stopServers`,
- * then the app dirs go, so that no request of a load runs into a server being stopped.
+ * afterEach calls cleanup(): the loads stop (their agents destroyed) first, then every nginx and
+ * corral the test started, then the app dirs go, so that no request of a load runs into a server
+ * being stopped.
  */
 export class LoadTestKit {
   readonly apps: AppDir[] = [];
   readonly loads: Load[] = [];
   readonly agents: http.Agent[] = [];
 
-  async cleanup(stopServers: () => Promise<void>): Promise<void> {
+  /** Stops the loads, their agents, every nginx and corral the test started, then removes the app dirs. */
+  async cleanup(): Promise<void> {
     await Promise.all(this.loads.splice(0).map((l) => l.stop()));
     for (const a of this.agents.splice(0)) a.destroy();
-    await stopServers();
+    await stopAllNginx();
+    await stopAll();
     for (const a of this.apps.splice(0)) a.remove();
   }
 }
