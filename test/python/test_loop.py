@@ -13,10 +13,18 @@ from corral_wsgi.loop import REPORT_BATCH, Loop, Poller
 
 
 class LoopTest(unittest.TestCase):
-    def start(self, app=support.hello, threads=1, **opts):
-        listener, cleanup = support.unix_listener()
-        self.addCleanup(cleanup)
+    def start(self, app=support.hello, threads=1, tcp=False, **opts):
+        if tcp:
+            listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            self.addCleanup(listener.close)
+            listener.bind(("127.0.0.1", 0))
+            listener.listen(16)
+            listener.setblocking(False)
+        else:
+            listener, cleanup = support.unix_listener()
+            self.addCleanup(cleanup)
         self.path = listener.getsockname()
+        self.family = listener.family
         server = support.make_server(app, threads=threads)
         self.loop = loop = Loop(server, support.Opts(**opts), listener)
         self.addCleanup(loop.wake_w.close)
@@ -39,7 +47,7 @@ class LoopTest(unittest.TestCase):
         self.thread.join(10)
 
     def connect(self):
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock = socket.socket(self.family, socket.SOCK_STREAM)
         sock.connect(self.path)
         sock.settimeout(10)
         self.addCleanup(sock.close)
@@ -66,6 +74,23 @@ class LoopTest(unittest.TestCase):
             self.assertEqual(self.get(b, 1, "/b%d" % i), b"hello /b%d" % i)
         self.until(lambda: self.loop.served == 6, "6 served")
         self.assertEqual(len(self.loop.conns), 2)
+
+    def test_tcp_connections_are_served_without_nagle(self):
+        # Accepted as the C socket type (no socket.py wrapper), TCP_NODELAY from the listener
+        # (Linux copies it to what it accepts) or set per connection: every connection has it.
+        self.start(tcp=True)
+        socks = [self.connect() for _ in range(3)]
+        for round_ in range(2):
+            for i, sock in enumerate(socks):
+                self.assertEqual(self.get(sock, 1, "/t%d" % i), b"hello /t%d" % i)
+        self.until(lambda: self.loop.served == 6, "6 served")
+        conns = list(self.loop.conns.values())
+        self.assertEqual(len(conns), 3)
+        for conn in conns:
+            self.assertTrue(conn.sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+            self.assertFalse(conn.sock.getblocking())
+        socks[0].close()
+        self.until(lambda: len(self.loop.conns) == 2, "the closed connection gone")
 
     def test_each_request_leaves_an_access_entry_tuple(self):
         self.start()
