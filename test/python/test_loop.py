@@ -105,16 +105,19 @@ class LoopTest(unittest.TestCase):
         self.assertIsInstance(micros, int)
         self.assertGreaterEqual(micros, 0)
 
-    def test_a_batch_of_access_entries_asks_for_an_early_report(self):
+    def test_a_batch_of_access_entries_is_reported_at_once(self):
+        # By the loop's own thread, as the request that completes the batch ends.
         loop = self.start()
-        soon = loop.report_soon = threading.Event()
+        calls = []
+        loop.report_now = lambda: calls.append((threading.get_ident(), len(loop.access)))
         sock = self.connect()
         for i in range(REPORT_BATCH - 1):
             self.get(sock, 1, "/%d" % i)
         self.until(lambda: loop.served == REPORT_BATCH - 1, "served")
-        self.assertFalse(soon.is_set())
+        self.assertEqual(calls, [])
         self.get(sock, 1, "/last")
-        self.until(soon.is_set, "the early report asked for")
+        self.until(lambda: calls, "the batch reported")
+        self.assertEqual(calls, [(self.thread.ident, REPORT_BATCH)])
 
     def test_threaded_mode_serves_on_app_threads(self):
         names = []

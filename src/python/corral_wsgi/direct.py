@@ -47,6 +47,7 @@ class Supervisor:
         # non-blocking, what it refuses waits here, and REPORTs beyond PENDING_LIMIT are dropped
         # (their access entries counted as dropped in the next one that goes).
         self.pending = bytearray()
+        loop.report_now = self.report
         if wfd is not None:
             try:
                 os.set_blocking(wfd, False)
@@ -153,21 +154,17 @@ class Supervisor:
                 return
 
     def watchdog(self):
-        """Every TICK: end a request over --request-timeout; the drain's grace; a REPORT. In
-        between, a REPORT as soon as the loop has a batch of access entries (REPORT_BATCH)."""
-        soon = self.loop.report_soon = threading.Event()
+        """Every TICK: end a request over --request-timeout; the drain's grace; a REPORT. (A
+        batch of REPORT_BATCH access entries is sent in between by the thread that completes
+        it: loop.report_now.)"""
         next_tick = monotonic() + TICK
         while True:
-            soon.wait(max(0.0, next_tick - monotonic()))
-            soon.clear()
+            time.sleep(max(0.0, next_tick - monotonic()))
+            next_tick = monotonic() + TICK
             try:
                 if self.pending:
                     self.flush()
-                if monotonic() >= next_tick:
-                    next_tick = monotonic() + TICK
-                    self.tick()
-                else:
-                    self.report()
+                self.tick()
             except Exception as exc:  # a bug of ours: keep watching
                 log("watchdog error: %s" % format_exc(exc))
 

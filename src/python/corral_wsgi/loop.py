@@ -114,9 +114,12 @@ class Loop:
         self.access_log = True  # standalone mode has nobody to report to: no entries
         self.access = collections.deque(maxlen=ACCESS_LIMIT)
         self.access_dropped = 0
-        # Set by the supervisor: an Event the loop sets when REPORT_BATCH entries wait, so that the
-        # service takes them in small, even batches (not 100 ms of them at once) and none is dropped.
-        self.report_soon = None
+        # Set by the supervisor: called (no lock held) by the thread that ends a request when
+        # REPORT_BATCH entries wait, so that the service takes them in small, even batches (not
+        # 100 ms of them at once) and none is dropped. Sent by that thread itself: handing the
+        # batch to the watchdog thread cost a wake-up and two GIL hand-offs per batch, and the
+        # loop stalled whenever the watchdog, holding the GIL, waited for a core.
+        self.report_now = None
         self.served = 0
         self.changed = True
         self.draining = False
@@ -279,6 +282,7 @@ class Loop:
                      int((monotonic() - conn.began) * 1e6 + 0.5))
             if req.aborted:
                 entry += ("aborted",)
+        batch = False
         with self.lock:
             self.served += 1
             self.changed = True
@@ -287,13 +291,14 @@ class Loop:
                 if len(access) == ACCESS_LIMIT:
                     self.access_dropped += 1  # the deque drops the oldest
                 access.append(entry)
-                if len(access) == REPORT_BATCH and self.report_soon is not None:
-                    self.report_soon.set()
+                batch = len(access) == REPORT_BATCH
             if self.running.pop(conn, None) is not None:
                 self.busy -= 1
                 self.returned.append(conn)
         if threading.get_ident() != self.loop_thread:
             self.wake()
+        if batch and self.report_now is not None:
+            self.report_now()
 
     def settle(self, conn):
         """conn's request ended: keep the connection for the next one, or close it."""
