@@ -48,6 +48,7 @@ class Supervisor:
         # (their access entries counted as dropped in the next one that goes).
         self.pending = bytearray()
         loop.report_now = self.report
+        self.reported = 0.0  # when report() last ran, from any thread
         if wfd is not None:
             try:
                 os.set_blocking(wfd, False)
@@ -59,6 +60,7 @@ class Supervisor:
         queue counts as a change: while every request runs long, it is what tells the service
         that more workers are needed."""
         loop = self.loop
+        self.reported = monotonic()
         queue = self.queue_depth()
         with loop.lock:
             if not (loop.changed or final or queue != self.last_queue):
@@ -154,9 +156,10 @@ class Supervisor:
                 return
 
     def watchdog(self):
-        """Every TICK: end a request over --request-timeout; the drain's grace; a REPORT. (A
-        batch of REPORT_BATCH access entries is sent in between by the thread that completes
-        it: loop.report_now.)"""
+        """Every TICK: end a request over --request-timeout; the drain's grace; a REPORT if the
+        loop has not sent one lately (while it turns, it sends them itself, and a batch of
+        REPORT_BATCH access entries goes with the request that completes it: loop.report_now).
+        So under load this thread takes the GIL ten times a second, briefly."""
         next_tick = monotonic() + TICK
         while True:
             time.sleep(max(0.0, next_tick - monotonic()))
@@ -183,7 +186,8 @@ class Supervisor:
             self.drain_pending()
             flush_std()
             os._exit(EXIT_OK)
-        self.report()
+        if now - self.reported >= 1.5 * TICK:  # else the loop, turning, reports itself
+            self.report()
 
     def time_out(self, conn, req):
         """A request ran past --request-timeout: a 504 if it has sent nothing, else the connection

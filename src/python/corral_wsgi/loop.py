@@ -27,6 +27,9 @@ ACCEPT_BATCH = 64  # connections per readiness event: then serve the ones we hav
 ACCEPT_BATCH_INLINE = 1
 ACCESS_LIMIT = 1000  # access entries kept for the next REPORT; older ones are dropped (counted)
 REPORT_BATCH = 128  # access entries that send a REPORT before the watchdog's next tick
+# While it turns, the loop sends the periodic REPORT itself this often (direct.py's watchdog
+# sends it only when the loop has not: a request running inline, or an idle loop).
+REPORT_EVERY = 0.1
 LINGER = 2.0  # seconds a closing connection may still deliver what its peer sent (see linger)
 DRAIN_IDLE = 1.0  # seconds an idle kept connection of a draining worker waits for one more request
 monotonic = time.monotonic
@@ -359,6 +362,7 @@ class Loop:
         poll, returned, pending = self.sel.poll, self.returned, self.pending
         serve_request = self.server.serve_request
         next_sweep = monotonic() + 1
+        next_report = 0.0
         self.want_accept()
         while True:
             for conn in poll(0.25 if self.draining else 1.0):
@@ -382,6 +386,9 @@ class Loop:
             if self.draining_asked and not self.draining:
                 self.start_drain()
             now = monotonic()
+            if now >= next_report and self.report_now is not None:
+                next_report = now + REPORT_EVERY
+                self.report_now()
             if now >= next_sweep:
                 next_sweep = now + (0.25 if self.draining else 1)
                 self.sweep(now)
