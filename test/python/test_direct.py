@@ -89,6 +89,19 @@ class Supervision(unittest.TestCase):
         self.sup.report(final=True)
         self.assertEqual(len(self.reports()), 1)
 
+    def test_the_loop_reports_through_a_guard(self):
+        # The loop (and an app thread) call loop.report_now: a bug in report() must cost a log
+        # line, not the loop or the request that just ended.
+        self.assertEqual(self.loop.report_now, self.sup.report_safely)
+        err = io.StringIO()
+        with mock.patch.object(self.sup, "queue_depth", side_effect=RuntimeError("boom")), \
+                contextlib.redirect_stderr(err):
+            self.loop.report_now()
+        self.assertIn("report error", err.getvalue())
+        self.assertIn("boom", err.getvalue())
+        self.loop.report_now()  # and the next one goes
+        self.assertEqual(len(self.reports()), 1)
+
     def test_access_entries_are_split_over_records_that_fit(self):
         entry = ("GET", "/" + "p" * 300, 200, 1, 1000)
         with self.loop.lock:

@@ -47,7 +47,7 @@ class Supervisor:
         # non-blocking, what it refuses waits here, and REPORTs beyond PENDING_LIMIT are dropped
         # (their access entries counted as dropped in the next one that goes).
         self.pending = bytearray()
-        loop.report_now = self.report
+        loop.report_now = self.report_safely
         self.reported = 0.0  # when report() last ran, from any thread
         if wfd is not None:
             try:
@@ -79,6 +79,14 @@ class Supervisor:
         if dropped:
             body["access_dropped"] = dropped
         self.send_report(body, access)
+
+    def report_safely(self):
+        """report() for the loop's and the app threads: a bug of ours costs a log line, never
+        the loop or the request that ended."""
+        try:
+            self.report()
+        except Exception as exc:
+            log("report error: %s" % format_exc(exc))
 
     def send_report(self, body, access):
         """One REPORT record, or several when the access entries do not fit in one (a record
