@@ -101,6 +101,12 @@ class Supervision(unittest.TestCase):
         self.assertIn("boom", err.getvalue())
         self.loop.report_now()  # and the next one goes
         self.assertEqual(len(self.reports()), 1)
+        # Standalone (no control channel): the loop has nobody to report to.
+        alone = Loop(support.make_server(), support.Opts(), self.loop.listener)
+        self.addCleanup(alone.wake_w.close)
+        self.addCleanup(alone.wake_r.close)
+        direct.Supervisor(alone, None)
+        self.assertIsNone(alone.report_now)
 
     def test_access_entries_are_split_over_records_that_fit(self):
         entry = ("GET", "/" + "p" * 300, 200, 1, 1000)

@@ -47,7 +47,8 @@ class Supervisor:
         # non-blocking, what it refuses waits here, and REPORTs beyond PENDING_LIMIT are dropped
         # (their access entries counted as dropped in the next one that goes).
         self.pending = bytearray()
-        loop.report_now = self.report_safely
+        if wfd is not None:  # standalone: nobody to report to
+            loop.report_now = self.report_safely
         self.reported = 0.0  # when report() last ran, from any thread
         if wfd is not None:
             try:
