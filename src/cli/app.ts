@@ -120,6 +120,9 @@ export function directArgs(s: Readonly<Settings>): string[] {
     '--max-body-size', String(s.maxBodySize),
     '--max-params', String(s.maxParamsBytes),
     '--eof-grace', String(s.gracefulTimeout),
+    // A direct worker logs the stack of a request it times out as it answers 504 itself: before
+    // that, only at slowLogAfter (this, after spawnSpec's, is the value it takes).
+    '--stack-after', String(s.slowLogAfter),
   ];
 }
 
@@ -160,14 +163,24 @@ export function removeOrphanDirs(dir: string, prefix: string, log: Logger): void
 }
 
 
+/**
+ * When a proxied worker logs where a request is (--stack-after): at slowLogAfter, and in any case
+ * before requestTimeout ends the request by killing its worker (a second before; half of it if
+ * shorter), so that the kill leaves the stack in the log. 0: never.
+ */
+export function proxyStackAfter(s: Readonly<Pick<Settings, 'requestTimeout' | 'slowLogAfter'>>): number {
+  const beforeKill = s.requestTimeout > 0 ? (s.requestTimeout > 1 ? s.requestTimeout - 1 : s.requestTimeout / 2) : 0;
+  if (s.slowLogAfter > 0 && (beforeKill === 0 || s.slowLogAfter < beforeKill)) return s.slowLogAfter;
+  return beforeKill;
+}
+
 /** How the worker process is started for these settings (`appVars`: the app's own variables, from its web.config). */
 export function spawnSpec(s: Readonly<Settings>, dev: boolean, appVars: Readonly<Record<string, string>> = {}): WorkerSpawnSpec {
   const args = [WORKER_SCRIPT, '--app', s.wsgiApp, '--root', s.root, '--threads', String(s.threads), '--window', String(RESPONSE_WINDOW)];
   if (s.pythonPath.length > 0) args.push('--pythonpath', s.pythonPath.join(';'));
   if (s.trustOriginalUrl) args.push('--trust-x-original-url');
-  // The proxy path ends a request at requestTimeout by killing its worker: a second before, the
-  // worker logs where the request is (the direct path's worker does that as it answers 504).
-  if (s.requestTimeout > 0) args.push('--stack-after', String(s.requestTimeout > 1 ? s.requestTimeout - 1 : s.requestTimeout / 2));
+  const stackAfter = proxyStackAfter(s);
+  if (stackAfter > 0) args.push('--stack-after', String(stackAfter));
   const env = withAppEnv(workerEnv(process.env, s.passEnv), appVars);
   if (dev) env.CORRAL_DEV_ERRORS = '1';
   return { command: s.python, args, cwd: s.root, env, responseWindow: RESPONSE_WINDOW };

@@ -169,6 +169,11 @@ export const SETTINGS = [
     doc: 'A request running longer gets 504 and its worker is killed and replaced (`0`: no limit); the log shows where it was stuck (the stack of the thread running it). 90 s is IIS\'s FastCGI `requestTimeout`, so behind IIS neither side gives up first by surprise.',
   }),
   setting({
+    key: 'slowLogAfter', env: ['CORRAL_SLOW_LOG_AFTER'], flag: '--slow-log-after', cli: 'option', arg: 'SECONDS',
+    kind: integer(0, 86_400), default: 0,
+    doc: 'A request still running this long gets one log line with where it is (the stack of the thread running it, the app\'s frames as a traceback), and goes on: PHP-FPM\'s `request_slowlog_timeout`, uWSGI\'s `harakiri-verbose` without the kill. `0`: only as `requestTimeout` ends it (a second before, on the proxy path). Off by default: a line per slow request is for finding them, not for every day.',
+  }),
+  setting({
     key: 'startupTimeout', env: ['CORRAL_STARTUP_TIMEOUT'], flag: '--startup-timeout', cli: 'option', arg: 'SECONDS',
     kind: integer(1, 3_600), default: 60,
     doc: 'A worker that has not imported the app and said READY by then is killed and counted as a boot failure. 60 s leaves room for large Django projects on slow disks.',

@@ -142,6 +142,20 @@ describe('direct data plane', () => {
     expect(c.child.exitCode).toBeNull();
   });
 
+  it('slowLogAfter: a request still running that long leaves its stack in the log, once, and goes on', async () => {
+    const { c, addr } = await serveDirect(['--slow-log-after', '1']);
+    const r = await get(addr, '/sleep?s=2.5');
+    expect(r.status).toBe(200);
+    const stderr = c.logs.filter((l) => l.msg === 'worker stderr').map((l) => String(l.line));
+    const heads = stderr.filter((l) => l === 'corral_worker: request GET /sleep?s=2.5 still running after 1s. Where it is:');
+    expect(heads, stderr.join('\n')).toHaveLength(1);
+    const stack = stderr.slice(stderr.indexOf(heads[0]!) + 1, stderr.indexOf(heads[0]!) + 50);
+    expect(stack[0]).toBe('Traceback (most recent call last):');
+    expect(stack.some((l) => /worker_ok\.py", line \d+, in application$/.test(l))).toBe(true);
+    expect(stack).toContain('SlowRequest: GET /sleep?s=2.5 still running after 1s');
+    expect(exitsOf(c, /^worker killed|did not stop in time|exited unexpectedly|worker answered 504|worker stopped/)).toEqual([]); // it goes on
+  });
+
   it('a worker killed mid-request costs only that request; its replacement serves', async () => {
     const { c, addr } = await serveDirect();
     const slow = get(addr, '/sleep?s=30').catch((err: Error) => ({ status: -1, body: err.message, headers: {} }));

@@ -122,6 +122,7 @@ class Opts:
         self.max_connections = 100
         self.max_params = 65536
         self.max_body_size = 0
+        self.stack_after = 0.0
         self.__dict__.update(kw)
 
 

@@ -6,6 +6,7 @@ import os
 import socket
 import tempfile
 import threading
+import time
 import unittest
 from unittest import mock
 
@@ -107,6 +108,48 @@ class Supervision(unittest.TestCase):
         self.addCleanup(alone.wake_r.close)
         direct.Supervisor(alone, None)
         self.assertIsNone(alone.report_now)
+
+    def test_a_slow_request_leaves_its_stack_once_and_goes_on(self):
+        # --stack-after (slowLogAfter): the watchdog's tick logs where a request running longer
+        # is, once per request, and does nothing else to it.
+        class Held:  # a connection / request as the loop holds them (hashable, by identity)
+            pass
+        release = threading.Event()
+        started = threading.Event()
+
+        def stuck_in_the_app():
+            started.set()
+            release.wait(10)
+        app = threading.Thread(target=stuck_in_the_app)
+        app.start()
+        self.addCleanup(app.join)
+        self.addCleanup(release.set)
+        started.wait(5)
+        self.loop.opts.stack_after = 0.5
+        conn, req = Held(), Held()
+        conn.began = time.monotonic() - 0.2
+        req.environ = {"REQUEST_METHOD": "GET", "REQUEST_URI": "/stuck?x=1"}
+        req.thread = app.ident
+        self.loop.running[conn] = req
+        err = io.StringIO()
+        with contextlib.redirect_stderr(err):
+            self.sup.tick()  # 0.2 s: not yet
+            self.assertEqual(err.getvalue(), "")
+            conn.began -= 0.5
+            self.sup.tick()
+            self.sup.tick()  # said once
+        text = err.getvalue()
+        self.assertEqual(text.count("Traceback"), 1, text)
+        self.assertIn("corral_worker: request GET /stuck?x=1 still running after 0.5s. Where it is:\n"
+                      "Traceback (most recent call last):\n", text)
+        self.assertIn(", in stuck_in_the_app\n", text)
+        self.assertIn("SlowRequest: GET /stuck?x=1 still running after 0.5s", text)
+        self.assertIn(conn, self.loop.running)  # it goes on
+        # Once it ended, what was logged is forgotten.
+        del self.loop.running[conn]
+        with contextlib.redirect_stderr(io.StringIO()):
+            self.sup.tick()
+        self.assertEqual(self.sup.slow_logged, set())
 
     def test_access_entries_are_split_over_records_that_fit(self):
         entry = ("GET", "/" + "p" * 300, 200, 1, 1000)

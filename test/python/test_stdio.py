@@ -160,14 +160,14 @@ class SlowRequests(unittest.TestCase):
             watcher = threading.Thread(target=stdio.watch_slow, args=(server, 0.1), daemon=True)
             watcher.start()
             deadline = time.monotonic() + 5
-            while "RequestTimeout" not in err.getvalue() and time.monotonic() < deadline:
+            while "SlowRequest" not in err.getvalue() and time.monotonic() < deadline:
                 time.sleep(0.02)
             time.sleep(0.3)  # more rounds of the watcher: it must not say it again
         text = err.getvalue()
-        self.assertIn("corral_worker: request GET /stuck still running after 0.1s (the service ends it "
-                      "at its requestTimeout). Where it is:\nTraceback (most recent call last):\n", text)
+        self.assertIn("corral_worker: request GET /stuck still running after 0.1s. Where it is:\n"
+                      "Traceback (most recent call last):\n", text)
         self.assertIn(", in stuck_in_the_app\n", text)
-        self.assertTrue(text.rstrip("\n").endswith("RequestTimeout: GET /stuck still running after 0.1s"))
+        self.assertTrue(text.rstrip("\n").endswith("SlowRequest: GET /stuck still running after 0.1s"))
         self.assertEqual(text.count("Traceback"), 1)
 
 

@@ -13,7 +13,7 @@ import { regex } from '../../src/config/kinds.js';
 import { fromPythonRegex } from '../../src/config/py-regex.js';
 import type { Settings } from '../../src/config/settings.js';
 import { parseRestartRegex } from '../../src/watch/mask.js';
-import { spawnSpec } from '../../src/cli/app.js';
+import { directArgs, spawnSpec } from '../../src/cli/app.js';
 import type { App } from '../../src/cli/app.js';
 import { withAppEnv } from '../../src/cli/worker-env.js';
 import { AppRouter } from '../../src/cli/router.js';
@@ -119,6 +119,26 @@ describe('the worker\'s environment', () => {
     expect(spec.env.PYTHONUNBUFFERED).toBe('1');
     expect(withAppEnv({ Path: 'C:\\a', X: '1' }, { PATH: 'C:\\b' }, 'win32')).toEqual({ PATH: 'C:\\b', X: '1' });
     expect(withAppEnv({ Path: '/a' }, { PATH: '/b' }, 'linux')).toEqual({ Path: '/a', PATH: '/b' });
+  });
+});
+
+describe('where a worker logs the stack of a slow request (--stack-after)', () => {
+  const after = (args: readonly string[]): string | undefined => {
+    const i = args.lastIndexOf('--stack-after');
+    return i < 0 ? undefined : args[i + 1]; // the last one counts (argparse)
+  };
+  it('proxy: slowLogAfter, and at the latest a second before requestTimeout kills the worker', () => {
+    expect(after(spawnSpec(base(), false).args)).toBe('89');
+    expect(after(spawnSpec(base(['--slow-log-after', '5']), false).args)).toBe('5');
+    expect(after(spawnSpec(base(['--slow-log-after', '200']), false).args)).toBe('89');
+    expect(after(spawnSpec(base(['--request-timeout', '1']), false).args)).toBe('0.5');
+    expect(after(spawnSpec(base(['--request-timeout', '0']), false).args)).toBeUndefined();
+    expect(after(spawnSpec(base(['--request-timeout', '0', '--slow-log-after', '3']), false).args)).toBe('3');
+  });
+  it('direct: only slowLogAfter (the worker logs a timed-out request\'s stack as it answers 504)', () => {
+    const args = (argv: string[]): string[] => [...spawnSpec(base(argv), false).args, ...directArgs(base(argv))];
+    expect(after(args([]))).toBe('0');
+    expect(after(args(['--slow-log-after', '5']))).toBe('5');
   });
 });
 

@@ -54,8 +54,9 @@ def parse_args(argv):
         parser.add_argument(name, metavar="SECONDS", type=float, default=default,
                             help="%s (default %g)" % (what, default))
     parser.add_argument("--stack-after", metavar="SECONDS", type=float, default=0.0,
-                        help="stdio mode: log where a request still running after this long is "
-                        "(the service passes a second less than its requestTimeout; 0 = never)")
+                        help="log where a request still running after this long is, once "
+                        "(the service's slowLogAfter; on the proxy path at the latest a second "
+                        "before its requestTimeout; 0 = never)")
     parser.add_argument("--max-connections", metavar="N", type=int, default=1000,
                         help="open connections at once; at the limit stop accepting (default 1000)")
     parser.add_argument("--max-body-size", metavar="BYTES", type=int, default=0,

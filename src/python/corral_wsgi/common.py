@@ -46,16 +46,16 @@ def format_exc(exc):
 STACK_LIMIT = 40  # innermost frames of a stuck request's stack that are logged
 
 
-def stuck_at(thread, what):
+def stuck_at(thread, what, kind="RequestTimeout"):
     """Where a thread running a request is now, as a traceback (innermost STACK_LIMIT frames)
-    ending in "RequestTimeout: <what>", which the service logs as one record in dev: PHP-FPM's
-    slowlog, uWSGI's harakiri backtrace: the answer to "what was it doing?". Empty when that
-    thread is unknown or gone."""
+    ending in "<kind>: <what>" (RequestTimeout, or SlowRequest for --stack-after), which the
+    service logs as one record in dev: PHP-FPM's slowlog, uWSGI's harakiri backtrace: the answer
+    to "what was it doing?". Empty when that thread is unknown or gone."""
     frame = sys._current_frames().get(thread) if thread else None
     if frame is None:
         return ""
     stack = "".join(traceback.format_stack(frame, -STACK_LIMIT))
-    return "Traceback (most recent call last):\n%sRequestTimeout: %s" % (stack, what)
+    return "Traceback (most recent call last):\n%s%s: %s" % (stack, kind, what)
 
 
 def flush_std():

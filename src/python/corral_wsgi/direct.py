@@ -50,6 +50,7 @@ class Supervisor:
         if wfd is not None:  # standalone: nobody to report to
             loop.report_now = self.report_safely
         self.reported = 0.0  # when report() last ran, from any thread
+        self.slow_logged = set()  # running requests whose stack --stack-after logged already
         if wfd is not None:
             try:
                 os.set_blocking(wfd, False)
@@ -189,6 +190,8 @@ class Supervisor:
                 late = [(c, r) for c, r in loop.running.items() if now - c.began > limit]
             if late:
                 self.time_out(*late[0])
+        if loop.opts.stack_after:
+            self.log_slow(now)
         if loop.drain_deadline is not None and now >= loop.drain_deadline:
             log("%d request(s) still running %gs after the stop: exiting" % (loop.busy, loop.server.grace))
             self.report(final=True)
@@ -197,6 +200,24 @@ class Supervisor:
             os._exit(EXIT_OK)
         if now - self.reported >= 1.5 * TICK:  # else the loop, turning, reports itself
             self.report()
+
+    def log_slow(self, now):
+        """--stack-after (slowLogAfter): where each request running longer is, once per request;
+        it goes on."""
+        loop = self.loop
+        after = loop.opts.stack_after
+        with loop.lock:
+            running = list(loop.running.items())
+        self.slow_logged.intersection_update(r for _, r in running)
+        for conn, req in running:
+            if req in self.slow_logged or now - conn.began < after:
+                continue
+            self.slow_logged.add(req)
+            env = req.environ or {}
+            what = "%s %s still running after %gs" % (env.get("REQUEST_METHOD"), env.get("REQUEST_URI"), after)
+            stack = stuck_at(req.thread, what, "SlowRequest")
+            if stack:
+                log("request %s. Where it is:\n%s" % (what, stack))
 
     def time_out(self, conn, req):
         """A request ran past --request-timeout: a 504 if it has sent nothing, else the connection

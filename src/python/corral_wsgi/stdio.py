@@ -220,9 +220,10 @@ def exit_on_hangup(fd, server, served):
 
 
 def watch_slow(server, after):
-    """Logs, once per request, where a request still running after `after` seconds is: the
-    service ends it at its requestTimeout (a second later) by killing the worker, which leaves
-    no trace of what the app was doing. Wakes a few times a second; dict reads under the GIL."""
+    """Logs, once per request, where a request still running after `after` seconds is (the
+    service's slowLogAfter, or a second before its requestTimeout ends the request by killing the
+    worker, which would leave no trace of what the app was doing). Wakes a few times a second;
+    dict reads under the GIL."""
     running = server.running
     logged = set()  # of the requests running now: said already
     while True:
@@ -236,9 +237,9 @@ def watch_slow(server, after):
             logged.add(req)
             env = req.environ or {}
             what = "%s %s still running after %gs" % (env.get("REQUEST_METHOD"), env.get("REQUEST_URI"), after)
-            stack = stuck_at(req.thread, what)
+            stack = stuck_at(req.thread, what, "SlowRequest")
             if stack:
-                log("request %s (the service ends it at its requestTimeout). Where it is:\n%s" % (what, stack))
+                log("request %s. Where it is:\n%s" % (what, stack))
 
 
 def serve_stdio(server, opts, rfd, wfd):
