@@ -120,6 +120,8 @@ export class AppStats {
     }
     if (!this.#inTraceback.has(pid) || line === '' || line.startsWith(' ') || line.startsWith('\t')) return;
     this.#inTraceback.delete(pid);
+    // Where a slow request is (slowLogAfter): a stack, not a failure of any request.
+    if (line.startsWith('SlowRequest: ')) return;
     if (this.#exceptions.length >= RECENT) this.#exceptions.shift();
     this.#exceptions.push({ at: this.#now(), pid, line: line.slice(0, MAX_LINE) });
   }

@@ -105,6 +105,18 @@ describe('app stats', () => {
     expect(f.window.byClass['5xx']).toBe(2);
   });
 
+  it('does not take a slow request\'s stack (slowLogAfter) for the exception of a failed one', () => {
+    let now = T0;
+    const s = new AppStats(() => now);
+    s.stderr(7, 'corral_worker: request GET /slow still running after 1s. Where it is:');
+    s.stderr(7, 'Traceback (most recent call last):');
+    s.stderr(7, '  File "/srv/app.py", line 9, in app');
+    s.stderr(7, 'SlowRequest: GET /slow still running after 1s');
+    now += 50;
+    s.request(rec({ status: 500, path: '/other', pid: 7 }));
+    expect(s.read().recentErrors.map((e) => e.exception)).toEqual([null]);
+  });
+
   it('does not pair an exception with a request of another worker or long after', () => {
     let now = T0;
     const s = new AppStats(() => now);
