@@ -14,7 +14,7 @@ export const HELP_GROUPS: readonly { readonly title: string; readonly keys: read
   { title: 'Listening', keys: ['listen', 'http', 'dataPlane', 'mount', 'static', 'trustForwarded', 'trustOriginalUrl'] },
   { title: 'Workers', keys: ['workers', 'minWorkers', 'maxWorkers', 'threads', 'startupTimeout', 'failFast', 'idleTimeout', 'maxRequests', 'maxRequestsJitter', 'maxMemoryMB', 'gracefulTimeout', 'maxTotalWorkers'] },
   { title: 'Reload', keys: ['watchFileChangesMask', 'restartFileRegex'] },
-  { title: 'Logs', keys: ['logLevel', 'logFile', 'accessLog', 'errorLogDir', 'wsgiLog'] },
+  { title: 'Logs', keys: ['logLevel', 'logFile', 'accessLog', 'slowLogAfter', 'errorLogDir', 'wsgiLog'] },
   { title: 'Limits', keys: ['requestTimeout', 'queueLength', 'queueTimeout', 'maxBodySize', 'maxParamsBytes', 'maxConnections', 'maxConnectionRequests', 'paramsTimeout', 'bodyTimeout', 'connectionIdleTimeout', 'maxConnectionBuffer', 'maxBufferedBytes'] },
   { title: 'Control', keys: ['control', 'controlReadAccess'] },
   { title: 'IIS and Windows (apps named by requests)', keys: ['allowedRoots', 'relaySecretFile', 'logRoots', 'maxApps', 'appIdleTimeout', 'pipeAllUsers'] },
