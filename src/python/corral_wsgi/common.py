@@ -58,6 +58,22 @@ def stuck_at(thread, what, kind="RequestTimeout"):
     return "Traceback (most recent call last):\n%s%s: %s" % (stack, kind, what)
 
 
+def log_slow(running, logged, now, after):
+    """--stack-after (slowLogAfter): log where each request running longer than `after` seconds
+    is, once per request (it goes on). `running`: (when it began, request) of the requests the
+    app has now; `logged`: the set of those said already, kept by the caller between rounds."""
+    logged.intersection_update(req for _, req in running)
+    for began, req in running:
+        if req in logged or now - began < after:
+            continue
+        logged.add(req)
+        env = req.environ or {}
+        what = "%s %s still running after %gs" % (env.get("REQUEST_METHOD"), env.get("REQUEST_URI"), after)
+        stack = stuck_at(req.thread, what, "SlowRequest")
+        if stack:
+            log("request %s. Where it is:\n%s" % (what, stack))
+
+
 def flush_std():
     for stream in (sys.stdout, sys.stderr):
         try:

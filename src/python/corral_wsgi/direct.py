@@ -21,7 +21,7 @@ import time
 from .codec import (APP_FAILED, CORRAL_PING, CORRAL_PONG, CORRAL_READY, END_REQUEST, HEADER,
                     MAX_CONTENT, PROTOCOL_VERSION, REQUEST_COMPLETE, STDOUT, TERMINATOR, frame_stdout,
                     pack_header)
-from .common import EXIT_BOOT, EXIT_OK, UsageError, exit_soon, flush_std, format_exc, log, stuck_at
+from .common import EXIT_BOOT, EXIT_OK, UsageError, exit_soon, flush_std, format_exc, log, log_slow, stuck_at
 from . import handoff
 from .loop import Loop
 
@@ -47,11 +47,10 @@ class Supervisor:
         # non-blocking, what it refuses waits here, and REPORTs beyond PENDING_LIMIT are dropped
         # (their access entries counted as dropped in the next one that goes).
         self.pending = bytearray()
-        if wfd is not None:  # standalone: nobody to report to
-            loop.report_now = self.report_safely
         self.reported = 0.0  # when report() last ran, from any thread
         self.slow_logged = set()  # running requests whose stack --stack-after logged already
-        if wfd is not None:
+        if wfd is not None:  # standalone: nobody to report to
+            loop.report_now = self.report_safely
             try:
                 os.set_blocking(wfd, False)
             except (OSError, AttributeError):  # a platform without it: writes stay blocking
@@ -191,7 +190,9 @@ class Supervisor:
             if late:
                 self.time_out(*late[0])
         if loop.opts.stack_after:
-            self.log_slow(now)
+            with loop.lock:
+                running = [(c.began, r) for c, r in loop.running.items()]
+            log_slow(running, self.slow_logged, now, loop.opts.stack_after)
         if loop.drain_deadline is not None and now >= loop.drain_deadline:
             log("%d request(s) still running %gs after the stop: exiting" % (loop.busy, loop.server.grace))
             self.report(final=True)
@@ -200,24 +201,6 @@ class Supervisor:
             os._exit(EXIT_OK)
         if now - self.reported >= 1.5 * TICK:  # else the loop, turning, reports itself
             self.report()
-
-    def log_slow(self, now):
-        """--stack-after (slowLogAfter): where each request running longer is, once per request;
-        it goes on."""
-        loop = self.loop
-        after = loop.opts.stack_after
-        with loop.lock:
-            running = list(loop.running.items())
-        self.slow_logged.intersection_update(r for _, r in running)
-        for conn, req in running:
-            if req in self.slow_logged or now - conn.began < after:
-                continue
-            self.slow_logged.add(req)
-            env = req.environ or {}
-            what = "%s %s still running after %gs" % (env.get("REQUEST_METHOD"), env.get("REQUEST_URI"), after)
-            stack = stuck_at(req.thread, what, "SlowRequest")
-            if stack:
-                log("request %s. Where it is:\n%s" % (what, stack))
 
     def time_out(self, conn, req):
         """A request ran past --request-timeout: a 504 if it has sent nothing, else the connection

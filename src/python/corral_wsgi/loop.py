@@ -105,7 +105,7 @@ class Loop:
                 listener.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             except OSError:
                 pass
-        self.nodelay_checked = not self.tcp
+        self.nodelay_checked = False  # (only looked at while set_nodelay: TCP)
         self.sel = Poller()
         self.conns = {}  # fd -> Conn
         self.accepting = False

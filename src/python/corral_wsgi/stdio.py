@@ -18,7 +18,7 @@ import time
 from .channel import HAVE_WRITEV, WRITEV_FROM, Channel, write_all, write_record, writev_all
 from .codec import (CORRAL_PING, CORRAL_PONG, CORRAL_READY, CORRAL_WINDOW, PROTOCOL_VERSION,
                     UINT32, ProtocolError, pack_header)
-from .common import EXIT_BOOT, EXIT_OK, ClientGone, exit_soon, flush_std, log, stuck_at
+from .common import EXIT_BOOT, EXIT_OK, ClientGone, exit_soon, flush_std, log, log_slow
 
 READ_SIZE = 262144
 PIPE_SIZE = 1 << 20
@@ -228,18 +228,8 @@ def watch_slow(server, after):
     logged = set()  # of the requests running now: said already
     while True:
         time.sleep(min(1.0, max(0.05, after / 4)))
-        now = time.monotonic()
-        current = list(running)  # the dict changes under us between rounds, not during this copy
-        logged.intersection_update(current)
-        for req in current:
-            if req in logged or now - req.began < after:
-                continue
-            logged.add(req)
-            env = req.environ or {}
-            what = "%s %s still running after %gs" % (env.get("REQUEST_METHOD"), env.get("REQUEST_URI"), after)
-            stack = stuck_at(req.thread, what, "SlowRequest")
-            if stack:
-                log("request %s. Where it is:\n%s" % (what, stack))
+        # The dict changes under us between rounds, not during this copy.
+        log_slow([(req.began, req) for req in list(running)], logged, time.monotonic(), after)
 
 
 def serve_stdio(server, opts, rfd, wfd):
