@@ -21,6 +21,7 @@ READ_SIZE = 65536
 BODY_READ_SIZE = 262144
 HAVE_POLL = hasattr(select, "poll")  # not on Windows
 HAVE_SENDMSG = hasattr(socket.socket, "sendmsg")  # not on Windows
+QUICKACK = getattr(socket, "TCP_QUICKACK", None)  # Linux
 monotonic = time.monotonic
 
 
@@ -58,6 +59,7 @@ class Conn(Channel):
         self.lingering = False  # our side is shut: reading the rest until the peer's FIN
         self.watched = False  # registered with the selector
         self.no_handoff = False  # a draining worker's sibling refused it (handoff.py)
+        self.quickack = loop.tcp and QUICKACK is not None
         self.max_params = loop.opts.max_params or sys.maxsize
         self.max_body = loop.opts.max_body_size
         self.values_answers = loop.values
@@ -139,6 +141,8 @@ class Conn(Channel):
                 try:
                     data = self.sock.recv(BODY_READ_SIZE)
                 except BlockingIOError:
+                    if self.quickack:
+                        self.ack_now()
                     wait_ready(self.sock, False, self.loop.opts.body_timeout)
                     data = self.sock.recv(BODY_READ_SIZE)
                 if not data:
@@ -152,6 +156,17 @@ class Conn(Channel):
                 self.abort(req)
         finally:
             self.lock.acquire()
+
+    def ack_now(self):
+        """Send the ACK the kernel may be delaying (Linux TCP_QUICKACK) before waiting for more
+        body bytes. nginx leaves Nagle on for its upstream connections: the last, short segment of
+        a body waits until everything before it is acknowledged, and on a kept connection, where
+        the kernel delays ACKs to ride on responses, that is the 40 ms delayed-ACK timer. A fresh
+        connection starts in quick-ACK mode, which is why only kept ones stalled."""
+        try:
+            self.sock.setsockopt(socket.IPPROTO_TCP, QUICKACK, 1)
+        except OSError:
+            self.quickack = False
 
     def begin(self, rid, content):
         req = self.req
