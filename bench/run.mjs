@@ -30,7 +30,7 @@ import { parseArgs } from 'node:util';
 import { candidates as allCandidates } from './lib/candidates.mjs';
 import { checkAnswers, waitForAnswer } from './lib/check.mjs';
 import { measureOnce, schedule } from './lib/measure.mjs';
-import { startNginx } from './lib/nginx.mjs';
+import { NGINX_MALLOC, nginxEnv, startNginx } from './lib/nginx.mjs';
 import { BenchError, alive, cleanup, have, log, safeRead, stopChild } from './lib/proc.mjs';
 import { fmt, markdown, summarize } from './lib/report.mjs';
 
@@ -98,6 +98,7 @@ function options() {
     workloads: list('workloads', 'BENCH_WORKLOADS'),
     python: process.env.BENCH_PYTHON || '/usr/bin/python3',
     corralArgs: (process.env.BENCH_CORRAL_ARGS ?? '').split(/\s+/).filter(Boolean),
+    nginxHeapHeld: process.env.BENCH_NGINX_MALLOC !== 'default',
   };
   const unknownW = o.workloads.filter((w) => !WORKLOADS.some((x) => x.name === w));
   if (unknownW.length) throw new BenchError(`unknown workload(s) ${unknownW.join(', ')}; known: ${WORKLOADS.map((w) => w.name).join(', ')}`);
@@ -206,6 +207,7 @@ async function main() {
     backends: Object.fromEntries(active.map((c) => [c.name, started.get(c.name).port])),
     hello: HELLO,
     files: { big: BIG, big64k: BIG64K },
+    env: nginxEnv(opt.nginxHeapHeld),
   });
 
   const drop = async (c, reason, workload) => {
@@ -267,7 +269,8 @@ async function main() {
     duration_s: opt.duration,
     warmup_s: opt.warmup,
     quick: opt.quick,
-    note: otherLoad.length ? `Other load on the machine during the runs: median ${fmt(otherLoad[otherLoad.length >> 1], 2)} cores, at most ${fmt(otherLoad[otherLoad.length - 1], 2)}; nginx error-log lines at [error] or worse: ${nginxErrors.length}.` : '',
+    nginx_malloc: opt.nginxHeapHeld ? NGINX_MALLOC : 'default',
+    note: (opt.nginxHeapHeld ? `nginx runs with GLIBC_TUNABLES=${NGINX_MALLOC} (its heap held, see bench/README.md). ` : 'nginx runs with glibc\'s default heap settings (BENCH_NGINX_MALLOC=default). ') + (otherLoad.length ? `Other load on the machine during the runs: median ${fmt(otherLoad[otherLoad.length >> 1], 2)} cores, at most ${fmt(otherLoad[otherLoad.length - 1], 2)}; nginx error-log lines at [error] or worse: ${nginxErrors.length}.` : ''),
     candidates: list.map((c) => ({ name: c.name, what: c.what })),
     workloads: workloads.map(({ name, path, post, connections, what }) => ({ name, path, post, connections, what })),
     skipped,

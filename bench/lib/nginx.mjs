@@ -81,10 +81,29 @@ ${candidates.map((c) => serverBlock(c, ports[c.name], backends[c.name], hello)).
 }
 
 /**
+ * glibc settings that hold nginx's heap. With glibc's defaults nginx gives the top of its heap back
+ * to the system whenever it frees more than the (adaptive) trim threshold, and a later request's
+ * 2 MiB body buffer lands on fresh pages: every page of a 1 MiB upload faults as nginx copies it
+ * in. Whether that happens on every upload or rarely depends on what nginx served before: after
+ * hello at 64 connections its CPU per 1 MiB upload went from ~500 to ~2,000 us, for every
+ * backend alike (uWSGI and corral both fell from ~1,200 to ~450 req/s). A fixed mmap threshold
+ * above the body buffer and a trim threshold no run reaches keep it in one state, so the upload
+ * workload compares backends, not nginx's heap. BENCH_NGINX_MALLOC=default runs nginx as installed.
+ */
+export const NGINX_MALLOC = 'glibc.malloc.mmap_threshold=4194304:glibc.malloc.trim_threshold=268435456';
+
+/** nginx's environment: the caller's, with NGINX_MALLOC unless `held` is false. */
+export function nginxEnv(held, base = process.env) {
+  if (!held) return { ...base };
+  const tunables = base.GLIBC_TUNABLES ? `${base.GLIBC_TUNABLES}:${NGINX_MALLOC}` : NGINX_MALLOC;
+  return { ...base, GLIBC_TUNABLES: tunables };
+}
+
+/**
  * Writes the prefix directory (static files, params, conf) and starts nginx in the foreground;
  * resolves once every server port accepts, with the worker's pid (for CPU accounting).
  */
-export async function startNginx({ dir, bin, paramsFile, candidates, backends, hello, files }) {
+export async function startNginx({ dir, bin, paramsFile, candidates, backends, hello, files, env }) {
   for (let attempt = 0; ; attempt++) {
     rmSync(dir, { recursive: true, force: true });
     for (const d of ['logs', 'tmp', 'static']) mkdirSync(join(dir, d), { recursive: true });
@@ -93,7 +112,7 @@ export async function startNginx({ dir, bin, paramsFile, candidates, backends, h
     const ports = {};
     for (const c of candidates) ports[c.name] = await freePort();
     writeFileSync(join(dir, 'nginx.conf'), nginxConf({ candidates, ports, backends, hello, asRoot: process.getuid?.() === 0 }));
-    const entry = startChild('nginx', bin, ['-p', `${dir}/`, '-c', 'nginx.conf', '-e', 'logs/error.log', '-g', 'daemon off;'], { stopSignal: 'SIGQUIT' });
+    const entry = startChild('nginx', bin, ['-p', `${dir}/`, '-c', 'nginx.conf', '-e', 'logs/error.log', '-g', 'daemon off;'], { stopSignal: 'SIGQUIT', env });
     try {
       for (const p of Object.values(ports)) await waitForPort(p, entry, 10_000);
       const workers = descendantsOf(entry.child.pid);

@@ -9,7 +9,7 @@ import { schedule, ticksBetween } from '../../bench/lib/measure.mjs';
 // @ts-expect-error: plain ES module of the bench, no type declarations
 import { markdown, median, summarize } from '../../bench/lib/report.mjs';
 // @ts-expect-error: plain ES module of the bench, no type declarations
-import { nginxConf } from '../../bench/lib/nginx.mjs';
+import { NGINX_MALLOC, nginxConf, nginxEnv } from '../../bench/lib/nginx.mjs';
 // @ts-expect-error: plain ES module of the bench, no type declarations
 import { UPSTREAM } from '../../bench/lib/candidates.mjs';
 
@@ -113,5 +113,12 @@ describe('bench nginx configuration', () => {
     expect(conf).toContain('proxy_pass http://gunicorn_sync_2w;');
     expect(conf).toMatch(/listen 127\.0\.0\.1:1005;\s+location = \/hello\s+\{ return 200 'Hello, world'; \}/);
     expect(conf).not.toContain('user root');
+  });
+
+  it("holds nginx's heap unless told not to, keeping GLIBC_TUNABLES the caller set", () => {
+    expect(nginxEnv(true, { PATH: '/bin' })).toEqual({ PATH: '/bin', GLIBC_TUNABLES: NGINX_MALLOC });
+    expect(nginxEnv(true, { GLIBC_TUNABLES: 'glibc.malloc.tcache_count=0' }).GLIBC_TUNABLES).toBe(`glibc.malloc.tcache_count=0:${NGINX_MALLOC}`);
+    expect(nginxEnv(false, { PATH: '/bin' })).toEqual({ PATH: '/bin' });
+    expect(NGINX_MALLOC).toMatch(/mmap_threshold=\d+:glibc\.malloc\.trim_threshold=\d+$/);
   });
 });
