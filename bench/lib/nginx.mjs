@@ -84,9 +84,10 @@ ${candidates.map((c) => serverBlock(c, ports[c.name], backends[c.name], hello)).
  * glibc settings that hold nginx's heap. With glibc's defaults nginx gives the top of its heap back
  * to the system whenever it frees more than the (adaptive) trim threshold, and a later request's
  * 2 MiB body buffer lands on fresh pages: every page of a 1 MiB upload faults as nginx copies it
- * in. Whether that happens on every upload or rarely depends on what nginx served before: after
- * hello at 64 connections its CPU per 1 MiB upload went from ~500 to ~2,000 us, for every
- * backend alike (uWSGI and corral both fell from ~1,200 to ~450 req/s). A fixed mmap threshold
+ * in. Whether that happens on every upload or rarely depends on what nginx served before and on
+ * whether it keeps its upstream connections, not on the backend's work: after hello at 64
+ * connections its CPU per 1 MiB upload went from ~300-500 us to 1,200-1,400 us (one connection
+ * per request, uWSGI) or 2,400-3,000 us (kept connections, corral). A fixed mmap threshold
  * above the body buffer and a trim threshold no run reaches keep it in one state, so the upload
  * workload compares backends, not nginx's heap. BENCH_NGINX_MALLOC=default runs nginx as installed.
  */

@@ -138,8 +138,7 @@ class ConnTest(unittest.TestCase):
         body = b"x" * 3000
         data = support.request(1, {"REQUEST_METHOD": "POST", "CONTENT_LENGTH": "3000"}, body)
         self.peer.sendall(data[:-2000])  # the params and part of the body: the app has to wait
-        while not select.select([ours], [], [], 5)[0]:
-            pass
+        self.assertTrue(select.select([ours], [], [], 10)[0], "the request's first bytes never arrived")
         runner = threading.Thread(target=self.turn, args=(conn,))
         runner.start()
         self.addCleanup(runner.join, 10)
