@@ -72,6 +72,22 @@ class Reading(unittest.TestCase):
         inp, _ = fed([b"a\nb\nc\n", b""])
         self.assertEqual(inp.readlines(3), [b"a\n", b"b\n"])  # stops once the hint is reached, as io does
 
+    def test_views_from_the_channel_come_out_as_bytes_whatever_the_read(self):
+        """Channel.feed hands on body bytes as views into what it read: the app gets bytes, read
+        in any sizes and mixed with readline, in order, and the views are not copied twice."""
+        data = memoryview(b"first line\nsecond\nthird part of the body")
+        pieces = [data[0:7], data[7:20], data[20:]]
+        inp, _ = fed(pieces + [b""])
+        got = [inp.read(3), inp.readline(), inp.read(4), inp.readline(), inp.read(5), inp.read()]
+        self.assertEqual([type(g) for g in got], [bytes] * 6)
+        self.assertEqual(b"".join(got), data.tobytes())
+        self.assertEqual(got[:4], [b"fir", b"st line\n", b"seco", b"nd\n"])
+        inp, _ = fed([data[0:11], b""])
+        whole = inp.read(100)  # one whole view: copied once, into bytes
+        self.assertEqual((type(whole), whole), (bytes, b"first line\n"))
+        inp, _ = fed(pieces + [b""])
+        self.assertEqual(list(inp), [b"first line\n", b"second\n", b"third part of the body"])
+
     def test_held_counts_unread_bytes(self):
         inp, _ = fed([b"abc", b"de"])
         self.assertEqual(inp.held, 5)

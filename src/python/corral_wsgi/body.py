@@ -8,6 +8,10 @@ from .common import ClientDisconnected, ClientGone
 class Input:
     """wsgi.input: reads block until body bytes or the end of the body arrive.
 
+    The body arrives as the STDIN records' contents, views into the bytes each read of the
+    connection or pipe returned (Channel.feed): a read() copies them once, into the bytes it
+    returns; only readline() joins what is pending to search it.
+
     On a windowed channel the bytes the app has read are handed back to the sender as credit
     (CORRAL_WINDOW), batched per a quarter window or whenever the app has to wait.
     """
@@ -66,7 +70,7 @@ class Input:
             limit -= len(piece)
             if line and piece[-1:] == b"\n":
                 break
-        return parts[0] if len(parts) == 1 else b"".join(parts)
+        return bytes(parts[0]) if len(parts) == 1 else b"".join(parts)
 
     def readlines(self, hint=-1):
         lines, total = [], 0
@@ -85,18 +89,25 @@ class Input:
             yield line
 
     def _take(self, limit, to_newline):
-        """Up to limit bytes (stopping after a newline if asked); b'' at the end of the body."""
+        """Up to limit bytes (stopping after a newline if asked), as bytes or a view the caller
+        copies; b'' at the end of the body."""
         chan = self._chan
         while True:
             piece = None
             with chan.lock:
-                if self._pos >= len(self._buf) and self._pending:
-                    pending = self._pending
-                    self._buf = pending[0] if len(pending) == 1 else b"".join(pending)
-                    self._pos = 0
-                    self._pending = []
-                if self._pos < len(self._buf):
+                pending = self._pending
+                if self._pos >= len(self._buf) and pending:
+                    if to_newline:  # a line is searched for in bytes: join what is pending
+                        self._buf, self._pos, self._pending = b"".join(pending), 0, []
+                    else:
+                        piece = pending[0]  # a view: _collect makes the bytes it returns
+                        if len(piece) <= limit:
+                            del pending[0]
+                        else:
+                            pending[0], piece = piece[limit:], piece[:limit]
+                if piece is None and self._pos < len(self._buf):
                     piece = self._slice(limit, to_newline)
+                if piece is not None:
                     credit = self._consumed(len(piece))
                 elif self.eof:
                     if self.cut_off:

@@ -138,21 +138,29 @@ class Channel:
         unpack = HEADER.unpack_from
         requests = self.requests
         size = len(data)
+        view = None  # body bytes are handed on as views into data, not copies (body.Input)
         while size - pos >= 8:
             version, rtype, rid, clen, plen = unpack(data, pos)
             if version != 1:  # the stream itself is corrupt: no record boundary can be trusted
                 raise ProtocolError("bad FastCGI version byte %d (record type %d, id %d)"
                                     % (version, rtype, rid))
-            end = pos + 8 + clen
+            start = pos + 8
+            end = start + clen
             if end + plen > size:
                 break
-            content = data[pos + 8:end]
             pos = end + plen
             req = requests.get(rid) if rid else None
             if rtype == STDIN:
                 if req is not None:
-                    self.stdin(req, content)
-            elif rtype == PARAMS:
+                    if clen:
+                        if view is None:
+                            view = memoryview(data)
+                        self.stdin(req, view[start:end])
+                    else:
+                        self.stdin(req, b"")
+                continue
+            content = data[start:end]
+            if rtype == PARAMS:
                 if req is not None and not req.queued:
                     self.params(req, content)
             elif rtype == BEGIN_REQUEST:
