@@ -143,6 +143,9 @@ class FrontRequest implements ExchangeSink {
     this.#begin = begin;
   }
 
+  /** What stdout and end are given goes to the connection's Outbox, or is copied (devtrace, status probe). */
+  readonly viewsToOutbox = true;
+
   takeBeginFrame(): Buffer | null {
     const b = this.#begin;
     this.#begin = null;
@@ -167,7 +170,8 @@ class FrontRequest implements ExchangeSink {
     if (this.#head !== null && content.length > 0) this.#probeStatus(content);
     this.bytes += content.length;
     const ex = this.exchange;
-    if (ex && content.length > 0) this.conn.afterFlush(() => ex.credit(content.length));
+    const bytes = content.length; // not the view itself: its memory is read into again
+    if (ex && bytes > 0) this.conn.afterFlush(() => ex.credit(bytes));
   }
 
   end(appStatus: number, frame?: Buffer): void {
@@ -178,7 +182,7 @@ class FrontRequest implements ExchangeSink {
 
   #holdDevtrace(content: Buffer): void {
     this.#devtrace ??= [];
-    if (this.#devtraceBytes + content.length <= MAX_DEVTRACE) this.#devtrace.push(content);
+    if (this.#devtraceBytes + content.length <= MAX_DEVTRACE) this.#devtrace.push(Buffer.from(content)); // a view of a reused read buffer
     this.#devtraceBytes += content.length;
     const ex = this.exchange;
     if (ex && content.length > 0) ex.credit(content.length);

@@ -12,6 +12,12 @@ import type { CorralError } from '../errors.js';
 /** What a front (FastCGI connection, HTTP front) gives the pool to receive one response. */
 export interface ExchangeSink {
   /**
+   * True if the sink keeps what `stdout` and `end` give it past the call only in an Outbox (which
+   * writes it out before the worker's read buffer is reused, see reused-reads.ts) or as a copy:
+   * then it gets views into that buffer. Other sinks get copies.
+   */
+  readonly viewsToOutbox?: boolean;
+  /**
    * One STDOUT record of the app's CGI response. `frame`, when given, is the whole record as the
    * worker sent it (header, content, padding): a FastCGI front may pass it on with its own
    * request id written in place instead of framing the content anew.
@@ -191,7 +197,8 @@ export class Exchange {
       return;
     }
     if (content.length > 0) this.#responseStarted = true;
-    this.sink.stdout(content, frame);
+    if (this.sink.viewsToOutbox) this.sink.stdout(content, frame);
+    else this.sink.stdout(Buffer.from(content)); // views into the worker's read buffer: copied
   }
 
   /** CORRAL_WINDOW from the worker: it consumed `bytes` of the body. */
@@ -208,7 +215,7 @@ export class Exchange {
     this.#state = 'done';
     this.#dropHeld();
     this.#resume();
-    this.sink.end(appStatus, frame);
+    this.sink.end(appStatus, this.sink.viewsToOutbox ? frame : undefined);
     this.onDone?.(this);
   }
 

@@ -19,6 +19,32 @@ export function writeChunks(stream: Writable, chunks: Buffer[], bytes: number): 
   }
 }
 
+/**
+ * The outboxes pushed to while a reused read buffer is parsed (a worker's stdout, see
+ * reused-reads.ts): views of that buffer may wait in them, so they must write before the buffer
+ * is read into again. null when no such parse is under way.
+ */
+let lease: Set<Outbox> | null = null;
+
+/** Starts noting the outboxes pushed to (call before parsing a reused read buffer). */
+export function openLease(): void {
+  lease = new Set();
+}
+
+/**
+ * Writes out, now, what the outboxes noted since openLease hold. True if every byte of it reached
+ * the OS (or was copied on the way): nothing refers to the read buffer any more. False if a
+ * stream keeps some of it queued (a slow reader): the buffer must not be reused.
+ */
+export function settleLease(): boolean {
+  const noted = lease;
+  lease = null; // pushes made while flushing (credit for the worker) are not views of the buffer
+  if (noted === null) return true;
+  let clear = true;
+  for (const box of noted) if (!box.flushFully()) clear = false;
+  return clear;
+}
+
 /** Batches writes to `stream`; `afterFlush` callbacks run once the data left the stream's buffer. */
 export class Outbox {
   readonly #stream: Writable;
@@ -55,6 +81,7 @@ export class Outbox {
       chunks.push(chunk);
     }
     this.#bytes += chunk.length;
+    if (lease !== null) lease.add(this);
     if (!this.#scheduled) {
       this.#scheduled = true;
       setImmediate(this.#flushNow);
@@ -94,6 +121,12 @@ export class Outbox {
       }
     }
     return !backedUp;
+  }
+
+  /** Writes what is queued now; true if the stream then holds nothing queued (all of it is with the OS). */
+  flushFully(): boolean {
+    if (this.#chunks.length > 0) this.flush();
+    return this.#stream.writableLength === 0;
   }
 
   /** Drops queued data and pending callbacks (the stream is gone). */

@@ -4,6 +4,7 @@
  * It makes no decisions: the pool decides when to start, use and stop workers.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import type { Readable } from 'node:stream';
 import { NULL_REQUEST_ID, RecordType, Role } from '../fcgi/constants.js';
 import { RecordParser, type FcgiRecord } from '../fcgi/parser.js';
 import { encodeBeginRequest, encodeRecord, encodeWindow } from '../fcgi/records.js';
@@ -11,7 +12,8 @@ import { CorralError } from '../errors.js';
 import type { Logger } from '../log/logger.js';
 import type { Exchange } from './exchange.js';
 import type { FatalInfo, ReadyInfo, WorkerEvents, WorkerHandle, WorkerState } from './handle.js';
-import { Outbox } from './outbox.js';
+import { openLease, Outbox, settleLease } from './outbox.js';
+import { readReused } from './reused-reads.js';
 import { parseReport, type DirectReport, type RunningRequest } from './report.js';
 
 /** How to start a worker. */
@@ -40,6 +42,8 @@ export class Worker implements WorkerHandle {
   readonly startedAt: number;
   readonly log: Logger;
   #child: ChildProcess;
+  /** The protocol stream from the worker (its stdout, read into reused memory where Node allows). */
+  #stdout: Readable;
   #outbox: Outbox;
   // Large STDOUT records span two reads: take them in parts rather than copy them whole.
   #parser = new RecordParser({ splitStreams: true });
@@ -81,12 +85,14 @@ export class Worker implements WorkerHandle {
     this.#child.stdin!.on('error', () => {
       /* EPIPE when the worker died: its exit event tells the story */
     });
-    this.#child.stdout!.on('data', (chunk: Buffer) => this.#onData(chunk));
+    const reused = readReused(this.#child.stdout!, this.#onRead);
+    this.#stdout = reused ?? this.#child.stdout!;
+    if (reused === null) this.#stdout.on('data', (chunk: Buffer) => this.#onData(chunk));
     // A worker that closes its protocol pipe but lives on would hold its requests until the
     // request timeout: nothing more can come from it. (At a normal exit, 'exit' comes first or
     // the pipe's end is harmless: kill() does nothing once exited.)
-    this.#child.stdout!.on('end', () => this.#onStdoutEnd());
-    this.#child.stdout!.on('error', (err) => this.#breakProtocol('protocol pipe from the worker failed', { err: err.message }));
+    this.#stdout.on('end', () => this.#onStdoutEnd());
+    this.#stdout.on('error', (err) => this.#breakProtocol('protocol pipe from the worker failed', { err: err.message }));
     this.#child.stderr!.setEncoding('utf8');
     this.#child.stderr!.on('data', (text: string) => this.#onStderr(text));
     this.#child.on('error', (err) => {
@@ -103,7 +109,7 @@ export class Worker implements WorkerHandle {
    * Waits for both pipes to end, bounded (a grandchild the app started may hold them open).
    */
   #afterPipes(then: () => void): void {
-    const open = [this.#child.stdout, this.#child.stderr].filter((s): s is NonNullable<typeof s> => s !== null && !s.readableEnded && !s.destroyed);
+    const open = [this.#stdout, this.#child.stderr].filter((s): s is NonNullable<typeof s> => s !== null && !s.readableEnded && !s.destroyed);
     if (open.length === 0) return then();
     let left = open.length;
     let done = false;
@@ -216,6 +222,22 @@ export class Worker implements WorkerHandle {
   kill(): void {
     if (this.#state !== 'exited') this.#child.kill('SIGKILL');
   }
+
+  /**
+   * A read into reused memory (reused-reads.ts): the records go on as views of it, and whatever
+   * was pushed to an outbox meanwhile is written out now. True if nothing refers to the read any
+   * more (a stream kept some of it queued, or an incomplete record waits for the next read: false).
+   */
+  readonly #onRead = (view: Buffer): boolean => {
+    openLease();
+    let written = false;
+    try {
+      this.#onData(view);
+    } finally {
+      written = settleLease();
+    }
+    return written && this.#parser.buffered === 0;
+  };
 
   #onData(chunk: Buffer): void {
     if (this.#broken) return;

@@ -4,7 +4,8 @@
  */
 import { Writable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
-import { Outbox } from '../../src/pool/outbox.js';
+import { openLease, Outbox, settleLease } from '../../src/pool/outbox.js';
+import { SlabCursor } from '../../src/pool/reused-reads.js';
 
 /** A stream that records each chunk it is given (as the same object, not a copy). */
 function sink(): { stream: Writable; writes: Buffer[] } {
@@ -57,5 +58,77 @@ describe('Outbox', () => {
     expect(writes).toHaveLength(0);
     await new Promise((r) => setImmediate(r));
     expect(writes.map((w) => w.toString())).toEqual(['ab']);
+  });
+});
+
+describe('lease: outboxes holding views of a reused read buffer', () => {
+  it('writes what was pushed during the lease at once and says whether all of it reached the stream', () => {
+    const { stream, writes } = sink();
+    const box = new Outbox(stream);
+    openLease();
+    box.push(Buffer.from('view'));
+    expect(writes).toHaveLength(0); // batched until the lease settles
+    expect(settleLease()).toBe(true);
+    expect(writes.map((w) => w.toString())).toEqual(['view']);
+    expect(box.pending).toBe(0);
+  });
+
+  it('says false while a stream keeps some of it queued (a client that does not read)', () => {
+    let release: (() => void) | null = null;
+    const stuck = new Writable({
+      highWaterMark: 4,
+      write(_chunk: Buffer, _enc, cb) {
+        release = () => cb(); // never written until released
+      },
+    });
+    const box = new Outbox(stuck);
+    stuck.write(Buffer.from('earlier')); // the stream is busy with this one
+    openLease();
+    box.push(Buffer.from('queued behind it'));
+    expect(settleLease()).toBe(false);
+    release!();
+  });
+
+  it('notes only pushes made during the lease', () => {
+    const { stream, writes } = sink();
+    const box = new Outbox(stream);
+    box.push(Buffer.from('before'));
+    openLease();
+    const other = sink();
+    const box2 = new Outbox(other.stream);
+    box2.push(Buffer.from('during'));
+    expect(settleLease()).toBe(true);
+    expect(other.writes.map((w) => w.toString())).toEqual(['during']);
+    expect(writes).toHaveLength(0); // left for its own flush at the end of the turn
+    box.flush();
+    expect(writes.map((w) => w.toString())).toEqual(['before']);
+  });
+});
+
+describe('SlabCursor: where the next read of a worker pipe goes', () => {
+  it('reads into the same region while each read is let go', () => {
+    const slabs = new SlabCursor();
+    const first = slabs.next();
+    slabs.used(1000, true);
+    const again = slabs.next();
+    expect(again.buffer).toBe(first.buffer);
+    expect(again.byteOffset).toBe(first.byteOffset);
+    expect(slabs.made).toBe(1);
+  });
+
+  it('moves past a read that is still held, and to a new slab when too little is left', () => {
+    const slabs = new SlabCursor();
+    const first = slabs.next();
+    slabs.used(1001, false); // held: the next read must not overwrite it
+    const second = slabs.next();
+    expect(second.buffer).toBe(first.buffer);
+    expect(second.byteOffset).toBe(first.byteOffset + 1008); // 8-byte aligned
+    slabs.used(500, true); // let go: that region again, the held one stays untouched
+    expect(slabs.next().byteOffset).toBe(second.byteOffset);
+    slabs.used(second.length - 1000, false); // held, and the slab is nearly used up
+    const fresh = slabs.next();
+    expect(fresh.buffer).not.toBe(first.buffer);
+    expect(fresh.byteOffset).toBe(0);
+    expect(slabs.made).toBe(2);
   });
 });
