@@ -25,23 +25,26 @@ export function writeChunks(stream: Writable, chunks: Buffer[], bytes: number): 
  * is read into again. null when no such parse is under way.
  */
 let lease: Set<Outbox> | null = null;
+/** The set a lease notes into, reused: a lease is opened for every read. */
+const noted = new Set<Outbox>();
 
 /** Starts noting the outboxes pushed to (call before parsing a reused read buffer). */
 export function openLease(): void {
-  lease = new Set();
+  noted.clear();
+  lease = noted;
 }
 
 /**
- * Writes out, now, what the outboxes noted since openLease hold. True if every byte of it reached
- * the OS (or was copied on the way): nothing refers to the read buffer any more. False if a
- * stream keeps some of it queued (a slow reader): the buffer must not be reused.
+ * Ends the lease. With `write`, what the outboxes noted since openLease hold is written out now,
+ * and the result says whether every byte of it reached the OS (or was copied on the way): then
+ * nothing refers to the read buffer any more. False if a stream keeps some of it queued (a slow
+ * reader), or without `write` (the noted outboxes write at the end of the turn, as usual).
  */
-export function settleLease(): boolean {
-  const noted = lease;
+export function settleLease(write: boolean): boolean {
   lease = null; // pushes made while flushing (credit for the worker) are not views of the buffer
-  if (noted === null) return true;
-  let clear = true;
-  for (const box of noted) if (!box.flushFully()) clear = false;
+  let clear = write;
+  if (write) for (const box of noted) if (!box.flushFully()) clear = false;
+  noted.clear();
   return clear;
 }
 

@@ -12,8 +12,8 @@ import { CorralError } from '../errors.js';
 import type { Logger } from '../log/logger.js';
 import type { Exchange } from './exchange.js';
 import type { FatalInfo, ReadyInfo, WorkerEvents, WorkerHandle, WorkerState } from './handle.js';
-import { openLease, Outbox, settleLease } from './outbox.js';
-import { readReused } from './reused-reads.js';
+import { Outbox } from './outbox.js';
+import { readReused, type ReadOwner } from './reused-reads.js';
 import { parseReport, type DirectReport, type RunningRequest } from './report.js';
 
 /** How to start a worker. */
@@ -85,7 +85,7 @@ export class Worker implements WorkerHandle {
     this.#child.stdin!.on('error', () => {
       /* EPIPE when the worker died: its exit event tells the story */
     });
-    const reused = readReused(this.#child.stdout!, this.#onRead);
+    const reused = readReused(this.#child.stdout!, this.#reads);
     this.#stdout = reused ?? this.#child.stdout!;
     if (reused === null) this.#stdout.on('data', (chunk: Buffer) => this.#onData(chunk));
     // A worker that closes its protocol pipe but lives on would hold its requests until the
@@ -223,20 +223,10 @@ export class Worker implements WorkerHandle {
     if (this.#state !== 'exited') this.#child.kill('SIGKILL');
   }
 
-  /**
-   * A read into reused memory (reused-reads.ts): the records go on as views of it, and whatever
-   * was pushed to an outbox meanwhile is written out now. True if nothing refers to the read any
-   * more (a stream kept some of it queued, or an incomplete record waits for the next read: false).
-   */
-  readonly #onRead = (view: Buffer): boolean => {
-    openLease();
-    let written = false;
-    try {
-      this.#onData(view);
-    } finally {
-      written = settleLease();
-    }
-    return written && this.#parser.buffered === 0;
+  /** Reads of the stdout into reused memory (reused-reads.ts). */
+  readonly #reads: ReadOwner = {
+    parse: (view) => this.#onData(view),
+    idle: () => this.#parser.buffered === 0,
   };
 
   #onData(chunk: Buffer): void {

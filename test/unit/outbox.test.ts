@@ -5,7 +5,7 @@
 import { Writable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import { openLease, Outbox, settleLease } from '../../src/pool/outbox.js';
-import { SlabCursor } from '../../src/pool/reused-reads.js';
+import { parseRead, SlabCursor, STREAM_FROM } from '../../src/pool/reused-reads.js';
 
 /** A stream that records each chunk it is given (as the same object, not a copy). */
 function sink(): { stream: Writable; writes: Buffer[] } {
@@ -68,7 +68,7 @@ describe('lease: outboxes holding views of a reused read buffer', () => {
     openLease();
     box.push(Buffer.from('view'));
     expect(writes).toHaveLength(0); // batched until the lease settles
-    expect(settleLease()).toBe(true);
+    expect(settleLease(true)).toBe(true);
     expect(writes.map((w) => w.toString())).toEqual(['view']);
     expect(box.pending).toBe(0);
   });
@@ -85,8 +85,19 @@ describe('lease: outboxes holding views of a reused read buffer', () => {
     stuck.write(Buffer.from('earlier')); // the stream is busy with this one
     openLease();
     box.push(Buffer.from('queued behind it'));
-    expect(settleLease()).toBe(false);
+    expect(settleLease(true)).toBe(false);
     release!();
+  });
+
+  it('without writing, leaves what was pushed to the end of the turn and says false', async () => {
+    const { stream, writes } = sink();
+    const box = new Outbox(stream);
+    openLease();
+    box.push(Buffer.from('small'));
+    expect(settleLease(false)).toBe(false);
+    expect(writes).toHaveLength(0);
+    await new Promise((r) => setImmediate(r));
+    expect(writes.map((w) => w.toString())).toEqual(['small']);
   });
 
   it('notes only pushes made during the lease', () => {
@@ -97,7 +108,7 @@ describe('lease: outboxes holding views of a reused read buffer', () => {
     const other = sink();
     const box2 = new Outbox(other.stream);
     box2.push(Buffer.from('during'));
-    expect(settleLease()).toBe(true);
+    expect(settleLease(true)).toBe(true);
     expect(other.writes.map((w) => w.toString())).toEqual(['during']);
     expect(writes).toHaveLength(0); // left for its own flush at the end of the turn
     box.flush();
@@ -109,26 +120,47 @@ describe('SlabCursor: where the next read of a worker pipe goes', () => {
   it('reads into the same region while each read is let go', () => {
     const slabs = new SlabCursor();
     const first = slabs.next();
-    slabs.used(1000, true);
+    slabs.used(100_000, 'free');
     const again = slabs.next();
     expect(again.buffer).toBe(first.buffer);
     expect(again.byteOffset).toBe(first.byteOffset);
     expect(slabs.made).toBe(1);
   });
 
-  it('moves past a read that is still held, and to a new slab when too little is left', () => {
+  it('moves past a read that is held or batched, and to a new slab when too little is left', () => {
     const slabs = new SlabCursor();
     const first = slabs.next();
-    slabs.used(1001, false); // held: the next read must not overwrite it
+    slabs.used(1001, 'batched'); // its views wait for the turn's writes
     const second = slabs.next();
     expect(second.buffer).toBe(first.buffer);
     expect(second.byteOffset).toBe(first.byteOffset + 1008); // 8-byte aligned
-    slabs.used(500, true); // let go: that region again, the held one stays untouched
+    slabs.used(50_000, 'free'); // let go: that region again, the batched one stays untouched
     expect(slabs.next().byteOffset).toBe(second.byteOffset);
-    slabs.used(second.length - 1000, false); // held, and the slab is nearly used up
+    slabs.used(second.length - 1000, 'held'); // held, and the slab is nearly used up
     const fresh = slabs.next();
     expect(fresh.buffer).not.toBe(first.buffer);
     expect(fresh.byteOffset).toBe(0);
     expect(slabs.made).toBe(2);
+  });
+});
+
+describe('parseRead', () => {
+  const owner = (idle: boolean, push?: () => void) => ({ parse: () => push?.(), idle: () => idle });
+
+  it('a small read keeps the batching: batched, nothing written yet', async () => {
+    const { stream, writes } = sink();
+    const box = new Outbox(stream);
+    expect(parseRead(Buffer.alloc(100), owner(true, () => box.push(Buffer.from('x'))))).toBe('batched');
+    expect(writes).toHaveLength(0);
+    await new Promise((r) => setImmediate(r));
+    expect(writes).toHaveLength(1);
+  });
+
+  it('a large read is written at once: free when nothing keeps it, held when the owner does', () => {
+    const { stream, writes } = sink();
+    const box = new Outbox(stream);
+    expect(parseRead(Buffer.alloc(STREAM_FROM), owner(true, () => box.push(Buffer.from('y'))))).toBe('free');
+    expect(writes).toHaveLength(1);
+    expect(parseRead(Buffer.alloc(STREAM_FROM), owner(false))).toBe('held');
   });
 });
