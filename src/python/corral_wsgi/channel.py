@@ -61,6 +61,7 @@ class Channel:
     windowed = False  # corral credit windows on STDIN/STDOUT
     peer = "client"  # who sends the records, for log lines
     waits_on_cond = True  # False where wait() is overridden and never uses cond (no waiters)
+    counted = True  # requests count in server.active (what stdio mode's graceful stop waits for)
 
     def __init__(self, server):
         self.server = server
@@ -215,7 +216,8 @@ class Channel:
             return
         self.overloaded = False
         self.requests[rid] = Request(self, rid, flags & KEEP_CONN)
-        self.server.request_started()
+        if self.counted:
+            self.server.request_started()
 
     max_params = sys.maxsize  # bytes of PARAMS per request (the service bounds its own)
 
@@ -293,7 +295,8 @@ class Channel:
 
     def finished(self, req):
         """After END_REQUEST was written (or could not be)."""
-        self.server.request_done()
+        if self.counted:
+            self.server.request_done()
 
     def close_after_end(self):
         pass

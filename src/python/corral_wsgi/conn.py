@@ -43,6 +43,7 @@ class Conn(Channel):
     requests and by its request (which does blocking reads and writes) while one runs."""
 
     waits_on_cond = False  # wait() reads the socket: no Condition per connection (2 us each)
+    counted = False  # the loop counts its requests itself (busy, running): no lock pair per request
 
     def __init__(self, loop, sock):
         Channel.__init__(self, loop.server)
@@ -215,7 +216,6 @@ class Conn(Channel):
                 self.loop.dispatch(self, req)
 
     def finished(self, req):
-        Channel.finished(self, req)
         if not req.keep_conn:
             self.close_now = True
         self.req = None
