@@ -8,8 +8,9 @@
  * SIGKILLed every SOAK_KILL_EVERY seconds. Prints requests, failures (and how many kills could
  * explain: kills x threads), p50/p99 latency, and the service's RSS sampled over time, with a
  * verdict whether RSS after warm-up (the first SOAK_WARMUP seconds, default 20 % of the run)
- * stays flat within 10 %. Exits 1 if the service crashed, RSS grew more than 10 %, or more
- * requests failed than the kills explain.
+ * stays flat within 10 %. A download cut short (its worker killed) is told apart from one whose
+ * bytes differ (CORRUPT). Exits 1 if the service crashed, RSS grew more than 10 %, more requests
+ * failed than the kills explain, or any response was corrupt.
  *
  * Environment: SOAK_SECONDS=300, SOAK_CLIENTS=6, SOAK_RELOAD_EVERY=30, SOAK_KILL_EVERY=20,
  * SOAK_WARMUP, SOAK_PYTHON=/usr/bin/python3, SOAK_CORRAL_ARGS (more options for corral serve).
@@ -63,7 +64,15 @@ async function one(addr, rng) {
     } else {
       const r = await fcgiRequest(addr, 'GET', `/pattern?n=${MiB}`);
       if (r.status !== 200) return fail(`download answered ${r.status}`);
-      if (!r.body.equals(DOWNLOAD)) return fail('download: bytes differ');
+      if (!r.body.equals(DOWNLOAD)) {
+        // A worker killed mid-response cuts it short (a kill explains that); any other
+        // difference is corruption.
+        const n = Math.min(r.body.length, DOWNLOAD.length);
+        if (r.body.length < DOWNLOAD.length && r.body.equals(DOWNLOAD.subarray(0, n))) return fail('download: cut short');
+        let at = 0;
+        while (at < n && r.body[at] === DOWNLOAD[at]) at++;
+        return fail(`download: CORRUPT (bytes differ from ${at < n ? 'offset' : 'length'} ${at < n ? at : r.body.length})`);
+      }
     }
     stats.byKind[kind]++;
     stats.latencies.push(performance.now() - start);
@@ -203,7 +212,9 @@ async function main() {
   stopping = true;
   const v = report();
   await cleanup();
-  const bad = stats.crashed || v.flat === false || stats.failures > stats.kills * THREADS;
+  // A kill explains a failed request, never a corrupt one.
+  const corrupt = [...stats.failWhy.keys()].some((w) => w.includes('CORRUPT'));
+  const bad = stats.crashed || v.flat === false || stats.failures > stats.kills * THREADS || corrupt;
   process.exitCode = bad ? 1 : 0;
 }
 
