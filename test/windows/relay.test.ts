@@ -8,7 +8,7 @@ import { copyFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { get, launchRelays, type Site } from './iis.js';
-import { cDriveDir, cmdline, killMarked, logLines, markedPids, PYTHON_CMD, pythonWorkers, RUN_MARK, skipReason, waitForLine, windowsTemp, zPath } from './wine.js';
+import { cDriveDir, cmdline, killMarked, logLines, markedPids, PYTHON_CMD, pythonWorkers, RUN_MARK, skipReason, waitForLine, windowsTemp, withoutForks, zPath } from './wine.js';
 
 const FIXTURE = path.join(import.meta.dirname, 'fixtures', 'site_app.py');
 
@@ -32,9 +32,9 @@ function makeSite(name: string): Site & { pool: string } {
 
 const relayEnv = (pool: string): Record<string, string> => ({ APP_POOL_ID: pool, CORRAL_PYTHON: PYTHON_CMD() });
 
-/** Linux pids of the auto-started services of this run. */
+/** Linux pids of the auto-started services of this run (not a fork Wine is starting from one). */
 function services(): number[] {
-  return markedPids().filter((p) => / serve --listen \\\\\.\\pipe\\corral-/.test(cmdline(p)));
+  return withoutForks(markedPids().filter((p) => / serve --listen \\\\\.\\pipe\\corral-/.test(cmdline(p))));
 }
 
 if (skipReason !== null) it.skip(`Windows layer SKIPPED: ${skipReason}`, () => undefined);

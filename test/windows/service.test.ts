@@ -11,7 +11,7 @@ import { CLI } from '../helpers/corral.js';
 import { fcgiGet, type FcgiResponse } from '../helpers/fcgi-client.js';
 import { freePort } from '../helpers/nginx.js';
 import {
-  cDriveDir, killMarked, logLines, markedPids, cmdline, PYTHON_CMD, pythonWorkers, skipReason, startNodeExe, until, zPath, type WineProcess,
+  cDriveDir, killMarked, logLines, markedPids, cmdline, PYTHON_CMD, pythonWorkers, skipReason, startNodeExe, until, withoutForks, zPath, type WineProcess,
 } from './wine.js';
 
 const FIXTURE = path.join(import.meta.dirname, 'fixtures', 'site_app.py');
@@ -57,9 +57,9 @@ function listening(port: number): boolean {
   return readFileSync('/proc/net/tcp', 'utf8').split('\n').some((l) => l.includes(`0100007F${hex}`) && / 0A /.test(l));
 }
 
-/** The Linux pid of a node.exe started here (`wine` became it: the same pid). */
+/** The Linux pid of a node.exe started here (`wine` became it: the same pid; not a fork Wine is starting from it). */
 function servicePids(s: Started): number[] {
-  return markedPids().filter((p) => cmdline(p).includes('main.js serve') && cmdline(p).includes(s.windowsDir));
+  return withoutForks(markedPids().filter((p) => cmdline(p).includes('main.js serve') && cmdline(p).includes(s.windowsDir)));
 }
 
 /**

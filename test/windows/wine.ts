@@ -121,6 +121,26 @@ export function markedPids(): number[] {
 }
 
 /** The command line of a Linux process ('' once it is gone). */
+/** The parent pid of a Linux process (0 if it is gone). */
+export function parentPid(pid: number): number {
+  try {
+    // /proc/PID/stat: "pid (comm) state ppid ...", comm may hold spaces: read after its ')'.
+    const stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
+    return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+  } catch {
+    return 0;
+  }
+}
+
+/**
+ * `pids` without those whose parent is among them: a process Wine is starting for one of them
+ * (pidusage's sampling, a worker's spawn) is a fork of it with its command line until its exec.
+ */
+export function withoutForks(pids: readonly number[]): number[] {
+  const all = new Set(pids);
+  return pids.filter((p) => !all.has(parentPid(p)));
+}
+
 export function cmdline(pid: number): string {
   try {
     return readFileSync(`/proc/${pid}/cmdline`, 'latin1').replace(/\0/g, ' ');
