@@ -35,15 +35,14 @@ export function openLease(): void {
 }
 
 /**
- * Ends the lease. With `write`, what the outboxes noted since openLease hold is written out now,
- * and the result says whether every byte of it reached the OS (or was copied on the way): then
- * nothing refers to the read buffer any more. False if a stream keeps some of it queued (a slow
- * reader), or without `write` (the noted outboxes write at the end of the turn, as usual).
+ * Ends the lease: what the outboxes noted since openLease hold is written out now. True if every
+ * byte of it reached the OS (or was copied on the way): then nothing refers to the read buffer any
+ * more. False if a stream keeps some of it queued (a slow reader).
  */
-export function settleLease(write: boolean): boolean {
+export function settleLease(): boolean {
   lease = null; // pushes made while flushing (credit for the worker) are not views of the buffer
-  let clear = write;
-  if (write) for (const box of noted) if (!box.flushFully()) clear = false;
+  let clear = true;
+  for (const box of noted) if (!box.flushFully()) clear = false;
   noted.clear();
   return clear;
 }

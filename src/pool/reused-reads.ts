@@ -100,15 +100,17 @@ export function readReused(stream: Readable, owner: ReadOwner): net.Socket | nul
  * the turn's batching.
  */
 export function parseRead(view: Buffer, owner: ReadOwner): ReadOutcome {
-  const streams = view.length >= STREAM_FROM;
+  if (view.length < STREAM_FROM) {
+    owner.parse(view);
+    return 'batched';
+  }
   openLease();
   let written = false;
   try {
     owner.parse(view);
   } finally {
-    written = settleLease(streams);
+    written = settleLease();
   }
-  if (!streams) return 'batched';
   return written && owner.idle() ? 'free' : 'held';
 }
 

@@ -68,7 +68,7 @@ describe('lease: outboxes holding views of a reused read buffer', () => {
     openLease();
     box.push(Buffer.from('view'));
     expect(writes).toHaveLength(0); // batched until the lease settles
-    expect(settleLease(true)).toBe(true);
+    expect(settleLease()).toBe(true);
     expect(writes.map((w) => w.toString())).toEqual(['view']);
     expect(box.pending).toBe(0);
   });
@@ -85,19 +85,8 @@ describe('lease: outboxes holding views of a reused read buffer', () => {
     stuck.write(Buffer.from('earlier')); // the stream is busy with this one
     openLease();
     box.push(Buffer.from('queued behind it'));
-    expect(settleLease(true)).toBe(false);
+    expect(settleLease()).toBe(false);
     release!();
-  });
-
-  it('without writing, leaves what was pushed to the end of the turn and says false', async () => {
-    const { stream, writes } = sink();
-    const box = new Outbox(stream);
-    openLease();
-    box.push(Buffer.from('small'));
-    expect(settleLease(false)).toBe(false);
-    expect(writes).toHaveLength(0);
-    await new Promise((r) => setImmediate(r));
-    expect(writes.map((w) => w.toString())).toEqual(['small']);
   });
 
   it('notes only pushes made during the lease', () => {
@@ -108,7 +97,7 @@ describe('lease: outboxes holding views of a reused read buffer', () => {
     const other = sink();
     const box2 = new Outbox(other.stream);
     box2.push(Buffer.from('during'));
-    expect(settleLease(true)).toBe(true);
+    expect(settleLease()).toBe(true);
     expect(other.writes.map((w) => w.toString())).toEqual(['during']);
     expect(writes).toHaveLength(0); // left for its own flush at the end of the turn
     box.flush();
