@@ -34,17 +34,20 @@ export function serveProcesses(marker: string): number[] {
   });
 }
 
+/** The parent pid of a Linux process (0 once it is gone). */
+export function parentPid(pid: number): number {
+  try {
+    // The command name (field 2) may hold spaces and parentheses: the ppid comes after the last ')'.
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+  } catch {
+    return 0;
+  }
+}
+
 /** Direct children of `parent`. */
 export function childrenOf(parent: number): number[] {
-  return pids().filter((pid) => {
-    try {
-      // The command name (field 2) may hold spaces and parentheses: the ppid comes after the last ')'.
-      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-      return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]) === parent;
-    } catch {
-      return false;
-    }
-  });
+  return pids().filter((pid) => parentPid(pid) === parent);
 }
 
 /**

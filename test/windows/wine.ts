@@ -11,6 +11,7 @@ import { existsSync, mkdirSync, openSync, closeSync, readdirSync, readFileSync, 
 import os from 'node:os';
 import path from 'node:path';
 import { inject } from 'vitest';
+import { parentPid } from '../iis/procs.js';
 
 /** What test/windows/global-setup.ts found: the set-up's variables, or why the layer is skipped. */
 export interface WineSetup {
@@ -120,18 +121,6 @@ export function markedPids(): number[] {
   return out;
 }
 
-/** The command line of a Linux process ('' once it is gone). */
-/** The parent pid of a Linux process (0 if it is gone). */
-export function parentPid(pid: number): number {
-  try {
-    // /proc/PID/stat: "pid (comm) state ppid ...", comm may hold spaces: read after its ')'.
-    const stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
-    return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
-  } catch {
-    return 0;
-  }
-}
-
 /**
  * `pids` without those whose parent is among them: a process Wine is starting for one of them
  * (pidusage's sampling, a worker's spawn) is a fork of it with its command line until its exec.
@@ -141,6 +130,7 @@ export function withoutForks(pids: readonly number[]): number[] {
   return pids.filter((p) => !all.has(parentPid(p)));
 }
 
+/** The command line of a Linux process ('' once it is gone). */
 export function cmdline(pid: number): string {
   try {
     return readFileSync(`/proc/${pid}/cmdline`, 'latin1').replace(/\0/g, ' ');
