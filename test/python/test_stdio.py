@@ -3,6 +3,7 @@ import contextlib
 import io
 import json
 import os
+import socket
 import sys
 import unittest
 from unittest import mock
@@ -105,6 +106,23 @@ class Pipes(unittest.TestCase):
         with open("/proc/sys/fs/pipe-max-size") as f:
             if int(f.read()) >= stdio.PIPE_SIZE:
                 self.assertEqual(size, stdio.PIPE_SIZE)
+
+
+    @unittest.skipUnless(sys.platform.startswith("linux"), "socket buffer sizes are Linux's")
+    def test_grow_pipe_on_a_socketpair(self):
+        # What the service's channels are on Linux: libuv makes a child's stdio a socketpair.
+        a, b = socket.socketpair()
+        self.addCleanup(a.close)
+        self.addCleanup(b.close)
+        before = a.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)
+        stdio.grow_pipe(a.fileno())
+        after = a.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)
+        with open("/proc/sys/net/core/wmem_max") as f:
+            cap = int(f.read())
+        self.assertEqual(after, 2 * min(stdio.PIPE_SIZE, cap))  # Linux doubles what it grants
+        self.assertGreaterEqual(after, before)
+        a.sendall(b"still open")  # grow_pipe worked on a copy of the fd and left this one open
+        self.assertEqual(b.recv(100), b"still open")
 
 
 class Ready(unittest.TestCase):

@@ -25,15 +25,26 @@ PIPE_SIZE = 1 << 20
 
 
 def grow_pipe(fd):
-    """Linux pipes hold 64 KiB: a 1 MiB response then costs the worker 16 blocking writes and as
-    many wake-ups. Ask for 1 MiB (the unprivileged maximum by default); other systems, or sockets,
-    keep what they have."""
-    setpipe = getattr(__import__("fcntl"), "F_SETPIPE_SZ", 1031) if sys.platform.startswith("linux") else None
-    if setpipe is None:
+    """Room in the channel the worker writes to, so a large response does not wait on the reader.
+    Linux pipes hold 64 KiB: ask for 1 MiB (the unprivileged maximum by default). The service's
+    channels are not pipes on Linux but unix socketpairs (libuv makes a child's stdio that way),
+    whose writer's send buffer bounds what is in flight (212,992 bytes by default): ask it for 1 MiB
+    too, which Linux caps at net.core.wmem_max and then doubles for its bookkeeping. Other
+    systems keep what they have."""
+    if not sys.platform.startswith("linux"):
         return
+    import fcntl
+    import socket
+    import stat
     try:
-        import fcntl
-        fcntl.fcntl(fd, setpipe, PIPE_SIZE)
+        if stat.S_ISSOCK(os.fstat(fd).st_mode):
+            sock = socket.socket(fileno=os.dup(fd))
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, PIPE_SIZE)
+            finally:
+                sock.close()
+        else:
+            fcntl.fcntl(fd, getattr(fcntl, "F_SETPIPE_SZ", 1031), PIPE_SIZE)
     except OSError:
         pass
 
