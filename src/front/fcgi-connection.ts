@@ -287,7 +287,10 @@ export class FcgiConnection {
   readonly #route: Router;
   readonly #opts: ConnectionOptions;
   readonly #log: Logger;
-  readonly #parser = new RecordParser();
+  // STDIN records that span two reads come in parts (views of each read), not assembled: nginx
+  // sends a body in records of up to 32 KiB, so nearly every read of an upload ends inside one,
+  // and assembling it would copy it into a new buffer (memory V8 then answers with collections).
+  readonly #parser = new RecordParser({ splitStreams: true });
   readonly #outbox: Outbox;
   readonly #requests = new Map<number, FrontRequest>();
   readonly #peer: string;
@@ -604,7 +607,10 @@ export class FcgiConnection {
         return;
       }
     }
-    req.exchange?.stdin(r.frame);
+    const ex = req.exchange;
+    if (ex === null) return;
+    if (r.received) ex.stdin(r.frame);
+    else ex.stdinPart(r.content);
   }
 
   /** Starts the exchange in the routed pool; answers the request itself when there is none. */

@@ -188,6 +188,22 @@ export class Exchange {
     this.#checkPause();
   }
 
+  /**
+   * Part of a STDIN record that spans reads (the front's parser hands those out as views of each
+   * read): sent on as a record of its own around the content as it is, or held as a copy.
+   */
+  stdinPart(content: Buffer): void {
+    if (this.#state === 'done' || this.#aborted) return;
+    const length = content.length;
+    if (this.#state === 'assigned' && this.#heldStdin === 0 && length <= this.#stdinCredit) {
+      this.#stdinCredit -= length;
+      this.#worker!.send(header(RecordType.STDIN, this.#workerId, length));
+      this.#worker!.send(content);
+      return;
+    }
+    this.stdin(Buffer.concat([header(RecordType.STDIN, 0, length), content]));
+  }
+
   /** STDOUT from the worker (`frame`: the record as received, see ExchangeSink.stdout). */
   onStdout(content: Buffer, frame?: Buffer): void {
     if (this.#state !== 'assigned') return;

@@ -8,8 +8,9 @@ import { RecordType } from '../../src/fcgi/constants.js';
 import { decodeParams } from '../../src/fcgi/params.js';
 import { RecordParser } from '../../src/fcgi/parser.js';
 import { CorralError } from '../../src/errors.js';
+import { createHash } from 'node:crypto';
 
-/** Answers every request with its PATH_INFO and body length once the body ended. */
+/** Answers every request with its PATH_INFO and body length once the body ended (and, for paths under /sum, the body's SHA-1). */
 export class EchoUpstream implements Upstream {
   exchanges: Exchange[] = [];
   hold = false;
@@ -18,6 +19,7 @@ export class EchoUpstream implements Upstream {
     this.exchanges.push(ex);
     let params = Buffer.alloc(0);
     let body = 0;
+    const sum = createHash('sha1');
     // What the exchange sends is a byte stream (headers and contents may come as separate buffers).
     const parser = new RecordParser();
     const port = {
@@ -28,7 +30,10 @@ export class EchoUpstream implements Upstream {
     };
     const onRecord = (type: number, content: Buffer): void => {
       if (type === RecordType.PARAMS) params = Buffer.concat([params, content]);
-      if (type === RecordType.STDIN && content.length > 0) body += content.length;
+      if (type === RecordType.STDIN && content.length > 0) {
+        body += content.length;
+        sum.update(content);
+      }
       if (type === RecordType.STDIN && content.length === 0 && !this.hold) {
         const d = decodeParams(params);
         const path = d.ok ? (d.pairs.find(([n]) => n.toString() === 'PATH_INFO')?.[1].toString() ?? '') : '';
@@ -36,7 +41,7 @@ export class EchoUpstream implements Upstream {
           ex.fail(new CorralError('CORRAL_WORKER_LOST', 'worker 1 exited'));
           return;
         }
-        const text = `Status: ${path === '/missing' ? '404 Not Found' : '200 OK'}\r\nContent-Type: text/plain\r\n\r\n${path} ${body}`;
+        const text = `Status: ${path === '/missing' ? '404 Not Found' : '200 OK'}\r\nContent-Type: text/plain\r\n\r\n${path} ${body}${path.startsWith('/sum') ? ` ${sum.digest('hex')}` : ''}`;
         // In 7-byte pieces, as a worker's STDOUT may arrive (a record split across reads).
         const out = Buffer.from(text);
         for (let off = 0; off < out.length; off += 7) ex.onStdout(out.subarray(off, off + 7));

@@ -96,6 +96,31 @@ describe('Exchange', () => {
     expect([last.type, last.content.length]).toEqual([RecordType.STDIN, 0]);
   });
 
+  it('passes parts of a STDIN record on as records of their own, and copies the parts it holds', () => {
+    const sink = new Sink();
+    const ex = new Exchange(sink, 0);
+    const w = new FakeWorker();
+    ex.params(encodeRecord(RecordType.PARAMS, 7));
+    const read = Buffer.from('abcdef');
+    ex.stdinPart(read.subarray(0, 2)); // queued: held, so it must not stay a view of the read
+    read.fill(0x2a);
+    ex.assign(w, 4, 5, 4000);
+    ex.stdinPart(Buffer.from('ghi')); // within the credit: on at once
+    ex.stdinPart(Buffer.from('jk')); // past it: held until the worker has read more
+    expect(w.records().filter((r) => r.type === RecordType.STDIN).map((r) => [r.requestId, r.content.toString()])).toEqual([
+      [4, 'ab'],
+      [4, 'ghi'],
+    ]);
+    ex.onWindow(2);
+    ex.stdin(encodeRecord(RecordType.STDIN, 7));
+    expect(w.records().filter((r) => r.type === RecordType.STDIN).map((r) => [r.requestId, r.content.toString()])).toEqual([
+      [4, 'ab'],
+      [4, 'ghi'],
+      [4, 'jk'],
+      [4, ''],
+    ]);
+  });
+
   it('pauses the front when held body bytes reach the bound and resumes as they drain', () => {
     const sink = new Sink();
     const ex = new Exchange(sink, 0);

@@ -2,6 +2,7 @@
  * The front connection against a fake pool: protocol behaviour (keep-conn, multiplexing,
  * GET_VALUES, ABORT, UNKNOWN_TYPE, UNKNOWN_ROLE, malformed input) over a real socket.
  */
+import { createHash } from 'node:crypto';
 import net from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { RequestObserver, RequestRecord } from '../../src/front/access-log.js';
@@ -155,6 +156,25 @@ describe('FcgiConnection', () => {
       await new Promise((r) => setImmediate(r)); // separate reads on the server, most of the time
     }
     expect((await done).body.toString()).toBe('/cut 200001');
+  });
+
+  it('passes on, byte for byte, a body whose records each span two reads', async () => {
+    const c = await client(await serve(new EchoUpstream()));
+    const done = c.begin(1, cgiParams('POST', '/sum'));
+    const body = Buffer.alloc(300_000);
+    for (let i = 0; i < body.length; i++) body[i] = (i * 7 + (i >> 9)) & 0xff;
+    const records: Buffer[] = [];
+    for (let off = 0, i = 0; off < body.length; i++) {
+      const n = Math.min(32768 - (i % 5) * 1000, body.length - off);
+      records.push(encodeWithPadding({ type: RecordType.STDIN, requestId: 1, content: body.subarray(off, off + n), padding: i % 8 }));
+      off += n;
+    }
+    const wire = Buffer.concat([...records, encodeRecord(RecordType.STDIN, 1)]);
+    for (let off = 0; off < wire.length; off += 20_000) {
+      c.write(wire.subarray(off, off + 20_000)); // every record starts in one read and ends in the next
+      await new Promise((r) => setImmediate(r));
+    }
+    expect((await done).body.toString()).toBe(`/sum 300000 ${createHash('sha1').update(body).digest('hex')}`);
   });
 
   it('closes the connection after a request without FCGI_KEEP_CONN', async () => {
