@@ -219,7 +219,8 @@ export class Service {
 
   async #openFastCgi(address: ListenAddress, router: Router, opts: ConnectionOptions, app?: string): Promise<void> {
     // IIS's stdin pipe lives as long as IIS wants it: never closed for being idle.
-    const connOpts = address.kind === 'stdin' ? { ...opts, idleTimeoutMs: 0 } : opts;
+    // Accepted sockets are read into reused memory; IIS's stdin is the process's own stream.
+    const connOpts = address.kind === 'stdin' ? { ...opts, idleTimeoutMs: 0 } : { ...opts, reusedReads: true };
     const front = await openFront(
       address,
       (socket: Duplex) => this.#accept(socket, router, connOpts),

@@ -16,6 +16,7 @@ import {
   Role,
 } from '../fcgi/constants.js';
 import { RecordParser, type FcgiRecord } from '../fcgi/parser.js';
+import { CONNECTION_SLABS, readReused, type ReadOutcome, type ReadOwner } from '../pool/reused-reads.js';
 import { checkParams, getValuesResult, paramsToMap, scanParams } from '../fcgi/params.js';
 import type { HeldBudget } from './held-budget.js';
 import { peerOf, type LimitLog } from './limit-log.js';
@@ -24,7 +25,7 @@ import { headEnd } from './cgi-response.js';
 import { decodeBeginRequest, encodeEndRequest, encodeRecord, encodeUnknownType, frameStream, header } from '../fcgi/records.js';
 import { CorralError } from '../errors.js';
 import type { Logger } from '../log/logger.js';
-import type { Exchange, ExchangeSink } from '../pool/exchange.js';
+import type { Exchange, ExchangeSink, WorkerPort } from '../pool/exchange.js';
 import type { Upstream } from '../pool/pool.js';
 import { Outbox } from '../pool/outbox.js';
 import { errorResponse } from './error-page.js';
@@ -59,6 +60,11 @@ export interface ConnectionOptions {
   budget?: HeldBudget | null;
   /** Where limit hits are logged, once per peer and condition. */
   limitLog?: LimitLog | null;
+  /**
+   * Read the socket into memory the connection reuses (reused-reads.ts) instead of a new buffer
+   * per read. For sockets a listener accepted; not IIS's stdin.
+   */
+  reusedReads?: boolean;
 }
 
 /** Params the access log needs. */
@@ -150,6 +156,15 @@ class FrontRequest implements ExchangeSink {
     const b = this.#begin;
     this.#begin = null;
     return b;
+  }
+
+  /** The BEGIN_REQUEST frame (a view of a read) still waits for a worker. */
+  get holdsBegin(): boolean {
+    return this.#begin !== null;
+  }
+
+  assigned(worker: WorkerPort): void {
+    this.conn.sentVia(worker);
   }
 
   stdout(content: Buffer, frame?: Buffer): void {
@@ -318,14 +333,31 @@ export class FcgiConnection {
   #warnedReqs = false;
   /** Everything held was given back when the connection ended; later reports are ignored. */
   #released = false;
+  /** Workers sent views of this connection's reads since it last found nothing referring to them. */
+  readonly #ports = new Set<WorkerPort>();
+  /** Reads into reused memory (reused-reads.ts), when the socket is read that way. */
+  readonly #reads: ReadOwner = {
+    parse: (view) => this.#onData(view),
+    idle: () => this.#quiescent(),
+    idleCoversAll: true,
+    // Every read is written on at once (no batching with the turn's other reads), so that its
+    // memory can be read into again right away: a request's records go to a worker that waits.
+    streamFrom: 0,
+    afterRead: (outcome: ReadOutcome) => {
+      if (outcome === 'queued') this.#waitForWorkers();
+    },
+  };
 
   constructor(socket: Duplex, route: Router, opts: ConnectionOptions, log: Logger) {
-    this.#socket = socket;
     this.#route = route;
     this.#opts = opts;
     this.#log = log;
-    this.#outbox = new Outbox(socket);
     this.#peer = peerOf(socket);
+    // The socket reading into reused memory takes the handle over; the one given closes when it
+    // does, for those who count it (net.Server, the service).
+    const reused = opts.reusedReads ? readReused(socket, this.#reads, CONNECTION_SLABS) : null;
+    this.#socket = reused ?? socket;
+    this.#outbox = new Outbox(this.#socket);
     this.#paramsTimeout = opts.paramsTimeoutMs ?? 0;
     this.#bodyTimeout = opts.bodyTimeoutMs ?? 0;
     this.#idleTimeout = opts.idleTimeoutMs ?? 0;
@@ -333,10 +365,10 @@ export class FcgiConnection {
     this.#maxBuffer = opts.maxConnectionBuffer ?? Infinity;
     this.#maxBody = opts.maxBodySize ?? 0;
     this.#lastInput = this.#lastActivity = performance.now();
-    socket.on('data', (chunk: Buffer) => this.#onData(chunk));
-    socket.on('end', () => this.#onEnd());
-    socket.on('close', () => this.#onClose());
-    socket.on('error', (err: NodeJS.ErrnoException) => {
+    if (reused === null) socket.on('data', (chunk: Buffer) => this.#onData(chunk));
+    this.#socket.on('end', () => this.#onEnd());
+    this.#socket.on('close', () => this.#onClose());
+    this.#socket.on('error', (err: NodeJS.ErrnoException) => {
       if (err.code !== 'ECONNRESET' && err.code !== 'EPIPE') this.#log.warn({ err: err.message, peer: this.#peer }, 'front connection error');
     });
     this.#arm(this.#lastActivity);
@@ -372,6 +404,48 @@ export class FcgiConnection {
       this.#lastInput = performance.now();
       this.#socket.resume();
     }
+  }
+
+  /** A worker took one of this connection's requests: views of its reads go there. */
+  sentVia(worker: WorkerPort): void {
+    this.#ports.add(worker);
+  }
+
+  /**
+   * Nothing refers to any read of this connection any more: no record left incomplete, nothing
+   * held for a worker (params, bodies, a BEGIN frame), and everything sent to workers has left
+   * for the OS. Then its read memory can be read into again from the start.
+   */
+  #quiescent(): boolean {
+    if (this.#parser.buffered > 0 || this.#held !== 0) return false;
+    for (const req of this.#requests.values()) if (req.holdsBegin) return false;
+    const ports = this.#ports;
+    if (ports.size === 0) return true;
+    for (const port of ports) if (port.settled !== undefined && !port.settled()) return false;
+    // All of it has left: from now on only the workers of requests still open are watched.
+    ports.clear();
+    for (const req of this.#requests.values()) {
+      const worker = req.exchange?.worker;
+      if (worker) ports.add(worker);
+    }
+    return true;
+  }
+
+  /**
+   * A large read went to workers whose pipes did not take all of it: read no more until they
+   * have, so that a body waits in the web server and the kernel rather than in new memory here.
+   */
+  #waitForWorkers(): void {
+    if (this.#closed) return;
+    const slow: WorkerPort[] = [];
+    for (const port of this.#ports) if (port.whenSettled !== undefined && port.settled !== undefined && !port.settled()) slow.push(port);
+    if (slow.length === 0) return;
+    this.pause();
+    let left = slow.length;
+    for (const port of slow)
+      port.whenSettled!(() => {
+        if (--left === 0) this.resume();
+      });
   }
 
   /** Held bytes of a request changed; over a bound, the connection is dropped after the current record. */

@@ -8,13 +8,19 @@ import type { Writable } from 'node:stream';
 /** Below this total, chunks are copied into one buffer; above it they go out as a writev. */
 const CONCAT_LIMIT = 16 * 1024;
 
-/** Writes `chunks` (`bytes` in all, at least one chunk) with one write call: copied together when small, one writev when large. */
-export function writeChunks(stream: Writable, chunks: Buffer[], bytes: number): void {
-  if (chunks.length === 1) stream.write(chunks[0]);
-  else if (bytes <= CONCAT_LIMIT) stream.write(Buffer.concat(chunks, bytes));
+/**
+ * Writes `chunks` (`bytes` in all, at least one chunk) with one write call: copied together when
+ * small, one writev when large. `written`, if given, is called once the last of them left the
+ * stream (reached the OS, or failed).
+ */
+export function writeChunks(stream: Writable, chunks: Buffer[], bytes: number, written?: () => void): void {
+  if (chunks.length === 1) stream.write(chunks[0], written);
+  else if (bytes <= CONCAT_LIMIT) stream.write(Buffer.concat(chunks, bytes), written);
   else {
     stream.cork();
-    for (const c of chunks) stream.write(c);
+    const last = chunks.length - 1;
+    for (let i = 0; i < last; i++) stream.write(chunks[i]);
+    stream.write(chunks[last], written);
     stream.uncork();
   }
 }
@@ -59,6 +65,8 @@ export class Outbox {
   #scheduled = false;
   #waiting: Array<() => void> = [];
   #drainHooked = false;
+  /** Called once everything pushed has left the stream (whenSettled). */
+  #settleWaiters: Array<() => void> = [];
 
   constructor(stream: Writable) {
     this.#stream = stream;
@@ -96,6 +104,22 @@ export class Outbox {
     else this.#waiting.push(cb);
   }
 
+  /**
+   * True once everything pushed so far has reached the OS (or never will: the stream is gone), so
+   * nothing refers to the memory of what was pushed any more. Stricter than afterFlush, which
+   * only waits until the stream is below its high-water mark.
+   */
+  settled(): boolean {
+    const stream = this.#stream;
+    return (this.#bytes === 0 && stream.writableLength === 0) || stream.destroyed;
+  }
+
+  /** Runs `cb` once settled() holds (at once if it does now). */
+  whenSettled(cb: () => void): void {
+    if (this.settled()) cb();
+    else this.#settleWaiters.push(cb);
+  }
+
   /** Writes what is queued now. Returns false if the stream is backed up. */
   flush(): boolean {
     this.#scheduled = false;
@@ -106,10 +130,12 @@ export class Outbox {
       this.#chunks = [];
       const bytes = this.#bytes;
       this.#bytes = 0;
-      writeChunks(stream, chunks, bytes);
+      // Every flush learns when its last write left: whenSettled's waiters are told then.
+      writeChunks(stream, chunks, bytes, this.#written);
     } else if (chunks.length > 0) {
       this.#chunks = [];
       this.#bytes = 0;
+      this.#releaseSettled(); // the stream is gone: nothing will read them
     }
     const backedUp = stream.writableNeedDrain;
     if (this.#waiting.length > 0) {
@@ -131,13 +157,17 @@ export class Outbox {
     return this.#stream.writableLength === 0;
   }
 
-  /** Drops queued data and pending callbacks (the stream is gone). */
+  /**
+   * Drops queued data and pending afterFlush callbacks (the stream is gone). Those waiting for
+   * whenSettled are told now: nothing will read what was pushed any more.
+   */
   discard(): void {
     this.#chunks = [];
     this.#runEnd = -1;
     this.#runBuf = null;
     this.#bytes = 0;
     this.#waiting = [];
+    this.#releaseSettled();
   }
 
   /** Extends the run of `last` (the last chunk) with `chunk` if it comes right after it in the same memory. */
@@ -165,6 +195,17 @@ export class Outbox {
   readonly #flushNow = (): void => {
     this.flush();
   };
+
+  readonly #written = (): void => {
+    if (this.#settleWaiters.length > 0 && this.settled()) this.#releaseSettled();
+  };
+
+  #releaseSettled(): void {
+    const waiters = this.#settleWaiters;
+    if (waiters.length === 0) return;
+    this.#settleWaiters = [];
+    for (const cb of waiters) cb();
+  }
 
   #release(): void {
     const waiting = this.#waiting;

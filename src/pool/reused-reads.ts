@@ -1,5 +1,6 @@
 /**
- * Reading a worker's stdout into reused memory (the proxy data plane's responses).
+ * Reading into reused memory: a worker's stdout (the proxy's responses) and the web server's
+ * connections (requests and their bodies).
  *
  * Node reads every chunk of a stream into a new buffer. Behind the proxy that is every byte of
  * every response: 200-600 MB/s of buffers on large ones, and V8 counts the memory they hold
@@ -12,33 +13,57 @@
  * new one: never over memory something may still read.
  *
  * Node's documented way to read into caller-owned memory (net.Socket's `onread`) applies to
- * sockets constructed with it; a child's stdout is constructed by child_process. Its handle is
- * therefore taken over right after the spawn, before any data can have arrived (data comes only
- * from the event loop): reading stopped, the handle wrapped in a socket made with `onread`, the
- * original socket detached from it, and closed when the new one closes (child_process waits for
- * that 'close' before its own).
+ * sockets constructed with it; a child's stdout is constructed by child_process, an accepted
+ * connection by net.Server. The handle is therefore taken over right away, before any data can
+ * have arrived (data comes only from the event loop): reading stopped, the handle wrapped in a
+ * socket made with `onread`, the original socket detached from it, and closed when the new one
+ * closes (child_process waits for that 'close' before its own; net.Server and the service count
+ * connections by it).
  *
- * The web server's side (request bodies) is read as Node reads it: there a body that waits for a
- * busy worker must be kept anyway, and with a slab per connection an idle one would hold memory
- * (measured and left: see README, "Performance").
+ * On a web server's connection (FcgiConnection) every read is written on at once, and the
+ * records of a read are views that may also wait for a busy worker; so the connection's slab
+ * starts again only once nothing at all refers to any of its reads (ReadOwner.idleCoversAll:
+ * no incomplete record, nothing held for a worker, everything sent to workers gone to the OS),
+ * and a connection whose body a worker's pipe did not take whole reads no more until it has.
+ * Measured behind nginx, 1 MiB uploads at 16 connections: new read memory per request 1 MiB ->
+ * about 20 KiB, the service's CPU per upload about 2,300 -> 1,250 us.
  */
 import net from 'node:net';
 import type { Readable } from 'node:stream';
 import { openLease, settleLease } from './outbox.js';
 
-/** Bytes per slab (one per worker). */
-const SLAB = 256 * 1024;
-/** A slab with less than this left is replaced. */
-const MIN_READ = 32 * 1024;
+/** Sizes of one stream's read memory. */
+export interface SlabSizes {
+  /** Bytes of a slab while reads are small. */
+  readonly small: number;
+  /** Bytes of a slab once a read filled all it was given (more is coming). */
+  readonly big: number;
+  /** Most bytes one read is given. */
+  readonly maxRead: number;
+}
+
+/** A worker's stdout: responses, often large; one slab per worker. */
+export const PIPE_SLABS: SlabSizes = { small: 256 * 1024, big: 256 * 1024, maxRead: 256 * 1024 };
+/**
+ * A web server's connection: small requests mostly (nginx's are under 1 KiB), so an idle kept
+ * connection holds 16 KiB; an upload grows it to 256 KiB while it streams. A read takes at most
+ * 64 KiB, as Node's own do: the service's end of a worker's pipe holds about 200 KiB (Linux's
+ * default socket send buffer, which Node cannot raise), so a read of that size can usually be
+ * written on whole at once and its memory read into again.
+ */
+export const CONNECTION_SLABS: SlabSizes = { small: 16 * 1024, big: 256 * 1024, maxRead: 64 * 1024 };
 /** Reads of at least this many bytes stream a response: they are written on at once. */
 export const STREAM_FROM = 8 * 1024;
+/** Small reads in a row after which a big slab is given back for a small one. */
+const SHRINK_AFTER = 64;
 
 /**
  * What became of a read: `batched`, a small read whose views go out with the turn's batched
  * writes (one write for many), so it counts as held; `free`, a large one written out at once,
- * nothing refers to it any more; `held`, a large one that something still refers to.
+ * nothing refers to it any more; `held`, a large one that something still refers to; `queued`,
+ * a large one that a stream it was written to could not take whole (a slow reader).
  */
-export type ReadOutcome = 'batched' | 'free' | 'held';
+export type ReadOutcome = 'batched' | 'free' | 'held' | 'queued';
 
 /** The owner of a stream read into reused memory. */
 export interface ReadOwner {
@@ -46,9 +71,18 @@ export interface ReadOwner {
   parse(view: Buffer): void;
   /** Nothing of the reads is kept by the owner itself (no incomplete record). */
   idle(): boolean;
+  /**
+   * idle() answers for every earlier read too: nothing anywhere refers to any of them (not
+   * only the owner, also the outboxes they went to). A read found free then starts the slab again.
+   */
+  readonly idleCoversAll?: boolean;
+  /** Told what became of each read, after the slab has moved on. */
+  afterRead?(outcome: ReadOutcome): void;
+  /** Reads of at least this many bytes are written on at once (default STREAM_FROM); smaller ones keep the turn's batching. */
+  readonly streamFrom?: number;
 }
 
-/** What the takeover needs of the handle under a child's pipe socket (Node's internal Pipe). */
+/** What the takeover needs of the handle under a socket (Node's internal Pipe or TCP). */
 interface PipeHandle {
   readStop(): number;
   reading?: boolean;
@@ -60,15 +94,17 @@ interface HandleOwner {
 }
 
 /**
- * Reads `stream` (a child's stdout) into reused memory, each read parsed by `owner` (parseRead).
+ * Reads `stream` (a child's stdout, an accepted connection) into reused memory, each read parsed
+ * by `owner` (parseRead).
  * Returns the socket now reading (listen on it for 'end', 'error' and 'close'), or null if the
  * stream has no handle to take over (then nothing was changed).
  */
-export function readReused(stream: Readable, owner: ReadOwner): net.Socket | null {
+export function readReused(stream: Readable, owner: ReadOwner, sizes: SlabSizes = PIPE_SLABS): net.Socket | null {
   const old = stream as unknown as HandleOwner;
   const handle = old._handle;
   if (!(stream instanceof net.Socket) || handle === null || typeof handle.readStop !== 'function') return null;
-  const slabs = new SlabCursor();
+  const slabs = new SlabCursor(sizes);
+  const restart = owner.idleCoversAll === true;
   handle.readStop();
   handle.reading = false; // so that the new socket starts reading
   old._handle = null;
@@ -83,8 +119,9 @@ export function readReused(stream: Readable, owner: ReadOwner): net.Socket | nul
         try {
           outcome = parseRead(Buffer.from(buf.buffer, buf.byteOffset, bytes), owner);
         } finally {
-          slabs.used(bytes, outcome);
+          slabs.used(bytes, outcome, restart);
         }
+        owner.afterRead?.(outcome);
         return true;
       },
     },
@@ -100,7 +137,7 @@ export function readReused(stream: Readable, owner: ReadOwner): net.Socket | nul
  * the turn's batching.
  */
 export function parseRead(view: Buffer, owner: ReadOwner): ReadOutcome {
-  if (view.length < STREAM_FROM) {
+  if (view.length < (owner.streamFrom ?? STREAM_FROM)) {
     owner.parse(view);
     return 'batched';
   }
@@ -111,30 +148,60 @@ export function parseRead(view: Buffer, owner: ReadOwner): ReadOutcome {
   } finally {
     written = settleLease();
   }
-  return written && owner.idle() ? 'free' : 'held';
+  if (!written) return 'queued';
+  return owner.idle() ? 'free' : 'held';
 }
 
-/** Where the next read goes: the same region while reads are let go, onwards past one that is held. */
+/**
+ * Where the next read goes: the same region while reads are let go, onwards past one that is
+ * held, to a new slab when this one runs short. A slab grows to `big` when a read filled all it
+ * was given (more is coming) and goes back to `small` when reads are small again; a slab left
+ * behind lives as long as views of it do.
+ */
 export class SlabCursor {
-  #slab = Buffer.allocUnsafe(SLAB);
+  readonly #sizes: SlabSizes;
+  #slab: Buffer;
   /** Where the free part starts: reads before it may still be referred to. */
   #pos = 0;
   /** Slabs made, for tests and figures. */
   made = 1;
+  /** Small free reads in a row into a big slab. */
+  #smallRun = 0;
+
+  constructor(sizes: SlabSizes = PIPE_SLABS) {
+    this.#sizes = sizes;
+    this.#slab = Buffer.allocUnsafe(sizes.small);
+  }
 
   /** The region the next read goes to. */
   next(): Buffer {
-    return this.#slab.subarray(this.#pos);
+    return this.#slab.subarray(this.#pos, this.#pos + this.#sizes.maxRead);
   }
 
-  /** A read of `bytes` into next()'s region, and what became of it. */
-  used(bytes: number, outcome: ReadOutcome): void {
-    if (outcome === 'free') return; // the same region again
-    this.#pos += (bytes + 7) & ~7;
-    if (SLAB - this.#pos < MIN_READ) {
-      this.#slab = Buffer.allocUnsafe(SLAB); // the old one lives as long as the views of it
+  /**
+   * A read of `bytes` into next()'s region, and what became of it. `restart`: a free read means
+   * nothing refers to any read in the slab, so the next one starts it again.
+   */
+  used(bytes: number, outcome: ReadOutcome, restart = false): void {
+    const size = this.#slab.length;
+    const { small, big, maxRead } = this.#sizes;
+    if (outcome === 'batched' && size > small) return this.#fresh(small);
+    if (size < big && bytes === Math.min(maxRead, size - this.#pos)) return this.#fresh(big);
+    if (outcome === 'free') {
+      if (!restart) return; // the same region again
       this.#pos = 0;
-      this.made++;
+      // Small reads again, for long: back to a small slab (what an idle kept connection holds).
+      if (size > small && (bytes < small / 2 ? ++this.#smallRun : (this.#smallRun = 0)) >= SHRINK_AFTER) this.#fresh(small);
+      return;
     }
+    this.#pos += (bytes + 7) & ~7;
+    if (size - this.#pos < size / 8) this.#fresh(size);
+  }
+
+  #fresh(size: number): void {
+    this.#slab = Buffer.allocUnsafe(size); // not from Node's shared pool: a slab of its own
+    this.#pos = 0;
+    this.#smallRun = 0;
+    this.made++;
   }
 }

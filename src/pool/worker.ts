@@ -186,6 +186,14 @@ export class Worker implements WorkerHandle {
     if (this.#state !== 'exited') this.#outbox.push(frame);
   }
 
+  settled(): boolean {
+    return this.#outbox.settled();
+  }
+
+  whenSettled(cb: () => void): void {
+    this.#outbox.whenSettled(cb);
+  }
+
   grantWindow(requestId: number, bytes: number): void {
     if (!this.#exchanges.has(requestId)) return;
     this.#stdoutCredit.set(requestId, (this.#stdoutCredit.get(requestId) ?? 0) + bytes);

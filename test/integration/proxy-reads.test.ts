@@ -1,7 +1,10 @@
 // The proxy reads each worker's stdout into reused memory (src/pool/reused-reads.ts) and passes
 // responses on as views of it. Whatever is read into that memory next, every response must reach
 // its client intact: also one that a stalled client leaves queued in the service while other
-// responses stream through the same worker pipes.
+// responses stream through the same worker pipes. The web server's connections are read the same
+// way: every request body must reach the app intact, also one that waits for a busy worker or
+// goes to an app that reads it slowly.
+import { createHash } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -74,6 +77,35 @@ describe('proxy: responses read into reused memory', () => {
       expect(firstDifference(r.body, pattern(big, (i + 1) * 17)), `stalled response ${i + 1}`).toBe(-1);
     });
     for (const client of [slow, ...fast]) client.close();
+    expect(c.child.exitCode).toBeNull();
+  });
+
+  it('request bodies reach the app intact: waiting for a busy worker, streaming, and to a slow reader', async () => {
+    dir = mkdtempSync(path.join(tmpdir(), 'corral-reads-'));
+    const sock = path.join(dir, 'fcgi.sock');
+    // 2 workers of 1 thread for 5 clients: most requests wait in the queue with the start of their
+    // body read; the slow ones keep the service's end of a worker's pipe full.
+    const c = startCorral(['serve', FIXTURES, '--wsgi-app', 'hello_app:application', '--data-plane', 'proxy', '--workers', '2', '--threads', '1', '--listen', sock]);
+    await c.waitForMsg('app ready');
+    let seen = 0;
+    await c.waitForLog((l) => l.msg === 'worker ready' && ++seen === 2);
+
+    const sizes = [0, 1, 40_000, 65_543, 300_001, (1 << 20) + 13, 2_500_000];
+    const clients = await Promise.all([0, 1, 2, 3, 4].map(() => FcgiClient.connect({ path: sock })));
+    await Promise.all(
+      clients.map(async (client, k) => {
+        for (let j = 0; j < 5; j++) {
+          const n = sizes[(k * 3 + j) % sizes.length]!;
+          const seed = (k * 41 + j * 7) % 251;
+          const slow = (j + k) % 3 === 0 ? '?slow=1' : '';
+          const body = pattern(n, seed);
+          const r = await client.request(1, cgiParams('POST', `/sha256${slow}`, { CONTENT_LENGTH: String(n) }), body);
+          expect(r.status, `n=${n} seed=${seed}${slow}`).toBe(200);
+          expect(r.body.toString(), `n=${n} seed=${seed}${slow}`).toBe(`${createHash('sha256').update(body).digest('hex')} ${n}`);
+        }
+      }),
+    );
+    for (const client of clients) client.close();
     expect(c.child.exitCode).toBeNull();
   });
 });

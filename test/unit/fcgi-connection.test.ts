@@ -13,9 +13,10 @@ import { FCGI_KEEP_CONN, ProtocolStatus, RecordType, Role } from '../../src/fcgi
 import { encodeParams, decodeParams } from '../../src/fcgi/params.js';
 import { encodeBeginRequest, encodeEndRequest, encodeRecord } from '../../src/fcgi/records.js';
 import { silentLogger } from '../../src/log/logger.js';
-import { EchoUpstream } from '../helpers/fake-upstream.js';
+import { EchoUpstream, QueueUpstream } from '../helpers/fake-upstream.js';
 import { FcgiClient, cgiParams } from '../helpers/fcgi-client.js';
 import { encodeWithPadding } from '../fcgi/util.js';
+import { RecordParser } from '../../src/fcgi/parser.js';
 
 let server: net.Server | null = null;
 const clients: FcgiClient[] = [];
@@ -175,6 +176,109 @@ describe('FcgiConnection', () => {
       await new Promise((r) => setImmediate(r));
     }
     expect((await done).body.toString()).toBe(`/sum 300000 ${createHash('sha1').update(body).digest('hex')}`);
+  });
+
+  it('reading into reused memory, never reads over what a worker has not taken yet', async () => {
+    // A worker port that keeps the views it is sent (no copy) and says so until released: the
+    // connection must not read into that memory again before then.
+    const sent: Buffer[] = [];
+    let released = false;
+    const waiters: Array<() => void> = [];
+    let exchange: Exchange | null = null;
+    const up: Upstream = {
+      begin(sink: ExchangeSink): Exchange {
+        const ex = (exchange = new Exchange(sink, 0));
+        const port = {
+          pid: 1,
+          send: (b: Buffer) => void sent.push(b),
+          grantWindow: () => undefined,
+          abort: () => undefined,
+          settled: () => released,
+          whenSettled: (cb: () => void) => void (released ? cb() : waiters.push(cb)),
+        };
+        queueMicrotask(() => {
+          // As a worker takes a request: the client's BEGIN frame first, then the exchange.
+          const begin = sink.takeBeginFrame?.() ?? null;
+          if (begin !== null) port.send(begin);
+          ex.assign(port, 1, 1 << 30, 1 << 20);
+        });
+        return ex;
+      },
+    };
+    server = net.createServer({ allowHalfOpen: true }, (s) => {
+      new FcgiConnection(s, { needsParams: false, route: () => up }, { maxParamsBytes: 4096, maxConns: 10, maxReqs: 20, devErrors: false, reusedReads: true }, silentLogger());
+    });
+    await new Promise<void>((r) => server!.listen(0, '127.0.0.1', () => r()));
+    const c = await client({ host: '127.0.0.1', port: (server.address() as net.AddressInfo).port });
+    const done = c.begin(1, cgiParams('POST', '/held'));
+    const body = Buffer.alloc(700_000);
+    for (let i = 0; i < body.length; i++) body[i] = (i * 13 + (i >> 11)) & 0xff;
+    const records: Buffer[] = [];
+    for (let off = 0; off < body.length; off += 32768) records.push(encodeRecord(RecordType.STDIN, 1, body.subarray(off, off + 32768)));
+    const wire = Buffer.concat([...records, encodeRecord(RecordType.STDIN, 1)]);
+    for (let off = 0; off < wire.length; off += 50_000) {
+      c.write(wire.subarray(off, off + 50_000));
+      await new Promise((r) => setImmediate(r));
+    }
+    // Until the empty STDIN record has reached the port (the connection read everything).
+    const ended = () => sent.length > 0 && sent.at(-1)!.length === 8 && sent.at(-1)![1] === RecordType.STDIN;
+    for (let i = 0; i < 10_000 && !ended(); i++) await new Promise((r) => setImmediate(r));
+    expect(ended()).toBe(true);
+    const got: Buffer[] = [];
+    new RecordParser().push(Buffer.concat(sent), (r) => {
+      if (r.type === RecordType.STDIN) got.push(Buffer.from(r.content));
+    });
+    const all = Buffer.concat(got);
+    expect(all.length).toBe(body.length);
+    expect(createHash('sha1').update(all).digest('hex')).toBe(createHash('sha1').update(body).digest('hex'));
+    released = true;
+    waiters.splice(0).forEach((cb) => cb());
+    exchange!.onStdout(Buffer.from('Status: 200 OK\r\n\r\nok'));
+    exchange!.finish(0);
+    expect((await done).body.toString()).toBe('ok');
+  });
+
+  it('reading into reused memory, never reads over a request that waits for a worker', async () => {
+    const sent: Buffer[] = [];
+    const port = { pid: 1, send: (b: Buffer) => void sent.push(b), grantWindow: () => undefined, abort: () => undefined, settled: () => true, whenSettled: (cb: () => void) => cb() };
+    const queue = new QueueUpstream();
+    server = net.createServer({ allowHalfOpen: true }, (s) => {
+      new FcgiConnection(s, { needsParams: false, route: () => queue }, { maxParamsBytes: 4096, maxConns: 10, maxReqs: 20, devErrors: false, reusedReads: true }, silentLogger());
+    });
+    await new Promise<void>((r) => server!.listen(0, '127.0.0.1', () => r()));
+    const c = await client({ host: '127.0.0.1', port: (server.address() as net.AddressInfo).port });
+    const done = c.begin(1, cgiParams('POST', '/queued'));
+    // A body under the bound at which a waiting request stops being read, in several reads.
+    const body = Buffer.alloc(20_000);
+    for (let i = 0; i < body.length; i++) body[i] = (i * 29 + (i >> 7)) & 0xff;
+    // Records of 2,000 bytes in writes of 3,000: some whole in a read (held as views), some cut.
+    const records: Buffer[] = [];
+    for (let off = 0; off < body.length; off += 2000) records.push(encodeRecord(RecordType.STDIN, 1, body.subarray(off, off + 2000)));
+    const wire = Buffer.concat([...records, encodeRecord(RecordType.STDIN, 1)]);
+    for (let off = 0; off < wire.length; off += 3000) {
+      c.write(wire.subarray(off, off + 3000));
+      await new Promise((r) => setImmediate(r));
+    }
+    for (let i = 0; i < 10_000 && queue.exchanges.length === 0; i++) await new Promise((r) => setImmediate(r));
+    for (let i = 0; i < 200; i++) await new Promise((r) => setImmediate(r)); // let it read all there is
+    const ex = queue.exchanges[0]!;
+    const begin = ex.sink.takeBeginFrame?.() ?? null;
+    if (begin !== null) port.send(Buffer.from(begin));
+    ex.assign(port, 1, 1 << 30, 1 << 20);
+    const got: Buffer[] = [];
+    const params: Buffer[] = [];
+    const types: number[] = [];
+    new RecordParser().push(Buffer.concat(sent), (r) => {
+      types.push(r.type);
+      if (r.type === RecordType.STDIN) got.push(Buffer.from(r.content));
+      if (r.type === RecordType.PARAMS) params.push(Buffer.from(r.content));
+    });
+    expect(types[0]).toBe(RecordType.BEGIN_REQUEST);
+    expect(Buffer.concat(params).equals(encodeParams(Object.entries(cgiParams('POST', '/queued'))))).toBe(true);
+    expect(Buffer.concat(got).equals(body)).toBe(true);
+    ex.onStdout(Buffer.from('Status: 200 OK\r\n\r\nok'));
+    ex.finish(0);
+    expect((await done).body.toString()).toBe('ok');
   });
 
   it('closes the connection after a request without FCGI_KEEP_CONN', async () => {

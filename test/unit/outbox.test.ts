@@ -153,3 +153,90 @@ describe('parseRead', () => {
     expect(parseRead(Buffer.alloc(STREAM_FROM), owner(false))).toBe('held');
   });
 });
+
+/** A stream that keeps each write pending until release() is called (a reader that is slow). */
+function slowSink(): { stream: Writable; release: () => void } {
+  const pending: Array<() => void> = [];
+  const stream = new Writable({
+    highWaterMark: 1 << 20,
+    write(_chunk: Buffer, _enc, cb) {
+      pending.push(cb);
+    },
+  });
+  return { stream, release: () => pending.splice(0).forEach((cb) => cb()) };
+}
+
+describe('Outbox.whenSettled: everything pushed has left the stream', () => {
+  it('waits until the stream has written it all, not only until it is under its high-water mark', async () => {
+    const { stream, release } = slowSink();
+    const box = new Outbox(stream);
+    box.push(Buffer.from('a view of a read'));
+    expect(box.settled()).toBe(false); // not even written yet
+    let settled = 0;
+    box.whenSettled(() => settled++);
+    box.flush();
+    let flushedBelowMark = false;
+    box.afterFlush(() => (flushedBelowMark = true));
+    expect(flushedBelowMark).toBe(true); // afterFlush: below the mark is enough
+    expect(box.settled()).toBe(false); // but the stream still holds the bytes
+    await new Promise((r) => setImmediate(r));
+    expect(settled).toBe(0);
+    release();
+    await new Promise((r) => setImmediate(r));
+    expect(settled).toBe(1);
+    expect(box.settled()).toBe(true);
+    box.whenSettled(() => settled++); // settled now: at once
+    expect(settled).toBe(2);
+  });
+
+  it('tells those waiting when the stream is gone (nothing will read the memory any more)', () => {
+    const { stream } = slowSink();
+    const box = new Outbox(stream);
+    box.push(Buffer.from('x'));
+    box.flush();
+    let told = false;
+    box.whenSettled(() => (told = true));
+    box.discard();
+    expect(told).toBe(true);
+  });
+});
+
+describe('parseRead on a stream that cannot take a read whole', () => {
+  it('says queued, which is what makes a connection wait for the worker', () => {
+    const { stream } = slowSink();
+    const box = new Outbox(stream);
+    const owner = { parse: () => box.push(Buffer.from('z')), idle: () => true, streamFrom: 0 };
+    expect(parseRead(Buffer.alloc(10), owner)).toBe('queued'); // streamFrom 0: even a small read is leased
+  });
+});
+
+describe('SlabCursor with a connection\'s sizes', () => {
+  it('gives at most maxRead per read, grows when a read fills it, starts again when all is let go', () => {
+    const sizes = { small: 16 * 1024, big: 256 * 1024, maxRead: 64 * 1024 };
+    const slabs = new SlabCursor(sizes);
+    expect(slabs.next().length).toBe(16 * 1024);
+    slabs.used(16 * 1024, 'held'); // filled what it was given: more is coming
+    const big = slabs.next();
+    expect([big.buffer.byteLength, big.length, slabs.made]).toEqual([256 * 1024, 64 * 1024, 2]);
+    slabs.used(64 * 1024, 'held');
+    const after = slabs.next();
+    expect(after.byteOffset).toBe(big.byteOffset + 64 * 1024);
+    slabs.used(100, 'free', true); // nothing refers to any read: the slab from its start
+    const again = slabs.next();
+    expect([again.buffer === big.buffer, again.byteOffset]).toEqual([true, big.byteOffset]);
+    slabs.used(100, 'free', false); // free, but only this read: its region again
+    expect(slabs.next().byteOffset).toBe(big.byteOffset);
+  });
+
+  it('gives a big slab back for a small one after a long run of small reads', () => {
+    const sizes = { small: 16 * 1024, big: 256 * 1024, maxRead: 64 * 1024 };
+    const slabs = new SlabCursor(sizes);
+    slabs.used(16 * 1024, 'held');
+    expect(slabs.next().buffer.byteLength).toBe(256 * 1024);
+    for (let i = 0; i < 63; i++) slabs.used(600, 'free', true);
+    expect(slabs.next().buffer.byteLength).toBe(256 * 1024);
+    slabs.used(600, 'free', true);
+    expect(slabs.next().buffer.byteLength).toBe(16 * 1024);
+    expect(slabs.made).toBe(3);
+  });
+});
