@@ -21,9 +21,9 @@ import { RecordParser } from '../../src/fcgi/parser.js';
 let server: net.Server | null = null;
 const clients: FcgiClient[] = [];
 
-async function serve(up: Upstream, observe: RequestObserver | null = null): Promise<{ host: string; port: number }> {
+async function serve(up: Upstream, observe: RequestObserver | null = null, reusedReads = false): Promise<{ host: string; port: number }> {
   server = net.createServer({ allowHalfOpen: true }, (s) => {
-    new FcgiConnection(s, { needsParams: false, route: () => up }, { maxParamsBytes: 4096, maxConns: 10, maxReqs: 20, devErrors: false, observe }, silentLogger());
+    new FcgiConnection(s, { needsParams: false, route: () => up }, { maxParamsBytes: 4096, maxConns: 10, maxReqs: 20, devErrors: false, observe, reusedReads }, silentLogger());
   });
   await new Promise<void>((r) => server!.listen(0, '127.0.0.1', () => r()));
   const a = server.address() as net.AddressInfo;
@@ -34,6 +34,36 @@ async function client(addr: { host: string; port: number }): Promise<FcgiClient>
   const c = await FcgiClient.connect(addr);
   clients.push(c);
   return c;
+}
+
+/** A body of `n` patterned bytes as STDIN records of `record` bytes, and the empty one. */
+function bodyWire(n: number, record: number, mix: number): { body: Buffer; wire: Buffer } {
+  const body = Buffer.alloc(n);
+  for (let i = 0; i < n; i++) body[i] = (i * mix + (i >> 9)) & 0xff;
+  const records: Buffer[] = [];
+  for (let off = 0; off < n; off += record) records.push(encodeRecord(RecordType.STDIN, 1, body.subarray(off, off + record)));
+  return { body, wire: Buffer.concat([...records, encodeRecord(RecordType.STDIN, 1)]) };
+}
+
+/** Writes `wire` in pieces of `piece` bytes, a turn apart (separate reads on the server, mostly). */
+async function writeInPieces(c: FcgiClient, wire: Buffer, piece: number): Promise<void> {
+  for (let off = 0; off < wire.length; off += piece) {
+    c.write(wire.subarray(off, off + piece));
+    await new Promise((r) => setImmediate(r));
+  }
+}
+
+/** What a worker port was sent, parsed: record types in order, the params and the body. */
+function received(sent: Buffer[]): { types: number[]; params: Buffer; body: Buffer } {
+  const types: number[] = [];
+  const params: Buffer[] = [];
+  const body: Buffer[] = [];
+  new RecordParser().push(Buffer.concat(sent), (r) => {
+    types.push(r.type);
+    if (r.type === RecordType.PARAMS) params.push(Buffer.from(r.content));
+    if (r.type === RecordType.STDIN) body.push(Buffer.from(r.content));
+  });
+  return { types, params: Buffer.concat(params), body: Buffer.concat(body) };
 }
 
 afterEach(async () => {
@@ -205,30 +235,15 @@ describe('FcgiConnection', () => {
         return ex;
       },
     };
-    server = net.createServer({ allowHalfOpen: true }, (s) => {
-      new FcgiConnection(s, { needsParams: false, route: () => up }, { maxParamsBytes: 4096, maxConns: 10, maxReqs: 20, devErrors: false, reusedReads: true }, silentLogger());
-    });
-    await new Promise<void>((r) => server!.listen(0, '127.0.0.1', () => r()));
-    const c = await client({ host: '127.0.0.1', port: (server.address() as net.AddressInfo).port });
+    const c = await client(await serve(up, null, true));
     const done = c.begin(1, cgiParams('POST', '/held'));
-    const body = Buffer.alloc(700_000);
-    for (let i = 0; i < body.length; i++) body[i] = (i * 13 + (i >> 11)) & 0xff;
-    const records: Buffer[] = [];
-    for (let off = 0; off < body.length; off += 32768) records.push(encodeRecord(RecordType.STDIN, 1, body.subarray(off, off + 32768)));
-    const wire = Buffer.concat([...records, encodeRecord(RecordType.STDIN, 1)]);
-    for (let off = 0; off < wire.length; off += 50_000) {
-      c.write(wire.subarray(off, off + 50_000));
-      await new Promise((r) => setImmediate(r));
-    }
+    const { body, wire } = bodyWire(700_000, 32768, 13);
+    await writeInPieces(c, wire, 50_000);
     // Until the empty STDIN record has reached the port (the connection read everything).
     const ended = () => sent.length > 0 && sent.at(-1)!.length === 8 && sent.at(-1)![1] === RecordType.STDIN;
     for (let i = 0; i < 10_000 && !ended(); i++) await new Promise((r) => setImmediate(r));
     expect(ended()).toBe(true);
-    const got: Buffer[] = [];
-    new RecordParser().push(Buffer.concat(sent), (r) => {
-      if (r.type === RecordType.STDIN) got.push(Buffer.from(r.content));
-    });
-    const all = Buffer.concat(got);
+    const all = received(sent).body;
     expect(all.length).toBe(body.length);
     expect(createHash('sha1').update(all).digest('hex')).toBe(createHash('sha1').update(body).digest('hex'));
     released = true;
@@ -242,40 +257,22 @@ describe('FcgiConnection', () => {
     const sent: Buffer[] = [];
     const port = { pid: 1, send: (b: Buffer) => void sent.push(b), grantWindow: () => undefined, abort: () => undefined, settled: () => true, whenSettled: (cb: () => void) => cb() };
     const queue = new QueueUpstream();
-    server = net.createServer({ allowHalfOpen: true }, (s) => {
-      new FcgiConnection(s, { needsParams: false, route: () => queue }, { maxParamsBytes: 4096, maxConns: 10, maxReqs: 20, devErrors: false, reusedReads: true }, silentLogger());
-    });
-    await new Promise<void>((r) => server!.listen(0, '127.0.0.1', () => r()));
-    const c = await client({ host: '127.0.0.1', port: (server.address() as net.AddressInfo).port });
+    const c = await client(await serve(queue, null, true));
     const done = c.begin(1, cgiParams('POST', '/queued'));
-    // A body under the bound at which a waiting request stops being read, in several reads.
-    const body = Buffer.alloc(20_000);
-    for (let i = 0; i < body.length; i++) body[i] = (i * 29 + (i >> 7)) & 0xff;
-    // Records of 2,000 bytes in writes of 3,000: some whole in a read (held as views), some cut.
-    const records: Buffer[] = [];
-    for (let off = 0; off < body.length; off += 2000) records.push(encodeRecord(RecordType.STDIN, 1, body.subarray(off, off + 2000)));
-    const wire = Buffer.concat([...records, encodeRecord(RecordType.STDIN, 1)]);
-    for (let off = 0; off < wire.length; off += 3000) {
-      c.write(wire.subarray(off, off + 3000));
-      await new Promise((r) => setImmediate(r));
-    }
+    // A body under the bound at which a waiting request stops being read, in several reads:
+    // records of 2,000 bytes in writes of 3,000, some whole in a read (held as views), some cut.
+    const { body, wire } = bodyWire(20_000, 2000, 29);
+    await writeInPieces(c, wire, 3000);
     for (let i = 0; i < 10_000 && queue.exchanges.length === 0; i++) await new Promise((r) => setImmediate(r));
     for (let i = 0; i < 200; i++) await new Promise((r) => setImmediate(r)); // let it read all there is
     const ex = queue.exchanges[0]!;
     const begin = ex.sink.takeBeginFrame?.() ?? null;
     if (begin !== null) port.send(Buffer.from(begin));
     ex.assign(port, 1, 1 << 30, 1 << 20);
-    const got: Buffer[] = [];
-    const params: Buffer[] = [];
-    const types: number[] = [];
-    new RecordParser().push(Buffer.concat(sent), (r) => {
-      types.push(r.type);
-      if (r.type === RecordType.STDIN) got.push(Buffer.from(r.content));
-      if (r.type === RecordType.PARAMS) params.push(Buffer.from(r.content));
-    });
-    expect(types[0]).toBe(RecordType.BEGIN_REQUEST);
-    expect(Buffer.concat(params).equals(encodeParams(Object.entries(cgiParams('POST', '/queued'))))).toBe(true);
-    expect(Buffer.concat(got).equals(body)).toBe(true);
+    const got = received(sent);
+    expect(got.types[0]).toBe(RecordType.BEGIN_REQUEST);
+    expect(got.params.equals(encodeParams(Object.entries(cgiParams('POST', '/queued'))))).toBe(true);
+    expect(got.body.equals(body)).toBe(true);
     ex.onStdout(Buffer.from('Status: 200 OK\r\n\r\nok'));
     ex.finish(0);
     expect((await done).body.toString()).toBe('ok');
