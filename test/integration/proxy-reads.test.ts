@@ -34,16 +34,22 @@ function firstDifference(got: Buffer, want: Buffer): number {
   return n;
 }
 
+/** corral on the proxy path, 2 workers of `threads` threads, on a unix socket in a new directory; once both workers are ready. */
+async function startProxy(threads: number): Promise<{ c: ReturnType<typeof startCorral>; sock: string }> {
+  dir = mkdtempSync(path.join(tmpdir(), 'corral-reads-'));
+  const sock = path.join(dir, 'fcgi.sock');
+  const c = startCorral(['serve', FIXTURES, '--wsgi-app', 'hello_app:application', '--data-plane', 'proxy', '--workers', '2', '--threads', String(threads), '--listen', sock]);
+  await c.waitForMsg('app ready');
+  let seen = 0;
+  await c.waitForLog((l) => l.msg === 'worker ready' && ++seen === 2);
+  return { c, sock };
+}
+
 describe('proxy: responses read into reused memory', () => {
   it('arrive intact, in every size, while a stalled client keeps two large ones queued in the service', async () => {
-    dir = mkdtempSync(path.join(tmpdir(), 'corral-reads-'));
     // A unix socket: its small buffers (about 200 KiB) make the service queue most of a large
     // response for a client that does not read, with the views of the read memory in it.
-    const sock = path.join(dir, 'fcgi.sock');
-    const c = startCorral(['serve', FIXTURES, '--wsgi-app', 'hello_app:application', '--data-plane', 'proxy', '--workers', '2', '--threads', '2', '--listen', sock]);
-    await c.waitForMsg('app ready');
-    let seen = 0;
-    await c.waitForLog((l) => l.msg === 'worker ready' && ++seen === 2);
+    const { c, sock } = await startProxy(2);
 
     const slow = await FcgiClient.connect({ path: sock });
     slow.socket.pause();
@@ -81,14 +87,9 @@ describe('proxy: responses read into reused memory', () => {
   });
 
   it('request bodies reach the app intact: waiting for a busy worker, streaming, and to a slow reader', async () => {
-    dir = mkdtempSync(path.join(tmpdir(), 'corral-reads-'));
-    const sock = path.join(dir, 'fcgi.sock');
     // 2 workers of 1 thread for 5 clients: most requests wait in the queue with the start of their
     // body read; the slow ones keep the service's end of a worker's pipe full.
-    const c = startCorral(['serve', FIXTURES, '--wsgi-app', 'hello_app:application', '--data-plane', 'proxy', '--workers', '2', '--threads', '1', '--listen', sock]);
-    await c.waitForMsg('app ready');
-    let seen = 0;
-    await c.waitForLog((l) => l.msg === 'worker ready' && ++seen === 2);
+    const { c, sock } = await startProxy(1);
 
     const sizes = [0, 1, 40_000, 65_543, 300_001, (1 << 20) + 13, 2_500_000];
     const clients = await Promise.all([0, 1, 2, 3, 4].map(() => FcgiClient.connect({ path: sock })));
