@@ -53,6 +53,13 @@ async function writeInPieces(c: FcgiClient, wire: Buffer, piece: number): Promis
   }
 }
 
+/** Until the port was sent the empty STDIN record (the connection read the whole body), a bounded number of turns. */
+async function bodyEnded(sent: Buffer[]): Promise<boolean> {
+  const ended = () => sent.length > 0 && sent.at(-1)!.length === 8 && sent.at(-1)![1] === RecordType.STDIN;
+  for (let i = 0; i < 10_000 && !ended(); i++) await new Promise((r) => setImmediate(r));
+  return ended();
+}
+
 /** What a worker port was sent, parsed: record types in order, the params and the body. */
 function received(sent: Buffer[]): { types: number[]; params: Buffer; body: Buffer } {
   const types: number[] = [];
@@ -240,9 +247,7 @@ describe('FcgiConnection', () => {
     const { body, wire } = bodyWire(700_000, 32768, 13);
     await writeInPieces(c, wire, 50_000);
     // Until the empty STDIN record has reached the port (the connection read everything).
-    const ended = () => sent.length > 0 && sent.at(-1)!.length === 8 && sent.at(-1)![1] === RecordType.STDIN;
-    for (let i = 0; i < 10_000 && !ended(); i++) await new Promise((r) => setImmediate(r));
-    expect(ended()).toBe(true);
+    expect(await bodyEnded(sent)).toBe(true);
     const all = received(sent).body;
     expect(all.length).toBe(body.length);
     expect(createHash('sha1').update(all).digest('hex')).toBe(createHash('sha1').update(body).digest('hex'));
@@ -269,6 +274,7 @@ describe('FcgiConnection', () => {
     const begin = ex.sink.takeBeginFrame?.() ?? null;
     if (begin !== null) port.send(Buffer.from(begin));
     ex.assign(port, 1, 1 << 30, 1 << 20);
+    expect(await bodyEnded(sent)).toBe(true); // what was not read while it waited comes now
     const got = received(sent);
     expect(got.types[0]).toBe(RecordType.BEGIN_REQUEST);
     expect(got.params.equals(encodeParams(Object.entries(cgiParams('POST', '/queued'))))).toBe(true);
