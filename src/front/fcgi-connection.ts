@@ -67,6 +67,14 @@ export interface ConnectionOptions {
   reusedReads?: boolean;
 }
 
+/**
+ * A worker that has not yet handed everything it was sent to the OS. A port without settled() and
+ * whenSettled() copies what it is sent (test doubles): never unsettled.
+ */
+function unsettled(port: WorkerPort): port is WorkerPort & Required<Pick<WorkerPort, 'settled' | 'whenSettled'>> {
+  return port.settled !== undefined && port.whenSettled !== undefined && !port.settled();
+}
+
 /** Params the access log needs. */
 const ACCESS_PARAMS = ['REQUEST_METHOD', 'REQUEST_URI', 'SCRIPT_NAME', 'PATH_INFO'];
 const EMPTY = Buffer.alloc(0);
@@ -421,7 +429,7 @@ export class FcgiConnection {
     for (const req of this.#requests.values()) if (req.holdsBegin) return false;
     const ports = this.#ports;
     if (ports.size === 0) return true;
-    for (const port of ports) if (port.settled !== undefined && !port.settled()) return false;
+    for (const port of ports) if (unsettled(port)) return false;
     // All of it has left: from now on only the workers of requests still open are watched.
     ports.clear();
     for (const req of this.#requests.values()) {
@@ -437,13 +445,12 @@ export class FcgiConnection {
    */
   #waitForWorkers(): void {
     if (this.#closed) return;
-    const slow: WorkerPort[] = [];
-    for (const port of this.#ports) if (port.whenSettled !== undefined && port.settled !== undefined && !port.settled()) slow.push(port);
+    const slow = [...this.#ports].filter(unsettled);
     if (slow.length === 0) return;
     this.pause();
     let left = slow.length;
     for (const port of slow)
-      port.whenSettled!(() => {
+      port.whenSettled(() => {
         if (--left === 0) this.resume();
       });
   }

@@ -6,7 +6,7 @@
  * back only once the front has handed them on.
  */
 import { HEADER_LEN, RecordType } from '../fcgi/constants.js';
-import { header } from '../fcgi/records.js';
+import { encodeRecord, header } from '../fcgi/records.js';
 import type { CorralError } from '../errors.js';
 
 /** What a front (FastCGI connection, HTTP front) gives the pool to receive one response. */
@@ -221,7 +221,7 @@ export class Exchange {
       this.#worker!.send(content);
       return;
     }
-    this.stdin(Buffer.concat([header(RecordType.STDIN, 0, length), content]));
+    this.stdin(encodeRecord(RecordType.STDIN, 0, content));
   }
 
   /** STDOUT from the worker (`frame`: the record as received, see ExchangeSink.stdout). */
@@ -289,9 +289,7 @@ export class Exchange {
       const content = frame.subarray(HEADER_LEN, HEADER_LEN + length);
       this.#worker!.send(header(RecordType.STDIN, this.#workerId, part));
       this.#worker!.send(content.subarray(0, part));
-      const rest = content.subarray(part);
-      const restHeader = header(RecordType.STDIN, 0, rest.length);
-      this.#held[0] = Buffer.concat([restHeader, rest]);
+      this.#held[0] = encodeRecord(RecordType.STDIN, 0, content.subarray(part));
       this.#note(this.#held[0].length - frame.length);
       this.#heldStdin -= part;
       this.#stdinCredit = 0;

@@ -151,10 +151,10 @@ export class Outbox {
     return !backedUp;
   }
 
-  /** Writes what is queued now; true if the stream then holds nothing queued (all of it is with the OS). */
+  /** Writes what is queued now; then whether it is settled() (all of it is with the OS). */
   flushFully(): boolean {
     if (this.#chunks.length > 0) this.flush();
-    return this.#stream.writableLength === 0;
+    return this.settled();
   }
 
   /**
