@@ -87,8 +87,12 @@ export class Exchange {
   readonly sink: ExchangeSink;
   /** When the request entered the pool (ms, the pool's clock). */
   readonly createdAt: number;
-  /** When it was handed to a worker (ms, the pool's clock). */
+  /** When a worker thread got it (ms, the pool's clock): when it was handed to a worker, or for one
+   *  given ahead (`ahead`), when a thread of that worker came free for it. */
   dispatchedAt = 0;
+  /** Given to a worker whose threads were all busy, to run when one frees (the pool's #pickAhead);
+   *  false again once it has a thread. */
+  ahead = false;
   /** The app (pool) it belongs to, for logs and metrics. */
   app: string | null = null;
   #state: ExchangeState = 'queued';

@@ -51,7 +51,7 @@ export interface WorkerHandle extends WorkerPort {
   /** Requests completed. */
   readonly requests: number;
   readonly exchanges: Iterable<Exchange>;
-  /** Starts a request; the caller checked that a thread is free. */
+  /** Starts a request; the caller checked that a thread is free, or (`ex.ahead`) that it may take one more ahead. */
   dispatch(ex: Exchange): void;
   /** Takes it out of dispatch. */
   drain(): void;
@@ -66,8 +66,8 @@ export interface WorkerHandle extends WorkerPort {
 /** Callbacks to the pool. */
 export interface WorkerEvents {
   ready(w: WorkerHandle): void;
-  /** A request finished or failed and freed a thread. */
-  idle(w: WorkerHandle): void;
+  /** A request finished or failed and freed a thread; `ex`: the request, when known. */
+  idle(w: WorkerHandle, ex?: Exchange): void;
   exit(w: WorkerHandle, code: number | null, signal: NodeJS.Signals | null): void;
   /** A line the worker wrote to stderr. */
   stderr(w: WorkerHandle, line: string): void;

@@ -134,6 +134,19 @@ const SCALE_UP_EVERY_MS = 200;
 const DIRECT_TIMEOUT_GRACE_MS = 5_000;
 /** Direct mode without a visible listen queue (unix sockets): every worker busy this long means more are needed. */
 const DIRECT_BUSY_SCALE_MS = 1_000;
+/**
+ * Proxy path: requests a worker whose threads are all busy may be given ahead, while requests wait
+ * anyway, so that it finds the next one in its pipe when it ends one instead of sleeping through
+ * the round trip to the service and back (measured: +25 % requests/s on small requests, half the
+ * service's context switches). Only while the app's requests have lately taken under
+ * AHEAD_BELOW_MS on average, and never behind a request that has run that long already: one given
+ * ahead waits for the request before it, so a slow app keeps plain queueing (a request waits for
+ * whichever worker frees first).
+ */
+const AHEAD = 1;
+const AHEAD_BELOW_MS = 10;
+/** Weight of the newest request in the pool's mean request time (an exponential moving average). */
+const MEAN_WEIGHT = 1 / 8;
 
 /** The supervisor's record of one worker. */
 interface Slot {
@@ -189,10 +202,11 @@ export interface WorkerStatus {
   running: readonly RunningRequest[];
 }
 
-/** The requests the service has on a proxied worker, as its fronts describe them (path without the query: it may carry tokens). */
+/** The requests a proxied worker runs, as their fronts describe them (path without the query: it may carry tokens). */
 function proxied(w: WorkerHandle, now: number): RunningRequest[] {
   const out: RunningRequest[] = [];
   for (const ex of w.exchanges) {
+    if (ex.ahead) continue; // given ahead: not running yet
     const d = ex.sink.describe?.();
     if (d) out.push({ method: d.method, path: d.path.split('?')[0] ?? d.path, ageMs: Math.max(0, now - ex.dispatchedAt) });
   }
@@ -221,6 +235,8 @@ export class Pool implements Upstream {
   #crashTimes: number[] = [];
   #nextSpawnAt = 0;
   #lastScaleUpAt = -Infinity;
+  /** Mean time of the app's recent requests on a worker thread, ms (null: none finished yet). */
+  #meanMs: number | null = null;
   /** Direct mode: the listen queue depth the workers last reported (null: not visible). */
   #listenQueue: number | null = null;
   #allBusySince: number | null = null;
@@ -316,7 +332,7 @@ export class Pool implements Upstream {
       this.#failLater(ex, this.#failure);
       return ex;
     }
-    const slot = this.#pick();
+    const slot = this.#pick() ?? this.#pickAhead();
     if (slot) {
       this.#dispatch(slot, ex);
       return ex;
@@ -355,9 +371,29 @@ export class Pool implements Upstream {
     return best;
   }
 
+  /**
+   * A worker to give a request ahead of a free thread (see AHEAD), or null: proxy path, a fast app,
+   * a ready worker of the serving generation that is not to be recycled, with room, and whose
+   * running requests are all young; the least loaded.
+   */
+  #pickAhead(): Slot | null {
+    if (this.#opts.direct || this.#meanMs === null || this.#meanMs >= AHEAD_BELOW_MS) return null;
+    const since = this.#deps.clock.now() - AHEAD_BELOW_MS;
+    let best: Slot | null = null;
+    for (const s of this.#slots.values()) {
+      const w = s.w;
+      if (w.state !== 'ready' || w.generation !== this.#servingGen || s.recycle || w.inflight >= w.capacity + AHEAD) continue;
+      let young = true;
+      for (const ex of w.exchanges) if (!ex.ahead && ex.dispatchedAt <= since) young = false;
+      if (young && (!best || w.inflight < best.w.inflight)) best = s;
+    }
+    return best;
+  }
+
   #dispatch(slot: Slot, ex: Exchange): void {
     slot.idleSince = null;
     ex.dispatchedAt = this.#deps.clock.now();
+    ex.ahead = slot.w.inflight >= slot.w.capacity;
     slot.w.dispatch(ex);
   }
 
@@ -368,7 +404,7 @@ export class Pool implements Upstream {
         this.#queue.shift();
         continue;
       }
-      const slot = this.#pick();
+      const slot = this.#pick() ?? this.#pickAhead();
       if (!slot) return;
       this.#queue.shift();
       this.#dispatch(slot, ex);
@@ -376,10 +412,15 @@ export class Pool implements Upstream {
     this.#clearWarning('queue full');
   }
 
-  #onIdle(w: WorkerHandle): void {
+  #onIdle(w: WorkerHandle, done?: Exchange): void {
     const slot = this.#slots.get(w);
     if (!slot) return;
     const now = this.#deps.clock.now();
+    if (done && !done.ahead) {
+      const ms = now - done.dispatchedAt;
+      this.#meanMs = this.#meanMs === null ? ms : this.#meanMs + (ms - this.#meanMs) * MEAN_WEIGHT;
+    }
+    this.#threadFreed(w, now);
     if (w.inflight === 0) slot.idleSince = now;
     if (slot.maxRequests > 0 && w.requests >= slot.maxRequests && slot.drainingSince === null && this.#state !== 'stopping') {
       // Its budget is spent: no new request goes to it. The replacement is started by the next tick;
@@ -393,6 +434,20 @@ export class Pool implements Upstream {
     if (w.state === 'ready') this.#drainQueue();
     // A draining or recycling worker that just finished its last request can be stopped now.
     if (w.inflight === 0 && (w.state === 'draining' || slot.recycle || this.#state === 'stopping')) this.#enqueue({ kind: 'idle', w });
+  }
+
+  /** A thread of w came free: the first request given to it ahead (if any) runs now (a worker
+   *  serves its pipe's requests in order), and its time (requestTimeout, status) starts. */
+  #threadFreed(w: WorkerHandle, now: number): void {
+    let running = 0;
+    for (const ex of w.exchanges) if (!ex.ahead) running++;
+    for (const ex of w.exchanges) {
+      if (running >= w.capacity) return;
+      if (!ex.ahead) continue;
+      ex.ahead = false;
+      ex.dispatchedAt = now;
+      running++;
+    }
   }
 
   // ---- control
@@ -718,7 +773,7 @@ export class Pool implements Upstream {
       return;
     }
     for (const ex of s.w.exchanges) {
-      if (ex.state !== 'assigned' || now - ex.dispatchedAt <= limit) continue;
+      if (ex.state !== 'assigned' || ex.ahead || now - ex.dispatchedAt <= limit) continue;
       ex.fail(new CorralError('CORRAL_REQUEST_TIMEOUT', `the app did not finish within requestTimeout (${limit / 1000} s); its worker ${s.w.pid} is replaced`));
       this.#kill(s, `request ran over requestTimeout (${limit / 1000} s)`);
       return;
@@ -914,7 +969,7 @@ export class Pool implements Upstream {
     this.#clearWarning('worker budget');
     const events: WorkerEvents = {
       ready: (w) => this.#enqueue({ kind: 'ready', w }),
-      idle: (w) => this.#onIdle(w),
+      idle: (w, ex) => this.#onIdle(w, ex),
       exit: (w, code, signal) => this.#enqueue({ kind: 'exit', w, code, signal }),
       stderr: this.#deps.stderr ?? ((w, line) => w.log.info({ line }, 'worker stderr')),
       pong: (w) => this.#enqueue({ kind: 'pong', w }),

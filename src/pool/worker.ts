@@ -164,7 +164,8 @@ export class Worker implements WorkerHandle {
     return this.#exchanges.values();
   }
 
-  /** Starts a request on this worker. The caller checked that a thread is free. */
+  /** Starts a request on this worker. The caller checked that a thread is free, or (`ex.ahead`) that
+   *  the worker may take it ahead: it runs its pipe's requests in order, this one when a thread frees. */
   dispatch(ex: Exchange): void {
     let id = this.#nextId;
     while (this.#exchanges.has(id)) id = (id % 0xffff) + 1;
@@ -294,7 +295,7 @@ export class Worker implements WorkerHandle {
         } catch (err) {
           this.#stepFailed(r.requestId, ex, err);
         }
-        this.#events.idle(this);
+        this.#events.idle(this, ex);
         return;
       }
       case RecordType.CORRAL_WINDOW: {

@@ -123,7 +123,9 @@ class FakeWorker implements WorkerHandle {
   dispatch(ex: Exchange): void {
     this.calls.push('dispatch');
     if (this.state !== 'ready') this.#violations.push(`dispatch to worker ${this.pid} in state ${this.state}`);
-    if (this.inflight >= this.capacity) this.#violations.push(`dispatch to worker ${this.pid} with no free thread`);
+    // A request goes to a free thread, or ahead (one at most) of a busy worker's threads.
+    if (ex.ahead !== this.inflight >= this.capacity || this.inflight >= this.capacity + 1)
+      this.#violations.push(`dispatch to worker ${this.pid} with ${this.inflight} in flight (ahead: ${ex.ahead})`);
     const id = this.#nextId++;
     this.#inflight.set(id, ex);
     ex.assign(this, id, 65536, 65536);
@@ -171,7 +173,7 @@ class FakeWorker implements WorkerHandle {
     this.#inflight.delete(entry[0]);
     this.requests++;
     entry[1].finish(appStatus);
-    this.#events.idle(this);
+    this.#events.idle(this, entry[1]);
   }
 
   pong(): void {
@@ -1523,5 +1525,142 @@ describe('direct data plane (workers accept their own connections)', () => {
     expect(h.w(0).count('kill')).toBe(0);
     await h.clock.advance(1_000);
     expect(h.w(0).count('kill')).toBe(1);
+  });
+});
+
+describe('requests given ahead (proxy path)', () => {
+  /** A running pool whose app has shown itself fast: one request served in 1 ms. */
+  async function fast(opts: Partial<PoolOptions> = {}, threads = 1): Promise<Harness> {
+    const h = await running({ queueLength: 5, ...opts }, threads);
+    const first = h.request();
+    await h.clock.advance(1);
+    h.w(0).finish(first.ex);
+    return h;
+  }
+
+  it('gives a busy worker one request ahead while others wait, and starts its time when the thread frees', async () => {
+    const h = await fast();
+    const w = h.w(0);
+    const [r1, r2, r3] = [h.request(), h.request(), h.request()];
+    expect(r1.ex.ahead).toBe(false);
+    expect(r2.ex.state).toBe('assigned');
+    expect(r2.ex.ahead).toBe(true);
+    expect(w.inflight).toBe(2);
+    expect(r3.ex.state).toBe('queued'); // one ahead per worker, no more
+    expect(h.pool.queued).toBe(1);
+    await h.clock.advance(3);
+    w.finish(r1.ex);
+    // r2 now has the thread: its time starts now; r3 goes ahead of it in turn.
+    expect(r2.ex.ahead).toBe(false);
+    expect(r2.ex.dispatchedAt).toBe(h.clock.now());
+    expect(r3.ex.ahead).toBe(true);
+    expect(h.pool.queued).toBe(0);
+    w.finish(r2.ex);
+    w.finish(r3.ex);
+    expect([r1, r2, r3].map((r) => r.sink.ended)).toEqual([0, 0, 0]);
+  });
+
+  it('shows only running requests as running on the status page', async () => {
+    const h = await fast();
+    const sink = (path: string): Sink => Object.assign(new Sink(), { describe: () => ({ method: 'GET', path }) });
+    h.pool.begin(sink('/first'));
+    await h.clock.advance(2);
+    h.pool.begin(sink('/ahead'));
+    await h.clock.advance(2);
+    expect(h.pool.status()[0]).toMatchObject({ inflight: 2, running: [{ method: 'GET', path: '/first', ageMs: 4 }] });
+  });
+
+  it('keeps plain queueing for an app whose requests take 10 ms or more', async () => {
+    const h = await running({ queueLength: 5 });
+    const w = h.w(0);
+    const first = h.request();
+    await h.clock.advance(50);
+    w.finish(first.ex);
+    const [r1, r2] = [h.request(), h.request()];
+    expect(r1.ex.state).toBe('assigned');
+    expect(r2.ex.state).toBe('queued');
+    expect(w.inflight).toBe(1);
+  });
+
+  it('gives nothing ahead before any request has finished', async () => {
+    const h = await running({ queueLength: 5 });
+    h.request();
+    expect(h.request().ex.state).toBe('queued');
+  });
+
+  it('never gives a request ahead of one that has run 10 ms already', async () => {
+    const h = await fast({ minWorkers: 2, maxWorkers: 2 });
+    const [a, b] = [h.w(0), h.w(1)];
+    const slow = h.request();
+    const quick = h.request();
+    expect([a.inflight, b.inflight]).toEqual([1, 1]);
+    await h.clock.advance(10);
+    b.finish(quick.ex);
+    const next = h.request(); // b is free: a plain dispatch
+    expect(b.inflight).toBe(1);
+    const behind = h.request(); // ahead of b's young request, not of a's old one
+    expect(behind.ex.ahead).toBe(true);
+    expect(b.inflight).toBe(2);
+    expect(a.inflight).toBe(1);
+    await h.clock.advance(10);
+    expect(h.request().ex.state).toBe('queued'); // both now run requests 10 ms old or more
+    a.finish(slow.ex);
+    b.finish(next.ex);
+  });
+
+  it('times a request given ahead from when it got a thread (requestTimeout)', async () => {
+    const h = await fast({ requestTimeoutMs: 1_000 });
+    const w = h.w(0);
+    const r1 = h.request();
+    const r2 = h.request();
+    expect(r2.ex.ahead).toBe(true);
+    await h.clock.advance(900);
+    w.finish(r1.ex);
+    await h.clock.advance(900); // 1.8 s since it was given, 0.9 s on the thread
+    expect(r2.sink.failed).toBeNull();
+    expect(w.count('kill')).toBe(0);
+    await h.clock.advance(200);
+    expect(r2.sink.failed?.code).toBe('CORRAL_REQUEST_TIMEOUT');
+    expect(w.count('kill')).toBe(1);
+  });
+
+  it('still scales up for the requests that wait in the queue', async () => {
+    const h = await fast({ minWorkers: 1, maxWorkers: 3 });
+    h.request();
+    h.request(); // ahead: nothing waits in the queue
+    await h.clock.advance(300);
+    expect(h.spawned).toHaveLength(1);
+    h.request();
+    await h.clock.advance(300);
+    expect(h.logsMatching(/scaling up/)).toHaveLength(1);
+    expect(h.spawned).toHaveLength(2);
+  });
+
+  it('gives nothing ahead to a worker waiting to be recycled', async () => {
+    const h = await fast({ maxMemoryMB: 150, monitorIntervalMs: 1_000 });
+    const old = h.w(0);
+    h.rss.set(old.pid, 210 * 1048576);
+    await h.clock.advance(1_000); // over maxMemoryMB: it serves on until its replacement is READY
+    expect(h.spawned).toHaveLength(2);
+    const r1 = h.request();
+    const next = h.pool.begin(new Sink());
+    expect(next.state).toBe('queued');
+    expect(old.inflight).toBe(1);
+    h.w(1).ready();
+    await flush();
+    expect(next.state).toBe('assigned');
+    old.finish(r1.ex);
+    h.w(1).finish(next);
+  });
+
+  it('fails a request given ahead with the others when its worker dies', async () => {
+    const h = await fast({ minWorkers: 1, maxWorkers: 1 });
+    const r1 = h.request();
+    const r2 = h.request();
+    expect(r2.ex.ahead).toBe(true);
+    h.w(0).exit(null, 'SIGKILL');
+    await flush();
+    expect(r1.sink.failed?.code).toBe('CORRAL_WORKER_LOST');
+    expect(r2.sink.failed?.code).toBe('CORRAL_WORKER_LOST');
   });
 });

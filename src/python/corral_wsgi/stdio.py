@@ -154,11 +154,13 @@ class InlinePipeChannel(PipeChannel):
         self._poller.register(rfd, select.POLLIN)
 
     def serve(self):
-        runnable, serve_request = self.runnable, self.server.serve_request
+        runnable, serve_request, catch_up = self.runnable, self.server.serve_request, self.catch_up
         try:
             while True:
                 while runnable:
                     serve_request(runnable.popleft())
+                    if runnable:  # given ahead (the service does so for fast apps): an ABORT
+                        catch_up()  # that came for it while this one ran ends it unrun
                 with self.plock:
                     more = self._pump_locked()
                 if not more:
