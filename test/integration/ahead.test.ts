@@ -33,10 +33,17 @@ async function start(threads: number): Promise<{ c: CorralProcess; sock: string;
   return { c, sock, control: `http://${String(ready.control)}` };
 }
 
-/** The worker's row of the status document. */
-async function worker(control: string): Promise<StatusDocument['apps'][number]['workers'][number]> {
+/** The app's figures in the status document: requests waiting (`queued`) and its one worker's row. */
+async function figures(control: string): Promise<{ queued: number; worker: StatusDocument['apps'][number]['workers'][number] }> {
   const doc = JSON.parse((await httpRequest(`${control}/status.json`)).body.toString()) as StatusDocument;
-  return doc.apps[0]!.workers[0]!;
+  return { queued: doc.apps[0]!.queued, worker: doc.apps[0]!.workers[0]! };
+}
+
+/** The figures once a request waits on the busy worker (given ahead), or the last ones seen. */
+async function oneAhead(control: string): Promise<Awaited<ReturnType<typeof figures>>> {
+  let f = await figures(control);
+  for (let i = 0; i < 50 && f.queued < 1; i++) f = await figures(control);
+  return f;
 }
 
 /** Shows the pool the app is fast: a few quick requests, one after the other. */
@@ -56,11 +63,11 @@ describe('proxy: a request given ahead of a busy worker', () => {
     const first = client.request(1, cgiParams('GET', '/sleep?s=0.6'));
     const second = client.request(2, cgiParams('POST', '/sha256', { CONTENT_LENGTH: String(body.length) }), body);
 
-    // While the first sleeps: two requests on the worker, one of them running.
-    let row = await worker(control);
-    for (let i = 0; i < 50 && row.inflight < 2; i++) row = await worker(control);
-    expect(row.inflight).toBe(2);
-    expect(row.current).toHaveLength(1);
+    // While the first sleeps: it runs on the worker's one thread; the second waits on the worker.
+    const f = await oneAhead(control);
+    expect(f.queued).toBe(1);
+    expect(f.worker.inflight).toBe(1);
+    expect(f.worker.current).toHaveLength(1);
     // One more now waits in the queue (a worker gets one ahead, no more).
     const other = await FcgiClient.connect({ path: sock });
     const third = other.request(1, cgiParams('GET', '/'));
@@ -87,9 +94,7 @@ describe('proxy: a request given ahead of a busy worker', () => {
 
     const first = client.request(1, cgiParams('GET', '/sleep?s=0.5'));
     const aborted = client.request(2, cgiParams('GET', '/print'));
-    let row = await worker(control);
-    for (let i = 0; i < 50 && row.inflight < 2; i++) row = await worker(control);
-    expect(row.inflight).toBe(2);
+    expect((await oneAhead(control)).queued).toBe(1);
     client.abort(2); // the service passes the ABORT on to the worker, which has not started it
     expect((await first).body.toString()).toBe('slept 0.5');
     const r = await aborted;
@@ -100,8 +105,8 @@ describe('proxy: a request given ahead of a busy worker', () => {
     expect((await client.request(3, cgiParams('GET', '/print'))).body.toString()).toBe('printed');
     await c.waitForLog((l) => String(l.line).includes('PRINTED-TO-STDOUT'));
     expect(c.logs.filter((l) => String(l.line).includes('PRINTED-TO-STDOUT'))).toHaveLength(1);
-    row = await worker(control);
-    expect(row.inflight).toBe(0);
+    const end = await figures(control);
+    expect([end.queued, end.worker.inflight]).toEqual([0, 0]);
     client.close();
     expect(c.child.exitCode).toBeNull();
   });

@@ -1547,27 +1547,29 @@ describe('requests given ahead (proxy path)', () => {
     expect(r2.ex.ahead).toBe(true);
     expect(w.inflight).toBe(2);
     expect(r3.ex.state).toBe('queued'); // one ahead per worker, no more
-    expect(h.pool.queued).toBe(1);
+    expect(h.pool.queued).toBe(2); // r3, and r2 that waits on the worker
     await h.clock.advance(3);
     w.finish(r1.ex);
     // r2 now has the thread: its time starts now; r3 goes ahead of it in turn.
     expect(r2.ex.ahead).toBe(false);
     expect(r2.ex.dispatchedAt).toBe(h.clock.now());
     expect(r3.ex.ahead).toBe(true);
-    expect(h.pool.queued).toBe(0);
+    expect(h.pool.queued).toBe(1);
     w.finish(r2.ex);
     w.finish(r3.ex);
     expect([r1, r2, r3].map((r) => r.sink.ended)).toEqual([0, 0, 0]);
   });
 
-  it('shows only running requests as running on the status page', async () => {
+  it('counts a request given ahead as waiting, not running, on the status page', async () => {
     const h = await fast();
     const sink = (path: string): Sink => Object.assign(new Sink(), { describe: () => ({ method: 'GET', path }) });
     h.pool.begin(sink('/first'));
     await h.clock.advance(2);
     h.pool.begin(sink('/ahead'));
     await h.clock.advance(2);
-    expect(h.pool.status()[0]).toMatchObject({ inflight: 2, running: [{ method: 'GET', path: '/first', ageMs: 4 }] });
+    // Busy threads and running requests count the first; the one given ahead waits (queued).
+    expect(h.pool.status()[0]).toMatchObject({ inflight: 1, running: [{ method: 'GET', path: '/first', ageMs: 4 }] });
+    expect(h.pool.queued).toBe(1);
   });
 
   it('keeps plain queueing for an app whose requests take 10 ms or more', async () => {
