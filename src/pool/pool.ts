@@ -292,10 +292,11 @@ export class Pool implements Upstream {
   get servingGeneration(): number {
     return this.#servingGen;
   }
-  /** How long the oldest request still waiting has waited, ms (0 with none). */
+  /** How long the oldest request still waiting (queued, or given ahead) has waited, ms (0 with none). */
   get longestWaitMs(): number {
-    const oldest = this.#queue.find((q) => q.state === 'queued');
-    return oldest ? Math.max(0, this.#deps.clock.now() - oldest.createdAt) : 0;
+    let oldest = this.#queue.find((q) => q.state === 'queued')?.createdAt ?? Infinity;
+    for (const s of this.#slots.values()) for (const ex of s.w.exchanges) if (ex.ahead && ex.createdAt < oldest) oldest = ex.createdAt;
+    return oldest === Infinity ? 0 : Math.max(0, this.#deps.clock.now() - oldest);
   }
 
   /** Figures per worker. */

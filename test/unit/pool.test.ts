@@ -1570,6 +1570,7 @@ describe('requests given ahead (proxy path)', () => {
     // Busy threads and running requests count the first; the one given ahead waits (queued).
     expect(h.pool.status()[0]).toMatchObject({ inflight: 1, running: [{ method: 'GET', path: '/first', ageMs: 4 }] });
     expect(h.pool.queued).toBe(1);
+    expect(h.pool.longestWaitMs).toBe(2); // given ahead 2 ms ago
   });
 
   it('keeps plain queueing for an app whose requests take 10 ms or more', async () => {
