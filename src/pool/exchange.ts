@@ -302,10 +302,12 @@ export class Exchange {
   }
 
   #checkPause(): void {
-    if (!this.#paused && this.#heldStdin >= (this.#state === 'queued' ? PAUSE_QUEUED : PAUSE_AT)) {
+    // While queued nothing held leaves, so a paused front stays paused until a worker takes it.
+    const bound = this.#state === 'queued' ? PAUSE_QUEUED : PAUSE_AT;
+    if (!this.#paused && this.#heldStdin >= bound) {
       this.#paused = true;
       this.sink.pauseInput();
-    } else if (this.#paused && this.#heldStdin < PAUSE_AT / 2) this.#resume();
+    } else if (this.#paused && this.#heldStdin < bound / 2) this.#resume();
   }
 
   #resume(): void {

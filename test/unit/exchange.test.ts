@@ -135,6 +135,22 @@ describe('Exchange', () => {
     expect(w.stdinBytes()).toBe(5 * 65535);
   });
 
+  it('while queued, pauses the front at 32 KiB of body and stays paused until a worker takes it', () => {
+    const sink = new Sink();
+    const ex = new Exchange(sink, 0);
+    ex.params(encodeRecord(RecordType.PARAMS, 7));
+    ex.stdin(stdin(32768));
+    expect([sink.paused, sink.resumed]).toEqual([1, 0]);
+    // The rest of the read the front had parsed already: held, and the front stays paused.
+    ex.stdin(stdin(32768));
+    ex.stdin(stdin(1000));
+    expect([sink.paused, sink.resumed]).toEqual([1, 0]);
+    const w = new FakeWorker();
+    ex.assign(w, 1, 1 << 20, 4000);
+    expect([sink.paused, sink.resumed]).toEqual([1, 1]);
+    expect(w.stdinBytes()).toBe(2 * 32768 + 1000);
+  });
+
   it('returns response credit in quanta of a quarter window', () => {
     const sink = new Sink();
     const ex = new Exchange(sink, 0);
