@@ -450,8 +450,7 @@ export class Pool implements Upstream {
   /** A thread of w came free: the first request given to it ahead (if any) runs now (a worker
    *  serves its pipe's requests in order), and its time (requestTimeout, status) starts. */
   #threadFreed(w: WorkerHandle, now: number): void {
-    let running = 0;
-    for (const ex of w.exchanges) if (!ex.ahead) running++;
+    let running = w.inflight - givenAhead(w);
     for (const ex of w.exchanges) {
       if (running >= w.capacity) return;
       if (!ex.ahead) continue;
